@@ -1,0 +1,3 @@
+from cio_anon.cli import main
+
+main()

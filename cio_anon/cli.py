@@ -1,0 +1,335 @@
+"""The `cio-anon` command: parse options, call one service function, print the result.
+
+No SQL and no rules here. Domain errors become one sentence on stderr and exit 1 in
+one place (`handle_errors`); usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console, RenderableType
+
+from cio_anon import render, service
+from cio_anon.clock import parse_time, resolve_now
+from cio_anon.errors import CioAnonError
+from cio_anon.rules import EventType
+from cio_anon.workspace import DEFAULT_PATH
+
+app = typer.Typer(
+    name="cio-anon",
+    help="Customer.io's anonymous activity and identity merging, reproduced over a local "
+    "SQLite workspace.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+DbOption = Annotated[
+    Path,
+    typer.Option(
+        "--db",
+        envvar="CIO_ANON_DB",
+        help="Workspace file (env CIO_ANON_DB).",
+        dir_okay=False,
+    ),
+]
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="Receive time of this call: ISO-8601 or Unix seconds (env CIO_ANON_NOW; "
+        "default: now).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn a domain error into one sentence on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except CioAnonError as error:
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def emit(as_json: bool, document: dict[str, Any], text: Callable[[], RenderableType]) -> None:
+    """Print the JSON document, or the Rich rendering."""
+    if as_json:
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    else:
+        Console(highlight=False).print(text())
+
+
+@app.command()
+@handle_errors
+def init(
+    *,
+    created_at: Annotated[
+        str | None,
+        typer.Option(help="The workspace's creation date (decides the merge default)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing workspace.")] = False,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a workspace. Merging is on unless it was created before 2021-07-01."""
+    now = resolve_now(at)
+    created = None if created_at is None else parse_time(created_at, what="--created-at time")
+    settings = service.init_workspace(db, now, created_at=created, force=force)
+    emit(as_json, render.settings_json(settings), lambda: render.settings_text(settings))
+
+
+@app.command()
+@handle_errors
+def settings(
+    *,
+    anonymous_merge: Annotated[
+        bool | None,
+        typer.Option(
+            "--anonymous-merge/--no-anonymous-merge",
+            help="Turn anonymous event merging on or off.",
+            show_default=False,
+        ),
+    ] = None,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the workspace settings, or change anonymous merging."""
+    now = resolve_now(at)
+    with service.opened(db, now, write=anonymous_merge is not None) as workspace:
+        result = service.update_settings(workspace, anonymous_merge=anonymous_merge)
+    emit(as_json, render.settings_json(result), lambda: render.settings_text(result))
+
+
+@app.command()
+@handle_errors
+def track(
+    name: Annotated[str, typer.Argument(help="Event name (a page's URL for pages).")],
+    *,
+    person: Annotated[str | None, typer.Option(help="The person's id, email or cio_<id>.")] = None,
+    anonymous_id: Annotated[str | None, typer.Option(help="An anonymous_id.")] = None,
+    recipient: Annotated[
+        str | None, typer.Option(help="An invite event's recipient (data.recipient).")
+    ] = None,
+    type: Annotated[EventType, typer.Option("--type", help="Kind of event.")] = EventType.EVENT,
+    data: Annotated[str | None, typer.Option(help="Event data as a JSON object.")] = None,
+    timestamp: Annotated[
+        str | None, typer.Option(help="When it happened (default: the receive time).")
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option(help="The event's id; an id seen before is ignored.")
+    ] = None,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record one event for a person, an anonymous_id, or an invite recipient."""
+    given = [
+        flag
+        for flag, value in (
+            ("--person", person),
+            ("--anonymous-id", anonymous_id),
+            ("--recipient", recipient),
+        )
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --person, --anonymous-id, --recipient"
+            + (f" (got {', '.join(given)})" if given else ""),
+            param_hint="identity",
+        )
+    now = resolve_now(at)
+    payload = service.parse_json_object(data, what="--data value") if data is not None else {}
+    if recipient is not None:
+        payload["recipient"] = recipient
+    with service.opened(db, now, write=True) as workspace:
+        result = service.track(
+            workspace,
+            now,
+            name=name,
+            person=person,
+            anonymous_id=anonymous_id,
+            type=type.value,
+            data=payload,
+            timestamp=timestamp,
+            event_id=event_id,
+        )
+    emit(as_json, render.track_json(result), lambda: render.track_text(result))
+
+
+@app.command()
+@handle_errors
+def identify(
+    identifier: Annotated[str, typer.Argument(help="id, email or cio_<id> of the person.")],
+    *,
+    anonymous_id: Annotated[
+        str | None, typer.Option(help="Assign this anonymous_id and merge its events.")
+    ] = None,
+    attr: Annotated[
+        list[str] | None, typer.Option(help="An attribute KEY=VALUE (repeatable).")
+    ] = None,
+    attrs: Annotated[str | None, typer.Option(help="Attributes as a JSON object.")] = None,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create or update a person; with an anonymous_id, merge their anonymous events.
+
+    An attribute set to "" is removed; `_update: true` refuses to create a person.
+    """
+    now = resolve_now(at)
+    attributes = service.collect_attributes(attr or [], attrs)
+    with service.opened(db, now, write=True) as workspace:
+        result = service.identify(
+            workspace,
+            now,
+            identifier=identifier,
+            anonymous_id=anonymous_id,
+            attributes=attributes,
+        )
+    emit(as_json, render.identify_json(result), lambda: render.identify_text(result))
+
+
+@app.command()
+@handle_errors
+def merge(
+    primary: Annotated[str, typer.Argument(help="The person who stays.")],
+    secondary: Annotated[str, typer.Argument(help="The person merged in and deleted.")],
+    *,
+    dry_run: Annotated[bool, typer.Option(help="Show what would happen; change nothing.")] = False,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Merge two people (Customer.io's Merge People). It cannot be undone."""
+    now = resolve_now(at)
+    with service.opened(db, now, write=True, commit=not dry_run) as workspace:
+        result = service.merge_people(
+            workspace, now, primary=primary, secondary=secondary, dry_run=dry_run
+        )
+    emit(as_json, render.merge_json(result), lambda: render.merge_text(result))
+
+
+@app.command()
+@handle_errors
+def purge(
+    *,
+    dry_run: Annotated[
+        bool, typer.Option(help="Show what would be deleted; delete nothing.")
+    ] = False,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete anonymous events that stayed unmerged past the 30-day retention."""
+    now = resolve_now(at)
+    with service.opened(db, now, write=True, commit=not dry_run) as workspace:
+        result = service.purge(workspace, now, dry_run=dry_run)
+    emit(as_json, render.purge_json(result), lambda: render.purge_text(result))
+
+
+@app.command()
+@handle_errors
+def log(
+    *,
+    person: Annotated[str | None, typer.Option(help="Only this person's activity.")] = None,
+    anonymous_id: Annotated[str | None, typer.Option(help="Only this anonymous_id.")] = None,
+    tab: Annotated[
+        str | None, typer.Option(help="identified or anonymous (default: both).")
+    ] = None,
+    type: Annotated[
+        str | None,
+        typer.Option("--type", help="Only this type: event, page, screen, invite, anon_merge, ..."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows per tab.")] = 50,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The activity log: the Identified and Anonymous tabs, newest first."""
+    now = resolve_now(at)
+    with service.opened(db, now, write=False) as workspace:
+        page = service.activity_log(
+            workspace,
+            now,
+            person=person,
+            anonymous_id=anonymous_id,
+            tab=tab,
+            type=type,
+            limit=limit,
+        )
+    emit(as_json, render.log_json(page), lambda: render.log_text(page))
+
+
+@app.command()
+@handle_errors
+def show(
+    identifier: Annotated[str, typer.Argument(help="id, email or cio_<id> of the person.")],
+    *,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One profile: identifiers, attributes, anonymous ids, event counts, merge history."""
+    now = resolve_now(at)
+    with service.opened(db, now, write=False) as workspace:
+        profile = service.show(workspace, identifier=identifier)
+    emit(as_json, render.profile_json(profile), lambda: render.profile_text(profile))
+
+
+@app.command()
+@handle_errors
+def people(
+    *,
+    limit: Annotated[int, typer.Option(help="How many people to list.")] = 100,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List people, newest first, with their event counts."""
+    now = resolve_now(at)
+    with service.opened(db, now, write=False) as workspace:
+        found = service.list_people(workspace, limit=limit)
+    emit(as_json, render.people_json(found), lambda: render.people_text(found))
+
+
+@app.command()
+@handle_errors
+def explain(
+    event_id: Annotated[str, typer.Argument(help="The event's id.")],
+    *,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Why an event is where it is: its status, the rule code, and the times behind it."""
+    now = resolve_now(at)
+    with service.opened(db, now, write=False) as workspace:
+        explanation = service.explain(workspace, now, event_id=event_id)
+    emit(as_json, render.explain_json(explanation), lambda: render.explain_text(explanation))
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

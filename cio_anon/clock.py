@@ -1,0 +1,90 @@
+"""Parse TIME values and decide what "now" is for a command.
+
+A TIME is ISO-8601 (a value without an offset is UTC) or Unix seconds, given as a
+number or a numeric string. Everything is returned as a UTC pendulum DateTime.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+import pendulum
+from pendulum import DateTime
+
+from cio_anon.errors import InvalidInput
+
+NOW_ENV = "CIO_ANON_NOW"
+
+# Year 1970 to year 9999: anything outside is a mistake (often milliseconds).
+_MIN_SECONDS = 0.0
+_MAX_SECONDS = 253_402_300_799.0
+# A time of day alone would be read against today's date: a TIME must start with a date.
+_STARTS_WITH_DATE = re.compile(r"^\d{4}-?(\d{2}|W\d{2})")
+
+
+def from_unix(seconds: float) -> DateTime:
+    """A UTC DateTime from Unix seconds."""
+    return pendulum.from_timestamp(seconds, tz="UTC")
+
+
+def to_unix(moment: DateTime) -> float | int:
+    """Unix seconds, as an int when the moment falls on a whole second."""
+    value = moment.timestamp()
+    return int(value) if value.is_integer() else value
+
+
+def parse_time(value: object, *, what: str = "time") -> DateTime:
+    """Parse Unix seconds (int, float, numeric string) or ISO-8601 into UTC.
+
+    Raises InvalidInput naming `what` when the value is not a usable time.
+    """
+    if isinstance(value, bool):
+        raise InvalidInput(f"The {what} {value!r} is not a time: use ISO-8601 or Unix seconds.")
+    if isinstance(value, int | float):
+        return _from_seconds(float(value), what, value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise InvalidInput(f"The {what} is empty: use ISO-8601 or Unix seconds.")
+        try:
+            seconds = float(text)
+        except ValueError:
+            return _from_iso(text, what)
+        return _from_seconds(seconds, what, value)
+    raise InvalidInput(f"The {what} {value!r} is not a time: use ISO-8601 or Unix seconds.")
+
+
+def _from_seconds(seconds: float, what: str, original: object) -> DateTime:
+    if not math.isfinite(seconds):
+        raise InvalidInput(f"The {what} {original!r} is not a finite number of seconds.")
+    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+        hint = " (it looks like milliseconds)" if seconds > _MAX_SECONDS else ""
+        raise InvalidInput(
+            f"The {what} {original!r} is outside 1970-01-01..9999-12-31 in Unix seconds{hint}."
+        )
+    return from_unix(seconds)
+
+
+def _from_iso(text: str, what: str) -> DateTime:
+    parsed: object = None
+    if _STARTS_WITH_DATE.match(text):
+        try:
+            parsed = pendulum.parse(text, tz="UTC")
+        except (ValueError, TypeError, OverflowError):
+            parsed = None
+    if not isinstance(parsed, DateTime):
+        raise InvalidInput(f"The {what} {text!r} is not ISO-8601 or Unix seconds.")
+    utc = parsed.in_timezone("UTC")
+    return _from_seconds(utc.timestamp(), what, text)
+
+
+def resolve_now(at: str | None, environ: dict[str, str] | None = None) -> DateTime:
+    """The receive time of a command: `--at`, else CIO_ANON_NOW, else the real UTC time."""
+    env = os.environ if environ is None else environ
+    if at is not None:
+        return parse_time(at, what="--at time")
+    if env.get(NOW_ENV):
+        return parse_time(env[NOW_ENV], what=f"{NOW_ENV} time")
+    return pendulum.now("UTC")

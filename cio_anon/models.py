@@ -1,0 +1,124 @@
+"""The records the workspace stores and the service passes around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pendulum import DateTime
+
+from cio_anon.rules import Provenance, Rule
+
+
+@dataclass(frozen=True)
+class Settings:
+    created_at: DateTime
+    anonymous_merge: bool
+
+
+@dataclass
+class Person:
+    cio_id: str
+    id: str | None
+    email: str | None
+    attributes: dict[str, Any]
+    created_at: DateTime
+    updated_at: DateTime
+
+    def ref(self) -> PersonRef:
+        return PersonRef(self.cio_id, self.id, self.email)
+
+
+@dataclass(frozen=True)
+class PersonRef:
+    """The three identifiers of a person, as the log and JSON show them."""
+
+    cio_id: str
+    id: str | None
+    email: str | None
+
+    @property
+    def label(self) -> str:
+        return self.email or self.id or f"cio_{self.cio_id}"
+
+
+@dataclass
+class Event:
+    event_id: str
+    name: str
+    type: str
+    data: dict[str, Any]
+    timestamp: DateTime
+    received_at: DateTime
+    rule: Rule
+    cio_id: str | None = None
+    anonymous_id: str | None = None
+    recipient: str | None = None
+    provenance: Provenance | None = None
+    merged_at: DateTime | None = None
+    can_trigger: bool = False
+    source: str | None = None
+
+    @property
+    def is_invite(self) -> bool:
+        return self.cio_id is None and self.anonymous_id is None and self.recipient is not None
+
+
+class ActivityType:
+    """Activity types other than events, as the Identified tab names them."""
+
+    ANON_MERGE = "anon_merge"
+    PROFILE_CREATE = "profile_create"
+    PROFILE_MERGE = "profile_merge"
+    ATTRIBUTE_CHANGE = "attribute_change"
+    FAILED_ATTRIBUTE_CHANGE = "failed_attribute_change"
+
+    ALL = (ANON_MERGE, PROFILE_CREATE, PROFILE_MERGE, ATTRIBUTE_CHANGE, FAILED_ATTRIBUTE_CHANGE)
+
+
+@dataclass
+class Activity:
+    cio_id: str
+    type: str
+    timestamp: DateTime
+    data: dict[str, Any] = field(default_factory=dict)
+    anonymous_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """What is left of an event that was deleted: enough to explain why."""
+
+    event_id: str
+    name: str
+    anonymous_id: str | None
+    cio_id: str | None
+    timestamp: DateTime
+    received_at: DateTime
+    removed_at: DateTime
+    rule: Rule
+    reason: str
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One row of a tab of the activity log: an event or another activity."""
+
+    type: str
+    timestamp: DateTime
+    received_at: DateTime
+    name: str | None
+    event_id: str | None
+    person: PersonRef | None
+    anonymous_id: str | None
+    data: dict[str, Any]
+    event: Event | None = None
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    total: int
+    tracked: int
+    merged: int
+    inherited: int
+    campaign_eligible: int

@@ -1,0 +1,457 @@
+"""Result objects → JSON-ready dicts (one serializer per record type) and Rich output."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pendulum import DateTime
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cio_anon import rules
+from cio_anon.clock import from_unix, to_unix
+from cio_anon.models import Activity, ActivityType, LogRow, Person, PersonRef, Settings
+from cio_anon.service import (
+    Explanation,
+    IdentifyResult,
+    LogPage,
+    MergeResult,
+    Profile,
+    PurgeResult,
+    TrackResult,
+    Warning,
+)
+
+MERGED_MARKER = "◐ was anonymous"
+
+# -- plain values -------------------------------------------------------------------
+
+
+def time_json(moment: DateTime | None) -> float | int | None:
+    return None if moment is None else to_unix(moment)
+
+
+def time_text(moment: DateTime | None) -> str:
+    return "—" if moment is None else moment.format("YYYY-MM-DD HH:mm:ss") + " UTC"
+
+
+def duration_text(seconds: float) -> str:
+    """A short human duration: `29d 23h`, `4h 10m`, `3m`."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m"
+
+
+def facts_json(facts: Mapping[str, object]) -> dict[str, object]:
+    return {k: time_json(v) if isinstance(v, DateTime) else v for k, v in facts.items()}
+
+
+def person_json(ref: PersonRef | None) -> dict[str, str | None] | None:
+    return None if ref is None else {"cio_id": ref.cio_id, "id": ref.id, "email": ref.email}
+
+
+def warnings_json(warnings: list[Warning]) -> list[dict[str, str]]:
+    return [{"rule": str(w.rule), "message": w.message} for w in warnings]
+
+
+def settings_json(settings: Settings) -> dict[str, Any]:
+    return {
+        "created_at": time_json(settings.created_at),
+        "anonymous_merge": settings.anonymous_merge,
+    }
+
+
+# -- records ------------------------------------------------------------------------
+
+
+def activity_json(row: LogRow, now: DateTime) -> dict[str, Any]:
+    """One ACTIVITY of either tab of the log."""
+    doc: dict[str, Any] = {
+        "type": row.type,
+        "timestamp": time_json(row.timestamp),
+        "received_at": time_json(row.received_at),
+        "name": row.name,
+        "event_id": row.event_id,
+        "person": person_json(row.person),
+        "anonymous_id": row.anonymous_id,
+        "data": row.data,
+    }
+    event = row.event
+    if event is not None:
+        doc["previously_anonymous"] = event.provenance is rules.Provenance.MERGED
+        doc["provenance"] = None if event.provenance is None else str(event.provenance)
+        doc["can_trigger_campaigns"] = event.can_trigger
+        doc["merged_at"] = time_json(event.merged_at)
+        doc["rule"] = str(event.rule)
+        if event.cio_id is None and not event.is_invite:
+            deadline = rules.retention_deadline(event.timestamp)
+            doc["retention_expires_at"] = time_json(deadline)
+            doc["expired"] = rules.is_expired(event.timestamp, now)
+        if event.source is not None:
+            doc["source"] = event.source
+    return doc
+
+
+def log_json(page: LogPage) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for tab in ("identified", "anonymous"):
+        rows = getattr(page, tab)
+        if rows is not None:
+            doc[tab] = [activity_json(row, page.now) for row in rows]
+    return doc
+
+
+def track_json(result: TrackResult) -> dict[str, Any]:
+    return {
+        "event_id": result.event_id,
+        "stored": result.stored,
+        "status": result.status,
+        "rule": str(result.rule),
+        "person": person_json(result.person),
+        "anonymous_id": result.anonymous_id,
+        "provenance": None if result.provenance is None else str(result.provenance),
+        "can_trigger_campaigns": result.can_trigger_campaigns,
+        "warnings": warnings_json(result.warnings),
+    }
+
+
+def identify_json(result: IdentifyResult) -> dict[str, Any]:
+    return {
+        "person": person_json(result.person),
+        "created": result.created,
+        "rule": None if result.rule is None else str(result.rule),
+        "anonymous_id": result.anonymous_id,
+        "merged": result.merged,
+        "merged_count": len(result.merged),
+        "attribute_changes": [
+            {"attribute": c.attribute, "from": c.before, "to": c.after}
+            for c in result.attribute_changes
+        ],
+        "failed_attribute_changes": result.failed_attribute_changes,
+        "warnings": warnings_json(result.warnings),
+    }
+
+
+def merge_json(result: MergeResult) -> dict[str, Any]:
+    return {
+        "primary": person_json(result.primary),
+        "secondary": person_json(result.secondary),
+        "dry_run": result.dry_run,
+        "moved": result.moved,
+        "dropped": result.dropped,
+        "filled": result.filled,
+        "anonymous_ids": result.anonymous_ids,
+        "counts": {
+            "moved": len(result.moved),
+            "dropped": len(result.dropped),
+            "filled": len(result.filled),
+        },
+    }
+
+
+def purge_json(result: PurgeResult) -> dict[str, Any]:
+    return {
+        "dry_run": result.dry_run,
+        "rule": str(rules.Rule.RETENTION_EXPIRED),
+        "deleted": result.total,
+        "by_anonymous_id": result.deleted,
+    }
+
+
+def merge_activity_json(activity: Activity) -> dict[str, Any]:
+    return {
+        "type": activity.type,
+        "timestamp": time_json(activity.timestamp),
+        "received_at": time_json(activity.timestamp),
+        "name": None,
+        "event_id": None,
+        "anonymous_id": activity.anonymous_id,
+        "data": activity.data,
+    }
+
+
+def person_record_json(person: Person) -> dict[str, Any]:
+    return {
+        "cio_id": person.cio_id,
+        "id": person.id,
+        "email": person.email,
+        "attributes": person.attributes,
+        "created_at": time_json(person.created_at),
+    }
+
+
+def profile_json(profile: Profile) -> dict[str, Any]:
+    counts = profile.counts
+    return {
+        "person": person_record_json(profile.person),
+        "anonymous_ids": [
+            {"anonymous_id": a.anonymous_id, "assigned_at": time_json(a.assigned_at)}
+            for a in profile.anonymous_ids
+        ],
+        "events": {
+            "total": counts.total,
+            "merged": counts.merged,
+            "tracked": counts.tracked,
+            "inherited": counts.inherited,
+            "campaign_eligible": counts.campaign_eligible,
+        },
+        "merges": [merge_activity_json(a) for a in profile.merges],
+    }
+
+
+def people_json(people: list[tuple[Person, int]]) -> dict[str, Any]:
+    return {"people": [{**person_record_json(p), "events": n} for p, n in people]}
+
+
+def explain_json(explanation: Explanation) -> dict[str, Any]:
+    decision = explanation.decision
+    doc: dict[str, Any] = {
+        "event_id": explanation.event_id,
+        "name": explanation.name,
+        "status": explanation.status,
+        "rule": str(decision.rule),
+        "reason": decision.reason,
+        "person": person_json(explanation.person),
+        "anonymous_id": explanation.anonymous_id,
+        "facts": facts_json(decision.facts),
+        "source": explanation.source,
+    }
+    if explanation.campaign is not None:
+        doc["campaign"] = {
+            "rule": str(explanation.campaign.rule),
+            "reason": explanation.campaign.reason,
+        }
+    return doc
+
+
+# -- Rich ---------------------------------------------------------------------------
+
+
+def _warnings_text(warnings: list[Warning]) -> list[Text]:
+    return [Text(f"! {w.rule}: {w.message}", style="yellow") for w in warnings]
+
+
+def _activity_summary(row: LogRow) -> str:
+    data = row.data
+    if row.type == ActivityType.ANON_MERGE:
+        oldest = _unix_text(data.get("oldest_timestamp"))
+        return (
+            f"Anonymous Data Merged: {data.get('count')} event(s) from "
+            f"{data.get('anonymous_id')}, oldest {oldest}"
+        )
+    if row.type == ActivityType.ATTRIBUTE_CHANGE:
+        return f"{data.get('attribute')}: {data.get('from')!r} → {data.get('to')!r}"
+    if row.type == ActivityType.FAILED_ATTRIBUTE_CHANGE:
+        return f"{data.get('attribute')} not changed: {data.get('reason')}"
+    if row.type == ActivityType.PROFILE_MERGE:
+        secondary = data.get("secondary") or {}
+        label = secondary.get("email") or secondary.get("id") or secondary.get("cio_id")
+        return (
+            f"Merged {label}: {data.get('moved')} moved, {data.get('dropped')} dropped, "
+            f"{data.get('filled')} filled"
+        )
+    if row.type == ActivityType.PROFILE_CREATE:
+        return "Profile created"
+    return row.name or ""
+
+
+def _unix_text(value: object) -> str:
+    return time_text(from_unix(float(value))) if isinstance(value, int | float) else "—"
+
+
+def log_text(page: LogPage) -> RenderableType:
+    parts: list[RenderableType] = []
+    if page.identified is not None:
+        table = Table(title="Identified", title_justify="left", expand=False)
+        for column in ("Time", "Person", "Type", "Activity", ""):
+            table.add_column(column, overflow="fold")
+        for row in page.identified:
+            event = row.event
+            marker = ""
+            if event is not None and event.provenance is rules.Provenance.MERGED:
+                marker = MERGED_MARKER
+            elif event is not None and event.provenance is rules.Provenance.INHERITED:
+                marker = "⇢ inherited"
+            table.add_row(
+                time_text(row.timestamp),
+                row.person.label if row.person else "—",
+                row.type,
+                _activity_summary(row),
+                marker,
+            )
+        if not page.identified:
+            table.caption = "no identified activity"
+        parts.append(table)
+    if page.anonymous is not None:
+        table = Table(title="Anonymous", title_justify="left", expand=False)
+        for column in ("Time", "Anonymous ID / Recipient", "Type", "Name", "Retention"):
+            table.add_column(column, overflow="fold")
+        for row in page.anonymous:
+            event = row.event
+            assert event is not None
+            if event.is_invite:
+                who, left = f"invite → {event.recipient}", "never purged"
+            else:
+                who = row.anonymous_id or ""
+                deadline = rules.retention_deadline(event.timestamp)
+                left = (
+                    "expired (purge deletes it)"
+                    if rules.is_expired(event.timestamp, page.now)
+                    else f"{duration_text((deadline - page.now).total_seconds())} left"
+                )
+            table.add_row(time_text(row.timestamp), who, row.type, row.name or "", left)
+        if not page.anonymous:
+            table.caption = "no anonymous activity"
+        parts.append(table)
+    return Group(*parts)
+
+
+def track_text(result: TrackResult) -> RenderableType:
+    if not result.stored:
+        return Group(*_warnings_text(result.warnings))
+    where = {
+        "identified": f"on {result.person.label if result.person else '?'}",
+        "anonymous": f"anonymous ({result.anonymous_id})",
+        "invite": "as an invite event",
+    }[result.status]
+    lines = [Text(f"Stored {result.event_id} {where} [{result.rule}]")]
+    return Group(*lines, *_warnings_text(result.warnings))
+
+
+def identify_text(result: IdentifyResult) -> RenderableType:
+    verb = "Created" if result.created else "Updated"
+    lines = [Text(f"{verb} {result.person.label} (cio_{result.person.cio_id})")]
+    for change in result.attribute_changes:
+        lines.append(Text(f"  {change.attribute}: {change.before!r} → {change.after!r}"))
+    for failure in result.failed_attribute_changes:
+        lines.append(Text(f"  {failure['attribute']} not changed: {failure['reason']}", "red"))
+    if result.merged:
+        lines.append(
+            Text(f"Merged {len(result.merged)} anonymous event(s) from {result.anonymous_id}")
+        )
+    return Group(*lines, *_warnings_text(result.warnings))
+
+
+def merge_text(result: MergeResult) -> RenderableType:
+    head = "Would merge" if result.dry_run else "Merged"
+    lines = [
+        Text(f"{head} {result.secondary.label} into {result.primary.label}"),
+        Text(f"  events moved (inherited): {len(result.moved)}"),
+        Text(f"  events dropped (older than 30 days): {len(result.dropped)}"),
+        Text(f"  attributes filled: {', '.join(result.filled) or 'none'}"),
+        Text(f"  anonymous ids moved: {', '.join(result.anonymous_ids) or 'none'}"),
+    ]
+    return Group(*lines)
+
+
+def purge_text(result: PurgeResult) -> RenderableType:
+    head = "Would delete" if result.dry_run else "Deleted"
+    table = Table(title=f"{head} {result.total} expired anonymous event(s)", title_justify="left")
+    table.add_column("Anonymous ID")
+    table.add_column("Events", justify="right")
+    for anonymous_id, count in sorted(result.deleted.items()):
+        table.add_row(anonymous_id, str(count))
+    return table
+
+
+def settings_text(settings: Settings) -> RenderableType:
+    table = Table(show_header=False)
+    table.add_row("created_at", time_text(settings.created_at))
+    table.add_row("anonymous_merge", "on" if settings.anonymous_merge else "off")
+    return table
+
+
+def profile_text(profile: Profile) -> RenderableType:
+    person = profile.person
+    ident = Table(title=person.ref().label, title_justify="left", show_header=False)
+    ident.add_row("cio_id", person.cio_id)
+    ident.add_row("id", person.id or "—")
+    ident.add_row("email", person.email or "—")
+    ident.add_row("created", time_text(person.created_at))
+    for name, value in sorted(person.attributes.items()):
+        ident.add_row(name, str(value))
+    counts = profile.counts
+    events = Table(title="Events", title_justify="left")
+    for column in ("total", "tracked", "merged", "inherited", "campaign-eligible"):
+        events.add_column(column, justify="right")
+    events.add_row(
+        *map(
+            str,
+            (
+                counts.total,
+                counts.tracked,
+                counts.merged,
+                counts.inherited,
+                counts.campaign_eligible,
+            ),
+        )
+    )
+    anon = Table(title="Anonymous IDs", title_justify="left")
+    anon.add_column("anonymous_id")
+    anon.add_column("assigned at")
+    for a in profile.anonymous_ids:
+        anon.add_row(a.anonymous_id, time_text(a.assigned_at))
+    merges = Table(title="Merge history", title_justify="left")
+    merges.add_column("Time")
+    merges.add_column("Activity")
+    for activity in profile.merges:
+        row = LogRow(
+            activity.type,
+            activity.timestamp,
+            activity.timestamp,
+            None,
+            None,
+            None,
+            activity.anonymous_id,
+            activity.data,
+        )
+        merges.add_row(time_text(activity.timestamp), _activity_summary(row))
+    return Group(ident, events, anon, merges)
+
+
+def people_text(people: list[tuple[Person, int]]) -> RenderableType:
+    table = Table(title=f"{len(people)} people", title_justify="left")
+    for column in ("cio_id", "id", "email", "created", "events"):
+        table.add_column(column)
+    for person, count in people:
+        table.add_row(
+            person.cio_id,
+            person.id or "—",
+            person.email or "—",
+            time_text(person.created_at),
+            str(count),
+        )
+    return table
+
+
+def explain_text(explanation: Explanation) -> RenderableType:
+    decision = explanation.decision
+    where = {
+        "identified": f"on {explanation.person.label if explanation.person else '?'}",
+        "anonymous": f"anonymous ({explanation.anonymous_id})",
+        "invite": "an invite event",
+        "purged": "deleted",
+    }[explanation.status]
+    lines: list[RenderableType] = [
+        Text(f"{explanation.event_id} ({explanation.name!r}) is {where} [{decision.rule}]"),
+        Text(decision.reason),
+    ]
+    if explanation.campaign is not None and explanation.campaign is not decision:
+        lines.append(
+            Text(f"Campaigns: {explanation.campaign.reason} [{explanation.campaign.rule}]")
+        )
+    if explanation.source:
+        lines.append(Text(f"Source: {explanation.source}"))
+    facts = Table(show_header=False, title="Facts", title_justify="left")
+    for name, value in decision.facts.items():
+        facts.add_row(name, time_text(value) if isinstance(value, DateTime) else str(value))
+    lines.append(facts)
+    return Group(*lines)

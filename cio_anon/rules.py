@@ -1,0 +1,516 @@
+"""Customer.io's anonymous-activity rules as pure decisions.
+
+Plain values and an explicit `now` go in; a `Decision` with a rule code (as the spec
+spells it) and the facts it used comes out. Nothing here reads the clock, the disk or
+the workspace, so every rule can be tested with a table of times.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pendulum import DateTime, Duration, datetime, duration
+
+from cio_anon.errors import InvalidInput, RuleViolation
+
+RETENTION: Duration = duration(days=30)
+"""How long Customer.io keeps an anonymous event that has not merged."""
+MERGE_WINDOW: Duration = duration(minutes=5)
+"""How long after an identify events for its anonymous_id still merge on arrival."""
+CAMPAIGN_WINDOW: Duration = duration(hours=72)
+"""How old an event may be, when it becomes a person's, and still trigger campaigns."""
+MERGE_ON_BY_DEFAULT_SINCE: DateTime = datetime(2021, 7, 1, tz="UTC")
+"""Workspaces created from this day on have anonymous merging on by default."""
+
+
+class Rule(StrEnum):
+    """The rule codes every outcome carries."""
+
+    ANONYMOUS = "anonymous"
+    INVITE = "invite"
+    NO_IDENTITY = "no_identity"
+    MERGED_ON_IDENTIFY = "merged_on_identify"
+    MERGED_IN_WINDOW = "merged_in_window"
+    WINDOW_CLOSED = "window_closed"
+    ANONYMOUS_ID_TAKEN = "anonymous_id_taken"
+    MERGE_DISABLED = "merge_disabled"
+    RETENTION_EXPIRED = "retention_expired"
+    CAMPAIGN_ELIGIBLE = "campaign_eligible"
+    SEGMENT_ONLY = "segment_only"
+    DUPLICATE = "duplicate"
+    LIMIT_EXCEEDED = "limit_exceeded"
+
+
+class Provenance(StrEnum):
+    """How an event came to be a person's."""
+
+    TRACKED = "tracked"
+    MERGED = "merged"
+    INHERITED = "inherited"
+
+
+class EventType(StrEnum):
+    EVENT = "event"
+    PAGE = "page"
+    SCREEN = "screen"
+
+
+Facts = Mapping[str, DateTime | str | int | bool | None]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A rule's outcome: the code, one sentence, and the facts behind it."""
+
+    rule: Rule
+    reason: str
+    facts: Facts = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """anonymous_id `anonymous_id` was assigned to person `cio_id` at `assigned_at`."""
+
+    anonymous_id: str
+    cio_id: str
+    assigned_at: DateTime
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an unattached anonymous event goes: to `cio_id` at `merged_at`, or nowhere."""
+
+    decision: Decision
+    cio_id: str | None = None
+    merged_at: DateTime | None = None
+
+    @property
+    def merges(self) -> bool:
+        return self.cio_id is not None
+
+
+# -- workspace defaults -------------------------------------------------------------
+
+
+def default_anonymous_merge(created_at: DateTime) -> bool:
+    """Merging is on by default for workspaces created on or after 2021-07-01."""
+    return created_at >= MERGE_ON_BY_DEFAULT_SINCE
+
+
+# -- identifiers --------------------------------------------------------------------
+
+
+class IdentifierKind(StrEnum):
+    CIO_ID = "cio_id"
+    EMAIL = "email"
+    ID = "id"
+
+
+def resolve_identifier(value: str) -> tuple[IdentifierKind, str]:
+    """Read one identifier string as Customer.io does: `cio_<x>`, an email, or an id."""
+    text = value.strip()
+    if not text:
+        raise InvalidInput("An identifier cannot be empty.")
+    check_identifier_limit(text)
+    if text.startswith("cio_") and len(text) > 4:
+        return IdentifierKind.CIO_ID, text[4:]
+    if "@" in text:
+        return IdentifierKind.EMAIL, text
+    return IdentifierKind.ID, text
+
+
+def email_key(email: str) -> str:
+    """Emails are unique and compared case-insensitively."""
+    return email.strip().casefold()
+
+
+# -- limits -------------------------------------------------------------------------
+
+IDENTIFIER_MAX_BYTES = 150
+ATTRIBUTE_NAME_MAX_BYTES = 150
+ATTRIBUTE_VALUE_MAX_BYTES = 1000
+ATTRIBUTES_PER_CALL_MAX = 300
+EVENT_NAME_MAX_BYTES = 100
+EVENT_DATA_MAX_BYTES = 100_000
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _too_big(what: str, size: int, limit: int) -> RuleViolation:
+    return RuleViolation(
+        Rule.LIMIT_EXCEEDED,
+        f"The {what} is {size} bytes; Customer.io allows at most {limit} bytes.",
+    )
+
+
+def check_identifier_limit(value: str) -> None:
+    size = _size(value)
+    if size > IDENTIFIER_MAX_BYTES:
+        raise _too_big(f"identifier {value[:40]!r}...", size, IDENTIFIER_MAX_BYTES)
+
+
+def check_attribute_limits(attributes: Mapping[str, Any]) -> None:
+    """Customer.io's limits on one identify: count, name length, value length."""
+    if len(attributes) > ATTRIBUTES_PER_CALL_MAX:
+        raise RuleViolation(
+            Rule.LIMIT_EXCEEDED,
+            f"The identify sets {len(attributes)} attributes; Customer.io allows at most "
+            f"{ATTRIBUTES_PER_CALL_MAX} in one call.",
+        )
+    for name, value in attributes.items():
+        if not name.strip():
+            raise InvalidInput("An attribute name cannot be empty.")
+        size = _size(name)
+        if size > ATTRIBUTE_NAME_MAX_BYTES:
+            raise _too_big(f"attribute name {name[:40]!r}...", size, ATTRIBUTE_NAME_MAX_BYTES)
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        size = _size(text)
+        if size > ATTRIBUTE_VALUE_MAX_BYTES:
+            raise _too_big(f"value of attribute {name!r}", size, ATTRIBUTE_VALUE_MAX_BYTES)
+
+
+def check_event_limits(name: str, data_json: str) -> None:
+    """Customer.io's limits on one event: name length and data size (as JSON)."""
+    if not name:
+        raise InvalidInput("An event needs a name.")
+    size = _size(name)
+    if size > EVENT_NAME_MAX_BYTES:
+        raise _too_big(f"event name {name[:40]!r}...", size, EVENT_NAME_MAX_BYTES)
+    size = _size(data_json)
+    if size > EVENT_DATA_MAX_BYTES:
+        raise _too_big(f"data of event {name!r}", size, EVENT_DATA_MAX_BYTES)
+
+
+# -- where an incoming event belongs ------------------------------------------------
+
+
+def classify_unattached(anonymous_id: str | None, recipient: str | None) -> Decision:
+    """An event sent without a person: anonymous, an invite, or rejected."""
+    if anonymous_id:
+        return Decision(
+            Rule.ANONYMOUS,
+            f"The event carries anonymous_id {anonymous_id!r} and no person.",
+            {"anonymous_id": anonymous_id},
+        )
+    if recipient:
+        return Decision(
+            Rule.INVITE,
+            f"The event has no person and no anonymous_id but a recipient ({recipient}): "
+            "it is an invite event, never merged and never purged.",
+            {"recipient": recipient},
+        )
+    raise RuleViolation(
+        Rule.NO_IDENTITY,
+        "The event has no person, no anonymous_id and no data.recipient, so it cannot be stored.",
+    )
+
+
+def place_anonymous_event(
+    *,
+    received_at: DateTime,
+    timestamp: DateTime,
+    assignment: Assignment | None,
+    merge_enabled: bool,
+) -> Placement:
+    """Decide whether an anonymous event belongs to the person its id was assigned to.
+
+    The answer depends only on this event's own times and its anonymous_id's
+    assignment, never on other events or on the order calls arrived in: an event
+    received before the identify merges at the identify, one received within five
+    minutes after it merges on arrival, later ones stay anonymous. Retention is
+    judged at the moment of the merge.
+    """
+    facts: dict[str, DateTime | str | int | bool | None] = {
+        "timestamp": timestamp,
+        "received_at": received_at,
+    }
+    if assignment is None:
+        return Placement(
+            Decision(
+                Rule.ANONYMOUS,
+                "Its anonymous_id has not been assigned to anyone yet.",
+                facts,
+            )
+        )
+    facts["assigned_at"] = assignment.assigned_at
+    window_closes_at = assignment.assigned_at + MERGE_WINDOW
+    facts["window_closes_at"] = window_closes_at
+    if received_at > window_closes_at:
+        return Placement(
+            Decision(
+                Rule.WINDOW_CLOSED,
+                "It arrived after the 5-minute window that followed the identify which "
+                "assigned its anonymous_id; re-identifying does not reopen the window.",
+                facts,
+            )
+        )
+    if not merge_enabled:
+        return Placement(
+            Decision(
+                Rule.MERGE_DISABLED,
+                "Anonymous event merging is turned off in this workspace.",
+                facts,
+            )
+        )
+    in_window = received_at > assignment.assigned_at
+    merged_at = received_at if in_window else assignment.assigned_at
+    facts["merged_at"] = merged_at
+    oldest_allowed = merged_at - RETENTION
+    facts["retention_cutoff"] = oldest_allowed
+    if timestamp < oldest_allowed:
+        return Placement(
+            Decision(
+                Rule.RETENTION_EXPIRED,
+                "It happened more than 30 days before the merge, so it was past retention.",
+                facts,
+            )
+        )
+    if in_window:
+        decision = Decision(
+            Rule.MERGED_IN_WINDOW,
+            "It arrived within 5 minutes after the identify that assigned its "
+            "anonymous_id, so it merged on arrival.",
+            facts,
+        )
+    else:
+        decision = Decision(
+            Rule.MERGED_ON_IDENTIFY,
+            "It was received before the identify that assigned its anonymous_id and "
+            "happened within the 30 days before it, so it merged then.",
+            facts,
+        )
+    return Placement(decision, cio_id=assignment.cio_id, merged_at=merged_at)
+
+
+def decide_assignment(
+    *,
+    anonymous_id: str,
+    cio_id: str,
+    existing: Assignment | None,
+    merge_enabled: bool,
+    now: DateTime,
+) -> Decision:
+    """What an identify of person `cio_id` with `anonymous_id` does to the assignment.
+
+    `merged_on_identify` means the id is (now or already) this person's; the facts say
+    whether it was assigned by this call (`newly_assigned`).
+    """
+    facts: dict[str, DateTime | str | int | bool | None] = {
+        "anonymous_id": anonymous_id,
+        "identified_at": now,
+    }
+    if existing is not None:
+        facts["assigned_at"] = existing.assigned_at
+        facts["assigned_to"] = existing.cio_id
+        if existing.cio_id != cio_id:
+            return Decision(
+                Rule.ANONYMOUS_ID_TAKEN,
+                f"anonymous_id {anonymous_id!r} was already assigned to another person; "
+                "an anonymous_id is assigned once, so nothing merged.",
+                facts,
+            )
+        facts["newly_assigned"] = False
+        return Decision(
+            Rule.MERGED_ON_IDENTIFY,
+            f"anonymous_id {anonymous_id!r} was already assigned to this person; "
+            "identifying again merges nothing new.",
+            facts,
+        )
+    if not merge_enabled:
+        return Decision(
+            Rule.MERGE_DISABLED,
+            "Anonymous event merging is turned off in this workspace: the anonymous_id "
+            "attribute was stored, nothing was assigned or merged.",
+            facts,
+        )
+    facts["newly_assigned"] = True
+    facts["window_closes_at"] = now + MERGE_WINDOW
+    return Decision(
+        Rule.MERGED_ON_IDENTIFY,
+        f"anonymous_id {anonymous_id!r} is now assigned to this person.",
+        facts,
+    )
+
+
+# -- retention ----------------------------------------------------------------------
+
+
+def retention_deadline(timestamp: DateTime) -> DateTime:
+    """When an unmerged anonymous event stops being mergeable (and `purge` may delete it)."""
+    return timestamp + RETENTION
+
+
+def is_expired(timestamp: DateTime, now: DateTime) -> bool:
+    """An anonymous event more than 30 days old never merges."""
+    return timestamp < now - RETENTION
+
+
+def decide_pending(
+    *,
+    placement: Placement,
+    timestamp: DateTime,
+    claimed_while_disabled: bool,
+    now: DateTime,
+) -> Decision:
+    """Why an anonymous event that is still anonymous stays so, judged at `now`."""
+    decision = placement.decision
+    if decision.rule is Rule.WINDOW_CLOSED:
+        return decision
+    facts = {**decision.facts, "retention_expires_at": retention_deadline(timestamp)}
+    if is_expired(timestamp, now):
+        return Decision(
+            Rule.RETENTION_EXPIRED,
+            "It happened more than 30 days ago, so it will never merge; purge deletes it.",
+            facts,
+        )
+    if claimed_while_disabled and decision.rule is Rule.ANONYMOUS:
+        return Decision(
+            Rule.MERGE_DISABLED,
+            "A person carries this anonymous_id, but it was identified while anonymous "
+            "merging was off; identify them again with merging on to merge it.",
+            facts,
+        )
+    return Decision(decision.rule, decision.reason, facts)
+
+
+# -- campaigns ----------------------------------------------------------------------
+
+
+def campaign_eligibility(
+    *,
+    provenance: Provenance,
+    timestamp: DateTime,
+    received_at: DateTime,
+    merged_at: DateTime | None,
+) -> Decision:
+    """Whether a person's event can trigger campaigns; every event counts for segments."""
+    facts: dict[str, DateTime | str | int | bool | None] = {
+        "timestamp": timestamp,
+        "provenance": str(provenance),
+    }
+    if provenance is Provenance.INHERITED:
+        return Decision(
+            Rule.SEGMENT_ONLY,
+            "It was moved here by a profile merge; inherited events never trigger campaigns.",
+            facts,
+        )
+    attached_at = received_at if provenance is Provenance.TRACKED else merged_at
+    if attached_at is None:
+        raise ValueError("a merged event needs merged_at")
+    facts["attached_at"] = attached_at
+    facts["campaign_window_ends_at"] = timestamp + CAMPAIGN_WINDOW
+    when = "received" if provenance is Provenance.TRACKED else "merged"
+    if attached_at - timestamp <= CAMPAIGN_WINDOW:
+        return Decision(
+            Rule.CAMPAIGN_ELIGIBLE,
+            f"It was {when} within 72 hours of happening, so it can trigger campaigns.",
+            facts,
+        )
+    return Decision(
+        Rule.SEGMENT_ONLY,
+        f"It was {when} more than 72 hours after it happened, so it counts for segments "
+        "but cannot trigger campaigns.",
+        facts,
+    )
+
+
+# -- attributes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttributeChange:
+    attribute: str
+    before: Any
+    after: Any
+
+
+def apply_attributes(
+    current: Mapping[str, Any], updates: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[AttributeChange]]:
+    """Merge `updates` shallowly into `current`; a value of "" removes the attribute."""
+    result = dict(current)
+    changes: list[AttributeChange] = []
+    for name, value in updates.items():
+        before = result.get(name)
+        if value == "":
+            if name in result:
+                del result[name]
+                changes.append(AttributeChange(name, before, None))
+            continue
+        if name not in result or before != value:
+            result[name] = value
+            changes.append(AttributeChange(name, before, value))
+    return result, changes
+
+
+def change_identifier(
+    name: str,
+    *,
+    before: str | None,
+    after: str | None,
+    holder: str | None,
+    cio_id: str,
+    has_other_identifier: bool,
+) -> AttributeChange | dict[str, Any] | None:
+    """Setting a person's `id` or `email`: the change, a failure record, or nothing to do.
+
+    An identifier that belongs to someone else (`holder`) is not applied; neither is
+    removing a person's only identifier.
+    """
+    if after is None:
+        if before is None:
+            return None
+        if not has_other_identifier:
+            return {
+                "attribute": name,
+                "from": before,
+                "to": None,
+                "reason": f"the {name} is this person's only identifier",
+            }
+        return AttributeChange(name, before, None)
+    if before == after:
+        return None
+    if holder is not None and holder != cio_id:
+        return {
+            "attribute": name,
+            "from": before,
+            "to": after,
+            "reason": f"the {name} {after!r} belongs to another person",
+            "held_by": holder,
+        }
+    return AttributeChange(name, before, after)
+
+
+def fill_missing(current: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of `source` that `current` does not have yet."""
+    return {name: value for name, value in source.items() if name not in current}
+
+
+# -- profile merge ------------------------------------------------------------------
+
+
+def inherits(timestamp: DateTime, now: DateTime) -> Decision:
+    """Whether a secondary's event moves to the primary in a profile merge."""
+    cutoff = now - RETENTION
+    facts = {"timestamp": timestamp, "cutoff": cutoff}
+    if timestamp >= cutoff:
+        return Decision(
+            Rule.SEGMENT_ONLY,
+            "It was inherited from a merged profile; it counts for segments only.",
+            facts,
+        )
+    return Decision(
+        Rule.RETENTION_EXPIRED,
+        "It was older than 30 days when its profile was merged into another, so it was dropped.",
+        facts,
+    )
+
+
+def oldest(timestamps: Iterable[DateTime]) -> DateTime | None:
+    return min(timestamps, default=None)

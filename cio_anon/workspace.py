@@ -1,0 +1,584 @@
+"""The workspace: one SQLite file, and the one class that owns every table and query."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pendulum import DateTime
+from sqlite_utils import Database
+
+from cio_anon.clock import from_unix
+from cio_anon.errors import WorkspaceError
+from cio_anon.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from cio_anon.models import (
+    Activity,
+    Event,
+    EventCounts,
+    LogRow,
+    Person,
+    PersonRef,
+    Settings,
+    Tombstone,
+)
+from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule
+
+DEFAULT_PATH = Path("cio_anon.db")
+BUSY_TIMEOUT_SECONDS = 30.0
+
+_EVENT_COLUMNS = (
+    "event_id, name, type, data, timestamp, received_at, cio_id, anonymous_id, recipient, "
+    "provenance, merged_at, rule, can_trigger, source"
+)
+
+
+def _ts(moment: DateTime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def _dt(seconds: float | None) -> DateTime | None:
+    return None if seconds is None else from_unix(seconds)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What to show of a tab: one person's, one anonymous id's, one type's."""
+
+    cio_id: str | None = None
+    anonymous_id: str | None = None
+    type: str | None = None
+
+
+class Workspace:
+    """An open workspace file. Every SQL statement of cio-anon lives in this class."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+        self.db = Database(conn, execute_plugins=False)
+
+    # -- opening ----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool) -> tuple[Workspace, bool]:
+        """Open (and migrate) the workspace at `path`; returns it and whether it is new.
+
+        A missing file is created, readable by its owner only, when `create` is set;
+        otherwise it is an error. A file that is not a workspace, or one written by a
+        newer cio-anon, is refused.
+        """
+        existed = path.exists()
+        if not existed and not create:
+            raise WorkspaceError(
+                f"There is no workspace at {path}: run `cio-anon init` or any command that "
+                "records something."
+            )
+        if path.is_dir():
+            raise WorkspaceError(f"The workspace path {path} is a directory, not a file.")
+        if not existed:
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            except OSError as error:
+                raise WorkspaceError(
+                    f"Cannot create the workspace {path}: {error.strerror}."
+                ) from None
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        except sqlite3.Error as error:
+            raise WorkspaceError(f"Cannot open the workspace {path}: {error}.") from None
+        workspace = cls(path, conn)
+        try:
+            created = workspace._migrate()
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise WorkspaceError(
+                f"{path} is not a cio-anon workspace (it is not a SQLite database)."
+            ) from None
+        except WorkspaceError:
+            conn.close()
+            raise
+        return workspace, created
+
+    def _migrate(self) -> bool:
+        """Bring the schema up to date; True when the file was empty."""
+        version = self._scalar("PRAGMA user_version")
+        app_id = self._scalar("PRAGMA application_id")
+        if version > SCHEMA_VERSION:
+            raise WorkspaceError(
+                f"{self.path} was written by a newer cio-anon (schema {version}; this one "
+                f"knows up to {SCHEMA_VERSION}): upgrade cio-anon to use it."
+            )
+        if version == SCHEMA_VERSION and app_id == APPLICATION_ID:
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            return False
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        with self.transaction():
+            version = self._scalar("PRAGMA user_version")
+            app_id = self._scalar("PRAGMA application_id")
+            tables = self._scalar("SELECT count(*) FROM sqlite_master")
+            fresh: bool = version == 0 and tables == 0
+            if not fresh and app_id != APPLICATION_ID:
+                raise WorkspaceError(f"{self.path} is a SQLite file but not a cio-anon workspace.")
+            for step in MIGRATIONS[version:]:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return fresh
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    @contextlib.contextmanager
+    def transaction(self, *, write: bool = True, commit: bool = True) -> Iterator[None]:
+        """One transaction: IMMEDIATE for writes so concurrent writers queue, not fail.
+
+        With `commit=False` everything is rolled back at the end (dry runs).
+        """
+        self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT" if commit else "ROLLBACK")
+
+    # -- settings ---------------------------------------------------------------------
+
+    def settings(self) -> Settings:
+        values = dict(self.conn.execute("SELECT key, value FROM settings").fetchall())
+        return Settings(
+            created_at=from_unix(float(values["created_at"])),
+            anonymous_merge=values["anonymous_merge"] == "1",
+        )
+
+    def save_settings(self, settings: Settings) -> None:
+        self.conn.executemany(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [
+                ("created_at", repr(settings.created_at.timestamp())),
+                ("anonymous_merge", "1" if settings.anonymous_merge else "0"),
+            ],
+        )
+
+    # -- people -----------------------------------------------------------------------
+
+    _PERSON_COLUMNS = "cio_id, id, email, attributes, created_at, updated_at"
+
+    @staticmethod
+    def _person(row: Sequence[Any]) -> Person:
+        return Person(
+            cio_id=row[0],
+            id=row[1],
+            email=row[2],
+            attributes=json.loads(row[3]),
+            created_at=from_unix(row[4]),
+            updated_at=from_unix(row[5]),
+        )
+
+    def find_person(self, kind: IdentifierKind, value: str) -> Person | None:
+        column, key = {
+            IdentifierKind.CIO_ID: ("cio_id", value),
+            IdentifierKind.ID: ("id", value),
+            IdentifierKind.EMAIL: ("email_key", value.strip().casefold()),
+        }[kind]
+        row = self.conn.execute(
+            f"SELECT {self._PERSON_COLUMNS} FROM people WHERE {column} = ?", (key,)
+        ).fetchone()
+        return None if row is None else self._person(row)
+
+    def save_person(self, person: Person) -> None:
+        """Insert or update a person (identifiers, attributes, times)."""
+        self.conn.execute(
+            "INSERT INTO people (cio_id, id, email, email_key, attributes, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cio_id) DO UPDATE SET "
+            "id = excluded.id, email = excluded.email, email_key = excluded.email_key, "
+            "attributes = excluded.attributes, updated_at = excluded.updated_at",
+            (
+                person.cio_id,
+                person.id,
+                person.email,
+                None if person.email is None else person.email.strip().casefold(),
+                _json(person.attributes),
+                person.created_at.timestamp(),
+                person.updated_at.timestamp(),
+            ),
+        )
+
+    def delete_person(self, cio_id: str) -> None:
+        self.conn.execute("DELETE FROM people WHERE cio_id = ?", (cio_id,))
+
+    def people(self, limit: int) -> list[tuple[Person, int]]:
+        """People, newest first, with their event counts."""
+        rows = self.conn.execute(
+            f"SELECT {self._PERSON_COLUMNS}, (SELECT count(*) FROM events e "
+            "WHERE e.cio_id = p.cio_id) FROM people p ORDER BY created_at DESC, cio_id "
+            "LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(self._person(row), row[6]) for row in rows]
+
+    def count_people(self) -> int:
+        return int(self._scalar("SELECT count(*) FROM people"))
+
+    def person_refs(self, cio_ids: Iterable[str]) -> dict[str, PersonRef]:
+        wanted = sorted(set(cio_ids))
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = self.conn.execute(
+            f"SELECT cio_id, id, email FROM people WHERE cio_id IN ({marks})", wanted
+        ).fetchall()
+        return {row[0]: PersonRef(*row) for row in rows}
+
+    def people_claiming(self, anonymous_id: str) -> list[str]:
+        """cio_ids of people whose `anonymous_id` attribute is this id."""
+        rows = self.conn.execute(
+            "SELECT cio_id FROM people WHERE json_extract(attributes, '$.anonymous_id') = ?",
+            (anonymous_id,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    # -- events -----------------------------------------------------------------------
+
+    @staticmethod
+    def _event(row: Sequence[Any]) -> Event:
+        return Event(
+            event_id=row[0],
+            name=row[1],
+            type=row[2],
+            data=json.loads(row[3]),
+            timestamp=from_unix(row[4]),
+            received_at=from_unix(row[5]),
+            cio_id=row[6],
+            anonymous_id=row[7],
+            recipient=row[8],
+            provenance=None if row[9] is None else Provenance(row[9]),
+            merged_at=_dt(row[10]),
+            rule=Rule(row[11]),
+            can_trigger=bool(row[12]),
+            source=row[13],
+        )
+
+    def event_id_known(self, event_id: str) -> bool:
+        """Whether an event with this id is stored, or was and has been deleted."""
+        found = self._scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?) "
+            "OR EXISTS (SELECT 1 FROM tombstones WHERE event_id = ?)",
+            (event_id, event_id),
+        )
+        return bool(found)
+
+    def insert_event(self, event: Event) -> None:
+        self.conn.execute(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                event.event_id,
+                event.name,
+                event.type,
+                _json(event.data),
+                event.timestamp.timestamp(),
+                event.received_at.timestamp(),
+                event.cio_id,
+                event.anonymous_id,
+                event.recipient,
+                None if event.provenance is None else str(event.provenance),
+                _ts(event.merged_at),
+                str(event.rule),
+                int(event.can_trigger),
+                event.source,
+            ),
+        )
+
+    def get_event(self, event_id: str) -> Event | None:
+        row = self.conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else self._event(row)
+
+    def pending_events(self, anonymous_id: str) -> list[Event]:
+        """The anonymous events with this id that have not become anyone's."""
+        rows = self.conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE anonymous_id = ? AND cio_id IS NULL "
+            "ORDER BY received_at, seq",
+            (anonymous_id,),
+        ).fetchall()
+        return [self._event(row) for row in rows]
+
+    def person_events(self, cio_id: str) -> list[Event]:
+        rows = self.conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE cio_id = ? ORDER BY timestamp, seq",
+            (cio_id,),
+        ).fetchall()
+        return [self._event(row) for row in rows]
+
+    def attach_events(self, events: Iterable[Event]) -> None:
+        """Write where events now belong: person, provenance, merge time, rule."""
+        self.conn.executemany(
+            "UPDATE events SET cio_id = ?, provenance = ?, merged_at = ?, rule = ?, "
+            "can_trigger = ? WHERE event_id = ?",
+            [
+                (
+                    event.cio_id,
+                    None if event.provenance is None else str(event.provenance),
+                    _ts(event.merged_at),
+                    str(event.rule),
+                    int(event.can_trigger),
+                    event.event_id,
+                )
+                for event in events
+            ],
+        )
+
+    def expired_anonymous_events(self, cutoff: DateTime) -> list[Event]:
+        """Unmerged anonymous events (not invites) that happened before `cutoff`."""
+        rows = self.conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE cio_id IS NULL "
+            "AND anonymous_id IS NOT NULL AND timestamp < ? ORDER BY anonymous_id, timestamp",
+            (cutoff.timestamp(),),
+        ).fetchall()
+        return [self._event(row) for row in rows]
+
+    def remove_events(self, tombstones: Sequence[Tombstone]) -> None:
+        """Delete events, keeping a tombstone of each so `explain` can say what happened."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO tombstones (event_id, name, anonymous_id, cio_id, "
+            "timestamp, received_at, removed_at, rule, reason) VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    t.event_id,
+                    t.name,
+                    t.anonymous_id,
+                    t.cio_id,
+                    t.timestamp.timestamp(),
+                    t.received_at.timestamp(),
+                    t.removed_at.timestamp(),
+                    str(t.rule),
+                    t.reason,
+                )
+                for t in tombstones
+            ],
+        )
+        self.conn.executemany(
+            "DELETE FROM events WHERE event_id = ?", [(t.event_id,) for t in tombstones]
+        )
+
+    def get_tombstone(self, event_id: str) -> Tombstone | None:
+        row = self.conn.execute(
+            "SELECT event_id, name, anonymous_id, cio_id, timestamp, received_at, removed_at, "
+            "rule, reason FROM tombstones WHERE event_id = ?",
+            (event_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Tombstone(
+            event_id=row[0],
+            name=row[1],
+            anonymous_id=row[2],
+            cio_id=row[3],
+            timestamp=from_unix(row[4]),
+            received_at=from_unix(row[5]),
+            removed_at=from_unix(row[6]),
+            rule=Rule(row[7]),
+            reason=row[8],
+        )
+
+    def event_counts(self, cio_id: str) -> EventCounts:
+        row = self.conn.execute(
+            "SELECT count(*), "
+            "coalesce(sum(provenance = 'tracked'), 0), "
+            "coalesce(sum(provenance = 'merged'), 0), "
+            "coalesce(sum(provenance = 'inherited'), 0), "
+            "coalesce(sum(can_trigger), 0) FROM events WHERE cio_id = ?",
+            (cio_id,),
+        ).fetchone()
+        return EventCounts(*row)
+
+    def count_pending(self, anonymous_id: str) -> int:
+        return int(
+            self._scalar(
+                "SELECT count(*) FROM events WHERE anonymous_id = ? AND cio_id IS NULL",
+                (anonymous_id,),
+            )
+        )
+
+    # -- assignments and anonymous profiles ---------------------------------------------
+
+    def get_assignment(self, anonymous_id: str) -> Assignment | None:
+        row = self.conn.execute(
+            "SELECT anonymous_id, cio_id, assigned_at FROM assignments WHERE anonymous_id = ?",
+            (anonymous_id,),
+        ).fetchone()
+        return None if row is None else Assignment(row[0], row[1], from_unix(row[2]))
+
+    def add_assignment(self, assignment: Assignment) -> None:
+        self.conn.execute(
+            "INSERT INTO assignments (anonymous_id, cio_id, assigned_at) VALUES (?, ?, ?)",
+            (assignment.anonymous_id, assignment.cio_id, assignment.assigned_at.timestamp()),
+        )
+
+    def assignments_of(self, cio_id: str) -> list[Assignment]:
+        rows = self.conn.execute(
+            "SELECT anonymous_id, cio_id, assigned_at FROM assignments WHERE cio_id = ? "
+            "ORDER BY assigned_at, anonymous_id",
+            (cio_id,),
+        ).fetchall()
+        return [Assignment(row[0], row[1], from_unix(row[2])) for row in rows]
+
+    def anonymous_traits(self, anonymous_id: str) -> dict[str, Any]:
+        value = self._scalar(
+            "SELECT traits FROM anonymous_profiles WHERE anonymous_id = ?", (anonymous_id,)
+        )
+        return {} if value is None else dict(json.loads(value))
+
+    def save_anonymous_traits(
+        self, anonymous_id: str, traits: dict[str, Any], now: DateTime
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO anonymous_profiles (anonymous_id, traits, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (anonymous_id) DO UPDATE SET traits = excluded.traits, "
+            "updated_at = excluded.updated_at",
+            (anonymous_id, _json(traits), now.timestamp()),
+        )
+
+    # -- activities -------------------------------------------------------------------
+
+    def add_activities(self, activities: Iterable[Activity]) -> None:
+        self.conn.executemany(
+            "INSERT INTO activities (cio_id, type, timestamp, anonymous_id, data) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (a.cio_id, a.type, a.timestamp.timestamp(), a.anonymous_id, _json(a.data))
+                for a in activities
+            ],
+        )
+
+    def activities_of(self, cio_id: str, types: Sequence[str]) -> list[Activity]:
+        marks = ",".join("?" * len(types))
+        rows = self.conn.execute(
+            "SELECT cio_id, type, timestamp, data, anonymous_id FROM activities "
+            f"WHERE cio_id = ? AND type IN ({marks}) ORDER BY timestamp DESC, seq DESC",
+            (cio_id, *types),
+        ).fetchall()
+        return [Activity(r[0], r[1], from_unix(r[2]), json.loads(r[3]), r[4]) for r in rows]
+
+    def move_person_records(self, source: str, target: str, inherited_at: DateTime) -> None:
+        """Hand a person's assignments, activities and (already chosen) events to another."""
+        self.conn.execute("UPDATE assignments SET cio_id = ? WHERE cio_id = ?", (target, source))
+        self.conn.execute("UPDATE activities SET cio_id = ? WHERE cio_id = ?", (target, source))
+        self.conn.execute(
+            "UPDATE events SET cio_id = ?, provenance = 'inherited', can_trigger = 0, "
+            "merged_at = ?, rule = ? WHERE cio_id = ?",
+            (target, inherited_at.timestamp(), str(Rule.SEGMENT_ONLY), source),
+        )
+
+    # -- the activity log -------------------------------------------------------------
+
+    def identified_log(self, flt: LogFilter, limit: int) -> list[LogRow]:
+        """The Identified tab: people's events and activities, newest first."""
+        event_where, event_params = ["e.cio_id IS NOT NULL"], []
+        act_where, act_params = ["1 = 1"], []
+        if flt.cio_id is not None:
+            event_where.append("e.cio_id = ?")
+            event_params.append(flt.cio_id)
+            act_where.append("a.cio_id = ?")
+            act_params.append(flt.cio_id)
+        if flt.anonymous_id is not None:
+            event_where.append("e.anonymous_id = ?")
+            event_params.append(flt.anonymous_id)
+            act_where.append("a.anonymous_id = ?")
+            act_params.append(flt.anonymous_id)
+        if flt.type is not None:
+            event_where.append("e.type = ?")
+            event_params.append(flt.type)
+            act_where.append("a.type = ?")
+            act_params.append(flt.type)
+        sql = (
+            f"SELECT * FROM (SELECT 0 AS kind, e.seq, e.timestamp, {_EVENT_COLUMNS_E} "
+            f"FROM events e WHERE {' AND '.join(event_where)} "
+            "UNION ALL SELECT 1, a.seq, a.timestamp, NULL, NULL, a.type, a.data, a.timestamp, "
+            "a.timestamp, a.cio_id, a.anonymous_id, NULL, NULL, NULL, '', 0, NULL "
+            f"FROM activities a WHERE {' AND '.join(act_where)}) "
+            "ORDER BY timestamp DESC, kind DESC, seq DESC LIMIT ?"
+        )
+        rows = self.conn.execute(sql, (*event_params, *act_params, limit)).fetchall()
+        refs = self.person_refs(row[9] for row in rows)
+        result = []
+        for row in rows:
+            person = refs.get(row[9])
+            if row[0] == 0:
+                event = self._event(row[3:])
+                result.append(_event_row(event, person))
+            else:
+                result.append(
+                    LogRow(
+                        type=row[5],
+                        timestamp=from_unix(row[2]),
+                        received_at=from_unix(row[2]),
+                        name=None,
+                        event_id=None,
+                        person=person,
+                        anonymous_id=row[10],
+                        data=json.loads(row[6]),
+                    )
+                )
+        return result
+
+    def anonymous_log(
+        self, flt: LogFilter, anonymous_ids: Sequence[str] | None, limit: int
+    ) -> list[LogRow]:
+        """The Anonymous tab: unmerged anonymous events and invites, newest first.
+
+        `anonymous_ids` narrows it to those ids (a person's assigned ids).
+        """
+        where, params = ["cio_id IS NULL"], []
+        if flt.anonymous_id is not None:
+            where.append("anonymous_id = ?")
+            params.append(flt.anonymous_id)
+        if anonymous_ids is not None:
+            where.append(f"anonymous_id IN ({','.join('?' * len(anonymous_ids))})")
+            params.extend(anonymous_ids)
+        if flt.type == "invite":
+            where.append("anonymous_id IS NULL")
+        elif flt.type is not None:
+            where.append("type = ? AND anonymous_id IS NOT NULL")
+            params.append(flt.type)
+        rows = self.conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY timestamp DESC, seq DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [_event_row(self._event(row), None) for row in rows]
+
+
+_EVENT_COLUMNS_E = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
+
+
+def _event_row(event: Event, person: PersonRef | None) -> LogRow:
+    return LogRow(
+        type="invite" if event.is_invite else event.type,
+        timestamp=event.timestamp,
+        received_at=event.received_at,
+        name=event.name,
+        event_id=event.event_id,
+        person=person,
+        anonymous_id=event.anonymous_id,
+        data=event.data,
+        event=event,
+    )
