@@ -224,7 +224,7 @@ def merge(
 ) -> None:
     """Merge two people (Customer.io's Merge People). It cannot be undone."""
     now = resolve_now(at)
-    with service.opened(db, now, write=True, commit=not dry_run) as workspace:
+    with service.opened(db, now, write=not dry_run) as workspace:
         result = service.merge_people(
             workspace, now, primary=primary, secondary=secondary, dry_run=dry_run
         )
@@ -244,7 +244,7 @@ def purge(
 ) -> None:
     """Delete anonymous events that stayed unmerged past the 30-day retention."""
     now = resolve_now(at)
-    with service.opened(db, now, write=True, commit=not dry_run) as workspace:
+    with service.opened(db, now, write=not dry_run) as workspace:
         result = service.purge(workspace, now, dry_run=dry_run)
     emit(as_json, render.purge_json(result), lambda: render.purge_text(result))
 

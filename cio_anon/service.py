@@ -44,16 +44,16 @@ def _remove_workspace_files(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def opened(path: Path, now: DateTime, *, write: bool, commit: bool = True) -> Iterator[Workspace]:
+def opened(path: Path, now: DateTime, *, write: bool) -> Iterator[Workspace]:
     """Open the workspace for one command, in one transaction.
 
-    A write creates the file when it is missing; if the command then fails (or is a
-    dry run) the new file is removed again, so bad input never leaves a workspace
-    behind. Any failure rolls the transaction back, so nothing is half-written.
+    A write creates the file when it is missing; if the command then fails the new
+    file is removed again, so bad input never leaves a workspace behind. Any failure
+    rolls the transaction back, so nothing is half-written.
     """
     workspace, created = Workspace.open(path, create=write)
     try:
-        with workspace.transaction(write=write, commit=commit):
+        with workspace.transaction(write=write):
             if created:
                 workspace.save_settings(
                     Settings(created_at=now, anonymous_merge=rules.default_anonymous_merge(now))
@@ -65,8 +65,6 @@ def opened(path: Path, now: DateTime, *, write: bool, commit: bool = True) -> It
             _remove_workspace_files(path)
         raise
     workspace.close()
-    if created and not commit:
-        _remove_workspace_files(path)
 
 
 def init_workspace(
@@ -513,7 +511,7 @@ def _assign(
     assignment = Assignment(anonymous_id, person.cio_id, now)
     workspace.add_assignment(assignment)
     traits = rules.fill_missing(
-        {**person.attributes, "id": person.id, "email": person.email},
+        {**person.attributes, **{k: v for k in IDENTIFIER_ATTRIBUTES if (v := getattr(person, k))}},
         {k: v for k, v in workspace.anonymous_traits(anonymous_id).items() if v not in ("", None)},
     )
     if traits:
@@ -580,7 +578,18 @@ class MergeResult:
 def merge_people(
     workspace: Workspace, now: DateTime, *, primary: str, secondary: str, dry_run: bool = False
 ) -> MergeResult:
-    """Customer.io's Merge People: the secondary folds into the primary and is deleted."""
+    """Customer.io's Merge People: the secondary folds into the primary and is deleted.
+
+    With `dry_run` every step runs and is then undone, so the result shows exactly
+    what would happen.
+    """
+    with workspace.savepoint(keep=not dry_run):
+        return _merge_people(workspace, now, primary, secondary, dry_run)
+
+
+def _merge_people(
+    workspace: Workspace, now: DateTime, primary: str, secondary: str, dry_run: bool
+) -> MergeResult:
     first = find_person(workspace, primary)
     second = find_person(workspace, secondary)
     if first.cio_id == second.cio_id:
@@ -667,7 +676,7 @@ class PurgeResult:
 
 
 def purge(workspace: Workspace, now: DateTime, *, dry_run: bool = False) -> PurgeResult:
-    """Delete unmerged anonymous events past the 30-day retention."""
+    """Delete unmerged anonymous events past the 30-day retention (or, dry, count them)."""
     expired = [
         event
         for event in workspace.expired_anonymous_events(now - rules.RETENTION)
@@ -677,6 +686,8 @@ def purge(workspace: Workspace, now: DateTime, *, dry_run: bool = False) -> Purg
     for event in expired:
         assert event.anonymous_id is not None
         deleted[event.anonymous_id] = deleted.get(event.anonymous_id, 0) + 1
+    if dry_run:
+        return PurgeResult(deleted=deleted, dry_run=True)
     workspace.remove_events(
         [
             Tombstone(
@@ -693,7 +704,7 @@ def purge(workspace: Workspace, now: DateTime, *, dry_run: bool = False) -> Purg
             for event in expired
         ]
     )
-    return PurgeResult(deleted=deleted, dry_run=dry_run)
+    return PurgeResult(deleted=deleted, dry_run=False)
 
 
 # -- reading ------------------------------------------------------------------------

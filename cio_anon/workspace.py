@@ -145,18 +145,26 @@ class Workspace:
         return None if row is None else row[0]
 
     @contextlib.contextmanager
-    def transaction(self, *, write: bool = True, commit: bool = True) -> Iterator[None]:
-        """One transaction: IMMEDIATE for writes so concurrent writers queue, not fail.
-
-        With `commit=False` everything is rolled back at the end (dry runs).
-        """
+    def transaction(self, *, write: bool = True) -> Iterator[None]:
+        """One transaction: IMMEDIATE for writes so concurrent writers queue, not fail."""
         self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT" if commit else "ROLLBACK")
+        self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def savepoint(self, *, keep: bool) -> Iterator[None]:
+        """Run a block inside the open transaction; with `keep=False` undo it (dry runs)."""
+        self.conn.execute("SAVEPOINT block")
+        try:
+            yield
+        finally:
+            if not keep:
+                self.conn.execute("ROLLBACK TO block")
+            self.conn.execute("RELEASE block")
 
     # -- settings ---------------------------------------------------------------------
 

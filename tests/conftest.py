@@ -1,0 +1,79 @@
+"""Shared test helpers: a temp workspace, a pinned clock, and the CLI runner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+from pendulum import DateTime
+from typer.testing import CliRunner
+
+from cio_anon import service
+from cio_anon.cli import app
+from cio_anon.workspace import Workspace
+
+T0 = pendulum.datetime(2026, 3, 1, 9, 0, 0, tz="UTC")
+
+
+def t(**delta: float) -> DateTime:
+    """A time relative to T0."""
+    return T0 + pendulum.duration(**delta)
+
+
+class Space:
+    """A temp workspace with each operation run in its own transaction, as the CLI does."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def run(self, now: DateTime, op: Callable[..., Any], **kwargs: Any) -> Any:
+        with service.opened(self.path, now, write=True) as workspace:
+            return op(workspace, now, **kwargs)
+
+    def track(self, now: DateTime, name: str = "Viewed", **kwargs: Any) -> service.TrackResult:
+        return self.run(now, service.track, name=name, **kwargs)  # type: ignore[no-any-return]
+
+    def identify(self, now: DateTime, identifier: str, **kwargs: Any) -> service.IdentifyResult:
+        return self.run(now, service.identify, identifier=identifier, **kwargs)  # type: ignore[no-any-return]
+
+    def read(self, now: DateTime, query: Callable[[Workspace], Any]) -> Any:
+        with service.opened(self.path, now, write=False) as workspace:
+            return query(workspace)
+
+    def explain(self, now: DateTime, event_id: str) -> service.Explanation:
+        return self.read(now, lambda ws: service.explain(ws, now, event_id=event_id))  # type: ignore[no-any-return]
+
+    def profile(self, now: DateTime, identifier: str) -> service.Profile:
+        return self.read(now, lambda ws: service.show(ws, identifier=identifier))  # type: ignore[no-any-return]
+
+    def workspace(self) -> Workspace:
+        return Workspace.open(self.path, create=False)[0]
+
+
+@pytest.fixture
+def space(tmp_path: Path) -> Space:
+    return Space(tmp_path / "ws.db")
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """Run `cio-anon ARGS` against a temp workspace; returns the result (JSON parsed when
+    --json is given and the exit code is 0)."""
+    monkeypatch.setenv("CIO_ANON_DB", str(tmp_path / "cli.db"))
+    monkeypatch.setenv("COLUMNS", "160")
+    monkeypatch.delenv("CIO_ANON_NOW", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0) -> Any:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, (result.output, result.exception)
+        assert "Traceback" not in result.output
+        if "--json" in args and code == 0:
+            return json.loads(result.stdout)
+        return result
+
+    yield invoke
