@@ -27,6 +27,7 @@ app = typer.Typer(
     help="Customer.io's anonymous activity and identity merging, reproduced over a local "
     "SQLite workspace.",
     no_args_is_help=True,
+    rich_markup_mode=None,
     add_completion=False,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -37,6 +38,7 @@ DbOption = Annotated[
     typer.Option(
         "--db",
         envvar="CIO_ANON_DB",
+        metavar="PATH",
         help="Workspace file (env CIO_ANON_DB).",
         dir_okay=False,
     ),
@@ -45,6 +47,7 @@ AtOption = Annotated[
     str | None,
     typer.Option(
         "--at",
+        metavar="TIME",
         help="Receive time of this call: ISO-8601 or Unix seconds (env CIO_ANON_NOW; "
         "default: now).",
         show_default=False,
@@ -84,9 +87,11 @@ def init(
     *,
     created_at: Annotated[
         str | None,
-        typer.Option(help="The workspace's creation date (decides the merge default)."),
+        typer.Option(
+            metavar="TIME", help="The workspace's creation date (decides the merge default)."
+        ),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing workspace.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing workspace.")] = False,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
@@ -124,20 +129,28 @@ def settings(
 @app.command()
 @handle_errors
 def track(
-    name: Annotated[str, typer.Argument(help="Event name (a page's URL for pages).")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Event name (a page's URL for pages).")
+    ],
     *,
-    person: Annotated[str | None, typer.Option(help="The person's id, email or cio_<id>.")] = None,
-    anonymous_id: Annotated[str | None, typer.Option(help="An anonymous_id.")] = None,
+    person: Annotated[
+        str | None, typer.Option(metavar="IDENT", help="The person's id, email or cio_<id>.")
+    ] = None,
+    anonymous_id: Annotated[str | None, typer.Option(metavar="A", help="An anonymous_id.")] = None,
     recipient: Annotated[
-        str | None, typer.Option(help="An invite event's recipient (data.recipient).")
+        str | None,
+        typer.Option(metavar="EMAIL", help="An invite event's recipient (data.recipient)."),
     ] = None,
     type: Annotated[EventType, typer.Option("--type", help="Kind of event.")] = EventType.EVENT,
-    data: Annotated[str | None, typer.Option(help="Event data as a JSON object.")] = None,
+    data: Annotated[
+        str | None, typer.Option(metavar="JSON", help="Event data as a JSON object.")
+    ] = None,
     timestamp: Annotated[
-        str | None, typer.Option(help="When it happened (default: the receive time).")
+        str | None,
+        typer.Option(metavar="TIME", help="When it happened (default: the receive time)."),
     ] = None,
     event_id: Annotated[
-        str | None, typer.Option(help="The event's id; an id seen before is ignored.")
+        str | None, typer.Option(metavar="ID", help="The event's id; an id seen before is ignored.")
     ] = None,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
@@ -181,15 +194,20 @@ def track(
 @app.command()
 @handle_errors
 def identify(
-    identifier: Annotated[str, typer.Argument(help="id, email or cio_<id> of the person.")],
+    identifier: Annotated[
+        str, typer.Argument(metavar="IDENT", help="id, email or cio_<id> of the person.")
+    ],
     *,
     anonymous_id: Annotated[
-        str | None, typer.Option(help="Assign this anonymous_id and merge its events.")
+        str | None, typer.Option(metavar="A", help="Assign this anonymous_id and merge its events.")
     ] = None,
     attr: Annotated[
-        list[str] | None, typer.Option(help="An attribute KEY=VALUE (repeatable).")
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="An attribute KEY=VALUE (repeatable)."),
     ] = None,
-    attrs: Annotated[str | None, typer.Option(help="Attributes as a JSON object.")] = None,
+    attrs: Annotated[
+        str | None, typer.Option(metavar="JSON", help="Attributes as a JSON object.")
+    ] = None,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
@@ -214,10 +232,14 @@ def identify(
 @app.command()
 @handle_errors
 def merge(
-    primary: Annotated[str, typer.Argument(help="The person who stays.")],
-    secondary: Annotated[str, typer.Argument(help="The person merged in and deleted.")],
+    primary: Annotated[str, typer.Argument(metavar="PRIMARY", help="The person who stays.")],
+    secondary: Annotated[
+        str, typer.Argument(metavar="SECONDARY", help="The person merged in and deleted.")
+    ],
     *,
-    dry_run: Annotated[bool, typer.Option(help="Show what would happen; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")
+    ] = False,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
@@ -236,7 +258,7 @@ def merge(
 def purge(
     *,
     dry_run: Annotated[
-        bool, typer.Option(help="Show what would be deleted; delete nothing.")
+        bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")
     ] = False,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
@@ -253,16 +275,24 @@ def purge(
 @handle_errors
 def log(
     *,
-    person: Annotated[str | None, typer.Option(help="Only this person's activity.")] = None,
-    anonymous_id: Annotated[str | None, typer.Option(help="Only this anonymous_id.")] = None,
+    person: Annotated[
+        str | None, typer.Option(metavar="IDENT", help="Only this person's activity.")
+    ] = None,
+    anonymous_id: Annotated[
+        str | None, typer.Option(metavar="A", help="Only this anonymous_id.")
+    ] = None,
     tab: Annotated[
-        str | None, typer.Option(help="identified or anonymous (default: both).")
+        str | None, typer.Option(metavar="TAB", help="identified or anonymous (default: both).")
     ] = None,
     type: Annotated[
         str | None,
-        typer.Option("--type", help="Only this type: event, page, screen, invite, anon_merge, ..."),
+        typer.Option(
+            "--type",
+            metavar="TYPE",
+            help="Only this type: event, page, screen, invite, anon_merge, ...",
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="Rows per tab.")] = 50,
+    limit: Annotated[int, typer.Option(metavar="N", help="Rows per tab.")] = 50,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
@@ -285,7 +315,9 @@ def log(
 @app.command()
 @handle_errors
 def show(
-    identifier: Annotated[str, typer.Argument(help="id, email or cio_<id> of the person.")],
+    identifier: Annotated[
+        str, typer.Argument(metavar="IDENT", help="id, email or cio_<id> of the person.")
+    ],
     *,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
@@ -302,7 +334,7 @@ def show(
 @handle_errors
 def people(
     *,
-    limit: Annotated[int, typer.Option(help="How many people to list.")] = 100,
+    limit: Annotated[int, typer.Option(metavar="N", help="How many people to list.")] = 100,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
@@ -317,7 +349,7 @@ def people(
 @app.command()
 @handle_errors
 def explain(
-    event_id: Annotated[str, typer.Argument(help="The event's id.")],
+    event_id: Annotated[str, typer.Argument(metavar="EVENT_ID", help="The event's id.")],
     *,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,

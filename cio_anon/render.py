@@ -34,7 +34,7 @@ def time_json(moment: DateTime | None) -> float | int | None:
 
 
 def time_text(moment: DateTime | None) -> str:
-    return "—" if moment is None else moment.format("YYYY-MM-DD HH:mm:ss") + " UTC"
+    return "—" if moment is None else moment.format("YYYY-MM-DD HH:mm:ss")
 
 
 def duration_text(seconds: float) -> str:
@@ -271,7 +271,7 @@ def log_text(page: LogPage) -> RenderableType:
     parts: list[RenderableType] = []
     if page.identified is not None:
         table = Table(title="Identified", title_justify="left", expand=False)
-        for column in ("Time", "Person", "Type", "Activity", ""):
+        for column in ("Time (UTC)", "Person", "Type", "Activity", "Note"):
             table.add_column(column, overflow="fold")
         for row in page.identified:
             event = row.event
@@ -292,7 +292,7 @@ def log_text(page: LogPage) -> RenderableType:
         parts.append(table)
     if page.anonymous is not None:
         table = Table(title="Anonymous", title_justify="left", expand=False)
-        for column in ("Time", "Anonymous ID / Recipient", "Type", "Name", "Retention"):
+        for column in ("Time (UTC)", "Anonymous ID / Recipient", "Type", "Name", "Retention"):
             table.add_column(column, overflow="fold")
         for row in page.anonymous:
             event = row.event
@@ -375,7 +375,7 @@ def profile_text(profile: Profile) -> RenderableType:
     ident.add_row("cio_id", person.cio_id)
     ident.add_row("id", person.id or "—")
     ident.add_row("email", person.email or "—")
-    ident.add_row("created", time_text(person.created_at))
+    ident.add_row("created (UTC)", time_text(person.created_at))
     for name, value in sorted(person.attributes.items()):
         ident.add_row(name, str(value))
     counts = profile.counts
@@ -396,11 +396,11 @@ def profile_text(profile: Profile) -> RenderableType:
     )
     anon = Table(title="Anonymous IDs", title_justify="left")
     anon.add_column("anonymous_id")
-    anon.add_column("assigned at")
+    anon.add_column("assigned at (UTC)")
     for a in profile.anonymous_ids:
         anon.add_row(a.anonymous_id, time_text(a.assigned_at))
     merges = Table(title="Merge history", title_justify="left")
-    merges.add_column("Time")
+    merges.add_column("Time (UTC)")
     merges.add_column("Activity")
     for activity in profile.merges:
         row = LogRow(
@@ -419,7 +419,7 @@ def profile_text(profile: Profile) -> RenderableType:
 
 def people_text(people: list[tuple[Person, int]]) -> RenderableType:
     table = Table(title=f"{len(people)} people", title_justify="left")
-    for column in ("cio_id", "id", "email", "created", "events"):
+    for column in ("cio_id", "id", "email", "created (UTC)", "events"):
         table.add_column(column)
     for person, count in people:
         table.add_row(
@@ -450,7 +450,7 @@ def explain_text(explanation: Explanation) -> RenderableType:
         )
     if explanation.source:
         lines.append(Text(f"Source: {explanation.source}"))
-    facts = Table(show_header=False, title="Facts", title_justify="left")
+    facts = Table(show_header=False, title="Facts (UTC)", title_justify="left")
     for name, value in decision.facts.items():
         facts.add_row(name, time_text(value) if isinstance(value, DateTime) else str(value))
     lines.append(facts)

@@ -114,10 +114,6 @@ def new_event_id(now: DateTime) -> str:
     return "".join(alphabet[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def _new_cio_id() -> str:
-    return secrets.token_hex(6)
-
-
 def find_person(workspace: Workspace, identifier: str) -> Person:
     """The person an identifier names, or NotFound."""
     kind, value = rules.resolve_identifier(identifier)
@@ -460,7 +456,7 @@ def identify(
                 f"No person has the cio_id {value!r}; people are created by id or email."
             )
         person = Person(
-            cio_id=_new_cio_id(),
+            cio_id=workspace.next_cio_id(),
             id=value if kind is IdentifierKind.ID else None,
             email=value if kind is IdentifierKind.EMAIL else None,
             attributes={},

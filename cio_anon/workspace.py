@@ -185,6 +185,15 @@ class Workspace:
             ],
         )
 
+    def next_cio_id(self) -> str:
+        """A new cio_id: sequential per workspace, so replays give the same ids."""
+        number = self._scalar(
+            "INSERT INTO settings (key, value) VALUES ('people_created', '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 "
+            "RETURNING value"
+        )
+        return f"{int(number):08x}"
+
     # -- people -----------------------------------------------------------------------
 
     _PERSON_COLUMNS = "cio_id, id, email, attributes, created_at, updated_at"

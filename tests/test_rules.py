@@ -206,7 +206,9 @@ def test_retention() -> None:
 offsets = st.integers(min_value=-40 * 86_400, max_value=3 * 86_400)
 
 
-@given(received=offsets, lag=st.integers(min_value=0, max_value=40 * 86_400), merge_on=st.booleans())
+@given(
+    received=offsets, lag=st.integers(min_value=0, max_value=40 * 86_400), merge_on=st.booleans()
+)
 def test_placement_is_consistent_with_the_windows(received: int, lag: int, merge_on: bool) -> None:
     """A merge happens exactly when the event arrived by T+5min and was within retention."""
     received_at = at(seconds=received)

@@ -87,8 +87,13 @@ def test_merge_disabled_then_enabled(space: Space, tmp_path: Path) -> None:
 def test_retention_expired_and_purge(space: Space) -> None:
     space.track(t(), anonymous_id="gone", event_id="old", timestamp=t(days=-31).isoformat())
     space.track(t(), anonymous_id="gone", event_id="young", timestamp=t(days=-1).isoformat())
-    space.track(t(), "invite", data={"recipient": "x@y.z"}, event_id="inv",
-                timestamp=t(days=-90).isoformat())
+    space.track(
+        t(),
+        "invite",
+        data={"recipient": "x@y.z"},
+        event_id="inv",
+        timestamp=t(days=-90).isoformat(),
+    )
     assert space.explain(t(), "old").decision.rule is Rule.RETENTION_EXPIRED
     result = space.identify(t(), "ann", anonymous_id="gone")
     assert result.merged == ["young"]
@@ -112,8 +117,9 @@ def test_campaign_window(space: Space) -> None:
     space.track(t(), anonymous_id="a", event_id="fresh", timestamp=t(hours=-1).isoformat())
     space.track(t(), anonymous_id="a", event_id="stale", timestamp=t(days=-4).isoformat())
     space.identify(t(), "ann", anonymous_id="a")
-    tracked = space.track(t(), person="ann", event_id="late-send",
-                          timestamp=t(hours=-73).isoformat())
+    tracked = space.track(
+        t(), person="ann", event_id="late-send", timestamp=t(hours=-73).isoformat()
+    )
     assert tracked.rule is Rule.SEGMENT_ONLY and not tracked.can_trigger_campaigns
     counts = space.profile(t(), "ann").counts
     assert (counts.total, counts.campaign_eligible) == (3, 1)
@@ -122,8 +128,9 @@ def test_campaign_window(space: Space) -> None:
 
 
 def test_invite_and_no_identity(space: Space) -> None:
-    invite = space.track(t(), "https://example.com/invite-me", type="page",
-                         data={"recipient": "person@example.com"})
+    invite = space.track(
+        t(), "https://example.com/invite-me", type="page", data={"recipient": "person@example.com"}
+    )
     assert invite.status == "invite" and invite.rule is Rule.INVITE
     with pytest.raises(RuleViolation) as info:
         space.track(t(), "orphan")
@@ -151,8 +158,9 @@ def test_limit_exceeded_writes_nothing(space: Space) -> None:
 def test_identify_attributes_and_identifiers(space: Space) -> None:
     space.identify(t(), "ann", attributes={"email": "Ann@Example.com", "plan": "free"})
     space.identify(t(), "bob")
-    result = space.identify(t(minutes=1), "ann@example.com",
-                            attributes={"plan": "pro", "city": "", "id": "bob"})
+    result = space.identify(
+        t(minutes=1), "ann@example.com", attributes={"plan": "pro", "city": "", "id": "bob"}
+    )
     assert result.person.id == "ann"  # found by email, case-insensitively
     assert [f["attribute"] for f in result.failed_attribute_changes] == ["id"]
     assert [(c.attribute, c.before, c.after) for c in result.attribute_changes] == [
@@ -167,8 +175,12 @@ def test_identify_attributes_and_identifiers(space: Space) -> None:
 
 
 def test_anonymous_traits_fill_missing_attributes(space: Space) -> None:
-    space.run(t(), service.set_anonymous_traits, anonymous_id="a",
-              traits={"plan": "trial", "city": "Oslo", "email": "ann@example.com"})
+    space.run(
+        t(),
+        service.set_anonymous_traits,
+        anonymous_id="a",
+        traits={"plan": "trial", "city": "Oslo", "email": "ann@example.com"},
+    )
     space.identify(t(), "ann", anonymous_id="a", attributes={"plan": "pro"})
     person = space.profile(t(), "ann").person
     assert person.attributes["plan"] == "pro" and person.attributes["city"] == "Oslo"
@@ -183,8 +195,9 @@ def test_merge_people(space: Space) -> None:
     space.track(t(days=-40), person="app-7", event_id="ancient")
     space.track(t(days=-2), person="app-7", event_id="recent")
 
-    dry = space.run(t(), service.merge_people, primary="web@example.com", secondary="app-7",
-                    dry_run=True)
+    dry = space.run(
+        t(), service.merge_people, primary="web@example.com", secondary="app-7", dry_run=True
+    )
     assert space.profile(t(), "app-7").counts.total == 3  # nothing changed
     result = space.run(t(), service.merge_people, primary="web@example.com", secondary="app-7")
     assert (sorted(result.moved), result.dropped) == (sorted(dry.moved), dry.dropped)
@@ -233,13 +246,19 @@ def test_newer_and_foreign_files_are_refused(tmp_path: Path, space: Space) -> No
 
 operation = st.one_of(
     st.tuples(st.just("track"), st.sampled_from(["a1", "a2", "a3"]), st.integers(0, 600)),
-    st.tuples(st.just("identify"), st.sampled_from(["a1", "a2", "a3"]), st.sampled_from(["p", "q"])),
+    st.tuples(
+        st.just("identify"), st.sampled_from(["a1", "a2", "a3"]), st.sampled_from(["p", "q"])
+    ),
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=st.lists(operation, min_size=1, max_size=14))
-def test_merging_never_loses_or_duplicates_events(tmp_path: Path, ops: list[tuple[str, str, object]]) -> None:
+def test_merging_never_loses_or_duplicates_events(
+    tmp_path: Path, ops: list[tuple[str, str, object]]
+) -> None:
     """Whatever the sequence of tracks and identifies, every stored event is in exactly one
     place, and the anon_merge counts add up to the merged events."""
     path = tmp_path / f"prop-{os.urandom(4).hex()}.db"
@@ -265,12 +284,16 @@ def test_merging_never_loses_or_duplicates_events(tmp_path: Path, ops: list[tupl
         ws.close()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     receipts=st.lists(st.integers(-3600, 900), min_size=1, max_size=5, unique=True),
     order=st.randoms(use_true_random=False),
 )
-def test_outcome_does_not_depend_on_arrival_order(tmp_path: Path, receipts: list[int], order: object) -> None:
+def test_outcome_does_not_depend_on_arrival_order(
+    tmp_path: Path, receipts: list[int], order: object
+) -> None:
     """The same calls (each with its own receive time) applied in any order place every
     event the same way."""
     calls: list[tuple[str, int]] = [("identify", 0)] + [("track", r) for r in receipts]
@@ -297,8 +320,18 @@ def test_outcome_does_not_depend_on_arrival_order(tmp_path: Path, receipts: list
 def test_every_rule_code_is_reachable() -> None:
     """Guard: the codes the spec lists are the codes the rules module has."""
     spec = {
-        "anonymous", "invite", "no_identity", "merged_on_identify", "merged_in_window",
-        "window_closed", "anonymous_id_taken", "merge_disabled", "retention_expired",
-        "campaign_eligible", "segment_only", "duplicate", "limit_exceeded",
+        "anonymous",
+        "invite",
+        "no_identity",
+        "merged_on_identify",
+        "merged_in_window",
+        "window_closed",
+        "anonymous_id_taken",
+        "merge_disabled",
+        "retention_expired",
+        "campaign_eligible",
+        "segment_only",
+        "duplicate",
+        "limit_exceeded",
     }
     assert {str(rule) for rule in Rule} == spec

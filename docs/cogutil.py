@@ -1,0 +1,63 @@
+"""Helpers for the README: run real commands and paste their output (via cog).
+
+`cog -r README.md` rewrites the generated parts; `cog --check README.md` (run by the
+test suite) fails when they are stale.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from typer.testing import CliRunner
+
+from cio_anon.cli import app
+
+WIDTH = "100"
+
+
+@contextmanager
+def _environment(db: str) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update({"COLUMNS": WIDTH, "CIO_ANON_DB": db, "NO_COLOR": "1", "TERM": "dumb"})
+    os.environ.pop("CIO_ANON_NOW", None)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def session(*commands: str) -> str:
+    """Run `cio-anon` command lines in one fresh workspace; a console transcript."""
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp, _environment(os.path.join(tmp, "cio_anon.db")):
+        runner = CliRunner()
+        for command in commands:
+            args = shlex.split(command)
+            result = runner.invoke(app, args[1:], terminal_width=int(WIDTH))
+            lines.append(f"$ {command}")
+            lines.append(result.output.rstrip("\n"))
+    return (
+        "```console\n"
+        + "\n".join(line.rstrip() for line in "\n".join(lines).splitlines())
+        + "\n```"
+    )
+
+
+def reference() -> str:
+    """The help of the command and of every subcommand."""
+    runner = CliRunner()
+    with tempfile.TemporaryDirectory() as tmp, _environment(os.path.join(tmp, "x.db")):
+        blocks = [("cio-anon", runner.invoke(app, ["--help"]).output)]
+        group = __import__("typer").main.get_command(app)
+        for name in group.commands:
+            blocks.append((f"cio-anon {name}", runner.invoke(app, [name, "--help"]).output))
+    parts = []
+    for title, text in blocks:
+        body = "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
+        parts.append(f"### `{title}`\n\n```text\n{body}\n```")
+    return "\n\n".join(parts)
