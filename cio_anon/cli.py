@@ -6,17 +6,21 @@ one place (`handle_errors`); usage errors exit 2.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console, RenderableType
+from rich.progress import Progress
 
+from cio_anon import demo as demo_module
 from cio_anon import render, service
+from cio_anon import replay as replay_module
 from cio_anon.clock import parse_time, resolve_now
 from cio_anon.errors import CioAnonError
 from cio_anon.rules import EventType
@@ -360,6 +364,100 @@ def explain(
     with service.opened(db, now, write=False) as workspace:
         explanation = service.explain(workspace, now, event_id=event_id)
     emit(as_json, render.explain_json(explanation), lambda: render.explain_text(explanation))
+
+
+@app.command()
+@handle_errors
+def delete(
+    identifier: Annotated[
+        str, typer.Argument(metavar="IDENT", help="id, email or cio_<id> of the person.")
+    ],
+    *,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a person with their events, anonymous-id assignments and activities."""
+    now = resolve_now(at)
+    with service.opened(db, now, write=True) as workspace:
+        result = service.delete_person(workspace, now, identifier=identifier)
+    emit(as_json, render.delete_json(result), lambda: render.delete_text(result))
+
+
+@app.command()
+@handle_errors
+def replay(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="FILE...",
+            help="Fixture files: NDJSON or a JSON array of records.",
+            dir_okay=False,
+        ),
+    ],
+    *,
+    keep_going: Annotated[
+        bool,
+        typer.Option("--keep-going", help="Apply the valid records; list the invalid ones."),
+    ] = False,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply fixture files in order, all or nothing per file; check their expectations.
+
+    Exits 1 when a record is invalid or an expectation fails.
+    """
+    now = resolve_now(at)
+    with _progress(files) as advance:
+        summary = replay_module.replay_into(db, now, files, keep_going=keep_going, progress=advance)
+    emit(as_json, render.replay_json(summary), lambda: render.replay_text(summary))
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _progress(files: list[Path]) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for large replays, when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    total = replay_module.count_records(files)
+    if total < PROGRESS_THRESHOLD:
+        yield None
+        return
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("Replaying", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+PROGRESS_THRESHOLD = 5_000
+
+
+@app.command()
+@handle_errors
+def demo(
+    *,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            metavar="PATH",
+            dir_okay=False,
+            help="Keep the demo workspace here (default: a temporary file).",
+        ),
+    ] = None,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay the bundled shopper scenario into a fresh workspace; show both tabs and
+    the shopper's profile."""
+    now = resolve_now(at)
+    with demo_module.workspace_path(db) as path:
+        result = demo_module.run(path, now, show_at=now if at is not None else None)
+    emit(as_json, render.demo_json(result), lambda: render.demo_text(result))
+    if not result.summary.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -12,8 +12,11 @@ from rich.text import Text
 
 from cio_anon import rules
 from cio_anon.clock import from_unix, to_unix
+from cio_anon.demo import DemoResult
 from cio_anon.models import Activity, ActivityType, LogRow, Person, PersonRef, Settings
+from cio_anon.replay import ReplaySummary
 from cio_anon.service import (
+    DeleteResult,
     Explanation,
     IdentifyResult,
     LogPage,
@@ -455,3 +458,87 @@ def explain_text(explanation: Explanation) -> RenderableType:
         facts.add_row(name, time_text(value) if isinstance(value, DateTime) else str(value))
     lines.append(facts)
     return Group(*lines)
+
+
+# -- replay and delete --------------------------------------------------------------
+
+
+def replay_json(summary: ReplaySummary) -> dict[str, Any]:
+    tally = summary.tally
+    return {
+        "ok": summary.ok,
+        "files": summary.files,
+        "records": tally.records,
+        "applied": tally.applied,
+        "events_stored": tally.stored,
+        "events_merged": tally.merged,
+        "duplicates_ignored": tally.duplicates,
+        "people_created": tally.people_created,
+        "expectations": tally.expectations,
+        "warnings": dict(sorted(tally.warnings.items())),
+        "invalid": [str(p) for p in summary.invalid],
+        "rejected_files": summary.rejected_files,
+        "failed_expectations": [str(p) for p in tally.failed_expectations],
+        "notes": [str(p) for p in tally.notes],
+    }
+
+
+def replay_text(summary: ReplaySummary) -> RenderableType:
+    tally = summary.tally
+    table = Table(title="Replay", title_justify="left", show_header=False)
+    rows = [
+        ("records", tally.records),
+        ("applied", tally.applied),
+        ("events stored", tally.stored),
+        ("events merged", tally.merged),
+        ("duplicates ignored", tally.duplicates),
+        ("people created", tally.people_created),
+        ("expectations checked", tally.expectations),
+    ]
+    rows += [(f"warnings: {rule}", count) for rule, count in sorted(tally.warnings.items())]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    lines: list[RenderableType] = [table]
+    lines += [Text(f"note: {p}", style="dim") for p in tally.notes]
+    lines += [Text(f"invalid: {p}", style="red") for p in summary.invalid]
+    lines += [Text(f"rejected (nothing applied): {f}", style="red") for f in summary.rejected_files]
+    lines += [Text(f"expectation failed: {p}", style="red") for p in tally.failed_expectations]
+    if summary.ok:
+        lines.append(Text("All records applied; every expectation held.", style="green"))
+    return Group(*lines)
+
+
+def delete_json(result: DeleteResult) -> dict[str, Any]:
+    return {
+        "person": person_json(result.person),
+        "deleted": {
+            "events": result.events,
+            "assignments": result.assignments,
+            "activities": result.activities,
+        },
+    }
+
+
+def delete_text(result: DeleteResult) -> RenderableType:
+    return Text(
+        f"Deleted {result.person.label} with {result.events} event(s), "
+        f"{result.assignments} anonymous-id assignment(s) and {result.activities} activities."
+    )
+
+
+def demo_json(result: DemoResult) -> dict[str, Any]:
+    return {
+        "replay": replay_json(result.summary),
+        "log": log_json(result.log),
+        "profile": profile_json(result.profile),
+    }
+
+
+def demo_text(result: DemoResult) -> RenderableType:
+    tally = result.summary.tally
+    head = Text(
+        f"Replayed the shopper scenario: {tally.records} records, {tally.stored} events, "
+        f"{tally.merged} merged, {tally.expectations} expectations checked.",
+        style="bold",
+    )
+    return Group(head, log_text(result.log), profile_text(result.profile))

@@ -51,7 +51,8 @@ def opened(path: Path, now: DateTime, *, write: bool) -> Iterator[Workspace]:
     file is removed again, so bad input never leaves a workspace behind. Any failure
     rolls the transaction back, so nothing is half-written.
     """
-    workspace, created = Workspace.open(path, create=write)
+    workspace = Workspace.open(path, create=write)
+    created = workspace.created
     try:
         with workspace.transaction(write=write):
             if created:
@@ -76,7 +77,7 @@ def init_workspace(
             raise WorkspaceError(
                 f"A workspace already exists at {path}: use --force to replace it."
             )
-        Workspace.open(path, create=False)[0].close()  # refuse to delete a file that is not ours
+        Workspace.open(path, create=False).close()  # refuse to delete a file that is not ours
         _remove_workspace_files(path)
     with opened(path, now, write=True) as workspace:
         settings = Settings(
@@ -87,13 +88,24 @@ def init_workspace(
     return settings
 
 
-def update_settings(workspace: Workspace, *, anonymous_merge: bool | None) -> Settings:
-    """Show the settings, changing anonymous merging when asked."""
+def update_settings(
+    workspace: Workspace,
+    *,
+    anonymous_merge: bool | None = None,
+    created_at: DateTime | None = None,
+) -> Settings:
+    """Show the settings, changing what is given. A new creation date without an
+    explicit merge setting brings that date's default with it."""
     settings = workspace.settings()
-    if anonymous_merge is not None and anonymous_merge != settings.anonymous_merge:
-        settings = Settings(created_at=settings.created_at, anonymous_merge=anonymous_merge)
-        workspace.save_settings(settings)
-    return settings
+    if created_at is not None and anonymous_merge is None:
+        anonymous_merge = rules.default_anonymous_merge(created_at)
+    changed = Settings(
+        created_at=created_at or settings.created_at,
+        anonymous_merge=settings.anonymous_merge if anonymous_merge is None else anonymous_merge,
+    )
+    if changed != settings:
+        workspace.save_settings(changed)
+    return changed
 
 
 # -- shared pieces ------------------------------------------------------------------
@@ -555,6 +567,25 @@ def set_anonymous_traits(
     merged, _ = rules.apply_attributes(workspace.anonymous_traits(anonymous_id), traits)
     workspace.save_anonymous_traits(anonymous_id, merged, now)
     return merged
+
+
+# -- delete -------------------------------------------------------------------------
+
+
+@dataclass
+class DeleteResult:
+    person: PersonRef
+    events: int
+    assignments: int
+    activities: int
+
+
+def delete_person(workspace: Workspace, now: DateTime, *, identifier: str) -> DeleteResult:
+    """Customer.io's delete: the person, their events, anonymous-id assignments and
+    activities are removed."""
+    person = find_person(workspace, identifier)
+    counts = workspace.erase_person(person.cio_id)
+    return DeleteResult(person.ref(), counts["events"], counts["assignments"], counts["activities"])
 
 
 # -- merge people -------------------------------------------------------------------

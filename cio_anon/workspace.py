@@ -65,13 +65,14 @@ class Workspace:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
+        self.created = False  # set when this command created the file
         self.db = Database(conn, execute_plugins=False)
 
     # -- opening ----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, create: bool) -> tuple[Workspace, bool]:
-        """Open (and migrate) the workspace at `path`; returns it and whether it is new.
+    def open(cls, path: Path, *, create: bool) -> Workspace:
+        """Open (and migrate) the workspace at `path`; `created` tells whether it is new.
 
         A missing file is created, readable by its owner only, when `create` is set;
         otherwise it is an error. A file that is not a workspace, or one written by a
@@ -98,7 +99,7 @@ class Workspace:
             raise WorkspaceError(f"Cannot open the workspace {path}: {error}.") from None
         workspace = cls(path, conn)
         try:
-            created = workspace._migrate()
+            workspace.created = workspace._migrate() and not existed
         except sqlite3.DatabaseError:
             conn.close()
             raise WorkspaceError(
@@ -107,7 +108,7 @@ class Workspace:
         except WorkspaceError:
             conn.close()
             raise
-        return workspace, created
+        return workspace
 
     def _migrate(self) -> bool:
         """Bring the schema up to date; True when the file was empty."""
@@ -156,15 +157,19 @@ class Workspace:
         self.conn.execute("COMMIT")
 
     @contextlib.contextmanager
-    def savepoint(self, *, keep: bool) -> Iterator[None]:
-        """Run a block inside the open transaction; with `keep=False` undo it (dry runs)."""
+    def savepoint(self, *, keep: bool = True) -> Iterator[None]:
+        """Run a block inside the open transaction, undone if it raises; with
+        `keep=False` it is undone in any case (dry runs)."""
         self.conn.execute("SAVEPOINT block")
         try:
             yield
-        finally:
-            if not keep:
-                self.conn.execute("ROLLBACK TO block")
+        except BaseException:
+            self.conn.execute("ROLLBACK TO block")
             self.conn.execute("RELEASE block")
+            raise
+        if not keep:
+            self.conn.execute("ROLLBACK TO block")
+        self.conn.execute("RELEASE block")
 
     # -- settings ---------------------------------------------------------------------
 
@@ -240,6 +245,15 @@ class Workspace:
 
     def delete_person(self, cio_id: str) -> None:
         self.conn.execute("DELETE FROM people WHERE cio_id = ?", (cio_id,))
+
+    def erase_person(self, cio_id: str) -> dict[str, int]:
+        """Delete a person with their events, assignments and activities; the counts."""
+        counts = {}
+        for table in ("events", "assignments", "activities"):
+            cursor = self.conn.execute(f"DELETE FROM {table} WHERE cio_id = ?", (cio_id,))
+            counts[table] = cursor.rowcount
+        self.delete_person(cio_id)
+        return counts
 
     def people(self, limit: int) -> list[tuple[Person, int]]:
         """People, newest first, with their event counts."""

@@ -51,7 +51,7 @@ class Space:
         return self.read(now, lambda ws: service.show(ws, identifier=identifier))  # type: ignore[no-any-return]
 
     def workspace(self) -> Workspace:
-        return Workspace.open(self.path, create=False)[0]
+        return Workspace.open(self.path, create=False)
 
 
 @pytest.fixture

@@ -1,0 +1,138 @@
+"""Input dialects (Track API v1, Track API v2, Data Pipelines, control records) turned
+into the same small set of operations the CLI uses.
+
+Each dialect module only parses: it checks the shape of a payload and returns
+operations; `service.apply_operation` carries them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pendulum import DateTime
+
+from cio_anon.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Track:
+    name: str
+    person: str | None = None
+    anonymous_id: str | None = None
+    type: str = "event"
+    data: Mapping[str, Any] = field(default_factory=dict)
+    timestamp: object = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Identify:
+    identifier: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    anonymous_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AnonymousTraits:
+    anonymous_id: str
+    traits: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class MergePeople:
+    primary: str
+    secondary: str
+
+
+@dataclass(frozen=True)
+class DeletePerson:
+    identifier: str
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Data Pipelines `alias`: recorded, merges nothing."""
+
+    user_id: str
+    previous_id: str | None
+
+
+@dataclass(frozen=True)
+class Purge:
+    pass
+
+
+@dataclass(frozen=True)
+class ChangeSettings:
+    anonymous_merge: bool | None = None
+    created_at: DateTime | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """An assertion about the workspace at this point of a replay."""
+
+    checks: Mapping[str, Any]
+
+
+Operation = (
+    Track
+    | Identify
+    | AnonymousTraits
+    | MergePeople
+    | DeletePerson
+    | Alias
+    | Purge
+    | ChangeSettings
+    | Expect
+)
+
+
+@dataclass(frozen=True)
+class Timed:
+    """An operation with its receive time."""
+
+    at: DateTime
+    operation: Operation
+
+
+# -- small shape checks shared by the dialects ----------------------------------------
+
+
+def require_object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object, not {_kind(value)}.")
+    return value
+
+
+def optional_object(body: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
+    value = body.get(key)
+    if value is None:
+        return {}
+    return require_object(value, f"{what} `{key}`")
+
+
+def require_text(body: Mapping[str, Any], key: str, what: str) -> str:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidInput(f"{what} needs `{key}` as a string, not {_kind(value)}.")
+    text = str(value).strip()
+    if not text:
+        raise InvalidInput(f"{what} has an empty `{key}`.")
+    return text
+
+
+def optional_text(body: Mapping[str, Any], key: str, what: str) -> str | None:
+    if body.get(key) in (None, ""):
+        return None
+    return require_text(body, key, what)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number"
+    )

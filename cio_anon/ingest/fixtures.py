@@ -1,0 +1,213 @@
+"""Fixture files: NDJSON or one JSON array of records, each turned into timed operations.
+
+A record is an HTTP call (`method`, `path`, `body`, `at`), a bare Data Pipelines
+message, or a control record (`op`: purge, settings, expect). Its receive time is
+`at`, else `receivedAt`, else `timestamp`; control records without one happen at the
+previous record's time (the first one, at the command's time).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pendulum import DateTime
+
+from cio_anon.clock import parse_time
+from cio_anon.errors import InvalidInput
+from cio_anon.ingest import (
+    ChangeSettings,
+    Expect,
+    Operation,
+    Purge,
+    Timed,
+    pipelines,
+    require_object,
+    track_v1,
+    track_v2,
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record of a fixture file: its line, and its value or what is wrong with it."""
+
+    line: int
+    value: object = None
+    error: str | None = None
+
+
+def read_records(path: Path) -> list[Record]:
+    """The records of a fixture file, in file order; bad JSON becomes an error record."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file.") from None
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"{path}: not UTF-8 text ({error.reason}).") from None
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot be read ({error.strerror}).") from None
+    if text.lstrip().startswith("["):
+        return _array_records(text)
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(Record(number, _loads(line)))
+        except ValueError as error:
+            records.append(Record(number, error=f"not valid JSON ({error})"))
+        except RecursionError:
+            records.append(Record(number, error="JSON nested too deeply"))
+    return records
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _array_records(text: str) -> list[Record]:
+    """Elements of one JSON array, each with the line it starts on."""
+    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    position = text.index("[") + 1
+    records: list[Record] = []
+
+    def line_at(index: int) -> int:
+        return text.count("\n", 0, index) + 1
+
+    expect_value = True
+    while True:
+        while position < len(text) and text[position] in " \t\r\n":
+            position += 1
+        if position >= len(text):
+            records.append(Record(line_at(position), error="the JSON array is not closed"))
+            return records
+        char = text[position]
+        if char == "]" and (expect_value is False or not records):
+            rest = text[position + 1 :].strip()
+            if rest:
+                records.append(Record(line_at(position), error="text after the JSON array"))
+            return records
+        if char == "," and not expect_value:
+            position += 1
+            expect_value = True
+            continue
+        if not expect_value:
+            records.append(Record(line_at(position), error=f"expected ',' or ']', found {char!r}"))
+            return records
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except ValueError as error:
+            records.append(Record(line_at(position), error=f"not valid JSON ({error})"))
+            return records
+        records.append(Record(line_at(position), value))
+        position = end
+        expect_value = False
+
+
+def receive_time(record: Mapping[str, Any]) -> DateTime | None:
+    """`at`, else `receivedAt`, else `timestamp`."""
+    for key in ("at", "receivedAt", "timestamp"):
+        if record.get(key) is not None:
+            return parse_time(record[key], what=f"`{key}`")
+    return None
+
+
+def to_operations(value: object, previous: DateTime) -> list[Timed]:
+    """The timed operations one record asks for (raises CioAnonError if it is invalid)."""
+    record = require_object(value, "A record")
+    at = receive_time(record)
+    if "op" in record:
+        operation = _control(record)
+        return [Timed(at or previous, operation)]
+    if at is None:
+        raise InvalidInput(
+            "The record has no receive time: give `at`, `receivedAt` or `timestamp`."
+        )
+    if "method" in record or "path" in record:
+        return [Timed(at, op) for op in _http(record)]
+    if "type" in record:
+        return [Timed(at, pipelines.parse_message(record))]
+    raise InvalidInput(
+        "The record is not an HTTP call (method, path), a Data Pipelines message (type) "
+        "or a control record (op)."
+    )
+
+
+def _http(record: Mapping[str, Any]) -> list[Operation]:
+    method = record.get("method")
+    path = record.get("path")
+    if not isinstance(method, str) or not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidInput("An HTTP record needs `method` and a `path` starting with '/'.")
+    method = method.upper()
+    body = record.get("body")
+    if isinstance(body, str):
+        try:
+            body = _loads(body)
+        except ValueError as error:
+            raise InvalidInput(f"The body is not valid JSON ({error}).") from None
+    if body is None:
+        body = {}
+    if path.startswith(track_v1.PREFIX):
+        return track_v1.parse(method, path, body)
+    if path.startswith("/api/v2/"):
+        return track_v2.parse(method, path, body)
+    if path.startswith("/v1/"):
+        return pipelines.parse(method, path, body)
+    raise InvalidInput(f"{method} {path} is not a Customer.io API path cio-anon knows.")
+
+
+# What an expect record is about (the first of these keys it has) and what it may check.
+EXPECT_KEYS = {
+    "event": {"status", "rule", "person", "provenance", "can_trigger_campaigns", "anonymous_id"},
+    "person": {"exists", "events", "attributes", "anonymous_ids", "id", "email"},
+    "anonymous_id": {"pending", "assigned_to"},
+}
+EVENT_COUNT_KEYS = {"total", "tracked", "merged", "inherited", "campaign_eligible"}
+
+
+def _control(record: Mapping[str, Any]) -> Operation:
+    op = record["op"]
+    rest = {k: v for k, v in record.items() if k not in ("op", "at", "comment")}
+    if op == "purge":
+        _no_extra(rest, set(), "A purge record")
+        return Purge()
+    if op == "settings":
+        _no_extra(rest, {"anonymous_merge", "created_at"}, "A settings record")
+        merge = rest.get("anonymous_merge")
+        if merge is not None and not isinstance(merge, bool):
+            raise InvalidInput("A settings record's `anonymous_merge` must be true or false.")
+        created = rest.get("created_at")
+        if merge is None and created is None:
+            raise InvalidInput("A settings record needs `anonymous_merge` or `created_at`.")
+        return ChangeSettings(
+            merge, None if created is None else parse_time(created, what="`created_at`")
+        )
+    if op == "expect":
+        subject = next((key for key in EXPECT_KEYS if key in rest), None)
+        if subject is None:
+            raise InvalidInput("An expect record names an event, a person or an anonymous_id.")
+        _no_extra(rest, EXPECT_KEYS[subject] | {subject}, f"An expect record about a {subject}")
+        if not isinstance(rest[subject], str) or not rest[subject].strip():
+            raise InvalidInput(f"An expect record's `{subject}` must be a non-empty string.")
+        counts = rest.get("events")
+        if counts is not None:
+            counts = require_object(counts, "An expect record's `events`")
+            _no_extra(counts, EVENT_COUNT_KEYS, "An expect record's `events`")
+        if "attributes" in rest:
+            require_object(rest["attributes"], "An expect record's `attributes`")
+        return Expect(dict(rest))
+    raise InvalidInput(f"The op {op!r} is not one of purge, settings, expect.")
+
+
+def _no_extra(record: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    extra = sorted(set(record) - allowed)
+    if extra:
+        raise InvalidInput(f"{what} has unknown field(s): {', '.join(extra)}.")

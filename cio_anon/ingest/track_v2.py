@@ -1,0 +1,73 @@
+"""Track API v2 (`/api/v2/entity`, `/api/v2/batch`): person operations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cio_anon.errors import InvalidInput
+from cio_anon.ingest import (
+    DeletePerson,
+    Identify,
+    MergePeople,
+    Operation,
+    Track,
+    optional_object,
+    optional_text,
+    require_object,
+    require_text,
+)
+from cio_anon.ingest.track_v1 import identifier_of
+
+EVENT_ACTIONS = {"event": "event", "page": "page", "screen": "screen"}
+
+
+def parse(method: str, path: str, body: object) -> list[Operation]:
+    """The operations one Track API v2 request asks for."""
+    route = path.split("?", 1)[0].rstrip("/")
+    if route not in ("/api/v2/entity", "/api/v2/batch"):
+        raise InvalidInput(f"{method} {path} is not a Track API v2 call cio-anon knows.")
+    if method != "POST":
+        raise InvalidInput(f"{method} is not allowed on {path}.")
+    payload = require_object(body, f"The body of {method} {path}")
+    if route == "/api/v2/entity":
+        return [parse_entity(payload, "The entity")]
+    batch = payload.get("batch")
+    if not isinstance(batch, list):
+        raise InvalidInput("A v2 batch needs `batch` as an array.")
+    return [
+        parse_entity(require_object(item, f"Batch item {index}"), f"Batch item {index}")
+        for index, item in enumerate(batch)
+    ]
+
+
+def parse_entity(entity: Mapping[str, Any], what: str) -> Operation:
+    """One v2 entity operation on a person."""
+    kind = entity.get("type")
+    if kind != "person":
+        raise InvalidInput(f"{what} has type {kind!r}; cio-anon handles `person` operations.")
+    action = require_text(entity, "action", what)
+    if action == "merge":
+        return MergePeople(
+            identifier_of(entity.get("primary"), f"{what} `primary`"),
+            identifier_of(entity.get("secondary"), f"{what} `secondary`"),
+        )
+    identifiers = require_object(entity.get("identifiers"), f"{what} `identifiers`")
+    if action in EVENT_ACTIONS:
+        anonymous_id = optional_text(identifiers, "anonymous_id", what)
+        person = None if anonymous_id else identifier_of(identifiers, f"{what} `identifiers`")
+        return Track(
+            name=require_text(entity, "name", what),
+            person=person,
+            anonymous_id=anonymous_id,
+            type=EVENT_ACTIONS[action],
+            data=optional_object(entity, "attributes", what),
+            timestamp=entity.get("timestamp"),
+            event_id=optional_text(entity, "id", what),
+        )
+    identifier = identifier_of(identifiers, f"{what} `identifiers`")
+    if action == "identify":
+        return Identify(identifier, optional_object(entity, "attributes", what))
+    if action == "delete":
+        return DeletePerson(identifier)
+    raise InvalidInput(f"{what} has action {action!r}, which cio-anon does not handle.")
