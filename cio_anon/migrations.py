@@ -65,6 +65,10 @@ MIGRATIONS: tuple[str, ...] = (
         data TEXT NOT NULL
     );
     CREATE INDEX activities_person ON activities (cio_id, timestamp);
+    CREATE TABLE handled_messages (
+        message_id TEXT PRIMARY KEY,
+        received_at REAL NOT NULL
+    );
     CREATE TABLE tombstones (
         event_id TEXT PRIMARY KEY,
         name TEXT NOT NULL,

@@ -229,6 +229,8 @@ def apply_operation(workspace: Workspace, timed: Timed, source: str, tally: Tall
         tally.duplicates += not result.stored
         tally.merged += result.provenance is rules.Provenance.MERGED
         tally.warnings.update(str(w.rule) for w in result.warnings)
+    elif isinstance(op, Identify | AnonymousTraits) and not _first_time(workspace, op, at):
+        tally.duplicates += 1
     elif isinstance(op, Identify):
         outcome = service.identify(
             workspace,
@@ -266,6 +268,11 @@ def apply_operation(workspace: Workspace, timed: Timed, source: str, tally: Tall
         file, line = source.rsplit(":", 1)
         for mismatch in check_expectation(workspace, at, op.checks):
             tally.failed_expectations.append(Problem(file, int(line), mismatch))
+
+
+def _first_time(workspace: Workspace, op: Identify | AnonymousTraits, at: DateTime) -> bool:
+    """Whether a message with an id is seen for the first time (then it is recorded)."""
+    return op.message_id is None or workspace.mark_message(op.message_id, at)
 
 
 def _person_exists(workspace: Workspace, identifier: str) -> bool:

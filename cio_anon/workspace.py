@@ -488,6 +488,16 @@ class Workspace:
             (anonymous_id, _json(traits), now.timestamp()),
         )
 
+    # -- message ids ------------------------------------------------------------------
+
+    def mark_message(self, message_id: str, received_at: DateTime) -> bool:
+        """Record a handled message id; False when it was handled before."""
+        cursor = self.conn.execute(
+            "INSERT OR IGNORE INTO handled_messages (message_id, received_at) VALUES (?, ?)",
+            (message_id, received_at.timestamp()),
+        )
+        return cursor.rowcount == 1
+
     # -- activities -------------------------------------------------------------------
 
     def add_activities(self, activities: Iterable[Activity]) -> None:

@@ -32,12 +32,15 @@ class Identify:
     identifier: str
     attributes: Mapping[str, Any] = field(default_factory=dict)
     anonymous_id: str | None = None
+    message_id: str | None = None
+    """Data Pipelines messageId: a message handled before is ignored as a duplicate."""
 
 
 @dataclass(frozen=True)
 class AnonymousTraits:
     anonymous_id: str
     traits: Mapping[str, Any]
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)

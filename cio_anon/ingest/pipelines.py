@@ -56,14 +56,15 @@ def parse_message(
         )
     if kind == "identify":
         traits = optional_object(message, "traits", what)
+        message_id = optional_text(message, "messageId", what)
         if user_id is None and anonymous_id is not None:
-            return AnonymousTraits(anonymous_id, traits)
+            return AnonymousTraits(anonymous_id, traits, message_id)
         identifier = user_id or (
             traits.get("email") if isinstance(traits.get("email"), str) else None
         )
         if not identifier:
             raise InvalidInput(f"{what} needs a userId, an anonymousId or traits.email.")
-        return Identify(identifier, traits, anonymous_id)
+        return Identify(identifier, traits, anonymous_id, message_id)
     if user_id is None and anonymous_id is None:
         raise InvalidInput(f"{what} needs a userId or an anonymousId.")
     properties = optional_object(message, "properties", what)

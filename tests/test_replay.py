@@ -1,0 +1,466 @@
+"""Replay: every fixture, every dialect, all-or-nothing files, --keep-going, the demo."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Space
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = sorted(p for p in (ROOT / "fixtures").iterdir() if p.suffix in (".ndjson", ".json"))
+Cli = Callable[..., Any]
+
+
+def dump(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(path)
+    try:
+        return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[p.name for p in FIXTURES])
+def test_every_fixture_replays_and_its_expectations_hold(cli: Cli, fixture: Path) -> None:
+    summary = cli("replay", str(fixture), "--json")
+    assert summary["ok"], summary
+    assert summary["invalid"] == [] and summary["failed_expectations"] == []
+    assert summary["expectations"] >= 3  # every fixture checks itself
+    assert summary["applied"] == summary["records"]
+
+
+def test_the_three_formats_tell_the_same_story(tmp_path: Path, cli: Cli) -> None:
+    profiles, logs = [], []
+    for name in ("story_track_v1.ndjson", "story_track_v2.json", "story_pipelines.ndjson"):
+        db = str(tmp_path / f"{name}.db")
+        assert cli("replay", str(ROOT / "fixtures" / name), "--db", db, "--json")["ok"]
+        profile = cli("show", "pat-9", "--db", db, "--at", "2026-05-01T11:00:00Z", "--json")
+        profiles.append((profile["person"], profile["anonymous_ids"], profile["events"]))
+        log = cli("log", "--db", db, "--at", "2026-05-01T11:00:00Z", "--json")
+        logs.append(
+            sorted(
+                (row["event_id"], row["type"], row["provenance"], row["can_trigger_campaigns"])
+                for tab in log.values()
+                for row in tab
+                if row["event_id"]
+            )
+        )
+    assert profiles[0] == profiles[1] == profiles[2]
+    assert logs[0] == logs[1] == logs[2]
+    assert [row[0] for row in logs[0]] == ["st-1", "st-2", "st-3", "st-4", "st-5"]
+
+
+def test_a_broken_line_rejects_the_whole_file(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "ws.db"
+    broken = tmp_path / "broken.ndjson"
+    good = (ROOT / "fixtures" / "window.ndjson").read_text().splitlines()
+    broken.write_text("\n".join([good[1], "{this is not json", *good[2:]]) + "\n")
+    result = cli("replay", str(broken), "--db", str(db), code=1)
+    assert f"{broken}:2: not valid JSON" in result.stdout
+    assert not db.exists()  # nothing was there, nothing is left
+
+    cli("identify", "someone", "--db", str(db))
+    before = dump(db)
+    summary = cli("replay", str(broken), "--db", str(db), "--json", code=1)
+    assert json.loads(summary.stdout)["rejected_files"] == [str(broken)]
+    assert dump(db) == before
+
+
+def test_a_record_that_breaks_a_rule_rejects_the_file(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "ws.db"
+    cli("identify", "someone", "--db", str(db))
+    before = dump(db)
+    bad = tmp_path / "bad.ndjson"
+    records = [
+        {
+            "at": "2026-01-01T00:00:00Z",
+            "method": "POST",
+            "path": "/api/v1/events",
+            "body": {"anonymous_id": "a", "name": "ok", "id": "x1"},
+        },
+        {
+            "at": "2026-01-01T00:01:00Z",
+            "method": "POST",
+            "path": "/api/v1/events",
+            "body": {"name": "no identity at all", "id": "x2"},
+        },
+    ]
+    bad.write_text("\n".join(json.dumps(r) for r in records))
+    result = cli("replay", str(bad), "--db", str(db), code=1)
+    assert f"{bad}:2:" in result.stdout and "no anonymous_id" in result.stdout
+    assert dump(db) == before
+
+
+def test_keep_going_applies_the_valid_records(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "ws.db"
+    mixed = tmp_path / "mixed.ndjson"
+    mixed.write_text(
+        "\n".join(
+            [
+                json.dumps(
+                    {
+                        "type": "track",
+                        "anonymousId": "a",
+                        "event": "One",
+                        "messageId": "k1",
+                        "timestamp": "2026-01-01T00:00:00Z",
+                    }
+                ),
+                json.dumps({"type": "track", "event": "No identity", "timestamp": "2026-01-01"}),
+                "[1, 2",
+                json.dumps(
+                    {
+                        "type": "track",
+                        "anonymousId": "a",
+                        "event": "Two",
+                        "messageId": "k2",
+                        "timestamp": "2026-01-01T00:02:00Z",
+                    }
+                ),
+            ]
+        )
+    )
+    result = cli("replay", str(mixed), "--keep-going", "--db", str(db), "--json", code=1)
+    summary = json.loads(result.stdout)
+    assert [p.split(": ")[0] for p in summary["invalid"]] == [f"{mixed}:2", f"{mixed}:3"]
+    assert summary["applied"] == 2 and summary["events_stored"] == 2
+    log = cli("log", "--db", str(db), "--json")
+    assert sorted(row["event_id"] for row in log["anonymous"]) == ["k1", "k2"]
+
+
+def test_replaying_twice_changes_nothing(cli: Cli, tmp_path: Path) -> None:
+    """Data Pipelines messages all carry ids: a second replay is a no-op."""
+    db = tmp_path / "ws.db"
+    for name in ("shopper.ndjson", "story_pipelines.ndjson"):
+        fixture = str(ROOT / "fixtures" / name)
+        cli("replay", fixture, "--db", str(db))
+        before = dump(db)
+        # expectations from the middle of the story may not hold at its end: the exit
+        # code is not the point here, the unchanged workspace is
+        again = json.loads(cli("replay", fixture, "--db", str(db), "--json", code=None).stdout)
+        assert again["events_stored"] == 0 and again["duplicates_ignored"] > 0
+        assert again["invalid"] == []
+        assert dump(db) == before
+
+
+def test_replaying_track_calls_twice_stores_no_event_twice(cli: Cli, tmp_path: Path) -> None:
+    """Track API identify calls carry no id, so they apply again (as Customer.io would);
+    the events, which carry ids, are not stored twice."""
+    db = tmp_path / "ws.db"
+    fixture = str(ROOT / "fixtures" / "window.ndjson")
+    cli("replay", fixture, "--db", str(db))
+    events = cli("log", "--db", str(db), "--json")
+    again = json.loads(cli("replay", fixture, "--db", str(db), "--json", code=None).stdout)
+    assert again["events_stored"] == 0 and again["duplicates_ignored"] == 4
+    after = cli("log", "--db", str(db), "--json")
+    assert after["anonymous"] == events["anonymous"]
+    assert [r for r in after["identified"] if r["event_id"]] == [
+        r for r in events["identified"] if r["event_id"]
+    ]
+
+
+def test_explain_names_the_fixture_line(cli: Cli, tmp_path: Path) -> None:
+    fixture = ROOT / "fixtures" / "window.ndjson"
+    cli("replay", str(fixture))
+    why = cli("explain", "w-2", "--json")
+    assert why["source"] == f"{fixture}:4"
+    assert why["rule"] == "merged_in_window"
+    assert why["facts"]["merged_at"] == why["facts"]["received_at"]
+
+
+def test_json_array_fixtures_report_element_lines(cli: Cli, tmp_path: Path) -> None:
+    array = tmp_path / "array.json"
+    array.write_text(
+        '[\n  {"type": "track", "anonymousId": "a", "event": "ok", "timestamp": 1767225600},\n'
+        '  {"type": "track", "anonymousId": "a", "event": "ok2", "timestamp": 1767225601},\n'
+        '  {"type": "nope", "timestamp": 1767225602}\n]\n'
+    )
+    result = cli("replay", str(array), code=1)
+    assert f"{array}:4: The message has type 'nope'" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"method": "POST", "path": "/api/v1/events", "body": {}}, "no receive time"),
+        ({"at": 1, "method": "GET", "path": "/api/v1/events"}, "GET is not allowed"),
+        ({"at": 1, "method": "POST", "path": "/api/v3/thing"}, "not a Customer.io API path"),
+        (
+            {"at": 1, "method": "POST", "path": "/api/v1/events", "body": []},
+            "must be a JSON object",
+        ),
+        (
+            {"at": 1, "method": "POST", "path": "/api/v1/events", "body": {"anonymous_id": "a"}},
+            "needs `name`",
+        ),
+        (
+            {
+                "at": 1,
+                "method": "POST",
+                "path": "/api/v2/entity",
+                "body": {"type": "object", "action": "identify"},
+            },
+            "handles `person` operations",
+        ),
+        (
+            {
+                "at": 1,
+                "method": "POST",
+                "path": "/api/v2/entity",
+                "body": {"type": "person", "action": "add_device", "identifiers": {"id": "1"}},
+            },
+            "action 'add_device'",
+        ),
+        (
+            {
+                "at": 1,
+                "method": "POST",
+                "path": "/api/v2/entity",
+                "body": {
+                    "type": "person",
+                    "action": "identify",
+                    "identifiers": {"id": "1", "email": "a@b"},
+                },
+            },
+            "exactly one of id, email, cio_id",
+        ),
+        (
+            {"at": 1, "method": "POST", "path": "/v1/batch", "body": {"batch": {}}},
+            "`batch` as an array",
+        ),
+        ({"at": 1, "type": "group", "userId": "u"}, "has type 'group'"),
+        ({"at": 1, "type": "track", "event": "x"}, "needs a userId or an anonymousId"),
+        ({"at": 1, "type": "page", "anonymousId": "a"}, "needs properties.url or a name"),
+        ({"at": 1, "op": "expect", "person": "p", "events": {"totl": 1}}, "unknown field(s): totl"),
+        ({"at": 1, "op": "explode"}, "not one of purge, settings, expect"),
+        ({"at": "yesterday", "type": "track", "anonymousId": "a", "event": "x"}, "not ISO-8601"),
+        ({"at": 1, "something": "else"}, "is not an HTTP call"),
+        ([1, 2], "A record must be a JSON object"),
+    ],
+)
+def test_invalid_records_say_what_is_wrong(
+    cli: Cli, tmp_path: Path, record: object, message: str
+) -> None:
+    fixture = tmp_path / "one.ndjson"
+    fixture.write_text(json.dumps(record) + "\n")
+    result = cli("replay", str(fixture), code=1)
+    assert f"{fixture}:1:" in result.stdout and message in result.stdout
+
+
+def test_missing_file_is_a_sentence(cli: Cli, tmp_path: Path) -> None:
+    result = cli("replay", str(tmp_path / "nope.ndjson"), "--json", code=1)
+    assert "no such file" in json.loads(result.stdout)["invalid"][0]
+
+
+# -- payloads exactly as the official clients build them ----------------------------
+
+
+def test_track_client_payloads(space: Space, tmp_path: Path) -> None:
+    """The bodies and paths `customerio.CustomerIO` sends for each of its calls."""
+    calls = [
+        # cio.track_anonymous("dev 1", "addedToCart", product="shoes", price=39.95)
+        (
+            "POST",
+            "/api/v1/events",
+            {
+                "anonymous_id": "dev 1",
+                "name": "addedToCart",
+                "data": {"product": "shoes", "price": 39.95},
+            },
+        ),
+        # cio.identify(id="coolperson1234", email=..., anonymous_id="dev 1")
+        (
+            "PUT",
+            "/api/v1/customers/coolperson1234",
+            {"email": "cool.person@example.com", "anonymous_id": "dev 1", "name": "Cool Person"},
+        ),
+        # cio.pageview("coolperson1234", "https://example.com/pricing", plan="pro")
+        (
+            "POST",
+            "/api/v1/customers/coolperson1234/events",
+            {"type": "page", "name": "https://example.com/pricing", "data": {"plan": "pro"}},
+        ),
+        # cio.backfill("coolperson1234", "purchased", 1767225600, total=9)
+        (
+            "POST",
+            "/api/v1/customers/coolperson1234/events",
+            {"name": "purchased", "data": {"total": 9}, "timestamp": 1767225600},
+        ),
+        # cio.identify(id="other@example.com") (path identifiers are URL-encoded)
+        ("PUT", "/api/v1/customers/other%40example.com", {}),
+        # cio.merge_customers(ID, "coolperson1234", EMAIL, "other@example.com")
+        (
+            "POST",
+            "/api/v1/merge_customers",
+            {"primary": {"id": "coolperson1234"}, "secondary": {"email": "other@example.com"}},
+        ),
+    ]
+    records = [
+        {"at": f"2026-01-01T00:0{i}:00Z", "method": m, "path": p, "body": b}
+        for i, (m, p, b) in enumerate(calls)
+    ]
+    records.append(
+        {
+            "op": "expect",
+            "person": "coolperson1234",
+            "email": "cool.person@example.com",
+            "events": {"total": 3, "merged": 1, "tracked": 2},
+            "anonymous_ids": ["dev 1"],
+        }
+    )
+    records.append({"op": "expect", "person": "other@example.com", "exists": False})
+    records.append(
+        {
+            "at": "2026-01-01T00:09:00Z",
+            "method": "DELETE",
+            "path": "/api/v1/customers/coolperson1234",
+            "body": {},
+        }
+    )
+    records.append({"op": "expect", "person": "coolperson1234", "exists": False})
+    fixture = tmp_path / "client.ndjson"
+    fixture.write_text("\n".join(json.dumps(r) for r in records))
+    summary = _replay(space, fixture)
+    assert summary.ok, (summary.invalid, summary.tally.failed_expectations)
+    assert summary.tally.expectations == 3
+
+
+def test_pipelines_client_batch_payload(space: Space, tmp_path: Path) -> None:
+    """What `customerio.analytics` (Data Pipelines) posts to /v1/batch, sync or batched."""
+    library = {"library": {"name": "analytics-python", "version": "2.3.0"}}
+    batch = [
+        {
+            "integrations": {},
+            "anonymousId": "b7c1",
+            "properties": {"url": "https://x.io/p"},
+            "timestamp": "2026-01-01T00:00:00.000+00:00",
+            "context": dict(library),
+            "type": "page",
+            "name": "Pricing",
+            "messageId": "5f0e7f8c-0000-4000-8000-000000000001",
+        },
+        {
+            "integrations": {},
+            "anonymousId": "b7c1",
+            "properties": {"plan": "pro"},
+            "timestamp": "2026-01-01T00:01:00.000+00:00",
+            "context": dict(library),
+            "type": "track",
+            "event": "Plan Selected",
+            "messageId": "5f0e7f8c-0000-4000-8000-000000000002",
+        },
+        {
+            "integrations": {},
+            "anonymousId": "b7c1",
+            "userId": "u-1",
+            "traits": {"email": "u1@example.com"},
+            "timestamp": "2026-01-01T00:02:00.000+00:00",
+            "context": dict(library),
+            "type": "identify",
+            "messageId": "5f0e7f8c-0000-4000-8000-000000000003",
+        },
+        {
+            "integrations": {},
+            "userId": "u-1",
+            "properties": {},
+            "timestamp": "2026-01-01T00:03:00.000+00:00",
+            "context": dict(library),
+            "type": "screen",
+            "name": "Settings",
+            "messageId": "5f0e7f8c-0000-4000-8000-000000000004",
+        },
+        {
+            "integrations": {},
+            "userId": "u-1",
+            "previousId": "b7c1",
+            "timestamp": "2026-01-01T00:04:00.000+00:00",
+            "context": dict(library),
+            "type": "alias",
+            "messageId": "5f0e7f8c-0000-4000-8000-000000000005",
+        },
+    ]
+    records = [
+        {
+            "at": "2026-01-01T00:05:00Z",
+            "method": "POST",
+            "path": "/v1/batch",
+            "body": {"batch": batch, "sentAt": "2026-01-01T00:05:00.000+00:00"},
+        },
+        {
+            "op": "expect",
+            "person": "u-1",
+            "events": {"total": 3, "merged": 2, "tracked": 1},
+            "anonymous_ids": ["b7c1"],
+            "email": "u1@example.com",
+        },
+        {
+            "op": "expect",
+            "event": "5f0e7f8c-0000-4000-8000-000000000001",
+            "status": "identified",
+            "rule": "merged_on_identify",
+        },
+    ]
+    fixture = tmp_path / "cdp.ndjson"
+    fixture.write_text("\n".join(json.dumps(r) for r in records))
+    summary = _replay(space, fixture)
+    assert summary.ok, (summary.invalid, summary.tally.failed_expectations)
+    assert any("alias" in str(note) for note in summary.tally.notes)
+
+
+def test_anonymous_traits_fill_the_person(space: Space, tmp_path: Path) -> None:
+    records = [
+        {
+            "type": "identify",
+            "anonymousId": "a9",
+            "traits": {"favorite": "tea", "email": "t@x.io"},
+            "timestamp": "2026-01-01T00:00:00Z",
+        },
+        {
+            "type": "identify",
+            "userId": "tea-lover",
+            "anonymousId": "a9",
+            "traits": {},
+            "timestamp": "2026-01-01T00:01:00Z",
+        },
+        {
+            "op": "expect",
+            "person": "tea-lover",
+            "email": "t@x.io",
+            "attributes": {"favorite": "tea"},
+        },
+    ]
+    fixture = tmp_path / "traits.ndjson"
+    fixture.write_text("\n".join(json.dumps(r) for r in records))
+    summary = _replay(space, fixture)
+    assert summary.ok, summary.tally.failed_expectations
+
+
+def _replay(space: Space, fixture: Path) -> Any:
+    from cio_anon import replay
+    from tests.conftest import T0
+
+    return replay.replay_into(space.path, T0, [fixture])
+
+
+# -- demo ---------------------------------------------------------------------------
+
+
+def test_demo_shows_the_shopper(cli: Cli, tmp_path: Path) -> None:
+    result = cli("demo", "--json")
+    assert result["replay"]["ok"] and result["replay"]["expectations"] >= 5
+    assert result["profile"]["person"]["email"] == "maya@example.com"
+    assert result["profile"]["events"]["merged"] == 6
+    assert [row["name"] for row in result["log"]["anonymous"]] == ["Wishlist Viewed"]
+    db = tmp_path / "demo.db"
+    text = cli("demo", "--db", str(db)).stdout
+    assert "Identified" in text and "Anonymous" in text and "Merge history" in text
+    assert db.exists()
+    again = cli("demo", "--db", str(db), code=1)
+    assert "already exists" in again.stderr
