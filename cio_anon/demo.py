@@ -6,10 +6,9 @@ import contextlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
-
-from pendulum import DateTime
 
 from cio_anon import service
 from cio_anon.errors import WorkspaceError
@@ -42,7 +41,7 @@ def workspace_path(db: Path | None) -> Iterator[Path]:
         yield Path(folder) / "demo.db"
 
 
-def run(path: Path, now: DateTime, show_at: DateTime | None = None) -> DemoResult:
+def run(path: Path, now: datetime, show_at: datetime | None = None) -> DemoResult:
     """Replay the scenario into `path`; read the log and the profile as of `show_at`
     (default: the time of the scenario's last record)."""
     with resources.as_file(resources.files("cio_anon") / "scenarios" / SCENARIO) as scenario:

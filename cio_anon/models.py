@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
-
-from pendulum import DateTime
 
 from cio_anon.rules import Provenance, Rule
 
 
 @dataclass(frozen=True)
 class Settings:
-    created_at: DateTime
+    created_at: datetime
     anonymous_merge: bool
 
 
@@ -22,8 +21,8 @@ class Person:
     id: str | None
     email: str | None
     attributes: dict[str, Any]
-    created_at: DateTime
-    updated_at: DateTime
+    created_at: datetime
+    updated_at: datetime
 
     def ref(self) -> PersonRef:
         return PersonRef(self.cio_id, self.id, self.email)
@@ -48,14 +47,14 @@ class Event:
     name: str
     type: str
     data: dict[str, Any]
-    timestamp: DateTime
-    received_at: DateTime
+    timestamp: datetime
+    received_at: datetime
     rule: Rule
     cio_id: str | None = None
     anonymous_id: str | None = None
     recipient: str | None = None
     provenance: Provenance | None = None
-    merged_at: DateTime | None = None
+    merged_at: datetime | None = None
     can_trigger: bool = False
     source: str | None = None
 
@@ -80,7 +79,7 @@ class ActivityType:
 class Activity:
     cio_id: str
     type: str
-    timestamp: DateTime
+    timestamp: datetime
     data: dict[str, Any] = field(default_factory=dict)
     anonymous_id: str | None = None
 
@@ -93,9 +92,9 @@ class Tombstone:
     name: str
     anonymous_id: str | None
     cio_id: str | None
-    timestamp: DateTime
-    received_at: DateTime
-    removed_at: DateTime
+    timestamp: datetime
+    received_at: datetime
+    removed_at: datetime
     rule: Rule
     reason: str
 
@@ -105,8 +104,8 @@ class LogRow:
     """One row of a tab of the activity log: an event or another activity."""
 
     type: str
-    timestamp: DateTime
-    received_at: DateTime
+    timestamp: datetime
+    received_at: datetime
     name: str | None
     event_id: str | None
     person: PersonRef | None

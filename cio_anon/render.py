@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from pendulum import DateTime
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -32,12 +32,12 @@ MERGED_MARKER = "◐ was anonymous"
 # -- plain values -------------------------------------------------------------------
 
 
-def time_json(moment: DateTime | None) -> float | int | None:
+def time_json(moment: datetime | None) -> float | int | None:
     return None if moment is None else to_unix(moment)
 
 
-def time_text(moment: DateTime | None) -> str:
-    return "—" if moment is None else moment.format("YYYY-MM-DD HH:mm:ss")
+def time_text(moment: datetime | None) -> str:
+    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def duration_text(seconds: float) -> str:
@@ -54,7 +54,7 @@ def duration_text(seconds: float) -> str:
 
 
 def facts_json(facts: Mapping[str, object]) -> dict[str, object]:
-    return {k: time_json(v) if isinstance(v, DateTime) else v for k, v in facts.items()}
+    return {k: time_json(v) if isinstance(v, datetime) else v for k, v in facts.items()}
 
 
 def person_json(ref: PersonRef | None) -> dict[str, str | None] | None:
@@ -75,7 +75,7 @@ def settings_json(settings: Settings) -> dict[str, Any]:
 # -- records ------------------------------------------------------------------------
 
 
-def activity_json(row: LogRow, now: DateTime) -> dict[str, Any]:
+def activity_json(row: LogRow, now: datetime) -> dict[str, Any]:
     """One ACTIVITY of either tab of the log."""
     doc: dict[str, Any] = {
         "type": row.type,
@@ -455,7 +455,7 @@ def explain_text(explanation: Explanation) -> RenderableType:
         lines.append(Text(f"Source: {explanation.source}"))
     facts = Table(show_header=False, title="Facts (UTC)", title_justify="left")
     for name, value in decision.facts.items():
-        facts.add_row(name, time_text(value) if isinstance(value, DateTime) else str(value))
+        facts.add_row(name, time_text(value) if isinstance(value, datetime) else str(value))
     lines.append(facts)
     return Group(*lines)
 

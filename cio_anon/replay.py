@@ -11,10 +11,9 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from pendulum import DateTime
 
 from cio_anon import rules, service
 from cio_anon.errors import CioAnonError, NotFound
@@ -83,7 +82,7 @@ class ReplaySummary:
     tally: Tally = field(default_factory=Tally)
     invalid: list[Problem] = field(default_factory=list)
     rejected_files: list[str] = field(default_factory=list)
-    last_at: DateTime | None = None
+    last_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -118,7 +117,7 @@ def count_records(paths: Iterable[Path]) -> int:
 
 def replay_into(
     path: Path,
-    now: DateTime,
+    now: datetime,
     files: Iterable[Path],
     *,
     keep_going: bool = False,
@@ -138,7 +137,7 @@ def replay_into(
 
 def replay(
     workspace: Workspace,
-    now: DateTime,
+    now: datetime,
     paths: Iterable[Path],
     *,
     keep_going: bool = False,
@@ -166,7 +165,7 @@ def replay(
 
 def _replay_file(
     workspace: Workspace,
-    now: DateTime,
+    now: datetime,
     path: Path,
     name: str,
     tally: Tally,
@@ -178,7 +177,7 @@ def _replay_file(
         records = read_records(path)
     except CioAnonError as error:
         raise _Rejected(Problem(name, 0, str(error).removeprefix(f"{path}: "))) from None
-    previous: DateTime | None = None
+    previous: datetime | None = None
     for record in records:
         tally.records += 1
         if progress is not None:
@@ -270,7 +269,7 @@ def apply_operation(workspace: Workspace, timed: Timed, source: str, tally: Tall
             tally.failed_expectations.append(Problem(file, int(line), mismatch))
 
 
-def _first_time(workspace: Workspace, op: Identify | AnonymousTraits, at: DateTime) -> bool:
+def _first_time(workspace: Workspace, op: Identify | AnonymousTraits, at: datetime) -> bool:
     """Whether a message with an id is seen for the first time (then it is recorded)."""
     return op.message_id is None or workspace.mark_message(op.message_id, at)
 
@@ -283,7 +282,7 @@ def _person_exists(workspace: Workspace, identifier: str) -> bool:
 # -- expectations -------------------------------------------------------------------
 
 
-def check_expectation(workspace: Workspace, now: DateTime, checks: Mapping[str, Any]) -> list[str]:
+def check_expectation(workspace: Workspace, now: datetime, checks: Mapping[str, Any]) -> list[str]:
     """What differs between an expect record and the workspace ("expected ..., got ...")."""
     if "event" in checks:
         return _check_event(workspace, now, checks)
@@ -338,7 +337,7 @@ def _cio_id_of(workspace: Workspace, identifier: object) -> str | None:
         return f"<nobody named {identifier}>"
 
 
-def _check_event(workspace: Workspace, now: DateTime, checks: Mapping[str, Any]) -> list[str]:
+def _check_event(workspace: Workspace, now: datetime, checks: Mapping[str, Any]) -> list[str]:
     event_id = checks["event"]
     try:
         explanation = service.explain(workspace, now, event_id=event_id)

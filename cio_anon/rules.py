@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pendulum import DateTime, Duration, datetime, duration
+import pendulum
+from pendulum import Duration, duration
 
 from cio_anon.errors import InvalidInput, RuleViolation
 
@@ -23,7 +25,7 @@ MERGE_WINDOW: Duration = duration(minutes=5)
 """How long after an identify events for its anonymous_id still merge on arrival."""
 CAMPAIGN_WINDOW: Duration = duration(hours=72)
 """How old an event may be, when it becomes a person's, and still trigger campaigns."""
-MERGE_ON_BY_DEFAULT_SINCE: DateTime = datetime(2021, 7, 1, tz="UTC")
+MERGE_ON_BY_DEFAULT_SINCE: datetime = pendulum.datetime(2021, 7, 1, tz="UTC")
 """Workspaces created from this day on have anonymous merging on by default."""
 
 
@@ -59,7 +61,7 @@ class EventType(StrEnum):
     SCREEN = "screen"
 
 
-Facts = Mapping[str, DateTime | str | int | bool | None]
+Facts = Mapping[str, datetime | str | int | bool | None]
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Assignment:
 
     anonymous_id: str
     cio_id: str
-    assigned_at: DateTime
+    assigned_at: datetime
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Placement:
 
     decision: Decision
     cio_id: str | None = None
-    merged_at: DateTime | None = None
+    merged_at: datetime | None = None
 
     @property
     def merges(self) -> bool:
@@ -96,7 +98,7 @@ class Placement:
 # -- workspace defaults -------------------------------------------------------------
 
 
-def default_anonymous_merge(created_at: DateTime) -> bool:
+def default_anonymous_merge(created_at: datetime) -> bool:
     """Merging is on by default for workspaces created on or after 2021-07-01."""
     return created_at >= MERGE_ON_BY_DEFAULT_SINCE
 
@@ -213,8 +215,8 @@ def classify_unattached(anonymous_id: str | None, recipient: str | None) -> Deci
 
 def place_anonymous_event(
     *,
-    received_at: DateTime,
-    timestamp: DateTime,
+    received_at: datetime,
+    timestamp: datetime,
     assignment: Assignment | None,
     merge_enabled: bool,
 ) -> Placement:
@@ -226,7 +228,7 @@ def place_anonymous_event(
     minutes after it merges on arrival, later ones stay anonymous. Retention is
     judged at the moment of the merge.
     """
-    facts: dict[str, DateTime | str | int | bool | None] = {
+    facts: dict[str, datetime | str | int | bool | None] = {
         "timestamp": timestamp,
         "received_at": received_at,
     }
@@ -294,14 +296,14 @@ def decide_assignment(
     cio_id: str,
     existing: Assignment | None,
     merge_enabled: bool,
-    now: DateTime,
+    now: datetime,
 ) -> Decision:
     """What an identify of person `cio_id` with `anonymous_id` does to the assignment.
 
     `merged_on_identify` means the id is (now or already) this person's; the facts say
     whether it was assigned by this call (`newly_assigned`).
     """
-    facts: dict[str, DateTime | str | int | bool | None] = {
+    facts: dict[str, datetime | str | int | bool | None] = {
         "anonymous_id": anonymous_id,
         "identified_at": now,
     }
@@ -341,12 +343,12 @@ def decide_assignment(
 # -- retention ----------------------------------------------------------------------
 
 
-def retention_deadline(timestamp: DateTime) -> DateTime:
+def retention_deadline(timestamp: datetime) -> datetime:
     """When an unmerged anonymous event stops being mergeable (and `purge` may delete it)."""
     return timestamp + RETENTION
 
 
-def is_expired(timestamp: DateTime, now: DateTime) -> bool:
+def is_expired(timestamp: datetime, now: datetime) -> bool:
     """An anonymous event more than 30 days old never merges."""
     return timestamp < now - RETENTION
 
@@ -354,9 +356,9 @@ def is_expired(timestamp: DateTime, now: DateTime) -> bool:
 def decide_pending(
     *,
     placement: Placement,
-    timestamp: DateTime,
+    timestamp: datetime,
     claimed_while_disabled: bool,
-    now: DateTime,
+    now: datetime,
 ) -> Decision:
     """Why an anonymous event that is still anonymous stays so, judged at `now`."""
     decision = placement.decision
@@ -385,12 +387,12 @@ def decide_pending(
 def campaign_eligibility(
     *,
     provenance: Provenance,
-    timestamp: DateTime,
-    received_at: DateTime,
-    merged_at: DateTime | None,
+    timestamp: datetime,
+    received_at: datetime,
+    merged_at: datetime | None,
 ) -> Decision:
     """Whether a person's event can trigger campaigns; every event counts for segments."""
-    facts: dict[str, DateTime | str | int | bool | None] = {
+    facts: dict[str, datetime | str | int | bool | None] = {
         "timestamp": timestamp,
         "provenance": str(provenance),
     }
@@ -495,7 +497,7 @@ def fill_missing(current: Mapping[str, Any], source: Mapping[str, Any]) -> dict[
 # -- profile merge ------------------------------------------------------------------
 
 
-def inherits(timestamp: DateTime, now: DateTime) -> Decision:
+def inherits(timestamp: datetime, now: datetime) -> Decision:
     """Whether a secondary's event moves to the primary in a profile merge."""
     cutoff = now - RETENTION
     facts = {"timestamp": timestamp, "cutoff": cutoff}
@@ -512,5 +514,5 @@ def inherits(timestamp: DateTime, now: DateTime) -> Decision:
     )
 
 
-def oldest(timestamps: Iterable[DateTime]) -> DateTime | None:
+def oldest(timestamps: Iterable[datetime]) -> datetime | None:
     return min(timestamps, default=None)

@@ -12,10 +12,9 @@ import os
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from pendulum import DateTime
 
 from cio_anon import rules
 from cio_anon.clock import parse_time
@@ -44,7 +43,7 @@ def _remove_workspace_files(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def opened(path: Path, now: DateTime, *, write: bool) -> Iterator[Workspace]:
+def opened(path: Path, now: datetime, *, write: bool) -> Iterator[Workspace]:
     """Open the workspace for one command, in one transaction.
 
     A write creates the file when it is missing; if the command then fails the new
@@ -69,7 +68,7 @@ def opened(path: Path, now: DateTime, *, write: bool) -> Iterator[Workspace]:
 
 
 def init_workspace(
-    path: Path, now: DateTime, *, created_at: DateTime | None, force: bool
+    path: Path, now: datetime, *, created_at: datetime | None, force: bool
 ) -> Settings:
     """Create a workspace; with `force`, replace an existing one."""
     if path.exists():
@@ -92,7 +91,7 @@ def update_settings(
     workspace: Workspace,
     *,
     anonymous_merge: bool | None = None,
-    created_at: DateTime | None = None,
+    created_at: datetime | None = None,
 ) -> Settings:
     """Show the settings, changing what is given. A new creation date without an
     explicit merge setting brings that date's default with it."""
@@ -119,7 +118,7 @@ class Warning:
     message: str
 
 
-def new_event_id(now: DateTime) -> str:
+def new_event_id(now: datetime) -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, in Crockford base32."""
     alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
     value = (int(now.timestamp() * 1000) << 80) | secrets.randbits(80)
@@ -176,7 +175,7 @@ def _campaign(event: Event) -> Decision:
     )
 
 
-def _anon_merge(cio_id: str, anonymous_id: str, merged: Sequence[Event], at: DateTime) -> Activity:
+def _anon_merge(cio_id: str, anonymous_id: str, merged: Sequence[Event], at: datetime) -> Activity:
     oldest = min(event.timestamp for event in merged)
     return Activity(
         cio_id=cio_id,
@@ -227,7 +226,7 @@ class TrackResult:
 
 def track(
     workspace: Workspace,
-    now: DateTime,
+    now: datetime,
     *,
     name: str,
     person: str | None = None,
@@ -371,7 +370,7 @@ def _update_person(
     workspace: Workspace,
     person: Person,
     updates: Mapping[str, Any],
-    now: DateTime,
+    now: datetime,
     result: IdentifyResult,
 ) -> None:
     """Apply attributes to a person, writing the activities each change calls for."""
@@ -412,7 +411,7 @@ def _update_person(
     workspace.add_activities(activities)
 
 
-def _change_activity(cio_id: str, change: rules.AttributeChange, now: DateTime) -> Activity:
+def _change_activity(cio_id: str, change: rules.AttributeChange, now: datetime) -> Activity:
     return Activity(
         cio_id,
         ActivityType.ATTRIBUTE_CHANGE,
@@ -436,7 +435,7 @@ def collect_attributes(pairs: Sequence[str] = (), attrs_json: str | None = None)
 
 def identify(
     workspace: Workspace,
-    now: DateTime,
+    now: datetime,
     *,
     identifier: str,
     anonymous_id: str | None = None,
@@ -489,7 +488,7 @@ def identify(
 
 
 def _assign(
-    workspace: Workspace, now: DateTime, person: Person, anonymous_id: str, result: IdentifyResult
+    workspace: Workspace, now: datetime, person: Person, anonymous_id: str, result: IdentifyResult
 ) -> None:
     """Assign `anonymous_id` to `person` (when the rules allow) and merge its events."""
     merge_enabled = workspace.settings().anonymous_merge
@@ -552,7 +551,7 @@ def _assign(
 
 
 def set_anonymous_traits(
-    workspace: Workspace, now: DateTime, *, anonymous_id: str, traits: Mapping[str, Any]
+    workspace: Workspace, now: datetime, *, anonymous_id: str, traits: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Store traits on an anonymous profile (Data Pipelines identify without userId).
 
@@ -580,7 +579,7 @@ class DeleteResult:
     activities: int
 
 
-def delete_person(workspace: Workspace, now: DateTime, *, identifier: str) -> DeleteResult:
+def delete_person(workspace: Workspace, now: datetime, *, identifier: str) -> DeleteResult:
     """Customer.io's delete: the person, their events, anonymous-id assignments and
     activities are removed."""
     person = find_person(workspace, identifier)
@@ -603,7 +602,7 @@ class MergeResult:
 
 
 def merge_people(
-    workspace: Workspace, now: DateTime, *, primary: str, secondary: str, dry_run: bool = False
+    workspace: Workspace, now: datetime, *, primary: str, secondary: str, dry_run: bool = False
 ) -> MergeResult:
     """Customer.io's Merge People: the secondary folds into the primary and is deleted.
 
@@ -615,7 +614,7 @@ def merge_people(
 
 
 def _merge_people(
-    workspace: Workspace, now: DateTime, primary: str, secondary: str, dry_run: bool
+    workspace: Workspace, now: datetime, primary: str, secondary: str, dry_run: bool
 ) -> MergeResult:
     first = find_person(workspace, primary)
     second = find_person(workspace, secondary)
@@ -702,7 +701,7 @@ class PurgeResult:
         return sum(self.deleted.values())
 
 
-def purge(workspace: Workspace, now: DateTime, *, dry_run: bool = False) -> PurgeResult:
+def purge(workspace: Workspace, now: datetime, *, dry_run: bool = False) -> PurgeResult:
     """Delete unmerged anonymous events past the 30-day retention (or, dry, count them)."""
     expired = [
         event
@@ -741,14 +740,14 @@ TABS = ("identified", "anonymous")
 
 @dataclass
 class LogPage:
-    now: DateTime
+    now: datetime
     identified: list[LogRow] | None
     anonymous: list[LogRow] | None
 
 
 def activity_log(
     workspace: Workspace,
-    now: DateTime,
+    now: datetime,
     *,
     person: str | None = None,
     anonymous_id: str | None = None,
@@ -823,7 +822,7 @@ class Explanation:
     campaign: Decision | None = None
 
 
-def explain(workspace: Workspace, now: DateTime, *, event_id: str) -> Explanation:
+def explain(workspace: Workspace, now: datetime, *, event_id: str) -> Explanation:
     """Why an event is where it is: its status, the rule that put it there, the times."""
     event = workspace.get_event(event_id)
     if event is None:

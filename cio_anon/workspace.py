@@ -8,10 +8,10 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pendulum import DateTime
 from sqlite_utils import Database
 
 from cio_anon.clock import from_unix
@@ -38,11 +38,11 @@ _EVENT_COLUMNS = (
 )
 
 
-def _ts(moment: DateTime | None) -> float | None:
+def _ts(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def _dt(seconds: float | None) -> DateTime | None:
+def _dt(seconds: float | None) -> datetime | None:
     return None if seconds is None else from_unix(seconds)
 
 
@@ -377,7 +377,7 @@ class Workspace:
             ],
         )
 
-    def expired_anonymous_events(self, cutoff: DateTime) -> list[Event]:
+    def expired_anonymous_events(self, cutoff: datetime) -> list[Event]:
         """Unmerged anonymous events (not invites) that happened before `cutoff`."""
         rows = self.conn.execute(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE cio_id IS NULL "
@@ -479,7 +479,7 @@ class Workspace:
         return {} if value is None else dict(json.loads(value))
 
     def save_anonymous_traits(
-        self, anonymous_id: str, traits: dict[str, Any], now: DateTime
+        self, anonymous_id: str, traits: dict[str, Any], now: datetime
     ) -> None:
         self.conn.execute(
             "INSERT INTO anonymous_profiles (anonymous_id, traits, updated_at) VALUES (?, ?, ?) "
@@ -490,7 +490,7 @@ class Workspace:
 
     # -- message ids ------------------------------------------------------------------
 
-    def mark_message(self, message_id: str, received_at: DateTime) -> bool:
+    def mark_message(self, message_id: str, received_at: datetime) -> bool:
         """Record a handled message id; False when it was handled before."""
         cursor = self.conn.execute(
             "INSERT OR IGNORE INTO handled_messages (message_id, received_at) VALUES (?, ?)",
@@ -519,7 +519,7 @@ class Workspace:
         ).fetchall()
         return [Activity(r[0], r[1], from_unix(r[2]), json.loads(r[3]), r[4]) for r in rows]
 
-    def move_person_records(self, source: str, target: str, inherited_at: DateTime) -> None:
+    def move_person_records(self, source: str, target: str, inherited_at: datetime) -> None:
         """Hand a person's assignments, activities and (already chosen) events to another."""
         self.conn.execute("UPDATE assignments SET cio_id = ? WHERE cio_id = ?", (target, source))
         self.conn.execute("UPDATE activities SET cio_id = ? WHERE cio_id = ?", (target, source))

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
-
-from pendulum import DateTime
 
 from cio_anon.errors import InvalidInput
 
@@ -70,7 +69,7 @@ class Purge:
 @dataclass(frozen=True)
 class ChangeSettings:
     anonymous_merge: bool | None = None
-    created_at: DateTime | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ Operation = (
 class Timed:
     """An operation with its receive time."""
 
-    at: DateTime
+    at: datetime
     operation: Operation
 
 

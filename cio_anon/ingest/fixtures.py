@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from pendulum import DateTime
 
 from cio_anon.clock import parse_time
 from cio_anon.errors import InvalidInput
@@ -112,7 +111,7 @@ def _array_records(text: str) -> list[Record]:
         expect_value = False
 
 
-def receive_time(record: Mapping[str, Any]) -> DateTime | None:
+def receive_time(record: Mapping[str, Any]) -> datetime | None:
     """`at`, else `receivedAt`, else `timestamp`."""
     for key in ("at", "receivedAt", "timestamp"):
         if record.get(key) is not None:
@@ -120,7 +119,7 @@ def receive_time(record: Mapping[str, Any]) -> DateTime | None:
     return None
 
 
-def to_operations(value: object, previous: DateTime) -> list[Timed]:
+def to_operations(value: object, previous: datetime) -> list[Timed]:
     """The timed operations one record asks for (raises CioAnonError if it is invalid)."""
     record = require_object(value, "A record")
     at = receive_time(record)
