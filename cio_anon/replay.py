@@ -7,6 +7,7 @@ are checked as they come.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -186,7 +187,9 @@ def _replay_file(
             if record.error is not None:
                 raise _Rejected(Problem(name, record.line, record.error))
             try:
-                with workspace.savepoint():
+                # Without --keep-going the whole file is one savepoint: a failed record
+                # rejects all of it, so it needs none of its own.
+                with workspace.savepoint() if keep_going else contextlib.nullcontext():
                     timed = to_operations(record.value, previous or now)
                     for item in timed:
                         apply_operation(workspace, item, f"{name}:{record.line}", tally)
@@ -208,10 +211,7 @@ def apply_operation(workspace: Workspace, timed: Timed, source: str, tally: Tall
     """Carry out one operation at its receive time, counting what it did."""
     op, at = timed.operation, timed.at
     if isinstance(op, Track):
-        if op.person is not None and not _person_exists(workspace, op.person):
-            # The APIs create an unknown person on an event, as Customer.io does.
-            service.identify(workspace, at, identifier=op.person)
-            tally.people_created += 1
+        # The APIs create an unknown person on an event, as Customer.io does.
         result = service.track(
             workspace,
             at,
@@ -223,8 +223,10 @@ def apply_operation(workspace: Workspace, timed: Timed, source: str, tally: Tall
             timestamp=op.timestamp,
             event_id=op.event_id,
             source=source,
+            create_person=True,
         )
         tally.stored += result.stored
+        tally.people_created += result.person_created
         tally.duplicates += not result.stored
         tally.merged += result.provenance is rules.Provenance.MERGED
         tally.warnings.update(str(w.rule) for w in result.warnings)
@@ -272,11 +274,6 @@ def apply_operation(workspace: Workspace, timed: Timed, source: str, tally: Tall
 def _first_time(workspace: Workspace, op: Identify | AnonymousTraits, at: datetime) -> bool:
     """Whether a message with an id is seen for the first time (then it is recorded)."""
     return op.message_id is None or workspace.mark_message(op.message_id, at)
-
-
-def _person_exists(workspace: Workspace, identifier: str) -> bool:
-    kind, value = rules.resolve_identifier(identifier)
-    return workspace.find_person(kind, value) is not None
 
 
 # -- expectations -------------------------------------------------------------------

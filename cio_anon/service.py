@@ -7,7 +7,6 @@ are decided in `rules`; the SQL lives in `workspace`; this module only sequences
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cio_anon import rules
+from cio_anon import jsonio, rules
 from cio_anon.clock import parse_time
 from cio_anon.errors import InvalidInput, NotFound, WorkspaceError
 from cio_anon.models import (
@@ -137,32 +136,20 @@ def find_person(workspace: Workspace, identifier: str) -> Person:
 def parse_json_object(text: str, *, what: str) -> dict[str, Any]:
     """A JSON object from the command line, or a sentence saying what is wrong."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(
-            f"The {what} is not valid JSON: {error.msg} at column {error.colno}."
-        ) from None
-    except ValueError as error:
+        value = jsonio.loads(text)
+    except jsonio.JSONDecodeError as error:
         raise InvalidInput(f"The {what} is not valid JSON: {error}.") from None
-    except RecursionError:
-        raise InvalidInput(f"The {what} is nested too deeply.") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"The {what} must be a JSON object, not {type(value).__name__}.")
     return value
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
 def _check_json_value(value: Any, what: str) -> str:
-    """Serialise a value for storage, refusing what JSON cannot carry (NaN, infinity)."""
+    """Serialise a value for storage, refusing what JSON cannot carry."""
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (ValueError, TypeError) as error:
+        return jsonio.dumps(value)
+    except TypeError as error:
         raise InvalidInput(f"The {what} cannot be stored as JSON: {error}.") from None
-    except RecursionError:
-        raise InvalidInput(f"The {what} is nested too deeply.") from None
 
 
 def _campaign(event: Event) -> Decision:
@@ -222,6 +209,7 @@ class TrackResult:
     provenance: Provenance | None = None
     can_trigger_campaigns: bool = False
     warnings: list[Warning] = field(default_factory=list)
+    person_created: bool = False
 
 
 def track(
@@ -236,11 +224,16 @@ def track(
     timestamp: object = None,
     event_id: str | None = None,
     source: str | None = None,
+    create_person: bool = False,
 ) -> TrackResult:
-    """Record one event: a person's, an anonymous one, or an invite (data.recipient)."""
+    """Record one event: a person's, an anonymous one, or an invite (data.recipient).
+
+    An unknown `person` is an error, unless `create_person` (the APIs create them).
+    """
     name = name.strip()
     payload = dict(data or {})
-    rules.check_event_limits(name, _check_json_value(payload, what=f"data of event {name!r}"))
+    data_json = _check_json_value(payload, what=f"data of event {name!r}")
+    rules.check_event_limits(name, data_json)
     try:
         event_type = rules.EventType(type).value
     except ValueError:
@@ -255,19 +248,14 @@ def track(
     recipient = payload.get("recipient")
     recipient = recipient.strip() if isinstance(recipient, str) and recipient.strip() else None
 
-    owner = find_person(workspace, person) if person is not None else None
-    if owner is None:
+    owner, created = None, False
+    if person is not None:
+        if create_person:
+            owner, created = _find_or_create(workspace, now, person)
+        else:
+            owner = find_person(workspace, person)
+    else:
         rules.classify_unattached(anonymous_id, recipient)  # rejects an event with no identity
-    if workspace.event_id_known(event_id):
-        return TrackResult(
-            event_id,
-            stored=False,
-            status="duplicate",
-            rule=Rule.DUPLICATE,
-            warnings=[
-                Warning(Rule.DUPLICATE, f"An event with id {event_id!r} already exists; ignored.")
-            ],
-        )
     event = Event(
         event_id=event_id,
         name=name,
@@ -275,69 +263,68 @@ def track(
         data=payload,
         timestamp=happened,
         received_at=now,
-        rule=Rule.ANONYMOUS,
+        rule=Rule.INVITE,
         anonymous_id=anonymous_id,
         recipient=recipient,
         source=source,
     )
-    warnings: list[Warning] = []
+    result = TrackResult(
+        event_id, stored=True, status="invite", rule=Rule.INVITE, person_created=created
+    )
+    merge: Activity | None = None
     if owner is not None:
         event.cio_id = owner.cio_id
         event.provenance = Provenance.TRACKED
         campaign = _campaign(event)
         event.rule = campaign.rule
         event.can_trigger = campaign.rule is Rule.CAMPAIGN_ELIGIBLE
-        workspace.insert_event(event)
+        result.status, result.person = "identified", owner.ref()
+    elif anonymous_id is not None:
+        placement = _place(
+            event, workspace.get_assignment(anonymous_id), workspace.settings().anonymous_merge
+        )
+        if placement.merges:
+            assert placement.cio_id is not None and placement.merged_at is not None
+            _attach(event, placement)
+            merge = _anon_merge(placement.cio_id, anonymous_id, [event], placement.merged_at)
+            result.status = "identified"
+            result.person = workspace.person_refs([placement.cio_id])[placement.cio_id]
+        else:
+            pending = rules.decide_pending(
+                placement=placement, timestamp=happened, claimed_while_disabled=False, now=now
+            )
+            event.rule = pending.rule
+            result.status = "anonymous"
+            if pending.rule is not Rule.ANONYMOUS:
+                result.warnings.append(Warning(pending.rule, pending.reason))
+    if not workspace.insert_event(event, data_json):
         return TrackResult(
             event_id,
-            stored=True,
-            status="identified",
-            rule=event.rule,
-            person=owner.ref(),
-            anonymous_id=anonymous_id,
-            provenance=Provenance.TRACKED,
-            can_trigger_campaigns=event.can_trigger,
+            stored=False,
+            status="duplicate",
+            rule=Rule.DUPLICATE,
+            person_created=created,
+            warnings=[
+                Warning(Rule.DUPLICATE, f"An event with id {event_id!r} already exists; ignored.")
+            ],
         )
-    if anonymous_id is None:
-        event.rule = Rule.INVITE
-        workspace.insert_event(event)
-        return TrackResult(event_id, stored=True, status="invite", rule=Rule.INVITE)
+    if merge is not None:
+        workspace.add_activities([merge])
+    result.rule = event.rule
+    result.anonymous_id = anonymous_id
+    result.provenance = event.provenance
+    result.can_trigger_campaigns = event.can_trigger
+    return result
 
-    assignment = workspace.get_assignment(anonymous_id)
-    placement = _place(event, assignment, workspace.settings().anonymous_merge)
-    if placement.merges:
-        assert placement.cio_id is not None and placement.merged_at is not None
-        _attach(event, placement)
-        workspace.insert_event(event)
-        workspace.add_activities(
-            [_anon_merge(placement.cio_id, anonymous_id, [event], placement.merged_at)]
-        )
-        ref = workspace.person_refs([placement.cio_id])[placement.cio_id]
-        return TrackResult(
-            event_id,
-            stored=True,
-            status="identified",
-            rule=event.rule,
-            person=ref,
-            anonymous_id=anonymous_id,
-            provenance=Provenance.MERGED,
-            can_trigger_campaigns=event.can_trigger,
-        )
-    pending = rules.decide_pending(
-        placement=placement, timestamp=happened, claimed_while_disabled=False, now=now
-    )
-    event.rule = pending.rule
-    if pending.rule is not Rule.ANONYMOUS:
-        warnings.append(Warning(pending.rule, pending.reason))
-    workspace.insert_event(event)
-    return TrackResult(
-        event_id,
-        stored=True,
-        status="anonymous",
-        rule=pending.rule,
-        anonymous_id=anonymous_id,
-        warnings=warnings,
-    )
+
+def _find_or_create(workspace: Workspace, now: datetime, identifier: str) -> tuple[Person, bool]:
+    """The person an identifier names, created (as identify would) if missing."""
+    kind, value = rules.resolve_identifier(identifier)
+    person = workspace.find_person(kind, value)
+    if person is not None:
+        return person, False
+    identify(workspace, now, identifier=identifier)
+    return find_person(workspace, identifier), True
 
 
 # -- identify -----------------------------------------------------------------------
@@ -360,7 +347,7 @@ IDENTIFIER_ATTRIBUTES = ("id", "email")
 
 def _identifier_value(name: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidInput(f"The {name} attribute must be a string, not {json.dumps(value)}.")
+        raise InvalidInput(f"The {name} attribute must be a string, not {jsonio.dumps(value)}.")
     text = str(value).strip()
     rules.check_identifier_limit(text)
     return text

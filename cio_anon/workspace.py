@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,6 +13,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from cio_anon import jsonio
 from cio_anon.clock import from_unix
 from cio_anon.errors import WorkspaceError
 from cio_anon.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
@@ -47,7 +47,7 @@ def _dt(seconds: float | None) -> datetime | None:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return jsonio.dumps(value)
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,10 @@ class Workspace:
         self.path = path
         self.conn = conn
         self.created = False  # set when this command created the file
+        self._settings: Settings | None = None
+        # Read-through caches, valid for one transaction (reset by transaction/savepoint)
+        self._tombstones: bool | None = None
+        self._assignments: dict[str, Assignment | None] = {}
         self.db = Database(conn, execute_plugins=False)
 
     # -- opening ----------------------------------------------------------------------
@@ -149,10 +153,12 @@ class Workspace:
     def transaction(self, *, write: bool = True) -> Iterator[None]:
         """One transaction: IMMEDIATE for writes so concurrent writers queue, not fail."""
         self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        self._forget()
         try:
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._forget()
             raise
         self.conn.execute("COMMIT")
 
@@ -166,21 +172,33 @@ class Workspace:
         except BaseException:
             self.conn.execute("ROLLBACK TO block")
             self.conn.execute("RELEASE block")
+            self._forget()
             raise
         if not keep:
             self.conn.execute("ROLLBACK TO block")
+            self._forget()
         self.conn.execute("RELEASE block")
+
+    def _forget(self) -> None:
+        """Drop the caches: what they hold may have been rolled back."""
+        self._settings = None
+        self._tombstones = None
+        self._assignments = {}
 
     # -- settings ---------------------------------------------------------------------
 
     def settings(self) -> Settings:
-        values = dict(self.conn.execute("SELECT key, value FROM settings").fetchall())
-        return Settings(
-            created_at=from_unix(float(values["created_at"])),
-            anonymous_merge=values["anonymous_merge"] == "1",
-        )
+        """The settings (read once per transaction: every event consults them)."""
+        if self._settings is None:
+            values = dict(self.conn.execute("SELECT key, value FROM settings").fetchall())
+            self._settings = Settings(
+                created_at=from_unix(float(values["created_at"])),
+                anonymous_merge=values["anonymous_merge"] == "1",
+            )
+        return self._settings
 
     def save_settings(self, settings: Settings) -> None:
+        self._settings = settings
         self.conn.executemany(
             "INSERT INTO settings (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -209,7 +227,7 @@ class Workspace:
             cio_id=row[0],
             id=row[1],
             email=row[2],
-            attributes=json.loads(row[3]),
+            attributes=jsonio.loads(row[3]),
             created_at=from_unix(row[4]),
             updated_at=from_unix(row[5]),
         )
@@ -248,6 +266,7 @@ class Workspace:
 
     def erase_person(self, cio_id: str) -> dict[str, int]:
         """Delete a person with their events, assignments and activities; the counts."""
+        self._assignments = {}
         counts = {}
         for table in ("events", "assignments", "activities"):
             cursor = self.conn.execute(f"DELETE FROM {table} WHERE cio_id = ?", (cio_id,))
@@ -294,7 +313,7 @@ class Workspace:
             event_id=row[0],
             name=row[1],
             type=row[2],
-            data=json.loads(row[3]),
+            data=jsonio.loads(row[3]),
             timestamp=from_unix(row[4]),
             received_at=from_unix(row[5]),
             cio_id=row[6],
@@ -307,23 +326,21 @@ class Workspace:
             source=row[13],
         )
 
-    def event_id_known(self, event_id: str) -> bool:
-        """Whether an event with this id is stored, or was and has been deleted."""
-        found = self._scalar(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?) "
-            "OR EXISTS (SELECT 1 FROM tombstones WHERE event_id = ?)",
-            (event_id, event_id),
-        )
-        return bool(found)
+    def insert_event(self, event: Event, data_json: str | None = None) -> bool:
+        """Store an event (`data_json`: its data already serialised, if at hand).
 
-    def insert_event(self, event: Event) -> None:
-        self.conn.execute(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        False, and nothing stored, when an event with that id exists or existed.
+        """
+        if self._has_tombstones() and self.get_tombstone(event.event_id) is not None:
+            return False
+        cursor = self.conn.execute(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT (event_id) DO NOTHING",
             (
                 event.event_id,
                 event.name,
                 event.type,
-                _json(event.data),
+                _json(event.data) if data_json is None else data_json,
                 event.timestamp.timestamp(),
                 event.received_at.timestamp(),
                 event.cio_id,
@@ -336,6 +353,12 @@ class Workspace:
                 event.source,
             ),
         )
+        return cursor.rowcount == 1
+
+    def _has_tombstones(self) -> bool:
+        if self._tombstones is None:
+            self._tombstones = bool(self._scalar("SELECT EXISTS (SELECT 1 FROM tombstones)"))
+        return self._tombstones
 
     def get_event(self, event_id: str) -> Event | None:
         row = self.conn.execute(
@@ -388,6 +411,8 @@ class Workspace:
 
     def remove_events(self, tombstones: Sequence[Tombstone]) -> None:
         """Delete events, keeping a tombstone of each so `explain` can say what happened."""
+        if tombstones:
+            self._tombstones = True
         self.conn.executemany(
             "INSERT OR REPLACE INTO tombstones (event_id, name, anonymous_id, cio_id, "
             "timestamp, received_at, removed_at, rule, reason) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -452,13 +477,18 @@ class Workspace:
     # -- assignments and anonymous profiles ---------------------------------------------
 
     def get_assignment(self, anonymous_id: str) -> Assignment | None:
+        if anonymous_id in self._assignments:
+            return self._assignments[anonymous_id]
         row = self.conn.execute(
             "SELECT anonymous_id, cio_id, assigned_at FROM assignments WHERE anonymous_id = ?",
             (anonymous_id,),
         ).fetchone()
-        return None if row is None else Assignment(row[0], row[1], from_unix(row[2]))
+        found = None if row is None else Assignment(row[0], row[1], from_unix(row[2]))
+        self._assignments[anonymous_id] = found
+        return found
 
     def add_assignment(self, assignment: Assignment) -> None:
+        self._assignments[assignment.anonymous_id] = assignment
         self.conn.execute(
             "INSERT INTO assignments (anonymous_id, cio_id, assigned_at) VALUES (?, ?, ?)",
             (assignment.anonymous_id, assignment.cio_id, assignment.assigned_at.timestamp()),
@@ -476,7 +506,7 @@ class Workspace:
         value = self._scalar(
             "SELECT traits FROM anonymous_profiles WHERE anonymous_id = ?", (anonymous_id,)
         )
-        return {} if value is None else dict(json.loads(value))
+        return {} if value is None else dict(jsonio.loads(value))
 
     def save_anonymous_traits(
         self, anonymous_id: str, traits: dict[str, Any], now: datetime
@@ -517,10 +547,11 @@ class Workspace:
             f"WHERE cio_id = ? AND type IN ({marks}) ORDER BY timestamp DESC, seq DESC",
             (cio_id, *types),
         ).fetchall()
-        return [Activity(r[0], r[1], from_unix(r[2]), json.loads(r[3]), r[4]) for r in rows]
+        return [Activity(r[0], r[1], from_unix(r[2]), jsonio.loads(r[3]), r[4]) for r in rows]
 
     def move_person_records(self, source: str, target: str, inherited_at: datetime) -> None:
         """Hand a person's assignments, activities and (already chosen) events to another."""
+        self._assignments = {}
         self.conn.execute("UPDATE assignments SET cio_id = ? WHERE cio_id = ?", (target, source))
         self.conn.execute("UPDATE activities SET cio_id = ? WHERE cio_id = ?", (target, source))
         self.conn.execute(
@@ -576,7 +607,7 @@ class Workspace:
                         event_id=None,
                         person=person,
                         anonymous_id=row[10],
-                        data=json.loads(row[6]),
+                        data=jsonio.loads(row[6]),
                     )
                 )
         return result

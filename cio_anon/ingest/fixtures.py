@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cio_anon import jsonio
 from cio_anon.clock import parse_time
 from cio_anon.errors import InvalidInput
 from cio_anon.ingest import (
@@ -65,7 +66,7 @@ def read_records(path: Path) -> list[Record]:
 
 
 def _loads(text: str) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
+    return jsonio.loads(text)
 
 
 def _reject_constant(name: str) -> Any:
