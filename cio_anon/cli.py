@@ -297,6 +297,10 @@ def log(
         ),
     ] = None,
     limit: Annotated[int, typer.Option(metavar="N", help="Rows per tab.")] = 50,
+    before: Annotated[
+        str | None,
+        typer.Option(metavar="CURSOR", help="Continue a tab from the `next` cursor of a page."),
+    ] = None,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
@@ -312,6 +316,7 @@ def log(
             tab=tab,
             type=type,
             limit=limit,
+            before=before,
         )
     emit(as_json, render.log_json(page), lambda: render.log_text(page))
 

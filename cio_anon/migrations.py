@@ -1,86 +1,135 @@
-"""Schema steps of the workspace file, append-only.
+"""Schema steps of the workspace file, append-only, applied with sqlite-utils.
 
 Step N brings a file from schema version N-1 to N; the version is kept in SQLite's
 `user_version`. A landed step is never edited: change the schema by appending one.
 Times are stored as Unix seconds (REAL, UTC); JSON objects as TEXT.
+
+sqlite-utils is imported only when a step runs, so that opening an up-to-date
+workspace (every command) does not pay for the import.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
 APPLICATION_ID = 0x63696F61  # "cioa": marks a SQLite file as a cio-anon workspace
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: the first schema
-    """
-    CREATE TABLE settings (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    CREATE TABLE people (
-        cio_id TEXT PRIMARY KEY,
-        id TEXT UNIQUE,
-        email TEXT,
-        email_key TEXT UNIQUE,
-        attributes TEXT NOT NULL DEFAULT '{}',
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE events (
-        seq INTEGER PRIMARY KEY,
-        event_id TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL,
-        type TEXT NOT NULL,
-        data TEXT NOT NULL,
-        timestamp REAL NOT NULL,
-        received_at REAL NOT NULL,
-        cio_id TEXT,
-        anonymous_id TEXT,
-        recipient TEXT,
-        provenance TEXT,
-        merged_at REAL,
-        rule TEXT NOT NULL,
-        can_trigger INTEGER NOT NULL DEFAULT 0,
-        source TEXT
-    );
-    CREATE INDEX events_pending ON events (anonymous_id, received_at) WHERE cio_id IS NULL;
-    CREATE INDEX events_unattached_by_time ON events (timestamp) WHERE cio_id IS NULL;
-    CREATE INDEX events_person ON events (cio_id, timestamp) WHERE cio_id IS NOT NULL;
-    CREATE TABLE assignments (
-        anonymous_id TEXT PRIMARY KEY,
-        cio_id TEXT NOT NULL,
-        assigned_at REAL NOT NULL
-    );
-    CREATE INDEX assignments_person ON assignments (cio_id);
-    CREATE TABLE anonymous_profiles (
-        anonymous_id TEXT PRIMARY KEY,
-        traits TEXT NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE activities (
-        seq INTEGER PRIMARY KEY,
-        cio_id TEXT NOT NULL,
-        type TEXT NOT NULL,
-        timestamp REAL NOT NULL,
-        anonymous_id TEXT,
-        data TEXT NOT NULL
-    );
-    CREATE INDEX activities_person ON activities (cio_id, timestamp);
-    CREATE TABLE handled_messages (
-        message_id TEXT PRIMARY KEY,
-        received_at REAL NOT NULL
-    );
-    CREATE TABLE tombstones (
-        event_id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        anonymous_id TEXT,
-        cio_id TEXT,
-        timestamp REAL NOT NULL,
-        received_at REAL NOT NULL,
-        removed_at REAL NOT NULL,
-        rule TEXT NOT NULL,
-        reason TEXT NOT NULL
-    );
-    """,
+
+def _v1_first_schema(db: Database) -> None:
+    db.table("settings").create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db.table("people").create(
+        {
+            "cio_id": str,
+            "id": str,
+            "email": str,
+            "email_key": str,
+            "attributes": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="cio_id",
+        not_null={"attributes", "created_at", "updated_at"},
+        defaults={"attributes": "{}"},
+    )
+    db.table("people").create_index(["id"], unique=True)
+    db.table("people").create_index(["email_key"], unique=True)
+    db.table("events").create(
+        {
+            "seq": int,
+            "event_id": str,
+            "name": str,
+            "type": str,
+            "data": str,
+            "timestamp": float,
+            "received_at": float,
+            "cio_id": str,
+            "anonymous_id": str,
+            "recipient": str,
+            "provenance": str,
+            "merged_at": float,
+            "rule": str,
+            "can_trigger": int,
+            "source": str,
+        },
+        pk="seq",
+        not_null={
+            "event_id",
+            "name",
+            "type",
+            "data",
+            "timestamp",
+            "received_at",
+            "rule",
+            "can_trigger",
+        },
+        defaults={"can_trigger": 0},
+    )
+    db.table("events").create_index(["event_id"], unique=True)
+    # Partial indexes, which sqlite-utils' create_index does not express:
+    db.execute(
+        "CREATE INDEX events_pending ON events (anonymous_id, received_at) WHERE cio_id IS NULL"
+    )
+    db.execute("CREATE INDEX events_unattached_by_time ON events (timestamp) WHERE cio_id IS NULL")
+    db.execute("CREATE INDEX events_person ON events (cio_id, timestamp) WHERE cio_id IS NOT NULL")
+    db.table("assignments").create(
+        {"anonymous_id": str, "cio_id": str, "assigned_at": float},
+        pk="anonymous_id",
+        not_null={"cio_id", "assigned_at"},
+    )
+    db.table("assignments").create_index(["cio_id"])
+    db.table("anonymous_profiles").create(
+        {"anonymous_id": str, "traits": str, "updated_at": float},
+        pk="anonymous_id",
+        not_null={"traits", "updated_at"},
+    )
+    db.table("activities").create(
+        {
+            "seq": int,
+            "cio_id": str,
+            "type": str,
+            "timestamp": float,
+            "anonymous_id": str,
+            "data": str,
+        },
+        pk="seq",
+        not_null={"cio_id", "type", "timestamp", "data"},
+    )
+    db.table("activities").create_index(["cio_id", "timestamp"], index_name="activities_person")
+    db.table("handled_messages").create(
+        {"message_id": str, "received_at": float}, pk="message_id", not_null={"received_at"}
+    )
+    db.table("tombstones").create(
+        {
+            "event_id": str,
+            "name": str,
+            "anonymous_id": str,
+            "cio_id": str,
+            "timestamp": float,
+            "received_at": float,
+            "removed_at": float,
+            "rule": str,
+            "reason": str,
+        },
+        pk="event_id",
+        not_null={"name", "timestamp", "received_at", "removed_at", "rule", "reason"},
+    )
+
+
+def _v2_identified_tab_by_time(db: Database) -> None:
+    """The Identified tab without a person filter reads newest-first by index."""
+    db.execute(
+        "CREATE INDEX events_identified_by_time ON events (timestamp) WHERE cio_id IS NOT NULL"
+    )
+    db.table("activities").create_index(["timestamp"], index_name="activities_by_time")
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (
+    _v1_first_schema,
+    _v2_identified_tab_by_time,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

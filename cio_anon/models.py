@@ -112,6 +112,8 @@ class LogRow:
     anonymous_id: str | None
     data: dict[str, Any]
     event: Event | None = None
+    key: tuple[float, int, int] = (0.0, 0, 0)
+    """(timestamp, seq, kind): the row's place in its tab, for cursors."""
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ def log_json(page: LogPage) -> dict[str, Any]:
         rows = getattr(page, tab)
         if rows is not None:
             doc[tab] = [activity_json(row, page.now) for row in rows]
+    doc["next"] = {"identified": page.next_identified, "anonymous": page.next_anonymous}
     return doc
 
 
@@ -292,6 +293,8 @@ def log_text(page: LogPage) -> RenderableType:
             )
         if not page.identified:
             table.caption = "no identified activity"
+        elif page.next_identified:
+            table.caption = f"older: --before {page.next_identified}"
         parts.append(table)
     if page.anonymous is not None:
         table = Table(title="Anonymous", title_justify="left", expand=False)
@@ -313,6 +316,8 @@ def log_text(page: LogPage) -> RenderableType:
             table.add_row(time_text(row.timestamp), who, row.type, row.name or "", left)
         if not page.anonymous:
             table.caption = "no anonymous activity"
+        elif page.next_anonymous:
+            table.caption = f"older: --before {page.next_anonymous}"
         parts.append(table)
     return Group(*parts)
 

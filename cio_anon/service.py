@@ -730,6 +730,28 @@ class LogPage:
     now: datetime
     identified: list[LogRow] | None
     anonymous: list[LogRow] | None
+    next_identified: str | None = None
+    next_anonymous: str | None = None
+
+
+def _cursor(tab: str, rows: list[LogRow] | None, limit: int) -> str | None:
+    """Where the next page of a tab starts, when this page was full."""
+    if not rows or len(rows) < limit:
+        return None
+    timestamp, seq, kind = rows[-1].key
+    return f"i:{timestamp!r}:{seq}:{kind}" if tab == "identified" else f"a:{timestamp!r}:{seq}"
+
+
+def _parse_cursor(cursor: str) -> tuple[str, tuple[float, int, int] | tuple[float, int]]:
+    parts = cursor.split(":")
+    try:
+        if parts[0] == "i" and len(parts) == 4:
+            return "identified", (float(parts[1]), int(parts[2]), int(parts[3]))
+        if parts[0] == "a" and len(parts) == 3:
+            return "anonymous", (float(parts[1]), int(parts[2]))
+    except ValueError:
+        pass
+    raise InvalidInput(f"The cursor {cursor!r} is not one that log printed as `next`.")
 
 
 def activity_log(
@@ -741,32 +763,44 @@ def activity_log(
     tab: str | None = None,
     type: str | None = None,
     limit: int = 50,
+    before: str | None = None,
 ) -> LogPage:
-    """The activity log's two tabs, newest first, `limit` rows each."""
+    """The activity log's two tabs, newest first, `limit` rows each.
+
+    `before` (a cursor from a previous page's `next`) continues that page's tab.
+    """
     if limit < 1:
         raise InvalidInput("The --limit must be at least 1.")
     if tab is not None and tab not in TABS:
         raise InvalidInput(f"The tab {tab!r} is not one of identified, anonymous.")
+    key = None
+    if before is not None:
+        cursor_tab, key = _parse_cursor(before)
+        if tab is not None and tab != cursor_tab:
+            raise InvalidInput(f"The cursor continues the {cursor_tab} tab, not {tab}.")
+        tab = cursor_tab
     cio_id = None
     their_ids: list[str] | None = None
     if person is not None:
         who = find_person(workspace, person)
         cio_id = who.cio_id
+        claimed = who.attributes.get("anonymous_id")
         their_ids = sorted(
             {a.anonymous_id for a in workspace.assignments_of(cio_id)}
-            | (
-                {who.attributes["anonymous_id"]}
-                if isinstance(who.attributes.get("anonymous_id"), str)
-                else set()
-            )
+            | ({claimed} if isinstance(claimed, str) else set())
         )
     flt = LogFilter(cio_id=cio_id, anonymous_id=anonymous_id, type=type)
+    identified = anonymous = None
+    if tab in (None, "identified"):
+        identified = workspace.identified_log(flt, limit, key)  # type: ignore[arg-type]
+    if tab in (None, "anonymous"):
+        anonymous = workspace.anonymous_log(flt, their_ids, limit, key)  # type: ignore[arg-type]
     return LogPage(
         now=now,
-        identified=workspace.identified_log(flt, limit) if tab in (None, "identified") else None,
-        anonymous=workspace.anonymous_log(flt, their_ids, limit)
-        if tab in (None, "anonymous")
-        else None,
+        identified=identified,
+        anonymous=anonymous,
+        next_identified=_cursor("identified", identified, limit),
+        next_anonymous=_cursor("anonymous", anonymous, limit),
     )
 
 

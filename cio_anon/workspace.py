@@ -11,8 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from cio_anon import jsonio
 from cio_anon.clock import from_unix
 from cio_anon.errors import WorkspaceError
@@ -70,7 +68,6 @@ class Workspace:
         # Read-through caches, valid for one transaction (reset by transaction/savepoint)
         self._tombstones: bool | None = None
         self._assignments: dict[str, Assignment | None] = {}
-        self.db = Database(conn, execute_plugins=False)
 
     # -- opening ----------------------------------------------------------------------
 
@@ -134,10 +131,11 @@ class Workspace:
             fresh: bool = version == 0 and tables == 0
             if not fresh and app_id != APPLICATION_ID:
                 raise WorkspaceError(f"{self.path} is a SQLite file but not a cio-anon workspace.")
+            from sqlite_utils import Database  # only when a schema step runs
+
+            db = Database(self.conn, execute_plugins=False, recursive_triggers=False)
             for step in MIGRATIONS[version:]:
-                for statement in step.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                step(db)
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return fresh
@@ -562,64 +560,108 @@ class Workspace:
 
     # -- the activity log -------------------------------------------------------------
 
-    def identified_log(self, flt: LogFilter, limit: int) -> list[LogRow]:
-        """The Identified tab: people's events and activities, newest first."""
-        event_where, event_params = ["e.cio_id IS NOT NULL"], []
-        act_where, act_params = ["1 = 1"], []
-        if flt.cio_id is not None:
-            event_where.append("e.cio_id = ?")
-            event_params.append(flt.cio_id)
-            act_where.append("a.cio_id = ?")
-            act_params.append(flt.cio_id)
-        if flt.anonymous_id is not None:
-            event_where.append("e.anonymous_id = ?")
-            event_params.append(flt.anonymous_id)
-            act_where.append("a.anonymous_id = ?")
-            act_params.append(flt.anonymous_id)
-        if flt.type is not None:
-            event_where.append("e.type = ?")
-            event_params.append(flt.type)
-            act_where.append("a.type = ?")
-            act_params.append(flt.type)
-        sql = (
-            f"SELECT * FROM (SELECT 0 AS kind, e.seq, e.timestamp, {_EVENT_COLUMNS_E} "
-            f"FROM events e WHERE {' AND '.join(event_where)} "
-            "UNION ALL SELECT 1, a.seq, a.timestamp, NULL, NULL, a.type, a.data, a.timestamp, "
-            "a.timestamp, a.cio_id, a.anonymous_id, NULL, NULL, NULL, '', 0, NULL "
-            f"FROM activities a WHERE {' AND '.join(act_where)}) "
-            "ORDER BY timestamp DESC, kind DESC, seq DESC LIMIT ?"
+    def identified_log(
+        self, flt: LogFilter, limit: int, before: tuple[float, int, int] | None = None
+    ) -> list[LogRow]:
+        """The Identified tab: people's events and activities, newest first.
+
+        Rows are ordered by (timestamp, seq, kind) descending; `before` is the key of
+        the last row of the previous page. The keys are read first from indexes only
+        (a merge of two index scans that stops after `limit` rows), then the rows.
+        """
+        arms = []
+        params: list[Any] = []
+        for kind, table, extra in ((0, "events", "cio_id IS NOT NULL"), (1, "activities", "1")):
+            where = [extra]
+            for column, value in (
+                ("cio_id", flt.cio_id),
+                ("anonymous_id", flt.anonymous_id),
+                ("type", flt.type),
+            ):
+                if value is not None:
+                    where.append(f"{column} = ?")
+                    params.append(value)
+            if before is not None:
+                where.append(f"(timestamp, seq, {kind}) < (?, ?, ?)")
+                params.extend(before)
+            arms.append(
+                f"SELECT {kind} AS kind, seq, timestamp FROM {table} WHERE {' AND '.join(where)}"
+            )
+        # `SELECT *` (not just the keys) lets SQLite merge the two ordered index scans
+        keys = [
+            (kind, seq)
+            for kind, seq, _ in self.conn.execute(
+                f"SELECT * FROM ({' UNION ALL '.join(arms)}) "
+                "ORDER BY timestamp DESC, seq DESC, kind DESC LIMIT ?",
+                (*params, limit),
+            )
+        ]
+        events = self._events_by_seq([seq for kind, seq in keys if kind == 0])
+        activities = self._activities_by_seq([seq for kind, seq in keys if kind == 1])
+        refs = self.person_refs(
+            [e.cio_id for e, _ in events.values() if e.cio_id]
+            + [a.cio_id for a, _ in activities.values()]
         )
-        rows = self.conn.execute(sql, (*event_params, *act_params, limit)).fetchall()
-        refs = self.person_refs(row[9] for row in rows)
-        result = []
-        for row in rows:
-            person = refs.get(row[9])
-            if row[0] == 0:
-                event = self._event(row[3:])
-                result.append(_event_row(event, person))
+        rows = []
+        for kind, seq in keys:
+            if kind == 0:
+                event, seq = events[seq]
+                rows.append(_event_row(event, refs.get(event.cio_id or ""), seq))
             else:
-                result.append(
+                activity, seq = activities[seq]
+                rows.append(
                     LogRow(
-                        type=row[5],
-                        timestamp=from_unix(row[2]),
-                        received_at=from_unix(row[2]),
+                        type=activity.type,
+                        timestamp=activity.timestamp,
+                        received_at=activity.timestamp,
                         name=None,
                         event_id=None,
-                        person=person,
-                        anonymous_id=row[10],
-                        data=jsonio.loads(row[6]),
+                        person=refs.get(activity.cio_id),
+                        anonymous_id=activity.anonymous_id,
+                        data=activity.data,
+                        key=(activity.timestamp.timestamp(), seq, 1),
                     )
                 )
-        return result
+        return rows
+
+    def _events_by_seq(self, seqs: Sequence[int]) -> dict[int, tuple[Event, int]]:
+        if not seqs:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE seq IN ({','.join('?' * len(seqs))})",
+            seqs,
+        ).fetchall()
+        return {row[14]: (self._event(row), row[14]) for row in rows}
+
+    def _activities_by_seq(self, seqs: Sequence[int]) -> dict[int, tuple[Activity, int]]:
+        if not seqs:
+            return {}
+        rows = self.conn.execute(
+            "SELECT cio_id, type, timestamp, data, anonymous_id, seq FROM activities "
+            f"WHERE seq IN ({','.join('?' * len(seqs))})",
+            seqs,
+        ).fetchall()
+        return {
+            r[5]: (Activity(r[0], r[1], from_unix(r[2]), jsonio.loads(r[3]), r[4]), r[5])
+            for r in rows
+        }
 
     def anonymous_log(
-        self, flt: LogFilter, anonymous_ids: Sequence[str] | None, limit: int
+        self,
+        flt: LogFilter,
+        anonymous_ids: Sequence[str] | None,
+        limit: int,
+        before: tuple[float, int] | None = None,
     ) -> list[LogRow]:
         """The Anonymous tab: unmerged anonymous events and invites, newest first.
 
-        `anonymous_ids` narrows it to those ids (a person's assigned ids).
+        `anonymous_ids` narrows it to those ids (a person's assigned ids); `before` is
+        the (timestamp, seq) key of the last row of the previous page.
         """
-        where, params = ["cio_id IS NULL"], []
+        if anonymous_ids is not None and not anonymous_ids:
+            return []
+        where: list[str] = ["cio_id IS NULL"]
+        params: list[Any] = []
         if flt.anonymous_id is not None:
             where.append("anonymous_id = ?")
             params.append(flt.anonymous_id)
@@ -631,18 +673,18 @@ class Workspace:
         elif flt.type is not None:
             where.append("type = ? AND anonymous_id IS NOT NULL")
             params.append(flt.type)
+        if before is not None:
+            where.append("(timestamp, seq) < (?, ?)")
+            params.extend(before)
         rows = self.conn.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+            f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE {' AND '.join(where)} "
             "ORDER BY timestamp DESC, seq DESC LIMIT ?",
             (*params, limit),
         ).fetchall()
-        return [_event_row(self._event(row), None) for row in rows]
+        return [_event_row(self._event(row), None, row[14]) for row in rows]
 
 
-_EVENT_COLUMNS_E = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
-
-
-def _event_row(event: Event, person: PersonRef | None) -> LogRow:
+def _event_row(event: Event, person: PersonRef | None, seq: int) -> LogRow:
     return LogRow(
         type="invite" if event.is_invite else event.type,
         timestamp=event.timestamp,
@@ -653,4 +695,5 @@ def _event_row(event: Event, person: PersonRef | None) -> LogRow:
         anonymous_id=event.anonymous_id,
         data=event.data,
         event=event,
+        key=(event.timestamp.timestamp(), seq, 0),
     )

@@ -335,3 +335,23 @@ def test_every_rule_code_is_reachable() -> None:
         "limit_exceeded",
     }
     assert {str(rule) for rule in Rule} == spec
+
+
+def test_an_older_workspace_is_migrated_on_open(tmp_path: Path) -> None:
+    """tests/data/workspace-v1.db was written at schema 1 (the shopper scenario)."""
+    import shutil
+
+    old = tmp_path / "v1.db"
+    shutil.copy(Path(__file__).parent / "data" / "workspace-v1.db", old)
+    space = Space(old)
+    profile = space.profile(T0, "cust-1042")
+    assert profile.counts.total == 7 and profile.person.email == "maya@example.com"
+    conn = sqlite3.connect(old)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"events_identified_by_time", "activities_by_time"} <= indexes
+    finally:
+        conn.close()
+    # and it keeps working: a new event merges within the old assignment's rules
+    assert space.track(t(days=2), anonymous_id="web-7f3a", event_id="new").status == "anonymous"
