@@ -270,8 +270,7 @@ def purge(
 ) -> None:
     """Delete anonymous events that stayed unmerged past the 30-day retention."""
     now = resolve_now(at)
-    with service.opened(db, now, write=not dry_run) as workspace:
-        result = service.purge(workspace, now, dry_run=dry_run)
+    result = service.purge_in_chunks(db, now, dry_run=dry_run)
     emit(as_json, render.purge_json(result), lambda: render.purge_text(result))
 
 

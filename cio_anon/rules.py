@@ -348,9 +348,14 @@ def retention_deadline(timestamp: datetime) -> datetime:
     return timestamp + RETENTION
 
 
+def retention_cutoff(now: datetime) -> datetime:
+    """Anonymous events that happened before this are past retention."""
+    return now - RETENTION
+
+
 def is_expired(timestamp: datetime, now: datetime) -> bool:
     """An anonymous event more than 30 days old never merges."""
-    return timestamp < now - RETENTION
+    return timestamp < retention_cutoff(now)
 
 
 def decide_pending(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -688,36 +689,38 @@ class PurgeResult:
         return sum(self.deleted.values())
 
 
-def purge(workspace: Workspace, now: datetime, *, dry_run: bool = False) -> PurgeResult:
-    """Delete unmerged anonymous events past the 30-day retention (or, dry, count them)."""
-    expired = [
-        event
-        for event in workspace.expired_anonymous_events(now - rules.RETENTION)
-        if rules.is_expired(event.timestamp, now)
-    ]
-    deleted: dict[str, int] = {}
-    for event in expired:
-        assert event.anonymous_id is not None
-        deleted[event.anonymous_id] = deleted.get(event.anonymous_id, 0) + 1
+PURGE_CHUNK = 20_000
+"""Events deleted per transaction, so a large purge never holds the write lock long."""
+PURGED = "Purged: it stayed anonymous for more than 30 days after it happened."
+
+
+def purge(
+    workspace: Workspace, now: datetime, *, dry_run: bool = False, limit: int | None = None
+) -> PurgeResult:
+    """Delete unmerged anonymous events past the 30-day retention (or, dry, count them).
+
+    `limit` deletes at most that many (the oldest first): see `purge_in_chunks`.
+    """
+    cutoff = rules.retention_cutoff(now)
     if dry_run:
-        return PurgeResult(deleted=deleted, dry_run=True)
-    workspace.remove_events(
-        [
-            Tombstone(
-                event.event_id,
-                event.name,
-                event.anonymous_id,
-                None,
-                event.timestamp,
-                event.received_at,
-                now,
-                Rule.RETENTION_EXPIRED,
-                "Purged: it stayed anonymous for more than 30 days after it happened.",
-            )
-            for event in expired
-        ]
+        return PurgeResult(deleted=workspace.count_expired(cutoff), dry_run=True)
+    return PurgeResult(
+        deleted=workspace.purge_expired(cutoff, now, PURGED, limit or -1), dry_run=False
     )
-    return PurgeResult(deleted=deleted, dry_run=False)
+
+
+def purge_in_chunks(
+    path: Path, now: datetime, *, dry_run: bool = False, chunk: int = PURGE_CHUNK
+) -> PurgeResult:
+    """Purge in transactions of at most `chunk` events; other writers get the lock in
+    between. Each chunk is whole: a stop between chunks leaves a smaller purge done."""
+    total: Counter[str] = Counter()
+    while True:
+        with opened(path, now, write=not dry_run) as workspace:
+            result = purge(workspace, now, dry_run=dry_run, limit=chunk)
+        total.update(result.deleted)
+        if dry_run or result.total < chunk:
+            return PurgeResult(deleted=dict(total), dry_run=dry_run)
 
 
 # -- reading ------------------------------------------------------------------------

@@ -28,6 +28,15 @@ from cio_anon.models import (
 from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule
 
 DEFAULT_PATH = Path("cio_anon.db")
+
+PRAGMAS = (
+    # In WAL mode (set when the file is created) NORMAL never corrupts the file on a
+    # crash; a power cut may lose the last commits. Commits stop waiting for fsync.
+    "PRAGMA synchronous=NORMAL",
+    # A 64 MiB page cache: large purges and merges touch many pages.
+    "PRAGMA cache_size=-65536",
+    "PRAGMA temp_store=MEMORY",
+)
 BUSY_TIMEOUT_SECONDS = 30.0
 
 _EVENT_COLUMNS = (
@@ -100,6 +109,8 @@ class Workspace:
             raise WorkspaceError(f"Cannot open the workspace {path}: {error}.") from None
         workspace = cls(path, conn)
         try:
+            for pragma in PRAGMAS:
+                conn.execute(pragma)
             workspace.created = workspace._migrate() and not existed
         except sqlite3.DatabaseError:
             conn.close()
@@ -121,7 +132,6 @@ class Workspace:
                 f"knows up to {SCHEMA_VERSION}): upgrade cio-anon to use it."
             )
         if version == SCHEMA_VERSION and app_id == APPLICATION_ID:
-            self.conn.execute("PRAGMA foreign_keys=ON")
             return False
         self.conn.execute("PRAGMA journal_mode=WAL")
         with self.transaction():
@@ -398,14 +408,43 @@ class Workspace:
             ],
         )
 
-    def expired_anonymous_events(self, cutoff: datetime) -> list[Event]:
-        """Unmerged anonymous events (not invites) that happened before `cutoff`."""
+    _EXPIRED = "FROM events WHERE cio_id IS NULL AND anonymous_id IS NOT NULL AND timestamp < ?"
+
+    def count_expired(self, cutoff: datetime) -> dict[str, int]:
+        """Unmerged anonymous events (not invites) that happened before `cutoff`, counted
+        per anonymous id."""
         rows = self.conn.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE cio_id IS NULL "
-            "AND anonymous_id IS NOT NULL AND timestamp < ? ORDER BY anonymous_id, timestamp",
+            f"SELECT anonymous_id, count(*) {self._EXPIRED} GROUP BY anonymous_id",
             (cutoff.timestamp(),),
-        ).fetchall()
-        return [self._event(row) for row in rows]
+        )
+        return dict(rows.fetchall())
+
+    def purge_expired(
+        self, cutoff: datetime, removed_at: datetime, reason: str, limit: int
+    ) -> dict[str, int]:
+        """Delete up to `limit` of the oldest expired anonymous events, leaving tombstones;
+        the counts deleted per anonymous id."""
+        chosen = f"SELECT seq {self._EXPIRED} ORDER BY timestamp, seq LIMIT ?"
+        params = (cutoff.timestamp(), limit)
+        counts = dict(
+            self.conn.execute(
+                "SELECT anonymous_id, count(*) FROM events "
+                f"WHERE seq IN ({chosen}) GROUP BY anonymous_id",
+                params,
+            ).fetchall()
+        )
+        if not counts:
+            return counts
+        self._tombstones = True
+        self.conn.execute(
+            "INSERT OR REPLACE INTO tombstones (event_id, name, anonymous_id, cio_id, "
+            "timestamp, received_at, removed_at, rule, reason) SELECT event_id, name, "
+            f"anonymous_id, NULL, timestamp, received_at, ?, ?, ? FROM events "
+            f"WHERE seq IN ({chosen})",
+            (removed_at.timestamp(), str(Rule.RETENTION_EXPIRED), reason, *params),
+        )
+        self.conn.execute(f"DELETE FROM events WHERE seq IN ({chosen})", params)
+        return counts
 
     def remove_events(self, tombstones: Sequence[Tombstone]) -> None:
         """Delete events, keeping a tombstone of each so `explain` can say what happened."""
