@@ -69,8 +69,10 @@ def main() -> None:
             add_pending(db, args.runs, args.k)
             times = time_merges(db, args.runs, args.k)
             medians[size] = statistics.median(times)
-            print(f"workspace of {size:,} events: identify merging {args.k} events, "
-                  f"median {medians[size] * 1000:.1f} ms over {args.runs} runs")
+            print(
+                f"workspace of {size:,} events: identify merging {args.k} events, "
+                f"median {medians[size] * 1000:.1f} ms over {args.runs} runs"
+            )
     ratio = medians[args.large] / medians[args.small]
     print(f"ratio {args.large:,} / {args.small:,}: {ratio:.2f} (goal <= 1.5)")
 

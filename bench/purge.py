@@ -49,12 +49,16 @@ def main() -> None:
             full = chunks[:-1] or chunks
             third = max(1, len(full) // 3)
             first, last = sum(full[:third]) / third, sum(full[-third:]) / third
-            print(f"{deleted:,} events purged in {total:.2f} s ({deleted / total:,.0f}/s); "
-                  f"{len(chunks)} chunks of {service.PURGE_CHUNK:,}; longest write lock "
-                  f"{max(chunks):.3f} s (goal <= 1 s); mean chunk first third {first:.3f} s, "
-                  f"last third {last:.3f} s (linear: no growth)")
-        print(f"events/s at {args.events:,} / events/s at {args.events // 10:,}: "
-              f"{rates[1] / rates[0]:.2f} (a 10x larger file: more page-cache misses)")
+            print(
+                f"{deleted:,} events purged in {total:.2f} s ({deleted / total:,.0f}/s); "
+                f"{len(chunks)} chunks of {service.PURGE_CHUNK:,}; longest write lock "
+                f"{max(chunks):.3f} s (goal <= 1 s); mean chunk first third {first:.3f} s, "
+                f"last third {last:.3f} s (linear: no growth)"
+            )
+        print(
+            f"events/s at {args.events:,} / events/s at {args.events // 10:,}: "
+            f"{rates[1] / rates[0]:.2f} (a 10x larger file: more page-cache misses)"
+        )
 
 
 if __name__ == "__main__":

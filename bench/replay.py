@@ -23,6 +23,7 @@ from common import median_of, timed  # noqa: E402
 from make_fixture import records  # noqa: E402
 
 from cio_anon.clock import parse_time  # noqa: E402
+from cio_anon.models import Settings  # noqa: E402
 from cio_anon.replay import replay_into  # noqa: E402
 from cio_anon.workspace import Workspace  # noqa: E402
 
@@ -56,7 +57,8 @@ def floor(fixture: Path, db: Path) -> tuple[float, int]:
                         None,
                     )
                 )
-        workspace = Workspace.open(db, create=True)
+        now = datetime.now(UTC)
+        workspace = Workspace.open(db, create=True, initial=Settings(now, True))
         with workspace.transaction():
             workspace.conn.executemany(
                 "INSERT INTO events (event_id, name, type, data, timestamp, received_at, "

@@ -6,7 +6,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from cio_anon.clock import from_unix
 from cio_anon.migrations import SCHEMA_VERSION
+from cio_anon.models import Settings
 from cio_anon.workspace import Workspace
 
 START = 1_772_000_000.0
@@ -24,14 +26,11 @@ def seed(
     """`anonymous` events over many anonymous ids, `person_events` events on one person
     (id `person`, with activities); `expired` puts the anonymous ones 40 days back."""
     rng = random.Random(seed_value)
-    workspace = Workspace.open(path, create=True)
+    initial = Settings(created_at=from_unix(START - 86_400 * 400), anonymous_merge=True)
+    workspace = Workspace.open(path, create=True, initial=initial)
     assert workspace.created and SCHEMA_VERSION
     conn = workspace.conn
     with workspace.transaction():
-        conn.executemany(
-            "INSERT INTO settings (key, value) VALUES (?, ?)",
-            [("created_at", repr(START - 86_400 * 400)), ("anonymous_merge", "1")],
-        )
         conn.execute(
             "INSERT INTO people (cio_id, id, attributes, created_at, updated_at) "
             "VALUES ('00000001', ?, '{}', ?, ?)",

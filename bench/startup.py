@@ -45,8 +45,10 @@ def main() -> None:
     base = statistics.median(times["sqlite-utils --help"])
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:22} median {median * 1000:6.1f} ms  ratio {median / base:.2f}"
-              + ("" if name.startswith("sqlite") else "  (goal <= 1.5)"))
+        print(
+            f"{name:22} median {median * 1000:6.1f} ms  ratio {median / base:.2f}"
+            + ("" if name.startswith("sqlite") else "  (goal <= 1.5)")
+        )
     print(f"python {sys.version.split()[0]}, {args.runs} runs each")
 
 

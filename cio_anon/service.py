@@ -43,21 +43,22 @@ def _remove_workspace_files(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def opened(path: Path, now: datetime, *, write: bool) -> Iterator[Workspace]:
+def opened(
+    path: Path, now: datetime, *, write: bool, initial: Settings | None = None
+) -> Iterator[Workspace]:
     """Open the workspace for one command, in one transaction.
 
-    A write creates the file when it is missing; if the command then fails the new
-    file is removed again, so bad input never leaves a workspace behind. Any failure
-    rolls the transaction back, so nothing is half-written.
+    A write creates the file when it is missing (with the `initial` settings, by
+    default created now); if the command then fails the new file is removed again,
+    so bad input never leaves a workspace behind. Any failure rolls the transaction
+    back, so nothing is half-written.
     """
-    workspace = Workspace.open(path, create=write)
+    if initial is None:
+        initial = Settings(created_at=now, anonymous_merge=rules.default_anonymous_merge(now))
+    workspace = Workspace.open(path, create=write, initial=initial)
     created = workspace.created
     try:
         with workspace.transaction(write=write):
-            if created:
-                workspace.save_settings(
-                    Settings(created_at=now, anonymous_merge=rules.default_anonymous_merge(now))
-                )
             yield workspace
     except BaseException:
         workspace.close()
@@ -78,12 +79,12 @@ def init_workspace(
             )
         Workspace.open(path, create=False).close()  # refuse to delete a file that is not ours
         _remove_workspace_files(path)
-    with opened(path, now, write=True) as workspace:
-        settings = Settings(
-            created_at=created_at or now,
-            anonymous_merge=rules.default_anonymous_merge(created_at or now),
-        )
-        workspace.save_settings(settings)
+    settings = Settings(
+        created_at=created_at or now,
+        anonymous_merge=rules.default_anonymous_merge(created_at or now),
+    )
+    with opened(path, now, write=True, initial=settings):
+        pass
     return settings
 
 

@@ -81,8 +81,11 @@ class Workspace:
     # -- opening ----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, create: bool) -> Workspace:
+    def open(cls, path: Path, *, create: bool, initial: Settings | None = None) -> Workspace:
         """Open (and migrate) the workspace at `path`; `created` tells whether it is new.
+
+        A new workspace gets the `initial` settings in the same transaction as its schema,
+        so a concurrent command never sees it half made.
 
         A missing file is created, readable by its owner only, when `create` is set;
         otherwise it is an error. A file that is not a workspace, or one written by a
@@ -111,7 +114,7 @@ class Workspace:
         try:
             for pragma in PRAGMAS:
                 conn.execute(pragma)
-            workspace.created = workspace._migrate() and not existed
+            workspace.created = workspace._migrate(initial) and not existed
         except sqlite3.DatabaseError:
             conn.close()
             raise WorkspaceError(
@@ -122,7 +125,7 @@ class Workspace:
             raise
         return workspace
 
-    def _migrate(self) -> bool:
+    def _migrate(self, initial: Settings | None) -> bool:
         """Bring the schema up to date; True when the file was empty."""
         version = self._scalar("PRAGMA user_version")
         app_id = self._scalar("PRAGMA application_id")
@@ -146,6 +149,10 @@ class Workspace:
             db = Database(self.conn, execute_plugins=False, recursive_triggers=False)
             for step in MIGRATIONS[version:]:
                 step(db)
+            if fresh:
+                if initial is None:
+                    raise WorkspaceError(f"{self.path} is empty: run `cio-anon init`.")
+                self.save_settings(initial)
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return fresh

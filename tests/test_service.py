@@ -359,8 +359,12 @@ def test_an_older_workspace_is_migrated_on_open(tmp_path: Path) -> None:
 
 def test_purge_in_chunks_deletes_everything_expired(space: Space) -> None:
     for index in range(5):
-        space.track(t(), anonymous_id=f"a{index % 2}", event_id=f"old{index}",
-                    timestamp=t(days=-40, minutes=index).isoformat())
+        space.track(
+            t(),
+            anonymous_id=f"a{index % 2}",
+            event_id=f"old{index}",
+            timestamp=t(days=-40, minutes=index).isoformat(),
+        )
     space.track(t(), anonymous_id="a0", event_id="young")
     result = service.purge_in_chunks(space.path, t(), chunk=2)
     assert result.deleted == {"a0": 3, "a1": 2}
