@@ -22,7 +22,7 @@ from cio_anon import demo as demo_module
 from cio_anon import render, service
 from cio_anon import replay as replay_module
 from cio_anon.clock import parse_time, resolve_now
-from cio_anon.errors import CioAnonError
+from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.rules import EventType
 from cio_anon.workspace import DEFAULT_PATH
 
@@ -69,12 +69,30 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
+            _refuse_undecodable(kwargs)
             return command(*args, **kwargs)
         except CioAnonError as error:
             typer.echo(f"Error: {error}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _refuse_undecodable(values: dict[str, Any]) -> None:
+    """Arguments that were not valid UTF-8 reach Python as lone surrogates; say so
+    before they reach the workspace, which stores UTF-8."""
+    for name, value in values.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    option = (
+                        name.upper()
+                        if name in ("name", "identifier")
+                        else "--" + name.replace("_", "-")
+                    )
+                    raise InvalidInput(f"The value of {option} is not valid UTF-8.") from None
 
 
 def emit(as_json: bool, document: dict[str, Any], text: Callable[[], RenderableType]) -> None:

@@ -727,6 +727,12 @@ def purge_in_chunks(
 # -- reading ------------------------------------------------------------------------
 
 TABS = ("identified", "anonymous")
+MAX_LIMIT = 100_000
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"The --limit must be between 1 and {MAX_LIMIT:,}.")
 
 
 @dataclass
@@ -773,8 +779,7 @@ def activity_log(
 
     `before` (a cursor from a previous page's `next`) continues that page's tab.
     """
-    if limit < 1:
-        raise InvalidInput("The --limit must be at least 1.")
+    _check_limit(limit)
     if tab is not None and tab not in TABS:
         raise InvalidInput(f"The tab {tab!r} is not one of identified, anonymous.")
     key = None
@@ -830,8 +835,7 @@ def show(workspace: Workspace, *, identifier: str) -> Profile:
 
 
 def list_people(workspace: Workspace, *, limit: int = 100) -> list[tuple[Person, int]]:
-    if limit < 1:
-        raise InvalidInput("The --limit must be at least 1.")
+    _check_limit(limit)
     return workspace.people(limit)
 
 

@@ -43,13 +43,16 @@ class Record:
 def read_records(path: Path) -> list[Record]:
     """The records of a fixture file, in file order; bad JSON becomes an error record."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such file.") from None
-    except UnicodeDecodeError as error:
-        raise InvalidInput(f"{path}: not UTF-8 text ({error.reason}).") from None
     except OSError as error:
         raise InvalidInput(f"{path}: cannot be read ({error.strerror}).") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad_line = raw.count(b"\n", 0, error.start) + 1
+        return [Record(bad_line, error=f"not UTF-8 text ({error.reason})")]
     if text.lstrip().startswith("["):
         return _array_records(text)
     records = []
