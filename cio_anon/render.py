@@ -520,6 +520,7 @@ def delete_json(result: DeleteResult) -> dict[str, Any]:
             "events": result.events,
             "assignments": result.assignments,
             "activities": result.activities,
+            "anonymous_profiles": result.anonymous_profiles,
         },
     }
 
@@ -527,7 +528,9 @@ def delete_json(result: DeleteResult) -> dict[str, Any]:
 def delete_text(result: DeleteResult) -> RenderableType:
     return Text(
         f"Deleted {result.person.label} with {result.events} event(s), "
-        f"{result.assignments} anonymous-id assignment(s) and {result.activities} activities."
+        f"{result.assignments} anonymous-id assignment(s), {result.activities} activities "
+        f"and {result.anonymous_profiles} anonymous profile(s); the freed space was "
+        "overwritten."
     )
 
 

@@ -566,14 +566,24 @@ class DeleteResult:
     events: int
     assignments: int
     activities: int
+    anonymous_profiles: int = 0
 
 
 def delete_person(workspace: Workspace, now: datetime, *, identifier: str) -> DeleteResult:
-    """Customer.io's delete: the person, their events, anonymous-id assignments and
-    activities are removed."""
+    """Customer.io's delete: the person, their events, anonymous-id assignments,
+    activities and anonymous-profile traits are removed, and the space scrubbed."""
     person = find_person(workspace, identifier)
-    counts = workspace.erase_person(person.cio_id)
-    return DeleteResult(person.ref(), counts["events"], counts["assignments"], counts["activities"])
+    anonymous_ids = {a.anonymous_id for a in workspace.assignments_of(person.cio_id)}
+    if isinstance(person.attributes.get("anonymous_id"), str):
+        anonymous_ids.add(person.attributes["anonymous_id"])
+    counts = workspace.erase_person(person.cio_id, sorted(anonymous_ids))
+    return DeleteResult(
+        person.ref(),
+        counts["events"],
+        counts["assignments"],
+        counts["activities"],
+        counts["anonymous_profiles"],
+    )
 
 
 # -- merge people -------------------------------------------------------------------

@@ -74,6 +74,7 @@ class Workspace:
         self.conn = conn
         self.created = False  # set when this command created the file
         self._settings: Settings | None = None
+        self._scrub_after_commit = False
         # Read-through caches, valid for one transaction (reset by transaction/savepoint)
         self._tombstones: bool | None = None
         self._assignments: dict[str, Assignment | None] = {}
@@ -169,6 +170,7 @@ class Workspace:
         """One transaction: IMMEDIATE for writes so concurrent writers queue, not fail."""
         self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         self._forget()
+        self._scrub_after_commit = False
         try:
             yield
         except BaseException:
@@ -176,6 +178,9 @@ class Workspace:
             self._forget()
             raise
         self.conn.execute("COMMIT")
+        if self._scrub_after_commit:
+            # Copy the zeroed pages into the file and empty the WAL of the old ones.
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextlib.contextmanager
     def savepoint(self, *, keep: bool = True) -> Iterator[None]:
@@ -279,13 +284,21 @@ class Workspace:
     def delete_person(self, cio_id: str) -> None:
         self.conn.execute("DELETE FROM people WHERE cio_id = ?", (cio_id,))
 
-    def erase_person(self, cio_id: str) -> dict[str, int]:
-        """Delete a person with their events, assignments and activities; the counts."""
+    def erase_person(self, cio_id: str, anonymous_ids: Sequence[str]) -> dict[str, int]:
+        """Delete a person with their events, assignments, activities, the traits of
+        their anonymous profiles and the tombstones naming them; the counts. The freed
+        space is overwritten (`secure_delete`) and the WAL truncated after the commit."""
         self._assignments = {}
+        self._scrub_after_commit = True
+        self.conn.execute("PRAGMA secure_delete=ON")
         counts = {}
-        for table in ("events", "assignments", "activities"):
+        for table in ("events", "assignments", "activities", "tombstones"):
             cursor = self.conn.execute(f"DELETE FROM {table} WHERE cio_id = ?", (cio_id,))
             counts[table] = cursor.rowcount
+        counts["anonymous_profiles"] = self.conn.executemany(
+            "DELETE FROM anonymous_profiles WHERE anonymous_id = ?",
+            [(anonymous_id,) for anonymous_id in anonymous_ids],
+        ).rowcount
         self.delete_person(cio_id)
         return counts
 

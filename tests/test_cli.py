@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -335,3 +336,49 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert '"status": "anonymous"' in done.stdout
+
+
+def test_delete_removes_the_person_and_scrubs_the_file(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "private.db"
+    secret = "ada.secret@example.com"
+    cli("identify", "anonymous", "--db", str(db), *AT)  # someone else stays
+    for _ in range(30):
+        cli(
+            "track",
+            "Viewed",
+            "--anonymous-id",
+            "dev-9",
+            "--data",
+            json.dumps({"note": secret}),
+            "--db",
+            str(db),
+            *AT,
+        )
+    cli(
+        "identify",
+        secret,
+        "--anonymous-id",
+        "dev-9",
+        "--attr",
+        f"backup={secret}",
+        "--db",
+        str(db),
+        *AT,
+    )
+    cli(
+        "track",
+        "Bought",
+        "--person",
+        secret,
+        "--data",
+        json.dumps({"to": secret}),
+        "--db",
+        str(db),
+        *AT,
+    )
+    done = cli("delete", secret, "--db", str(db), *AT, "--json")
+    assert done["deleted"]["events"] == 31 and done["deleted"]["assignments"] == 1
+    cli("show", secret, "--db", str(db), *AT, code=1)
+    assert cli("people", "--db", str(db), *AT, "--json")["people"][0]["id"] == "anonymous"
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("private"))
+    assert secret.encode() not in raw
