@@ -361,8 +361,8 @@ def _update_person(
     updates: Mapping[str, Any],
     now: datetime,
     result: IdentifyResult,
-) -> None:
-    """Apply attributes to a person, writing the activities each change calls for."""
+) -> list[Activity]:
+    """Apply attributes to a person (in memory); the activities the changes call for."""
     activities: list[Activity] = []
     plain: dict[str, Any] = {}
     for name, value in updates.items():
@@ -395,9 +395,7 @@ def _update_person(
     person.attributes, changes = rules.apply_attributes(person.attributes, plain)
     result.attribute_changes.extend(changes)
     activities.extend(_change_activity(person.cio_id, change, now) for change in changes)
-    person.updated_at = now
-    workspace.save_person(person)
-    workspace.add_activities(activities)
+    return activities
 
 
 def _change_activity(cio_id: str, change: rules.AttributeChange, now: datetime) -> Activity:
@@ -463,23 +461,25 @@ def identify(
             created_at=now,
             updated_at=now,
         )
-        workspace.save_person(person)
-        workspace.add_activities([Activity(person.cio_id, ActivityType.PROFILE_CREATE, now, {})])
-
+    activities = [Activity(person.cio_id, ActivityType.PROFILE_CREATE, now, {})] if created else []
     result = IdentifyResult(
         person=person.ref(), created=created, rule=None, anonymous_id=anonymous_id
     )
-    _update_person(workspace, person, updates, now, result)
+    activities += _update_person(workspace, person, updates, now, result)
     if anonymous_id is not None:
-        _assign(workspace, now, person, anonymous_id, result)
+        activities += _assign(workspace, now, person, anonymous_id, result)
+    person.updated_at = now
+    workspace.save_person(person)
+    workspace.add_activities(activities)
     result.person = person.ref()
     return result
 
 
 def _assign(
     workspace: Workspace, now: datetime, person: Person, anonymous_id: str, result: IdentifyResult
-) -> None:
-    """Assign `anonymous_id` to `person` (when the rules allow) and merge its events."""
+) -> list[Activity]:
+    """Assign `anonymous_id` to `person` (when the rules allow) and merge its events;
+    the activities that calls for (the person is saved by the caller)."""
     merge_enabled = workspace.settings().anonymous_merge
     decision = rules.decide_assignment(
         anonymous_id=anonymous_id,
@@ -491,8 +491,8 @@ def _assign(
     result.rule = decision.rule
     if decision.rule is not Rule.MERGED_ON_IDENTIFY:
         result.warnings.append(Warning(decision.rule, decision.reason))
-        return
-    pending = workspace.pending_events(anonymous_id)
+        return []
+    pending = workspace.pending_events(anonymous_id, with_data=False)
     if not decision.facts.get("newly_assigned"):
         if pending:
             result.warnings.append(
@@ -503,15 +503,14 @@ def _assign(
                     "5-minute window. Use a new anonymous_id.",
                 )
             )
-        return
+        return []
     assignment = Assignment(anonymous_id, person.cio_id, now)
     workspace.add_assignment(assignment)
     traits = rules.fill_missing(
         {**person.attributes, **{k: v for k in IDENTIFIER_ATTRIBUTES if (v := getattr(person, k))}},
         {k: v for k, v in workspace.anonymous_traits(anonymous_id).items() if v not in ("", None)},
     )
-    if traits:
-        _update_person(workspace, person, traits, now, result)
+    activities = _update_person(workspace, person, traits, now, result) if traits else []
     merged: list[Event] = []
     left: dict[Rule, int] = {}
     for event in pending:
@@ -529,7 +528,7 @@ def _assign(
             left[rule] = left.get(rule, 0) + 1
     if merged:
         workspace.attach_events(merged)
-        workspace.add_activities([_anon_merge(person.cio_id, anonymous_id, merged, now)])
+        activities.append(_anon_merge(person.cio_id, anonymous_id, merged, now))
     result.merged = [event.event_id for event in merged]
     for rule, count in sorted(left.items()):
         result.warnings.append(
@@ -537,6 +536,7 @@ def _assign(
                 rule, f"{count} event(s) with anonymous_id {anonymous_id!r} did not merge ({rule})."
             )
         )
+    return activities
 
 
 def set_anonymous_traits(

@@ -77,6 +77,7 @@ class Workspace:
         self._scrub_after_commit = False
         # Read-through caches, valid for one transaction (reset by transaction/savepoint)
         self._tombstones: bool | None = None
+        self._anonymous_profiles: bool | None = None
         self._assignments: dict[str, Assignment | None] = {}
 
     # -- opening ----------------------------------------------------------------------
@@ -203,6 +204,7 @@ class Workspace:
         """Drop the caches: what they hold may have been rolled back."""
         self._settings = None
         self._tombstones = None
+        self._anonymous_profiles = None
         self._assignments = {}
 
     # -- settings ---------------------------------------------------------------------
@@ -394,10 +396,12 @@ class Workspace:
         ).fetchone()
         return None if row is None else self._event(row)
 
-    def pending_events(self, anonymous_id: str) -> list[Event]:
-        """The anonymous events with this id that have not become anyone's."""
+    def pending_events(self, anonymous_id: str, *, with_data: bool = True) -> list[Event]:
+        """The anonymous events with this id that have not become anyone's (without
+        their `data`, left empty, when `with_data` is off: merging does not need it)."""
+        columns = _EVENT_COLUMNS if with_data else _EVENT_COLUMNS.replace("data", "'{}'")
         rows = self.conn.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE anonymous_id = ? AND cio_id IS NULL "
+            f"SELECT {columns} FROM events WHERE anonymous_id = ? AND cio_id IS NULL "
             "ORDER BY received_at, seq",
             (anonymous_id,),
         ).fetchall()
@@ -560,6 +564,12 @@ class Workspace:
         return [Assignment(row[0], row[1], from_unix(row[2])) for row in rows]
 
     def anonymous_traits(self, anonymous_id: str) -> dict[str, Any]:
+        if self._anonymous_profiles is None:
+            self._anonymous_profiles = bool(
+                self._scalar("SELECT EXISTS (SELECT 1 FROM anonymous_profiles)")
+            )
+        if not self._anonymous_profiles:
+            return {}
         value = self._scalar(
             "SELECT traits FROM anonymous_profiles WHERE anonymous_id = ?", (anonymous_id,)
         )
@@ -568,6 +578,7 @@ class Workspace:
     def save_anonymous_traits(
         self, anonymous_id: str, traits: dict[str, Any], now: datetime
     ) -> None:
+        self._anonymous_profiles = True
         self.conn.execute(
             "INSERT INTO anonymous_profiles (anonymous_id, traits, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT (anonymous_id) DO UPDATE SET traits = excluded.traits, "
