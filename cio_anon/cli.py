@@ -11,6 +11,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -24,7 +25,7 @@ from cio_anon import replay as replay_module
 from cio_anon.clock import parse_time, resolve_now
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.rules import EventType
-from cio_anon.workspace import DEFAULT_PATH
+from cio_anon.workspace import DEFAULT_PATH, Workspace
 
 app = typer.Typer(
     name="cio-anon",
@@ -58,6 +59,9 @@ AtOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+IdentArgument = Annotated[
+    str, typer.Argument(metavar="IDENT", help="id, email or cio_<id> of the person.")
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -93,6 +97,15 @@ def _refuse_undecodable(values: dict[str, Any]) -> None:
                         else "--" + name.replace("_", "-")
                     )
                     raise InvalidInput(f"The value of {option} is not valid UTF-8.") from None
+
+
+def run(
+    db: Path, at: str | None, operation: Callable[[Workspace, datetime], R], *, write: bool
+) -> R:
+    """Resolve the time, open the workspace for one transaction, run one operation."""
+    now = resolve_now(at)
+    with service.opened(db, now, write=write) as workspace:
+        return operation(workspace, now)
 
 
 def emit(as_json: bool, document: dict[str, Any], text: Callable[[], RenderableType]) -> None:
@@ -142,9 +155,12 @@ def settings(
     as_json: JsonOption = False,
 ) -> None:
     """Show the workspace settings, or change anonymous merging."""
-    now = resolve_now(at)
-    with service.opened(db, now, write=anonymous_merge is not None) as workspace:
-        result = service.update_settings(workspace, anonymous_merge=anonymous_merge)
+    result = run(
+        db,
+        at,
+        lambda ws, _: service.update_settings(ws, anonymous_merge=anonymous_merge),
+        write=anonymous_merge is not None,
+    )
     emit(as_json, render.settings_json(result), lambda: render.settings_text(result))
 
 
@@ -194,12 +210,13 @@ def track(
             + (f" (got {', '.join(given)})" if given else ""),
             param_hint="identity",
         )
-    now = resolve_now(at)
     payload = service.parse_json_object(data, what="--data value") if data is not None else {}
     if recipient is not None:
         payload["recipient"] = recipient
-    with service.opened(db, now, write=True) as workspace:
-        result = service.track(
+    result = run(
+        db,
+        at,
+        lambda workspace, now: service.track(
             workspace,
             now,
             name=name,
@@ -209,16 +226,16 @@ def track(
             data=payload,
             timestamp=timestamp,
             event_id=event_id,
-        )
+        ),
+        write=True,
+    )
     emit(as_json, render.track_json(result), lambda: render.track_text(result))
 
 
 @app.command()
 @handle_errors
 def identify(
-    identifier: Annotated[
-        str, typer.Argument(metavar="IDENT", help="id, email or cio_<id> of the person.")
-    ],
+    identifier: IdentArgument,
     *,
     anonymous_id: Annotated[
         str | None, typer.Option(metavar="A", help="Assign this anonymous_id and merge its events.")
@@ -238,16 +255,19 @@ def identify(
 
     An attribute set to "" is removed; `_update: true` refuses to create a person.
     """
-    now = resolve_now(at)
     attributes = service.collect_attributes(attr or [], attrs)
-    with service.opened(db, now, write=True) as workspace:
-        result = service.identify(
+    result = run(
+        db,
+        at,
+        lambda workspace, now: service.identify(
             workspace,
             now,
             identifier=identifier,
             anonymous_id=anonymous_id,
             attributes=attributes,
-        )
+        ),
+        write=True,
+    )
     emit(as_json, render.identify_json(result), lambda: render.identify_text(result))
 
 
@@ -267,11 +287,14 @@ def merge(
     as_json: JsonOption = False,
 ) -> None:
     """Merge two people (Customer.io's Merge People). It cannot be undone."""
-    now = resolve_now(at)
-    with service.opened(db, now, write=not dry_run) as workspace:
-        result = service.merge_people(
+    result = run(
+        db,
+        at,
+        lambda workspace, now: service.merge_people(
             workspace, now, primary=primary, secondary=secondary, dry_run=dry_run
-        )
+        ),
+        write=not dry_run,
+    )
     emit(as_json, render.merge_json(result), lambda: render.merge_text(result))
 
 
@@ -323,9 +346,10 @@ def log(
     as_json: JsonOption = False,
 ) -> None:
     """The activity log: the Identified and Anonymous tabs, newest first."""
-    now = resolve_now(at)
-    with service.opened(db, now, write=False) as workspace:
-        page = service.activity_log(
+    page = run(
+        db,
+        at,
+        lambda workspace, now: service.activity_log(
             workspace,
             now,
             person=person,
@@ -334,25 +358,23 @@ def log(
             type=type,
             limit=limit,
             before=before,
-        )
+        ),
+        write=False,
+    )
     emit(as_json, render.log_json(page), lambda: render.log_text(page))
 
 
 @app.command()
 @handle_errors
 def show(
-    identifier: Annotated[
-        str, typer.Argument(metavar="IDENT", help="id, email or cio_<id> of the person.")
-    ],
+    identifier: IdentArgument,
     *,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """One profile: identifiers, attributes, anonymous ids, event counts, merge history."""
-    now = resolve_now(at)
-    with service.opened(db, now, write=False) as workspace:
-        profile = service.show(workspace, identifier=identifier)
+    profile = run(db, at, lambda ws, _: service.show(ws, identifier=identifier), write=False)
     emit(as_json, render.profile_json(profile), lambda: render.profile_text(profile))
 
 
@@ -366,9 +388,7 @@ def people(
     as_json: JsonOption = False,
 ) -> None:
     """List people, newest first, with their event counts."""
-    now = resolve_now(at)
-    with service.opened(db, now, write=False) as workspace:
-        found = service.list_people(workspace, limit=limit)
+    found = run(db, at, lambda ws, _: service.list_people(ws, limit=limit), write=False)
     emit(as_json, render.people_json(found), lambda: render.people_text(found))
 
 
@@ -382,27 +402,25 @@ def explain(
     as_json: JsonOption = False,
 ) -> None:
     """Why an event is where it is: its status, the rule code, and the times behind it."""
-    now = resolve_now(at)
-    with service.opened(db, now, write=False) as workspace:
-        explanation = service.explain(workspace, now, event_id=event_id)
+    explanation = run(
+        db, at, lambda ws, now: service.explain(ws, now, event_id=event_id), write=False
+    )
     emit(as_json, render.explain_json(explanation), lambda: render.explain_text(explanation))
 
 
 @app.command()
 @handle_errors
 def delete(
-    identifier: Annotated[
-        str, typer.Argument(metavar="IDENT", help="id, email or cio_<id> of the person.")
-    ],
+    identifier: IdentArgument,
     *,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Delete a person with their events, anonymous-id assignments and activities."""
-    now = resolve_now(at)
-    with service.opened(db, now, write=True) as workspace:
-        result = service.delete_person(workspace, now, identifier=identifier)
+    result = run(
+        db, at, lambda ws, now: service.delete_person(ws, now, identifier=identifier), write=True
+    )
     emit(as_json, render.delete_json(result), lambda: render.delete_text(result))
 
 
