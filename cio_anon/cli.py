@@ -500,6 +500,87 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+@handle_errors
+def serve(
+    *,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port (0: any free one).")] = 8080,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            help="Append every accepted request to FILE as a fixture record.",
+        ),
+    ] = None,
+    site_id: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ID",
+            envvar="CIO_ANON_SITE_ID",
+            help="Track API Basic auth user (env CIO_ANON_SITE_ID).",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            envvar="CIO_ANON_API_KEY",
+            help="Track API Basic auth password (env CIO_ANON_API_KEY).",
+        ),
+    ] = None,
+    write_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            envvar="CIO_ANON_WRITE_KEY",
+            help="Data Pipelines API key (env CIO_ANON_WRITE_KEY).",
+        ),
+    ] = None,
+    clock_start: Annotated[
+        str | None,
+        typer.Option(metavar="TIME", help="Let the clock run from TIME instead of now."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(metavar="PEM", dir_okay=False, help="Serve HTTPS: certificate.")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(metavar="PEM", dir_okay=False, help="Serve HTTPS: key.")
+    ] = None,
+    db: DbOption = DEFAULT_PATH,
+    at: Annotated[
+        str | None,
+        typer.Option(metavar="TIME", help="Receive every request at this fixed time (tests)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Serve Customer.io's Track API v1/v2 and Data Pipelines locally, plus an inspection
+    API under /_cio-anon/. Ctrl-C or SIGTERM stops it cleanly."""
+    from cio_anon import server
+
+    config = server.ServerConfig(
+        db=db,
+        host=host,
+        port=port,
+        record=record,
+        site_id=site_id,
+        api_key=api_key,
+        write_key=write_key,
+        fixed_now=None if at is None else parse_time(at, what="--at time"),
+        clock_start=None if clock_start is None else parse_time(clock_start, what="--clock-start"),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
+    running = server.Server(config)
+    if as_json:
+        typer.echo(json.dumps({"listening": running.url, "workspace": str(db)}))
+    else:  # one unwrapped line: scripts wait for it
+        typer.echo(f"cio-anon serve: listening on {running.url}, writing {db}")
+    sys.stdout.flush()
+    server.run_until_stopped(running)
+
+
 def main() -> None:
     """Console entry point."""
     app()

@@ -35,6 +35,17 @@ from cio_anon.workspace import Workspace
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where an operation came from: a fixture file and line, or a request (line 0)."""
+
+    file: str
+    line: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass(frozen=True)
 class Problem:
     """Something wrong at a line of a fixture file."""
 
@@ -192,7 +203,7 @@ def _replay_file(
                 with workspace.savepoint() if keep_going else contextlib.nullcontext():
                     timed = to_operations(record.value, previous or now)
                     for item in timed:
-                        apply_operation(workspace, item, f"{name}:{record.line}", tally)
+                        apply_operation(workspace, item, Source(name, record.line), tally)
             except CioAnonError as error:
                 raise _Rejected(Problem(name, record.line, str(error))) from None
         except _Rejected as rejected:
@@ -207,7 +218,7 @@ def _replay_file(
         tally.notes.append(Problem(name, 0, "the file holds no records"))
 
 
-def apply_operation(workspace: Workspace, timed: Timed, source: str, tally: Tally) -> None:
+def apply_operation(workspace: Workspace, timed: Timed, source: Source, tally: Tally) -> None:
     """Carry out one operation at its receive time, counting what it did."""
     op, at = timed.operation, timed.at
     if isinstance(op, Track):
@@ -222,7 +233,7 @@ def apply_operation(workspace: Workspace, timed: Timed, source: str, tally: Tall
             data=op.data,
             timestamp=op.timestamp,
             event_id=op.event_id,
-            source=source,
+            source=str(source),
             create_person=True,
         )
         tally.stored += result.stored
@@ -252,8 +263,8 @@ def apply_operation(workspace: Workspace, timed: Timed, source: str, tally: Tall
     elif isinstance(op, Alias):
         tally.notes.append(
             Problem(
-                source.rsplit(":", 1)[0],
-                int(source.rsplit(":", 1)[1]),
+                source.file,
+                source.line,
                 f"alias of {op.previous_id!r} to {op.user_id!r} recorded; it merges "
                 "nothing (Customer.io uses alias only for destinations)",
             )
@@ -266,9 +277,8 @@ def apply_operation(workspace: Workspace, timed: Timed, source: str, tally: Tall
         )
     elif isinstance(op, Expect):
         tally.expectations += 1
-        file, line = source.rsplit(":", 1)
         for mismatch in check_expectation(workspace, at, op.checks):
-            tally.failed_expectations.append(Problem(file, int(line), mismatch))
+            tally.failed_expectations.append(Problem(source.file, source.line, mismatch))
 
 
 def _first_time(workspace: Workspace, op: Identify | AnonymousTraits, at: datetime) -> bool:

@@ -83,11 +83,19 @@ class Workspace:
     # -- opening ----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, create: bool, initial: Settings | None = None) -> Workspace:
+    def open(
+        cls,
+        path: Path,
+        *,
+        create: bool,
+        initial: Settings | None = None,
+        threaded: bool = False,
+    ) -> Workspace:
         """Open (and migrate) the workspace at `path`; `created` tells whether it is new.
 
         A new workspace gets the `initial` settings in the same transaction as its schema,
-        so a concurrent command never sees it half made.
+        so a concurrent command never sees it half made. `threaded`: the connection may
+        be handed to another thread (one at a time: the server's writer).
 
         A missing file is created, readable by its owner only, when `create` is set;
         otherwise it is an error. A file that is not a workspace, or one written by a
@@ -109,7 +117,12 @@ class Workspace:
                     f"Cannot create the workspace {path}: {error.strerror}."
                 ) from None
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            conn = sqlite3.connect(
+                path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=not threaded,
+            )
         except sqlite3.Error as error:
             raise WorkspaceError(f"Cannot open the workspace {path}: {error}.") from None
         workspace = cls(path, conn)
@@ -627,6 +640,45 @@ class Workspace:
             "merged_at = ?, rule = ? WHERE cio_id = ?",
             (target, inherited_at.timestamp(), str(Rule.SEGMENT_ONLY), source),
         )
+
+    # -- whole-workspace --------------------------------------------------------------
+
+    def summary(self) -> dict[str, int]:
+        """Counts of what the workspace holds."""
+        row = self.conn.execute(
+            "SELECT (SELECT count(*) FROM people), (SELECT count(*) FROM events), "
+            "(SELECT count(*) FROM events WHERE cio_id IS NOT NULL), "
+            "(SELECT count(*) FROM events WHERE provenance = 'merged'), "
+            "(SELECT count(*) FROM events WHERE cio_id IS NULL AND anonymous_id IS NOT NULL), "
+            "(SELECT count(*) FROM events WHERE cio_id IS NULL AND anonymous_id IS NULL), "
+            "(SELECT count(*) FROM assignments), (SELECT count(*) FROM activities)"
+        ).fetchone()
+        keys = (
+            "people",
+            "events",
+            "identified_events",
+            "merged_events",
+            "anonymous_events",
+            "invite_events",
+            "assignments",
+            "activities",
+        )
+        return dict(zip(keys, row, strict=True))
+
+    def reset(self) -> None:
+        """Remove all people, events and activities; the settings stay."""
+        for table in (
+            "events",
+            "people",
+            "assignments",
+            "anonymous_profiles",
+            "activities",
+            "tombstones",
+            "handled_messages",
+        ):
+            self.conn.execute(f"DELETE FROM {table}")
+        self.conn.execute("DELETE FROM settings WHERE key = 'people_created'")
+        self._forget()
 
     # -- the activity log -------------------------------------------------------------
 

@@ -15,6 +15,14 @@ from typing import Any
 from cio_anon.errors import InvalidInput
 
 
+class UnknownPath(InvalidInput):
+    """A request to a path that is not part of the API (HTTP 404)."""
+
+
+class MethodNotAllowed(InvalidInput):
+    """A request with a method the path does not take (HTTP 405)."""
+
+
 @dataclass(frozen=True)
 class Track:
     name: str

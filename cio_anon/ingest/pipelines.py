@@ -10,8 +10,10 @@ from cio_anon.ingest import (
     Alias,
     AnonymousTraits,
     Identify,
+    MethodNotAllowed,
     Operation,
     Track,
+    UnknownPath,
     optional_object,
     optional_text,
     require_object,
@@ -26,9 +28,9 @@ def parse(method: str, path: str, body: object) -> list[Operation]:
     """The operations one Data Pipelines HTTP request asks for."""
     route = path.split("?", 1)[0].rstrip("/")
     if route != "/v1/batch" and route not in PATHS:
-        raise InvalidInput(f"{method} {path} is not a Data Pipelines call cio-anon knows.")
+        raise UnknownPath(f"{method} {path} is not a Data Pipelines call cio-anon knows.")
     if method != "POST":
-        raise InvalidInput(f"{method} is not allowed on {path}.")
+        raise MethodNotAllowed(f"{method} is not allowed on {path}.")
     payload = require_object(body, f"The body of {method} {path}")
     if route == "/v1/batch":
         batch = payload.get("batch")

@@ -11,8 +11,10 @@ from cio_anon.ingest import (
     DeletePerson,
     Identify,
     MergePeople,
+    MethodNotAllowed,
     Operation,
     Track,
+    UnknownPath,
     optional_object,
     optional_text,
     require_object,
@@ -33,6 +35,10 @@ def parse(method: str, path: str, body: object) -> list[Operation]:
                 return [Identify(identifier, attributes)]
             if method == "DELETE":
                 return [DeletePerson(identifier)]
+        case ["customers", identifier, "suppress"] if identifier:
+            if method == "POST":
+                # Suppression deletes the person; cio-anon does not block re-adding them.
+                return [DeletePerson(identifier)]
         case ["customers", identifier, "events"] if identifier:
             if method == "POST":
                 return [_event(require_object(body, f"The body of {call}"), call, identifier)]
@@ -49,8 +55,8 @@ def parse(method: str, path: str, body: object) -> list[Operation]:
                     )
                 ]
         case _:
-            raise InvalidInput(f"{call} is not a Track API v1 call cio-anon knows.")
-    raise InvalidInput(f"{method} is not allowed on {path}.")
+            raise UnknownPath(f"{call} is not a Track API v1 call cio-anon knows.")
+    raise MethodNotAllowed(f"{method} is not allowed on {path}.")
 
 
 def _event(body: Mapping[str, Any], call: str, person: str | None) -> Track:

@@ -10,8 +10,10 @@ from cio_anon.ingest import (
     DeletePerson,
     Identify,
     MergePeople,
+    MethodNotAllowed,
     Operation,
     Track,
+    UnknownPath,
     optional_object,
     optional_text,
     require_object,
@@ -26,9 +28,9 @@ def parse(method: str, path: str, body: object) -> list[Operation]:
     """The operations one Track API v2 request asks for."""
     route = path.split("?", 1)[0].rstrip("/")
     if route not in ("/api/v2/entity", "/api/v2/batch"):
-        raise InvalidInput(f"{method} {path} is not a Track API v2 call cio-anon knows.")
+        raise UnknownPath(f"{method} {path} is not a Track API v2 call cio-anon knows.")
     if method != "POST":
-        raise InvalidInput(f"{method} is not allowed on {path}.")
+        raise MethodNotAllowed(f"{method} is not allowed on {path}.")
     payload = require_object(body, f"The body of {method} {path}")
     if route == "/api/v2/entity":
         return [parse_entity(payload, "The entity")]

@@ -1,0 +1,355 @@
+"""`cio-anon serve` with the official clients, bad requests, recording, shutdown."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from cio_anon import server
+from cio_anon.replay import replay_into
+from tests.conftest import T0
+
+SITE, KEY, WRITE = "site-1", "api-secret", "cdp-secret"
+TRACK_AUTH = "Basic " + base64.b64encode(f"{SITE}:{KEY}".encode()).decode()
+
+
+class Running:
+    def __init__(self, instance: server.Server, ca: trustme.CA | None, folder: Path) -> None:
+        self.instance = instance
+        self.url = instance.url
+        self.port = instance.http.server_address[1]
+        self.ca_pem = folder / "ca.pem"
+        if ca is not None:
+            ca.cert_pem.write_to_path(str(self.ca_pem))
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        context = None
+        if self.url.startswith("https"):
+            import ssl
+
+            context = ssl.create_default_context(cafile=str(self.ca_pem))
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def inspect(self, path: str) -> Any:
+        status, body = self.call("GET", "/_cio-anon/" + path)
+        assert status == 200, (status, body)
+        return body
+
+
+def start(tmp_path: Path, *, tls: bool = False, **options: Any) -> tuple[Running, Any]:
+    ca = None
+    if tls:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+        options.update(tls_cert=tmp_path / "server.pem", tls_key=tmp_path / "server.pem")
+    config = server.ServerConfig(db=tmp_path / "served.db", port=0, **options)
+    instance = server.Server(config)
+    loop = threading.Thread(target=instance.serve_forever, daemon=True)
+    loop.start()
+    return Running(instance, ca, tmp_path), instance
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Running]:
+    running, instance = start(tmp_path, tls=True, site_id=SITE, api_key=KEY, write_key=WRITE)
+    yield running
+    instance.shutdown()
+
+
+def track_client(running: Running, *, api_key: str = KEY) -> Any:
+    from customerio.track import CustomerIO
+
+    client = CustomerIO(SITE, api_key, host="127.0.0.1", port=running.port, retries=0)
+    client.http.verify = str(running.ca_pem)
+    client.http.trust_env = False  # REQUESTS_CA_BUNDLE would override `verify`
+    return client
+
+
+def test_track_client(served: Running) -> None:
+    """customerio's Track client, every call the issue names."""
+    cio = track_client(served)
+    cio.track_anonymous("dev-1", "Pricing Viewed", {"plan": "pro"}, id="ev-1")
+    cio.track_anonymous("dev-1", "Added to Cart", {"sku": "TEE-01"})
+    cio.identify("cust-1", email="cust1@example.com", anonymous_id="dev-1", plan="trial")
+    cio.track("cust-1", "Order Completed", {"total": 30})
+    cio.pageview("cust-1", "https://example.com/thanks")
+    cio.identify("web-9", email="web9@example.com")
+    cio.batch(
+        [
+            {
+                "type": "person",
+                "identifiers": {"id": "web-9"},
+                "action": "event",
+                "name": "Newsletter Joined",
+                "attributes": {"source": "footer"},
+            },
+            {
+                "type": "person",
+                "identifiers": {"anonymous_id": "dev-2"},
+                "action": "page",
+                "name": "https://example.com/",
+            },
+        ]
+    )
+    cio.merge_customers("id", "cust-1", "id", "web-9")
+    profile = served.inspect("profile/cust-1")
+    assert profile["events"] == {
+        "total": 5,
+        "merged": 2,
+        "tracked": 2,
+        "inherited": 1,
+        "campaign_eligible": 4,
+    }
+    assert profile["person"]["attributes"]["plan"] == "trial"
+    assert [a["anonymous_id"] for a in profile["anonymous_ids"]] == ["dev-1"]
+    log = served.inspect("log?tab=anonymous")
+    assert [row["name"] for row in log["anonymous"]] == ["https://example.com/"]
+    cio.identify("gone", email="gone@example.com")
+    cio.delete("gone")
+    status, _ = served.call("GET", "/_cio-anon/profile/gone")
+    assert status == 404
+
+
+def test_track_client_with_wrong_credentials_stores_nothing(served: Running) -> None:
+    from customerio.client_base import CustomerIOException
+
+    before = served.inspect("summary")
+    with pytest.raises(CustomerIOException, match="401"):
+        track_client(served, api_key="wrong").identify("x", email="x@example.com")
+    assert served.inspect("summary") == before
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "batched"])
+def test_pipelines_client(tmp_path: Path, sync: bool) -> None:
+    """customerio-cdp-analytics, in sync mode and batched."""
+    from customerio.analytics import Client
+
+    running, instance = start(tmp_path, write_key=WRITE)
+    try:
+        client = Client(
+            WRITE, host=running.url, sync_mode=sync, max_retries=0, upload_interval=0.05
+        )
+        client.page(anonymous_id="a-77", name="Home", properties={"url": "https://x.io/"})
+        client.track(anonymous_id="a-77", event="Added to Cart", properties={"sku": "S1"})
+        client.identify(user_id="u-77", anonymous_id="a-77", traits={"email": "u77@x.io"})
+        client.screen(user_id="u-77", name="Settings")
+        client.track(user_id="u-77", event="Order Completed", properties={"total": 5})
+        client.alias(previous_id="a-77", user_id="u-77")
+        client.flush()
+        if not sync:
+            client.join()
+        profile = running.inspect("profile/u-77")
+        assert profile["person"]["email"] == "u77@x.io"
+        assert profile["events"]["merged"] == 2 and profile["events"]["tracked"] == 2
+        assert profile["anonymous_ids"][0]["anonymous_id"] == "a-77"
+    finally:
+        instance.shutdown()
+
+
+def test_pipelines_auth_and_strict_mode(tmp_path: Path) -> None:
+    running, instance = start(tmp_path, write_key=WRITE)
+    try:
+        message = {"anonymousId": "a", "event": "x", "messageId": "m1"}
+        basic = "Basic " + base64.b64encode(f"{WRITE}:".encode()).decode()
+        assert running.call("POST", "/v1/track", message)[0] == 401
+        assert (
+            running.call("POST", "/v1/track", message, headers={"Authorization": "Bearer wrong"})[0]
+            == 401
+        )
+        assert (
+            running.call(
+                "POST", "/v1/track", message, headers={"Authorization": f"Bearer {WRITE}"}
+            )[0]
+            == 200
+        )
+        bad = {"event": "no identity"}
+        assert running.call("POST", "/v1/track", bad, headers={"Authorization": basic})[0] == 200
+        status, body = running.call(
+            "POST", "/v1/track", bad, headers={"Authorization": basic, "X-Strict-Mode": "1"}
+        )
+        assert status == 400 and "userId or an anonymousId" in json.dumps(body)
+        assert running.inspect("summary")["events"] == 1
+    finally:
+        instance.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("POST", "/api/v1/events", {"raw": b"{not json"}, 400),
+        (
+            "POST",
+            "/api/v1/events",
+            {"raw": b"<xml/>", "headers": {"Content-Type": "text/xml"}},
+            400,
+        ),
+        ("POST", "/api/v1/nowhere", {"body": {}}, 404),
+        ("POST", "/elsewhere", {"body": {}}, 404),
+        ("GET", "/api/v1/events", {}, 405),
+        ("DELETE", "/api/v2/entity", {}, 405),
+        (
+            "POST",
+            "/api/v1/events",
+            {"body": {"anonymous_id": "a", "name": "x", "data": {"big": "x" * 40_000}}},
+            400,
+        ),
+        ("POST", "/api/v2/batch", {"body": {"batch": [{"big": "y" * 520_000}]}}, 400),
+        (
+            "POST",
+            "/api/v1/events",
+            {"raw": b"\x1f\x8b\x08garbage", "headers": {"Content-Encoding": "gzip"}},
+            400,
+        ),
+        ("POST", "/api/v1/events", {"body": {"name": "no identity"}}, 400),
+        ("PUT", "/api/v1/customers/x", {"body": {"bio": "z" * 1001}}, 400),
+        ("POST", "/api/v2/entity", {"body": {"type": "person", "action": "identify"}}, 400),
+        ("GET", "/_cio-anon/nothing", {}, 404),
+    ],
+)
+def test_bad_requests_never_500_and_store_nothing(
+    served: Running, method: str, path: str, kwargs: dict[str, Any], status: int
+) -> None:
+    headers = {"Authorization": TRACK_AUTH, **kwargs.pop("headers", {})}
+    before = served.inspect("summary")
+    got, body = served.call(method, path, headers=headers, **kwargs)
+    assert got == status, body
+    assert "Traceback" not in json.dumps(body)
+    assert served.inspect("summary") == before
+
+
+def test_v2_batch_partial_success_is_207(served: Running) -> None:
+    batch = {
+        "batch": [
+            {"type": "person", "identifiers": {"id": "p1"}, "action": "identify"},
+            {"type": "person", "identifiers": {"id": "p1"}, "action": "event", "name": "x" * 101},
+            {"type": "person", "identifiers": {"id": "p1"}, "action": "event", "name": "ok"},
+        ]
+    }
+    status, body = served.call(
+        "POST", "/api/v2/batch", batch, headers={"Authorization": TRACK_AUTH}
+    )
+    assert status == 207
+    assert [(e["batch_index"], e["reason"]) for e in body["errors"]] == [(1, "limit_exceeded")]
+    assert served.inspect("profile/p1")["events"]["total"] == 1
+
+
+def test_record_then_replay_gives_the_same_workspace(tmp_path: Path) -> None:
+    record = tmp_path / "session.ndjson"
+    running, instance = start(tmp_path, record=record, fixed_now=T0)
+    calls = [
+        ("POST", "/api/v1/events", {"anonymous_id": "r1", "name": "Viewed", "id": "v1"}),
+        ("POST", "/v1/track", {"anonymousId": "r1", "event": "Added", "messageId": "v2"}),
+        ("PUT", "/api/v1/customers/rec%40x.io", {"anonymous_id": "r1", "plan": "pro"}),
+        (
+            "POST",
+            "/api/v2/batch",
+            {
+                "batch": [
+                    {
+                        "type": "person",
+                        "identifiers": {"email": "rec@x.io"},
+                        "action": "event",
+                        "name": "Paid",
+                        "id": "v3",
+                    },
+                    {"type": "object"},
+                ]
+            },
+        ),
+        ("POST", "/api/v1/events", {"name": "broken"}),
+    ]
+    for method, path, body in calls:
+        running.call(method, path, body)
+    served_profile = running.inspect("profile/rec@x.io")
+    served_log = running.inspect("log")
+    instance.shutdown()
+    fresh = tmp_path / "fresh.db"
+    summary = replay_into(fresh, T0, [record])
+    assert summary.ok, summary.invalid
+    from cio_anon import render, service
+
+    with service.opened(fresh, T0, write=False) as workspace:
+        profile = render.profile_json(service.show(workspace, identifier="rec@x.io"))
+        log = render.log_json(service.activity_log(workspace, T0))
+    assert profile == served_profile
+
+    def strip(page: dict[str, Any]) -> list[dict[str, Any]]:
+        """The rows without `source`, which names the request or the record file."""
+        return [
+            {k: v for k, v in row.items() if k != "source"}
+            for tab in ("identified", "anonymous")
+            for row in page[tab]
+        ]
+
+    assert strip(log) == strip(served_log)
+
+
+def test_refuses_public_address_without_credentials(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="needs credentials"):
+        server.Server(server.ServerConfig(db=tmp_path / "x.db", host="0.0.0.0", port=0))
+
+
+def test_sigterm_finishes_and_commits(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = tmp_path / "term.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cio_anon", "serve", "--port", str(port), "--db", str(db)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert f"listening on http://127.0.0.1:{port}" in line and str(db) in line
+    running = Running.__new__(Running)
+    running.url = f"http://127.0.0.1:{port}"
+    for index in range(20):
+        assert (
+            running.call(
+                "POST", "/api/v1/events", {"anonymous_id": "t", "name": "x", "id": f"t{index}"}
+            )[0]
+            == 200
+        )
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 20
+    finally:
+        conn.close()
