@@ -1,0 +1,127 @@
+"""`cio-anon serve` under load: 16 concurrent keep-alive clients on loopback (goal: at
+least 2,000 requests/s sustained, p99 under 50 ms, and every 200 in the workspace).
+
+    python bench/serve.py [--clients 16] [--seconds 10] [--processes 4]
+
+The clients run in separate processes (threads inside each), so the load generator
+does not share the server's interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def client_process(
+    port: int,
+    threads: int,
+    seconds: float,
+    number: int,
+    out: multiprocessing.Queue[tuple[int, list[float]]],
+) -> None:
+    results: list[tuple[int, list[float]]] = []
+
+    def one(thread: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        ok, latencies, index = 0, [], 0
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            index += 1
+            anonymous = f"p{number}-t{thread}-a{index // 5}"
+            body = json.dumps(
+                {
+                    "type": "track",
+                    "anonymousId": anonymous,
+                    "event": "Viewed",
+                    "properties": {"i": index},
+                    "messageId": f"p{number}-t{thread}-m{index}",
+                }
+            )
+            start = time.perf_counter()
+            connection.request("POST", "/v1/track", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            latencies.append(time.perf_counter() - start)
+            ok += response.status == 200
+        connection.close()
+        results.append((ok, latencies))
+
+    workers = [threading.Thread(target=one, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    ok = sum(r[0] for r in results)
+    out.put((ok, [latency for r in results for latency in r[1]]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "served.db"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cio_anon", "serve", "--port", str(port), "--db", str(db)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdout is not None
+        server.stdout.readline()
+        queue: multiprocessing.Queue[tuple[int, list[float]]] = multiprocessing.Queue()
+        per_process = args.clients // args.processes
+        processes = [
+            multiprocessing.Process(
+                target=client_process, args=(port, per_process, args.seconds, n, queue)
+            )
+            for n in range(args.processes)
+        ]
+        start = time.perf_counter()
+        for process in processes:
+            process.start()
+        gathered = [queue.get() for _ in processes]
+        for process in processes:
+            process.join()
+        elapsed = time.perf_counter() - start
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        connection.request("GET", "/_cio-anon/summary")
+        summary = json.loads(connection.getresponse().read())
+        connection.close()
+        server.terminate()
+        server.wait(timeout=30)
+    ok = sum(g[0] for g in gathered)
+    latencies = sorted(latency for g in gathered for latency in g[1])
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(
+        f"{args.clients} keep-alive clients ({args.processes} processes) for "
+        f"{args.seconds:.0f} s: {len(latencies):,} requests, {ok:,} answered 200"
+    )
+    print(
+        f"throughput {len(latencies) / elapsed:,.0f} requests/s (goal >= 2,000); latency "
+        f"median {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms "
+        f"(goal < 50 ms)"
+    )
+    print(
+        f"events in the workspace afterwards: {summary['events']:,} "
+        f"({'every 200 is there' if summary['events'] == ok else 'MISSING EVENTS'})"
+    )
+
+
+if __name__ == "__main__":
+    main()
