@@ -762,13 +762,14 @@ def _cursor(tab: str, rows: list[LogRow] | None, limit: int) -> str | None:
     return f"i:{timestamp!r}:{seq}:{kind}" if tab == "identified" else f"a:{timestamp!r}:{seq}"
 
 
-def _parse_cursor(cursor: str) -> tuple[str, tuple[float, int, int] | tuple[float, int]]:
+def _parse_cursor(cursor: str) -> tuple[str, tuple[float, int, int]]:
+    """The tab a cursor continues and the (timestamp, seq, kind) key it starts after."""
     parts = cursor.split(":")
     try:
         if parts[0] == "i" and len(parts) == 4:
             return "identified", (float(parts[1]), int(parts[2]), int(parts[3]))
         if parts[0] == "a" and len(parts) == 3:
-            return "anonymous", (float(parts[1]), int(parts[2]))
+            return "anonymous", (float(parts[1]), int(parts[2]), 0)
     except ValueError:
         pass
     raise InvalidInput(f"The cursor {cursor!r} is not one that log printed as `next`.")
@@ -811,9 +812,9 @@ def activity_log(
     flt = LogFilter(cio_id=cio_id, anonymous_id=anonymous_id, type=type)
     identified = anonymous = None
     if tab in (None, "identified"):
-        identified = workspace.identified_log(flt, limit, key)  # type: ignore[arg-type]
+        identified = workspace.identified_log(flt, limit, key)
     if tab in (None, "anonymous"):
-        anonymous = workspace.anonymous_log(flt, their_ids, limit, key)  # type: ignore[arg-type]
+        anonymous = workspace.anonymous_log(flt, their_ids, limit, key)
     return LogPage(
         now=now,
         identified=identified,

@@ -773,12 +773,12 @@ class Workspace:
         flt: LogFilter,
         anonymous_ids: Sequence[str] | None,
         limit: int,
-        before: tuple[float, int] | None = None,
+        before: tuple[float, int, int] | None = None,
     ) -> list[LogRow]:
         """The Anonymous tab: unmerged anonymous events and invites, newest first.
 
         `anonymous_ids` narrows it to those ids (a person's assigned ids); `before` is
-        the (timestamp, seq) key of the last row of the previous page.
+        the key of the last row of the previous page (its kind is always 0 here).
         """
         if anonymous_ids is not None and not anonymous_ids:
             return []
@@ -797,7 +797,7 @@ class Workspace:
             params.append(flt.type)
         if before is not None:
             where.append("(timestamp, seq) < (?, ?)")
-            params.extend(before)
+            params.extend(before[:2])
         rows = self.conn.execute(
             f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE {' AND '.join(where)} "
             "ORDER BY timestamp DESC, seq DESC LIMIT ?",
