@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -579,6 +580,132 @@ def serve(
         typer.echo(f"cio-anon serve: listening on {running.url}, writing {db}")
     sys.stdout.flush()
     server.run_until_stopped(running)
+
+
+plan_app = typer.Typer(
+    help="Tracking plans for `check`.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(plan_app, name="plan")
+
+
+@app.command()
+@handle_errors
+def check(
+    fixtures: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="FIXTURE...", dir_okay=False, help="Fixture files to replay and check."
+        ),
+    ],
+    *,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PLAN",
+            dir_okay=False,
+            help="A tracking plan: cio-anon YAML or Segment Protocols JSON.",
+        ),
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="text, json, junit, sarif or github.")
+    ] = "text",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", dir_okay=False, help="Write the report here instead of stdout."
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str, typer.Option(metavar="LEVEL", help="Exit 1 at this severity: error or warning.")
+    ] = "error",
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay fixtures into a throwaway workspace and report tracking-plan, naming,
+    privacy, payload and identity findings. Exit 1 when a finding reaches --fail-on,
+    2 for a broken plan. (--db is not used: the workspace is thrown away.)"""
+    from cio_anon import check as check_module
+    from cio_anon import plan as plan_module
+    from cio_anon import report
+
+    fmt = "json" if as_json else format
+    if fmt not in report.FORMATS:
+        raise typer.BadParameter(
+            f"{fmt!r} is not one of {', '.join(report.FORMATS)}", param_hint="--format"
+        )
+    if fail_on not in check_module.SEVERITIES:
+        raise typer.BadParameter("use error or warning", param_hint="--fail-on")
+    try:
+        loaded = None if plan is None else plan_module.load_plan(plan)
+    except plan_module.PlanError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from None
+    found = check_module.check(list(fixtures), loaded, resolve_now(at))
+    rendered = report.render(found, fmt)
+    if output is not None:
+        if isinstance(rendered, str):
+            text = rendered
+        else:
+            console = Console(record=True, file=open(os.devnull, "w"), width=120)  # noqa: SIM115
+            console.print(rendered)
+            text = console.export_text()
+        try:
+            output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        except OSError as error:
+            raise InvalidInput(f"Cannot write {output}: {error.strerror}.") from None
+    elif isinstance(rendered, str):
+        sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
+    else:
+        Console(highlight=False).print(rendered)
+    if found.fails(fail_on):
+        raise typer.Exit(1)
+
+
+@plan_app.command("infer")
+@handle_errors
+def plan_infer(
+    fixtures: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="FIXTURE...",
+            dir_okay=False,
+            help="Fixture files whose traffic the plan describes.",
+        ),
+    ],
+    *,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", dir_okay=False, help="Write the YAML plan here instead of stdout."
+        ),
+    ] = None,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a starting YAML plan from the events, property types and always-present
+    properties the fixtures send."""
+    import yaml
+
+    from cio_anon import check as check_module
+
+    inferred = check_module.infer_plan(fixtures, resolve_now(at))
+    text = (
+        json.dumps(inferred, indent=2)
+        if as_json
+        else yaml.safe_dump(inferred, sort_keys=False, allow_unicode=True)
+    )
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise InvalidInput(f"Cannot write {output}: {error.strerror}.") from None
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from cio_anon.ingest import (
     Expect,
     Identify,
     MergePeople,
+    Operation,
     Purge,
     Timed,
     Track,
@@ -47,14 +48,18 @@ class Source:
 
 @dataclass(frozen=True)
 class Problem:
-    """Something wrong at a line of a fixture file."""
+    """Something wrong at a line of a fixture file (`rule`: the code, if a rule refused)."""
 
     file: str
     line: int
     message: str
+    rule: str | None = None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"
+
+
+Observer = Callable[[Source, Operation, Any], None]
 
 
 @dataclass
@@ -71,6 +76,8 @@ class Tally:
     warnings: Counter[str] = field(default_factory=Counter)
     notes: list[Problem] = field(default_factory=list)
     failed_expectations: list[Problem] = field(default_factory=list)
+    observer: Observer | None = None
+    """Told of every applied operation and its result (`check` listens)."""
 
     def add(self, other: Tally) -> None:
         for name in (
@@ -154,6 +161,7 @@ def replay(
     *,
     keep_going: bool = False,
     progress: Progress | None = None,
+    observer: Observer | None = None,
 ) -> ReplaySummary:
     """Apply fixture files in order. Without `keep_going` an invalid record rejects its
     whole file (the workspace keeps nothing of it); with it, only that record is
@@ -162,7 +170,7 @@ def replay(
     summary = ReplaySummary(files=[str(p) for p in paths])
     for path in paths:
         name = str(path)
-        tally = Tally()
+        tally = Tally(observer=observer)
         try:
             with workspace.savepoint():
                 _replay_file(workspace, now, path, name, tally, summary, keep_going, progress)
@@ -205,7 +213,8 @@ def _replay_file(
                     for item in timed:
                         apply_operation(workspace, item, Source(name, record.line), tally)
             except CioAnonError as error:
-                raise _Rejected(Problem(name, record.line, str(error))) from None
+                rule = getattr(error, "rule", None)
+                raise _Rejected(Problem(name, record.line, str(error), rule)) from None
         except _Rejected as rejected:
             if not keep_going:
                 raise
@@ -241,6 +250,8 @@ def apply_operation(workspace: Workspace, timed: Timed, source: Source, tally: T
         tally.duplicates += not result.stored
         tally.merged += result.provenance is rules.Provenance.MERGED
         tally.warnings.update(str(w.rule) for w in result.warnings)
+        if tally.observer is not None:
+            tally.observer(source, op, result)
     elif isinstance(op, Identify | AnonymousTraits) and not _first_time(workspace, op, at):
         tally.duplicates += 1
     elif isinstance(op, Identify):
@@ -254,6 +265,8 @@ def apply_operation(workspace: Workspace, timed: Timed, source: Source, tally: T
         tally.people_created += outcome.created
         tally.merged += len(outcome.merged)
         tally.warnings.update(str(w.rule) for w in outcome.warnings)
+        if tally.observer is not None:
+            tally.observer(source, op, outcome)
     elif isinstance(op, AnonymousTraits):
         service.set_anonymous_traits(workspace, at, anonymous_id=op.anonymous_id, traits=op.traits)
     elif isinstance(op, MergePeople):

@@ -641,6 +641,18 @@ class Workspace:
             (target, inherited_at.timestamp(), str(Rule.SEGMENT_ONLY), source),
         )
 
+    def merged_without_trigger(self, names: Sequence[str]) -> list[tuple[str, str, str | None]]:
+        """Merged events with these names that cannot trigger campaigns:
+        (event_id, name, source)."""
+        marks = ",".join("?" * len(names))
+        return list(
+            self.conn.execute(
+                "SELECT event_id, name, source FROM events WHERE provenance = 'merged' "
+                f"AND can_trigger = 0 AND name IN ({marks}) ORDER BY seq",
+                list(names),
+            ).fetchall()
+        )
+
     # -- whole-workspace --------------------------------------------------------------
 
     def summary(self) -> dict[str, int]:

@@ -1,0 +1,457 @@
+"""`cio-anon check`: replay fixtures into a throwaway workspace and report findings —
+against a tracking plan, naming, drift, privacy, payload, and identity stitching (from
+the rules engine itself)."""
+
+from __future__ import annotations
+
+import functools
+import re
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cio_anon import rules, service
+from cio_anon.ingest import Identify, Operation, Track
+from cio_anon.plan import CASES, Plan
+from cio_anon.replay import Source, replay
+from cio_anon.service import IdentifyResult, TrackResult
+
+SEVERITIES = ("error", "warning")
+
+CODES: dict[str, tuple[str, str]] = {
+    # code: (severity, one-line fix hint)
+    "unplanned_event": ("error", "Add the event to the plan, or stop sending it."),
+    "required_missing": ("error", "Send the property, or mark it optional in the plan."),
+    "type_mismatch": ("error", "Send the type the plan names (or change the plan)."),
+    "additional_property": ("error", "Add the property to the plan, or stop sending it."),
+    "value_mismatch": ("error", "Send a value the plan allows (enum, pattern, range)."),
+    "naming_case": ("warning", "Rename to the plan's naming convention."),
+    "near_duplicate_name": ("warning", "Pick one spelling and send it from every surface."),
+    "dynamic_name": ("error", "Keep identifiers out of names: put them in properties."),
+    "type_drift": ("warning", "Send one type for the property everywhere."),
+    "pii_suspected": ("warning", "Mark the property `pii` in the plan, or stop sending it."),
+    "limit_exceeded": ("error", "Stay within Customer.io's documented limits."),
+    "missing_schema_version": ("warning", "Add a schema_version property to every event."),
+    "empty_cart": ("warning", "Send the cart's items (sku, qty, price) with the event."),
+    "placeholder_id": ("error", "Identify only with a real, stable customer id."),
+    "email_as_id": ("warning", "Identify by the plan's canonical id; send email as a trait."),
+    "anonymous_id_reused": ("error", "Give every device or session its own anonymous id."),
+    "late_anonymous_event": ("warning", "Send events with the person's id once identified."),
+    "expired_before_identify": ("warning", "Identify within 30 days of the activity."),
+    "split_profile": ("warning", "Identify one person under one id on every surface."),
+    "stale_trigger": ("warning", "Trigger on identify and look back; the event is too old."),
+    "expectation_failed": ("error", "Fix the tracking, or the fixture's expectation."),
+    "invalid_record": ("error", "Fix the record: see the message."),
+}
+
+PLACEHOLDERS = {
+    "anonymous",
+    "null",
+    "undefined",
+    "none",
+    "nil",
+    "0",
+    "-1",
+    "guest",
+    "unknown",
+    "n/a",
+    "na",
+    "test",
+    "user",
+    "false",
+    "true",
+    "nan",
+}
+ZERO_UUID = re.compile(r"^0{8}-?0{4}-?0{4}-?0{4}-?0{12}$")
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+PHONE = re.compile(r"^\+?[\d\s().-]{10,}$")
+DYNAMIC = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+|\b[0-9a-f]{8}-[0-9a-f]{4}-|\b\d{5,}\b")
+CART = re.compile(r"cart|checkout", re.IGNORECASE)
+ITEM_KEYS = ("items", "products", "line_items", "cart_items")
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    file: str
+    line: int
+    message: str
+    event: str | None = None
+    path: str | None = None
+
+    @property
+    def severity(self) -> str:
+        return CODES[self.code][0]
+
+    @property
+    def hint(self) -> str:
+        return CODES[self.code][1]
+
+
+@dataclass
+class Report:
+    fixtures: list[str]
+    plan: str | None
+    findings: list[Finding] = field(default_factory=list)
+    records: int = 0
+
+    def count(self, severity: str) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def fails(self, fail_on: str) -> bool:
+        levels = SEVERITIES[: SEVERITIES.index(fail_on) + 1]
+        return any(f.severity in levels for f in self.findings)
+
+
+@dataclass
+class _Seen:
+    """What the observer collected while the fixtures replayed."""
+
+    tracks: list[tuple[Source, Track, TrackResult]] = field(default_factory=list)
+    identifies: list[tuple[Source, Identify, IdentifyResult]] = field(default_factory=list)
+
+
+def check(paths: list[Path], plan: Plan | None, now: datetime) -> Report:
+    """Replay the fixtures into a throwaway workspace; every finding, in file order."""
+    seen = _Seen()
+
+    def observe(source: Source, op: Operation, result: Any) -> None:
+        if isinstance(op, Track) and isinstance(result, TrackResult):
+            seen.tracks.append((source, op, result))
+        elif isinstance(op, Identify) and isinstance(result, IdentifyResult):
+            seen.identifies.append((source, op, result))
+
+    report = Report([str(p) for p in paths], None if plan is None else plan.source)
+    with tempfile.TemporaryDirectory(prefix="cio-anon-check-") as folder:
+        with service.opened(Path(folder) / "check.db", now, write=True) as workspace:
+            summary = replay(workspace, now, paths, keep_going=True, observer=observe)
+            triggers = (
+                {r.name for r in plan.events.values() if r.campaign_trigger} if plan else set()
+            )
+            stale = workspace.merged_without_trigger(sorted(triggers)) if triggers else []
+    report.records = summary.tally.records
+    found = report.findings
+    for problem in summary.invalid:
+        code = (
+            "limit_exceeded"
+            if problem.rule == str(rules.Rule.LIMIT_EXCEEDED)
+            else ("invalid_record")
+        )
+        found.append(Finding(code, problem.file, problem.line, problem.message))
+    for problem in summary.tally.failed_expectations:
+        found.append(Finding("expectation_failed", problem.file, problem.line, problem.message))
+    found += _event_findings(seen.tracks, plan)
+    found += _identity_findings(seen, plan)
+    for event_id, name, source in stale:
+        file, _, line = (source or "?:0").rpartition(":")
+        found.append(
+            Finding(
+                "stale_trigger",
+                file,
+                int(line) if line.isdigit() else 0,
+                f"{name!r} ({event_id}) is a campaign trigger but merged more than 72 hours after "
+                "it happened: it counts for segments only.",
+                name,
+            )
+        )
+    found.sort(key=lambda f: (f.file, f.line, f.code))
+    return report
+
+
+# -- events -------------------------------------------------------------------------
+
+
+def _event_findings(
+    tracks: list[tuple[Source, Track, TrackResult]], plan: Plan | None
+) -> Iterator[Finding]:
+    names: dict[str, dict[str, Source]] = defaultdict(dict)  # key -> spelling -> first seen
+    props: dict[str, dict[str, Source]] = defaultdict(dict)
+    types: dict[tuple[str, str], dict[str, Source]] = defaultdict(dict)
+    for source, op, result in tracks:
+        if not result.stored:
+            continue
+        call = "track" if op.type == "event" else op.type
+        at = (source.file, source.line)
+        names[_key(op.name)].setdefault(op.name, source)
+        if _dynamic(op.name):
+            yield Finding(
+                "dynamic_name",
+                *at,
+                f"The event name {op.name!r} contains an email, an id or a long number.",
+                op.name,
+            )
+        data = dict(op.data)
+        for prop, value in data.items():
+            props[_key(prop)].setdefault(prop, source)
+            kind = _json_type(value)
+            seen_types = types[(op.name, prop)]
+            if seen_types and kind not in seen_types:
+                first = ", ".join(sorted(seen_types))
+                yield Finding(
+                    "type_drift",
+                    *at,
+                    f"{op.name!r}.{prop} is {kind} here, {first} before.",
+                    op.name,
+                    f"$.{prop}",
+                )
+            seen_types.setdefault(kind, source)
+        yield from _pii(at, call, op.name, data, plan)
+        if CART.search(op.name) and not any(
+            isinstance(data.get(k), list) and data.get(k) for k in ITEM_KEYS
+        ):
+            yield Finding(
+                "empty_cart",
+                *at,
+                f"{op.name!r} carries no cart contents ({'/'.join(ITEM_KEYS)}).",
+                op.name,
+            )
+        if plan is None:
+            continue
+        if plan.require_schema_version and "schema_version" not in data:
+            yield Finding(
+                "missing_schema_version",
+                *at,
+                f"{op.name!r} has no schema_version property.",
+                op.name,
+            )
+        if plan.event_case and call == "track" and not _cased(plan.event_case, op.name):
+            yield Finding(
+                "naming_case", *at, f"The event name {op.name!r} is not {plan.event_case}.", op.name
+            )
+        if plan.property_case:
+            for prop in data:
+                if prop != "schema_version" and not _cased(plan.property_case, prop):
+                    yield Finding(
+                        "naming_case",
+                        *at,
+                        f"The property {prop!r} of {op.name!r} is not {plan.property_case}.",
+                        op.name,
+                        f"$.{prop}",
+                    )
+        rule = plan.rule_for(call, op.name)
+        if rule is None:
+            if call == "track" or plan.plans_call(call):
+                yield Finding(
+                    "unplanned_event", *at, f"{call} {op.name!r} is not in the plan.", op.name
+                )
+            continue
+        yield from _schema(at, op.name, data, rule.schema)
+        if plan.common:
+            yield from _schema(at, op.name, data, plan.common)
+    yield from _near_duplicates(names, "event name")
+    yield from _near_duplicates(props, "property")
+
+
+def _schema(
+    at: tuple[str, int], name: str, data: dict[str, Any], schema: dict[str, Any]
+) -> Iterator[Finding]:
+    validator = _validator(schema)
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        path = "$" + "".join(
+            f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
+        )
+        keyword = error.validator
+        if keyword == "required":
+            missing = re.findall(r"'([^']+)' is a required property", error.message)
+            code, path = "required_missing", f"{path}.{missing[0]}" if missing else path
+        elif keyword == "type":
+            code = "type_mismatch"
+        elif keyword == "additionalProperties":
+            code = "additional_property"
+            extra = re.findall(r"'([^']+)'", error.message)
+            path = f"{path}.{extra[0]}" if extra else path
+        else:
+            code = "value_mismatch"
+        yield Finding(code, *at, f"{name!r} at {path}: {error.message}", name, path)
+
+
+@functools.lru_cache(maxsize=65536)
+def _dynamic(name: str) -> bool:
+    return DYNAMIC.search(name) is not None
+
+
+@functools.lru_cache(maxsize=65536)
+def _cased(case: str, name: str) -> bool:
+    return CASES[case].match(name) is not None
+
+
+_VALIDATORS: dict[int, Any] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """One compiled validator per plan schema (building one costs more than using it)."""
+    from jsonschema import validators
+
+    key = id(schema)
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = (schema, validators.validator_for(schema)(schema))
+    return _VALIDATORS[key][1]
+
+
+def _pii(
+    at: tuple[str, int], call: str, name: str, data: dict[str, Any], plan: Plan | None
+) -> Iterator[Finding]:
+    for path, value in _leaves(data, "$"):
+        top = path.split(".")[1].split("[")[0]
+        if top == "recipient" or (plan is not None and plan.is_pii(call, name, top)):
+            continue
+        if isinstance(value, str) and (EMAIL.search(value) or PHONE.match(value)):
+            yield Finding(
+                "pii_suspected",
+                *at,
+                f"{name!r} at {path} looks like an email or a phone number.",
+                name,
+                path,
+            )
+
+
+def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _leaves(inner, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _leaves(inner, f"{path}[{index}]")
+    else:
+        yield path, value
+
+
+def _near_duplicates(spellings: dict[str, dict[str, Source]], what: str) -> Iterator[Finding]:
+    for variants in spellings.values():
+        if len(variants) < 2:
+            continue
+        ordered = sorted(variants.items(), key=lambda kv: (kv[1].file, kv[1].line))
+        first = ordered[0][0]
+        for spelling, source in ordered[1:]:
+            yield Finding(
+                "near_duplicate_name",
+                source.file,
+                source.line,
+                f"The {what} {spelling!r} is a near duplicate of {first!r}.",
+                spelling,
+            )
+
+
+@functools.lru_cache(maxsize=65536)
+def _key(name: str) -> str:
+    """Spellings of one name fold to one key: `add_to_cart`, `Added to Cart`,
+    `added-to-cart` all become `add to cart`."""
+    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower())
+    return " ".join(w[:-2] if w.endswith("ed") and len(w) > 4 else w for w in words)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+# -- identity -----------------------------------------------------------------------
+
+
+def _identity_findings(seen: _Seen, plan: Plan | None) -> Iterator[Finding]:
+    for source, op, result in seen.identifies:
+        at = (source.file, source.line)
+        ident = op.identifier.strip()
+        if ident.lower() in PLACEHOLDERS or ZERO_UUID.match(ident):
+            yield Finding(
+                "placeholder_id",
+                *at,
+                f"identify with the placeholder id {ident!r} "
+                "creates a profile that real people will split from.",
+            )
+        if plan is not None and plan.canonical_id == "id" and "@" in ident:
+            yield Finding(
+                "email_as_id",
+                *at,
+                f"identify by email ({ident}) where the plan's canonical identifier is id.",
+            )
+        for warning in result.warnings:
+            code = {
+                rules.Rule.ANONYMOUS_ID_TAKEN: "anonymous_id_reused",
+                rules.Rule.RETENTION_EXPIRED: "expired_before_identify",
+            }.get(warning.rule)
+            if code:
+                yield Finding(code, *at, warning.message)
+        for failure in result.failed_attribute_changes:
+            if failure.get("attribute") in ("email", "id") and failure.get("held_by"):
+                yield Finding(
+                    "split_profile",
+                    *at,
+                    f"{failure['attribute']} "
+                    f"{failure['to']!r} already belongs to another person: one "
+                    "person, two profiles.",
+                )
+    for where, track, outcome in seen.tracks:
+        for warning in outcome.warnings:
+            if warning.rule is rules.Rule.WINDOW_CLOSED:
+                yield Finding(
+                    "late_anonymous_event",
+                    where.file,
+                    where.line,
+                    f"{track.name!r} with anonymous_id {track.anonymous_id!r} arrived "
+                    "after the 5-minute window: it stays anonymous.",
+                    track.name,
+                )
+
+
+def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:
+    """A starting native plan from what the fixtures send: events, property types, which
+    properties always appear."""
+    seen = _Seen()
+
+    def observe(source: Source, op: Operation, result: Any) -> None:
+        if isinstance(op, Track) and isinstance(result, TrackResult):
+            seen.tracks.append((source, op, result))
+        elif isinstance(op, Identify) and isinstance(result, IdentifyResult):
+            seen.identifies.append((source, op, result))
+
+    with tempfile.TemporaryDirectory(prefix="cio-anon-infer-") as folder:
+        with service.opened(Path(folder) / "infer.db", now, write=True) as workspace:
+            replay(workspace, now, list(paths), keep_going=True, observer=observe)
+    events: dict[str, dict[str, Any]] = {}
+    counts: dict[str, int] = defaultdict(int)
+    present: dict[tuple[str, str], int] = defaultdict(int)
+    kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for _, track, _outcome in seen.tracks:
+        call = "track" if track.type == "event" else track.type
+        counts[track.name] += 1
+        events.setdefault(track.name, {"call": call})
+        for prop, value in track.data.items():
+            present[(track.name, prop)] += 1
+            kinds[(track.name, prop)].add(_json_type(value))
+    out_events: dict[str, Any] = {}
+    for name, spec in sorted(events.items()):
+        props: dict[str, Any] = {}
+        for (event, prop), number in sorted(present.items()):
+            if event != name:
+                continue
+            found = sorted(kinds[(event, prop)] - {"null"}) or ["null"]
+            props[prop] = {
+                "type": found[0] if len(found) == 1 else found,
+                "required": number == counts[name],
+            }
+        entry: dict[str, Any] = {"properties": props}
+        if spec["call"] != "track":
+            entry["call"] = spec["call"]
+        out_events[name] = entry
+    traits: dict[str, Any] = {}
+    for _, ident, _result in seen.identifies:
+        for trait, value in ident.attributes.items():
+            traits.setdefault(trait, {"type": _json_type(value)})
+    return {
+        "dialect": "cio-anon",
+        "canonical_identifier": "id",
+        "identify_traits": traits,
+        "events": out_events,
+    }

@@ -1,0 +1,168 @@
+"""`check` findings rendered for people and for CI: Rich text, versioned JSON, JUnit XML,
+SARIF 2.1.0 and GitHub workflow annotations."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+from xml.etree import ElementTree
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cio_anon import __version__, jsonio
+from cio_anon.check import CODES, Finding, Report
+
+JSON_SCHEMA_VERSION = 1
+FORMATS = ("text", "json", "junit", "sarif", "github")
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    """Schema version 1: {version, tool, fixtures, plan, records, summary, findings[]}
+    where each finding has code, severity, file, line, event, path, message, hint."""
+    return {
+        "version": JSON_SCHEMA_VERSION,
+        "tool": {"name": "cio-anon", "version": __version__},
+        "fixtures": report.fixtures,
+        "plan": report.plan,
+        "records": report.records,
+        "summary": {"errors": report.count("error"), "warnings": report.count("warning")},
+        "findings": [
+            {
+                "code": f.code,
+                "severity": f.severity,
+                "file": f.file,
+                "line": f.line,
+                "event": f.event,
+                "path": f.path,
+                "message": f.message,
+                "hint": f.hint,
+            }
+            for f in report.findings
+        ],
+    }
+
+
+def as_text(report: Report) -> RenderableType:
+    parts: list[RenderableType] = []
+    by_file: dict[str, list[Finding]] = defaultdict(list)
+    for finding in report.findings:
+        by_file[finding.file].append(finding)
+    for file, findings in by_file.items():
+        table = Table(title=file, title_justify="left")
+        for column in ("line", "severity", "code", "finding", "fix"):
+            table.add_column(column, overflow="fold")
+        for finding in sorted(findings, key=lambda f: (f.severity != "error", f.line)):
+            style = "red" if finding.severity == "error" else "yellow"
+            table.add_row(
+                str(finding.line),
+                Text(finding.severity, style=style),
+                finding.code,
+                finding.message,
+                finding.hint,
+            )
+        parts.append(table)
+    parts.append(
+        Text(
+            f"{report.records} records checked: {report.count('error')} error(s), "
+            f"{report.count('warning')} warning(s).",
+            style="bold",
+        )
+    )
+    return Group(*parts)
+
+
+def as_junit(report: Report) -> str:
+    """One test suite per fixture file, one test case per finding code (failing when
+    that code was found), so CI test views list what broke."""
+    root = ElementTree.Element("testsuites", name="cio-anon check")
+    total_failures = 0
+    for file in report.fixtures:
+        findings = [f for f in report.findings if f.file == file]
+        suite = ElementTree.SubElement(root, "testsuite", name=file)
+        failures = 0
+        for code in CODES:
+            case = ElementTree.SubElement(suite, "testcase", classname=file, name=code)
+            hits = [f for f in findings if f.code == code]
+            if hits:
+                failures += 1
+                failure = ElementTree.SubElement(
+                    case,
+                    "failure",
+                    type=hits[0].severity,
+                    message=f"{len(hits)} finding(s): {hits[0].message}",
+                )
+                failure.text = "\n".join(f"{f.file}:{f.line}: {f.message}" for f in hits)
+        suite.set("tests", str(len(CODES)))
+        suite.set("failures", str(failures))
+        suite.set("errors", "0")
+        total_failures += failures
+    root.set("tests", str(len(CODES) * len(report.fixtures)))
+    root.set("failures", str(total_failures))
+    return ElementTree.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def as_sarif(report: Report) -> dict[str, Any]:
+    rule_ids = list(CODES)
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "cio-anon",
+                        "version": __version__,
+                        "rules": [
+                            {
+                                "id": code,
+                                "shortDescription": {"text": hint},
+                                "defaultConfiguration": {"level": severity},
+                            }
+                            for code, (severity, hint) in CODES.items()
+                        ],
+                    }
+                },
+                "results": [
+                    {
+                        "ruleId": f.code,
+                        "ruleIndex": rule_ids.index(f.code),
+                        "level": f.severity,
+                        "message": {"text": f"{f.message} {f.hint}"},
+                        "locations": [
+                            {
+                                "physicalLocation": {
+                                    "artifactLocation": {"uri": f.file},
+                                    "region": {"startLine": max(1, f.line)},
+                                }
+                            }
+                        ],
+                    }
+                    for f in report.findings
+                ],
+            }
+        ],
+    }
+
+
+def as_github(report: Report) -> str:
+    lines = []
+    for f in report.findings:
+        message = f"{f.message} {f.hint}".replace("%", "%25").replace("\n", "%0A")
+        lines.append(
+            f"::{f.severity} file={f.file},line={max(1, f.line)},title={f.code}::{message}"
+        )
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def render(report: Report, fmt: str) -> str | RenderableType:
+    if fmt == "json":
+        return jsonio.dumps(as_json(report))
+    if fmt == "junit":
+        return as_junit(report)
+    if fmt == "sarif":
+        return jsonio.dumps(as_sarif(report))
+    if fmt == "github":
+        return as_github(report)
+    return as_text(report)

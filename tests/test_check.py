@@ -1,0 +1,177 @@
+"""`cio-anon check` and `cio-anon plan infer`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+
+from cio_anon.check import CODES
+
+DATA = Path(__file__).parent / "data" / "check"
+MESSY, CLEAN = str(DATA / "messy.ndjson"), str(DATA / "clean.ndjson")
+PLAN = str(DATA / "plan.yaml")
+Cli = Callable[..., Any]
+
+
+def findings(cli: Cli, *args: str, code: int = 1) -> list[dict[str, Any]]:
+    result = cli("check", *args, "--format", "json", code=code)
+    document = json.loads(result.stdout)
+    assert document["version"] == 1
+    return list(document["findings"])
+
+
+def test_every_finding_code_is_produced(cli: Cli) -> None:
+    found = findings(cli, MESSY, "--plan", PLAN)
+    assert {f["code"] for f in found} == set(CODES)
+    by_code: dict[str, dict[str, Any]] = {}
+    for finding in found:
+        by_code.setdefault(finding["code"], finding)  # the first of each
+    assert by_code["required_missing"]["path"] == "$.sku"
+    assert by_code["additional_property"]["path"] == "$.color"
+    assert by_code["type_mismatch"]["line"] == 3
+    assert by_code["invalid_record"]["line"] == 21
+    assert all(f["hint"] and f["severity"] in ("error", "warning") for f in found)
+
+
+def test_a_clean_fixture_and_plan_find_nothing(cli: Cli) -> None:
+    result = cli("check", CLEAN, "--plan", PLAN, "--format", "json")
+    assert json.loads(result.stdout)["findings"] == []
+    assert "0 error(s), 0 warning(s)" in cli("check", CLEAN, "--plan", PLAN).stdout
+
+
+def test_segment_protocols_plan(cli: Cli) -> None:
+    found = findings(cli, MESSY, "--plan", str(DATA / "segment-plan.json"))
+    codes = {f["code"] for f in found}
+    assert {
+        "unplanned_event",
+        "required_missing",
+        "type_mismatch",
+        "additional_property",
+        "value_mismatch",
+    } <= codes
+    assert findings(cli, CLEAN, "--plan", str(DATA / "segment-plan.json"), code=0) == []
+
+
+def test_legacy_segment_plan(cli: Cli, tmp_path: Path) -> None:
+    legacy = tmp_path / "legacy.json"
+    legacy.write_text(
+        json.dumps(
+            {
+                "rules": {
+                    "events": [
+                        {
+                            "name": "Product Viewed",
+                            "rules": {
+                                "type": "object",
+                                "properties": {
+                                    "properties": {"type": "object", "required": ["sku"]}
+                                },
+                            },
+                        },
+                    ]
+                }
+            }
+        )
+    )
+    found = findings(cli, MESSY, "--plan", str(legacy))
+    assert any(f["code"] == "required_missing" and f["line"] == 2 for f in found)
+
+
+def test_fail_on_warning(cli: Cli, tmp_path: Path) -> None:
+    warn_only = tmp_path / "late.ndjson"
+    warn_only.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {
+                    "type": "track",
+                    "anonymousId": "a",
+                    "event": "Viewed",
+                    "messageId": "1",
+                    "timestamp": 1772000000,
+                },
+                {"type": "identify", "userId": "u", "anonymousId": "a", "timestamp": 1772000010},
+                {
+                    "type": "track",
+                    "anonymousId": "a",
+                    "event": "Viewed",
+                    "messageId": "2",
+                    "timestamp": 1772009999,
+                },
+            ]
+        )
+    )
+    cli("check", str(warn_only))
+    cli("check", str(warn_only), "--fail-on", "warning", code=1)
+
+
+def test_junit_sarif_github_outputs(cli: Cli, tmp_path: Path) -> None:
+    junit = tmp_path / "report.xml"
+    cli("check", MESSY, "--plan", PLAN, "--format", "junit", "--output", str(junit), code=1)
+    root = ElementTree.parse(junit).getroot()
+    assert root.tag == "testsuites"
+    (suite,) = root.findall("testsuite")
+    cases = suite.findall("testcase")
+    assert {c.get("name") for c in cases} == set(CODES)
+    assert all(c.find("failure") is not None for c in cases)
+    assert suite.get("tests") == str(len(CODES)) and suite.get("failures") == str(len(CODES))
+
+    sarif = json.loads(cli("check", MESSY, "--plan", PLAN, "--format", "sarif", code=1).stdout)
+    assert sarif["version"] == "2.1.0"
+    (run,) = sarif["runs"]
+    rule_ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    assert run["tool"]["driver"]["name"] == "cio-anon" and set(rule_ids) == set(CODES)
+    for result in run["results"]:
+        assert result["ruleId"] == rule_ids[result["ruleIndex"]]
+        assert result["level"] in ("error", "warning") and result["message"]["text"]
+        location = result["locations"][0]["physicalLocation"]
+        assert location["artifactLocation"]["uri"] == MESSY
+        assert location["region"]["startLine"] >= 1
+
+    lines = cli("check", MESSY, "--plan", PLAN, "--format", "github", code=1).stdout.splitlines()
+    assert lines and all(line.startswith(("::error file=", "::warning file=")) for line in lines)
+    assert f"::error file={MESSY},line=3,title=type_mismatch::" in "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        ("events: [unclosed", ".yaml", "not valid YAML"),
+        (
+            "events:\n  X:\n    properties:\n      p: {type: nonsense}\n",
+            ".yaml",
+            "does not compile",
+        ),
+        ('{"something": "else"}', ".json", "neither a cio-anon YAML plan"),
+        ('{"rules": [{"type": "NOPE"}]}', ".json", "rule type 'NOPE'"),
+        ("dialect: other\n", ".yaml", "not a cio-anon plan"),
+    ],
+)
+def test_a_broken_plan_exits_2(
+    cli: Cli, tmp_path: Path, content: str, suffix: str, message: str
+) -> None:
+    plan = tmp_path / f"plan{suffix}"
+    plan.write_text(content)
+    result = cli("check", CLEAN, "--plan", str(plan), code=2)
+    assert message in result.stderr and result.stdout == ""
+
+
+def test_plan_infer_writes_a_plan_the_traffic_passes(cli: Cli, tmp_path: Path) -> None:
+    inferred = tmp_path / "inferred.yaml"
+    cli("plan", "infer", CLEAN, "--output", str(inferred))
+    text = inferred.read_text()
+    assert "Product Viewed" in text and "sku" in text
+    assert findings(cli, CLEAN, "--plan", str(inferred), code=0) == []
+
+
+def test_the_example_plan_describes_the_shopper(cli: Cli) -> None:
+    root = Path(__file__).resolve().parent.parent / "fixtures"
+    found = findings(
+        cli, str(root / "shopper.ndjson"), "--plan", str(root / "plan.example.yaml"), code=0
+    )
+    assert [f["code"] for f in found] == ["late_anonymous_event"]
