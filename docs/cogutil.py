@@ -11,7 +11,9 @@ import shlex
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import typer
 from typer.testing import CliRunner
 
 from cio_anon.cli import app
@@ -53,9 +55,16 @@ def reference() -> str:
     runner = CliRunner()
     with tempfile.TemporaryDirectory() as tmp, _environment(os.path.join(tmp, "x.db")):
         blocks = [("cio-anon", runner.invoke(app, ["--help"]).output)]
-        group = __import__("typer").main.get_command(app)
-        for name in group.commands:
-            blocks.append((f"cio-anon {name}", runner.invoke(app, [name, "--help"]).output))
+
+        def walk(path: list[str], command: Any) -> None:
+            for name, sub in getattr(command, "commands", {}).items():
+                args = [*path, name]
+                blocks.append(
+                    ("cio-anon " + " ".join(args), runner.invoke(app, [*args, "--help"]).output)
+                )
+                walk(args, sub)
+
+        walk([], typer.main.get_command(app))
     parts = []
     for title, text in blocks:
         body = "\n".join(line.rstrip() for line in text.strip("\n").splitlines())

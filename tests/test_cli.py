@@ -23,9 +23,24 @@ def at(text: str) -> tuple[str, str]:
     return ("--at", text)
 
 
+def _commands() -> dict[str, Any]:
+    """Every command, subcommands of groups (`plan infer`) included."""
+    found: dict[str, Any] = {}
+
+    def walk(prefix: str, command: Any) -> None:
+        subcommands = getattr(command, "commands", None)
+        if subcommands is None:
+            found[prefix] = command
+            return
+        for name, sub in subcommands.items():
+            walk(f"{prefix} {name}".strip(), sub)
+
+    walk("", typer.main.get_command(app))
+    return found
+
+
 def test_every_command_has_help() -> None:
-    group = typer.main.get_command(app)
-    commands = group.commands  # type: ignore[attr-defined]
+    commands = _commands()
     assert {
         "init",
         "settings",
@@ -37,6 +52,12 @@ def test_every_command_has_help() -> None:
         "show",
         "people",
         "explain",
+        "replay",
+        "demo",
+        "delete",
+        "serve",
+        "check",
+        "plan infer",
     } <= set(commands)
     for name, command in commands.items():
         assert command.help and command.help.strip(), f"{name} has no help"
@@ -46,8 +67,7 @@ def test_every_command_has_help() -> None:
 
 
 def test_every_command_takes_db_at_json(cli: Cli) -> None:
-    group = typer.main.get_command(app)
-    for name, command in group.commands.items():  # type: ignore[attr-defined]
+    for name, command in _commands().items():
         options = {opt for p in command.params for opt in p.opts}
         assert {"--db", "--at", "--json"} <= options, name
 
