@@ -17,7 +17,7 @@ from typing import Any
 from cio_anon import rules, service
 from cio_anon.ingest import Identify, Operation, Track
 from cio_anon.plan import CASES, Plan
-from cio_anon.replay import Source, replay
+from cio_anon.replay import ReplaySummary, Source, replay
 from cio_anon.service import IdentifyResult, TrackResult
 
 SEVERITIES = ("error", "warning")
@@ -115,8 +115,11 @@ class _Seen:
     identifies: list[tuple[Source, Identify, IdentifyResult]] = field(default_factory=list)
 
 
-def check(paths: list[Path], plan: Plan | None, now: datetime) -> Report:
-    """Replay the fixtures into a throwaway workspace; every finding, in file order."""
+def _replay_observed(
+    paths: list[Path], now: datetime, triggers: list[str]
+) -> tuple[_Seen, ReplaySummary, list[tuple[str, str, str | None]]]:
+    """Replay into a throwaway workspace, keeping every track and identify with its
+    result, and the merged events named in `triggers` that cannot trigger campaigns."""
     seen = _Seen()
 
     def observe(source: Source, op: Operation, result: Any) -> None:
@@ -125,14 +128,18 @@ def check(paths: list[Path], plan: Plan | None, now: datetime) -> Report:
         elif isinstance(op, Identify) and isinstance(result, IdentifyResult):
             seen.identifies.append((source, op, result))
 
-    report = Report([str(p) for p in paths], None if plan is None else plan.source)
     with tempfile.TemporaryDirectory(prefix="cio-anon-check-") as folder:
         with service.opened(Path(folder) / "check.db", now, write=True) as workspace:
             summary = replay(workspace, now, paths, keep_going=True, observer=observe)
-            triggers = (
-                {r.name for r in plan.events.values() if r.campaign_trigger} if plan else set()
-            )
-            stale = workspace.merged_without_trigger(sorted(triggers)) if triggers else []
+            stale = workspace.merged_without_trigger(triggers) if triggers else []
+    return seen, summary, stale
+
+
+def check(paths: list[Path], plan: Plan | None, now: datetime) -> Report:
+    """Replay the fixtures into a throwaway workspace; every finding, in file order."""
+    triggers = sorted({r.name for r in plan.events.values() if r.campaign_trigger}) if plan else []
+    seen, summary, stale = _replay_observed(paths, now, triggers)
+    report = Report([str(p) for p in paths], None if plan is None else plan.source)
     report.records = summary.tally.records
     found = report.findings
     for problem in summary.invalid:
@@ -408,17 +415,7 @@ def _identity_findings(seen: _Seen, plan: Plan | None) -> Iterator[Finding]:
 def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:
     """A starting native plan from what the fixtures send: events, property types, which
     properties always appear."""
-    seen = _Seen()
-
-    def observe(source: Source, op: Operation, result: Any) -> None:
-        if isinstance(op, Track) and isinstance(result, TrackResult):
-            seen.tracks.append((source, op, result))
-        elif isinstance(op, Identify) and isinstance(result, IdentifyResult):
-            seen.identifies.append((source, op, result))
-
-    with tempfile.TemporaryDirectory(prefix="cio-anon-infer-") as folder:
-        with service.opened(Path(folder) / "infer.db", now, write=True) as workspace:
-            replay(workspace, now, list(paths), keep_going=True, observer=observe)
+    seen, _, _ = _replay_observed(list(paths), now, [])
     events: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = defaultdict(int)
     present: dict[tuple[str, str], int] = defaultdict(int)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -107,6 +107,18 @@ def run(
     now = resolve_now(at)
     with service.opened(db, now, write=write) as workspace:
         return operation(workspace, now)
+
+
+def write_out(text: str, output: Path | None) -> None:
+    """Text to a file, or to stdout; ending in a newline either way."""
+    text = text if text.endswith("\n") else text + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise InvalidInput(f"Cannot write {output}: {error.strerror}.") from None
 
 
 def emit(as_json: bool, document: dict[str, Any], text: Callable[[], RenderableType]) -> None:
@@ -646,21 +658,14 @@ def check(
         raise typer.Exit(2) from None
     found = check_module.check(list(fixtures), loaded, resolve_now(at))
     rendered = report.render(found, fmt)
-    if output is not None:
-        if isinstance(rendered, str):
-            text = rendered
-        else:
-            console = Console(record=True, file=open(os.devnull, "w"), width=120)  # noqa: SIM115
-            console.print(rendered)
-            text = console.export_text()
-        try:
-            output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-        except OSError as error:
-            raise InvalidInput(f"Cannot write {output}: {error.strerror}.") from None
-    elif isinstance(rendered, str):
-        sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
-    else:
+    if isinstance(rendered, str):
+        write_out(rendered, output)
+    elif output is None:
         Console(highlight=False).print(rendered)
+    else:
+        console = Console(record=True, file=io.StringIO(), width=120)
+        console.print(rendered)
+        write_out(console.export_text(), output)
     if found.fails(fail_on):
         raise typer.Exit(1)
 
@@ -699,13 +704,7 @@ def plan_infer(
         if as_json
         else yaml.safe_dump(inferred, sort_keys=False, allow_unicode=True)
     )
-    if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    else:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as error:
-            raise InvalidInput(f"Cannot write {output}: {error.strerror}.") from None
+    write_out(text, output)
 
 
 def main() -> None:
