@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import signal
 import socket
@@ -353,3 +354,72 @@ def test_sigterm_finishes_and_commits(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 20
     finally:
         conn.close()
+
+
+def test_generated_requests_never_get_a_500(tmp_path: Path) -> None:
+    """Hypothesis-made requests: any method, path, headers and body; the answer is never
+    a 500, and a refused request stores nothing."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    running, instance = start(tmp_path, site_id=SITE, api_key=KEY)
+    paths = st.sampled_from(
+        [
+            "/api/v1/events",
+            "/api/v1/customers/a%40b.io",
+            "/api/v1/customers/x/events",
+            "/api/v1/merge_customers",
+            "/api/v1/customers/x/suppress",
+            "/api/v2/entity",
+            "/api/v2/batch",
+            "/v1/track",
+            "/v1/identify",
+            "/v1/batch",
+            "/v1/alias",
+            "/_cio-anon/log?limit=abc",
+            "/_cio-anon/profile/%FF",
+            "/_cio-anon/explain/x",
+            "/api/v1/customers/",
+            "/",
+            "/api/v1/../../etc",
+        ]
+    )
+    bodies = st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20)),
+            lambda inner: st.one_of(
+                st.lists(inner, max_size=3),
+                st.dictionaries(st.text(max_size=10), inner, max_size=4),
+            ),
+            max_leaves=10,
+        ).map(lambda value: json.dumps(value).encode()),
+    )
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        path=paths,
+        body=bodies,
+        gzip_it=st.booleans(),
+        auth=st.booleans(),
+        content_type=st.sampled_from(["application/json", "text/plain", "image/png"]),
+    )
+    def run(
+        method: str, path: str, body: bytes, gzip_it: bool, auth: bool, content_type: str
+    ) -> None:
+        headers = {"Content-Type": content_type}
+        if auth:
+            headers["Authorization"] = TRACK_AUTH
+        if gzip_it:
+            body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+        before = running.inspect("summary")
+        status, answer = running.call(method, path, raw=body, headers=headers)
+        assert status != 500, (method, path, body, answer)
+        if status >= 400:
+            assert running.inspect("summary") == before
+
+    try:
+        run()
+    finally:
+        instance.shutdown()
