@@ -8,7 +8,7 @@ the workspace, so every rule can be tested with a table of times.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -517,7 +517,3 @@ def inherits(timestamp: datetime, now: datetime) -> Decision:
         "It was older than 30 days when its profile was merged into another, so it was dropped.",
         facts,
     )
-
-
-def oldest(timestamps: Iterable[datetime]) -> datetime | None:
-    return min(timestamps, default=None)

@@ -52,6 +52,7 @@ BATCH_LIMIT = 500 * 1024
 BODY_CEILING = 5 * 1024 * 1024
 """Bodies larger than this are not read at all (413)."""
 INSPECT = "/_cio-anon"
+BATCH_PATHS = ("/api/v2/batch", "/v1/batch")
 BATCH_SIZE = 256
 IDLE_TIMEOUT = 60
 """Seconds a keep-alive connection may wait for its next request."""
@@ -263,7 +264,12 @@ class Api:
                 _errors(dialect, "Unauthorized: wrong or missing credentials."),
                 {"WWW-Authenticate": 'Basic realm="cio-anon"'},
             )
-        items = self._parse(dialect, method, path, headers, raw, strict)
+        batch = path.rstrip("/") in BATCH_PATHS
+        try:
+            body = _decode(headers, raw, BATCH_LIMIT if batch else OPERATION_LIMIT)
+        except InvalidInput as error:
+            raise self._refuse(dialect, str(error), strict) from None
+        items = self._parse(dialect, method, path, body, batch, strict)
         valid = [(index, op) for index, op in enumerate(items) if not isinstance(op, Exception)]
         at = self.clock()
         outcomes = self.writer.submit(
@@ -275,30 +281,21 @@ class Api:
             key=lambda pair: pair[0],
         )
         if len(failures) < len(items) or not items:
-            self._record(at, method, target, raw, headers, {index for index, _ in failures})
+            self._record(at, method, target, body, {index for index, _ in failures})
         return self._answer(dialect, path, failures, strict)
 
     def _parse(
-        self,
-        dialect: str,
-        method: str,
-        path: str,
-        headers: Mapping[str, str],
-        raw: bytes,
-        strict: bool,
+        self, dialect: str, method: str, path: str, body: Any, batch: bool, strict: bool
     ) -> list[Operation | InvalidInput]:
         """The request's operations; a batch item that is invalid stands as its error."""
-        batch = path.rstrip("/") in ("/api/v2/batch", "/v1/batch")
         try:
             if dialect == "v1":
-                return list(track_v1.parse(method, path, _decode(headers, raw, OPERATION_LIMIT)))
+                return list(track_v1.parse(method, path, body))
             if not batch:
-                body = _decode(headers, raw, OPERATION_LIMIT)
                 parse = track_v2.parse if dialect == "v2" else pipelines.parse
                 return list(parse(method, path, body))
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed on {path}.")
-            body = _decode(headers, raw, BATCH_LIMIT)
             entries = body.get("batch") if isinstance(body, dict) else None
             if not isinstance(entries, list):
                 raise InvalidInput("A batch needs `batch` as an array.")
@@ -345,20 +342,11 @@ class Api:
             )
         return Reply(400, {"meta": {"errors": [str(e) for _, e in failures]}})
 
-    def _record(
-        self,
-        at: datetime,
-        method: str,
-        target: str,
-        raw: bytes,
-        headers: Mapping[str, str],
-        failed: set[int],
-    ) -> None:
+    def _record(self, at: datetime, method: str, target: str, body: Any, failed: set[int]) -> None:
         """Append the request as a fixture record (a batch without its refused items, so
         that replaying the record applies what the server applied)."""
         if self.record is None:
             return
-        body = _decode(headers, raw, BODY_CEILING)
         if failed and isinstance(body, dict) and isinstance(body.get("batch"), list):
             body = {**body, "batch": [e for i, e in enumerate(body["batch"]) if i not in failed]}
         line = jsonio.dumps({"at": at.isoformat(), "method": method, "path": target, "body": body})

@@ -327,9 +327,6 @@ class Workspace:
         ).fetchall()
         return [(self._person(row), row[6]) for row in rows]
 
-    def count_people(self) -> int:
-        return int(self._scalar("SELECT count(*) FROM people"))
-
     def person_refs(self, cio_ids: Iterable[str]) -> dict[str, PersonRef]:
         wanted = sorted(set(cio_ids))
         if not wanted:
