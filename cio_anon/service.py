@@ -7,7 +7,6 @@ are decided in `rules`; the SQL lives in `workspace`; this module only sequences
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,15 +30,9 @@ from cio_anon.models import (
     Tombstone,
 )
 from cio_anon.rules import Assignment, Decision, IdentifierKind, Provenance, Rule
-from cio_anon.workspace import LogFilter, Workspace
+from cio_anon.workspace import LogFilter, Workspace, remove_workspace_files
 
 # -- opening a workspace ------------------------------------------------------------
-
-
-def _remove_workspace_files(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(f"{path}{suffix}")
 
 
 @contextlib.contextmanager
@@ -50,8 +43,9 @@ def opened(
 
     A write creates the file when it is missing (with the `initial` settings, by
     default created now); if the command then fails the new file is removed again,
-    so bad input never leaves a workspace behind. Any failure rolls the transaction
-    back, so nothing is half-written.
+    so bad input never leaves a workspace behind — unless another process has
+    recorded something in it meanwhile. Any failure rolls the transaction back, so
+    nothing is half-written.
     """
     if initial is None:
         initial = Settings(created_at=now, anonymous_merge=rules.default_anonymous_merge(now))
@@ -63,7 +57,7 @@ def opened(
     except BaseException:
         workspace.close()
         if created:
-            _remove_workspace_files(path)
+            Workspace.discard(path)
         raise
     workspace.close()
 
@@ -78,7 +72,7 @@ def init_workspace(
                 f"A workspace already exists at {path}: use --force to replace it."
             )
         Workspace.open(path, create=False).close()  # refuse to delete a file that is not ours
-        _remove_workspace_files(path)
+        remove_workspace_files(path)
     settings = Settings(
         created_at=created_at or now,
         anonymous_merge=rules.default_anonymous_merge(created_at or now),

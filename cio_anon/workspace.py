@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cio_anon import jsonio
 from cio_anon.clock import from_unix
@@ -38,6 +39,16 @@ PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
 )
 BUSY_TIMEOUT_SECONDS = 30.0
+# What reset empties; a workspace where all are empty holds nothing but its settings.
+_DATA_TABLES = (
+    "events",
+    "people",
+    "assignments",
+    "anonymous_profiles",
+    "activities",
+    "tombstones",
+    "handled_messages",
+)
 
 _EVENT_COLUMNS = (
     "event_id, name, type, data, timestamp, received_at, cio_id, anonymous_id, recipient, "
@@ -64,6 +75,13 @@ class LogFilter:
     cio_id: str | None = None
     anonymous_id: str | None = None
     type: str | None = None
+
+
+def remove_workspace_files(path: Path) -> None:
+    """Remove a workspace file and its WAL companions."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{path}{suffix}")
 
 
 class Workspace:
@@ -93,29 +111,45 @@ class Workspace:
     ) -> Workspace:
         """Open (and migrate) the workspace at `path`; `created` tells whether it is new.
 
-        A new workspace gets the `initial` settings in the same transaction as its schema,
-        so a concurrent command never sees it half made. `threaded`: the connection may
-        be handed to another thread (one at a time: the server's writer).
+        A new workspace is made whole (schema and `initial` settings) beside `path` and
+        linked into place, so a concurrent command never sees it half made. `threaded`:
+        the connection may be handed to another thread (one at a time: the server's
+        writer).
 
         A missing file is created, readable by its owner only, when `create` is set;
         otherwise it is an error. A file that is not a workspace, or one written by a
         newer cio-anon, is refused.
         """
-        existed = path.exists()
-        if not existed and not create:
-            raise WorkspaceError(
-                f"There is no workspace at {path}: run `cio-anon init` or any command that "
-                "records something."
-            )
         if path.is_dir():
             raise WorkspaceError(f"The workspace path {path} is a directory, not a file.")
-        if not existed:
-            try:
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            except OSError as error:
+        created = False
+        if not path.exists():
+            if not create:
                 raise WorkspaceError(
-                    f"Cannot create the workspace {path}: {error.strerror}."
-                ) from None
+                    f"There is no workspace at {path}: run `cio-anon init` or any command "
+                    "that records something."
+                )
+            created = cls._create(path, initial)
+        workspace = cls._connect(path, threaded=threaded)
+        workspace._migrate(initial)
+        workspace.created = created
+        return workspace
+
+    @classmethod
+    def discard(cls, path: Path) -> None:
+        """Remove a workspace a failed command created, unless another process has
+        recorded something in it meanwhile (then it stays, theirs)."""
+        with contextlib.suppress(WorkspaceError, sqlite3.Error):
+            workspace = cls.open(path, create=False)
+            try:
+                with workspace.transaction():  # the write lock: no one writes while we look
+                    if not workspace.holds_data():
+                        remove_workspace_files(path)
+            finally:
+                workspace.close()
+
+    @classmethod
+    def _connect(cls, path: Path, *, threaded: bool = False) -> Workspace:
         try:
             conn = sqlite3.connect(
                 path,
@@ -129,19 +163,54 @@ class Workspace:
         try:
             for pragma in PRAGMAS:
                 conn.execute(pragma)
-            workspace.created = workspace._migrate(initial) and not existed
         except sqlite3.DatabaseError:
-            conn.close()
-            raise WorkspaceError(
-                f"{path} is not a cio-anon workspace (it is not a SQLite database)."
-            ) from None
-        except WorkspaceError:
-            conn.close()
-            raise
+            workspace._refuse_foreign()
         return workspace
 
-    def _migrate(self, initial: Settings | None) -> bool:
-        """Bring the schema up to date; True when the file was empty."""
+    @classmethod
+    def _create(cls, path: Path, initial: Settings | None) -> bool:
+        """Make a complete workspace beside `path` and link it into place, so no other
+        process ever opens a half-made file. False when another process got there first
+        (its workspace is then the one used)."""
+        spare = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
+        try:
+            os.close(os.open(spare, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError as error:
+            raise WorkspaceError(f"Cannot create the workspace {path}: {error.strerror}.") from None
+        try:
+            made = cls._connect(spare)
+            made._migrate(initial)
+            made.close()  # the last connection: the WAL is checkpointed into the file
+            try:
+                os.link(spare, path)
+            except FileExistsError:
+                return False
+            except OSError:
+                # A file system without hard links: a rename, checked first.
+                if path.exists():
+                    return False
+                os.replace(spare, path)
+            return True
+        finally:
+            remove_workspace_files(spare)
+
+    def _migrate(self, initial: Settings | None) -> None:
+        """Bring the schema up to date; on any refusal the connection is closed."""
+        try:
+            self._migrate_steps(initial)
+        except sqlite3.DatabaseError:
+            self._refuse_foreign()
+        except BaseException:
+            self.close()
+            raise
+
+    def _refuse_foreign(self) -> NoReturn:
+        self.close()
+        raise WorkspaceError(
+            f"{self.path} is not a cio-anon workspace (it is not a SQLite database)."
+        ) from None
+
+    def _migrate_steps(self, initial: Settings | None) -> None:
         version = self._scalar("PRAGMA user_version")
         app_id = self._scalar("PRAGMA application_id")
         if version > SCHEMA_VERSION:
@@ -150,7 +219,7 @@ class Workspace:
                 f"knows up to {SCHEMA_VERSION}): upgrade cio-anon to use it."
             )
         if version == SCHEMA_VERSION and app_id == APPLICATION_ID:
-            return False
+            return
         self.conn.execute("PRAGMA journal_mode=WAL")
         with self.transaction():
             version = self._scalar("PRAGMA user_version")
@@ -170,7 +239,6 @@ class Workspace:
                 self.save_settings(initial)
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        return fresh
 
     def close(self) -> None:
         self.conn.close()
@@ -676,18 +744,14 @@ class Workspace:
 
     def reset(self) -> None:
         """Remove all people, events and activities; the settings stay."""
-        for table in (
-            "events",
-            "people",
-            "assignments",
-            "anonymous_profiles",
-            "activities",
-            "tombstones",
-            "handled_messages",
-        ):
+        for table in _DATA_TABLES:
             self.conn.execute(f"DELETE FROM {table}")
         self.conn.execute("DELETE FROM settings WHERE key = 'people_created'")
         self._forget()
+
+    def holds_data(self) -> bool:
+        """Whether anything beyond the settings was ever recorded here."""
+        return any(self._scalar(f"SELECT EXISTS (SELECT 1 FROM {table})") for table in _DATA_TABLES)
 
     # -- the activity log -------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cio_anon import service
+from cio_anon.workspace import Workspace
 from tests import writers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +23,29 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     codes = writers.run(path, workers=8, events=40)
     assert codes == [0] * 8
     assert writers.check(path, workers=8, events=40) == []
+
+
+def test_processes_creating_one_workspace_at_once_all_succeed(tmp_path: Path) -> None:
+    paths = [tmp_path / f"new-{trial}.db" for trial in range(16)]
+    assert writers.create_together(paths, workers=8) == [[None] * 8] * len(paths)
+    for path in paths:
+        with service.opened(path, writers.T0, write=False) as workspace:
+            assert workspace.summary()["anonymous_events"] == 8
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".new")] == []
+
+
+def test_a_failed_first_command_removes_only_an_untouched_workspace(tmp_path: Path) -> None:
+    untouched, written = tmp_path / "untouched.db", tmp_path / "written.db"
+    for path in (untouched, written):
+        with service.opened(path, writers.T0, write=True):
+            pass
+    with service.opened(written, writers.T0, write=True) as workspace:
+        service.track(workspace, writers.T0, name="Viewed", anonymous_id="a")
+    Workspace.discard(untouched)
+    Workspace.discard(written)
+    assert not untouched.exists()
+    with service.opened(written, writers.T0, write=False) as workspace:
+        assert workspace.summary()["anonymous_events"] == 1
 
 
 def _dump(path: Path) -> str:

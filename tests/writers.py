@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cio_anon import service
 
@@ -75,3 +76,28 @@ def check(path: Path, workers: int, events: int) -> list[str]:
         if stored != workers * events:
             problems.append(f"{stored} events stored, {workers * events} sent")
     return problems
+
+
+def create_and_track(path: str, number: int, start: Any) -> str | None:
+    """Wait for the others, then track one event into a workspace that may not exist
+    yet; what went wrong, if anything."""
+    start.wait()
+    try:
+        with service.opened(Path(path), T0, write=True) as workspace:
+            service.track(
+                workspace, T0, name="Viewed", anonymous_id=f"c{number}", event_id=f"c{number}"
+            )
+    except Exception as error:  # reported to the test, which names it
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def create_together(paths: list[Path], workers: int) -> list[list[str | None]]:
+    """For each path in turn, `workers` forked processes race to create and write it."""
+    context = multiprocessing.get_context("fork")
+    with context.Manager() as manager, context.Pool(workers) as pool:
+        start = manager.Barrier(workers)
+        return [
+            pool.starmap(create_and_track, [(str(path), n, start) for n in range(workers)])
+            for path in paths
+        ]
