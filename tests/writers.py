@@ -93,8 +93,8 @@ def create_and_track(path: str, number: int, start: Any) -> str | None:
 
 
 def create_together(paths: list[Path], workers: int) -> list[list[str | None]]:
-    """For each path in turn, `workers` forked processes race to create and write it."""
-    context = multiprocessing.get_context("fork")
+    """For each path in turn, `workers` processes race to create and write it."""
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded test runner
     with context.Manager() as manager, context.Pool(workers) as pool:
         start = manager.Barrier(workers)
         return [
