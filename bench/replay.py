@@ -11,6 +11,7 @@ event rate.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median_of, timed  # noqa: E402
+from common import timed  # noqa: E402
 from make_fixture import records  # noqa: E402
 
 from cio_anon.clock import parse_time  # noqa: E402
@@ -107,8 +108,8 @@ def main() -> None:
         for _ in range(args.runs):  # interleaved, so both see the same machine load
             run_floor()
             run_ours()
-        ours_s = median_of(1, lambda: sorted(ours)[len(ours) // 2])
-        floor_s = sorted(floors)[len(floors) // 2]
+        ours_s = statistics.median(ours)
+        floor_s = statistics.median(floors)
     ours_rate = stored / ours_s
     floor_rate = rows / floor_s
     print(f"records: {args.records:,}; events stored by replay: {stored:,}; floor rows: {rows:,}")

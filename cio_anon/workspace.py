@@ -751,7 +751,8 @@ class Workspace:
 
     def holds_data(self) -> bool:
         """Whether anything beyond the settings was ever recorded here."""
-        return any(self._scalar(f"SELECT EXISTS (SELECT 1 FROM {table})") for table in _DATA_TABLES)
+        probes = " OR ".join(f"EXISTS (SELECT 1 FROM {table})" for table in _DATA_TABLES)
+        return bool(self._scalar(f"SELECT {probes}"))
 
     # -- the activity log -------------------------------------------------------------
 
