@@ -11,8 +11,9 @@ import functools
 import io
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -21,10 +22,11 @@ from rich.console import Console, RenderableType
 from rich.progress import Progress
 
 from cio_anon import demo as demo_module
-from cio_anon import render, service
+from cio_anon import jsonio, render, service
 from cio_anon import replay as replay_module
 from cio_anon.clock import parse_time, resolve_now
 from cio_anon.errors import CioAnonError, InvalidInput
+from cio_anon.models import ActivityType
 from cio_anon.rules import EventType
 from cio_anon.workspace import DEFAULT_PATH, Workspace
 
@@ -63,6 +65,18 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 IdentArgument = Annotated[
     str, typer.Argument(metavar="IDENT", help="id, email or cio_<id> of the person.")
 ]
+
+
+class Tab(StrEnum):
+    IDENTIFIED = "identified"
+    ANONYMOUS = "anonymous"
+
+
+LogType = StrEnum(  # type: ignore[misc]
+    "LogType",
+    {name.upper(): name for name in (*EventType, "invite", *ActivityType.ALL)},
+)
+"""The types a row of the log can have: events' and other activities'."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -107,6 +121,30 @@ def run(
     now = resolve_now(at)
     with service.opened(db, now, write=write) as workspace:
         return operation(workspace, now)
+
+
+def parse_json_object(text: str, *, what: str) -> dict[str, Any]:
+    """A JSON object from the command line, or a sentence saying what is wrong."""
+    try:
+        value = jsonio.loads(text)
+    except jsonio.JSONDecodeError as error:
+        raise InvalidInput(f"The {what} is not valid JSON: {error}.") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"The {what} must be a JSON object, not {type(value).__name__}.")
+    return value
+
+
+def collect_attributes(pairs: Sequence[str] = (), attrs_json: str | None = None) -> dict[str, Any]:
+    """Attributes from `--attrs JSON` and repeated `--attr KEY=VALUE` (the latter win)."""
+    attributes: dict[str, Any] = {}
+    if attrs_json is not None:
+        attributes.update(parse_json_object(attrs_json, what="--attrs value"))
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"The attribute {pair!r} is not KEY=VALUE.")
+        attributes[key.strip()] = value
+    return attributes
 
 
 def write_out(text: str, output: Path | None) -> None:
@@ -223,9 +261,7 @@ def track(
             + (f" (got {', '.join(given)})" if given else ""),
             param_hint="identity",
         )
-    payload = service.parse_json_object(data, what="--data value") if data is not None else {}
-    if recipient is not None:
-        payload["recipient"] = recipient
+    payload = parse_json_object(data, what="--data value") if data is not None else {}
     result = run(
         db,
         at,
@@ -235,6 +271,7 @@ def track(
             name=name,
             person=person,
             anonymous_id=anonymous_id,
+            recipient=recipient,
             type=type.value,
             data=payload,
             timestamp=timestamp,
@@ -268,7 +305,7 @@ def identify(
 
     An attribute set to "" is removed; `_update: true` refuses to create a person.
     """
-    attributes = service.collect_attributes(attr or [], attrs)
+    attributes = collect_attributes(attr or [], attrs)
     result = run(
         db,
         at,
@@ -339,17 +376,21 @@ def log(
         str | None, typer.Option(metavar="A", help="Only this anonymous_id.")
     ] = None,
     tab: Annotated[
-        str | None, typer.Option(metavar="TAB", help="identified or anonymous (default: both).")
+        Tab | None,
+        typer.Option(metavar="TAB", help="identified or anonymous (default: both)."),
     ] = None,
     type: Annotated[
-        str | None,
+        LogType | None,
         typer.Option(
             "--type",
             metavar="TYPE",
-            help="Only this type: event, page, screen, invite, anon_merge, ...",
+            help="Only this type: event, page, screen, invite, anon_merge, profile_create, "
+            "profile_merge, attribute_change, failed_attribute_change.",
         ),
     ] = None,
-    limit: Annotated[int, typer.Option(metavar="N", help="Rows per tab.")] = 50,
+    limit: Annotated[
+        int, typer.Option(metavar="N", min=1, max=service.MAX_LIMIT, help="Rows per tab.")
+    ] = 50,
     before: Annotated[
         str | None,
         typer.Option(metavar="CURSOR", help="Continue a tab from the `next` cursor of a page."),
@@ -367,8 +408,8 @@ def log(
             now,
             person=person,
             anonymous_id=anonymous_id,
-            tab=tab,
-            type=type,
+            tab=None if tab is None else tab.value,
+            type=None if type is None else type.value,
             limit=limit,
             before=before,
         ),
@@ -387,7 +428,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One profile: identifiers, attributes, anonymous ids, event counts, merge history."""
-    profile = run(db, at, lambda ws, _: service.show(ws, identifier=identifier), write=False)
+    profile = run(db, at, lambda ws, now: service.show(ws, now, identifier=identifier), write=False)
     emit(as_json, render.profile_json(profile), lambda: render.profile_text(profile))
 
 
@@ -395,7 +436,10 @@ def show(
 @handle_errors
 def people(
     *,
-    limit: Annotated[int, typer.Option(metavar="N", help="How many people to list.")] = 100,
+    limit: Annotated[
+        int,
+        typer.Option(metavar="N", min=1, max=service.MAX_LIMIT, help="How many people to list."),
+    ] = 100,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,

@@ -49,5 +49,5 @@ def run(path: Path, now: datetime, show_at: datetime | None = None) -> DemoResul
     when = show_at or summary.last_at or now
     with service.opened(path, when, write=False) as workspace:
         log = service.activity_log(workspace, when, limit=30)
-        profile = service.show(workspace, identifier=SHOPPER)
+        profile = service.show(workspace, when, identifier=SHOPPER)
     return DemoResult(summary, log, profile, path)

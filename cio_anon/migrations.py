@@ -127,9 +127,34 @@ def _v2_identified_tab_by_time(db: Database) -> None:
     db.table("activities").create_index(["timestamp"], index_name="activities_by_time")
 
 
+def _v3_kept_decisions(db: Database) -> None:
+    """An assignment outlives its person (`cio_id` may be NULL after a delete); an event
+    remembers that it was anonymous once, whatever moves it later; an activity moved by
+    a profile merge names the profile it came from."""
+    db.execute(
+        "CREATE TABLE assignments_v3 (anonymous_id TEXT PRIMARY KEY, cio_id TEXT, "
+        "assigned_at FLOAT NOT NULL)"
+    )
+    db.execute(
+        "INSERT INTO assignments_v3 SELECT anonymous_id, cio_id, assigned_at FROM assignments"
+    )
+    db.execute("DROP TABLE assignments")
+    db.execute("ALTER TABLE assignments_v3 RENAME TO assignments")
+    db.execute("CREATE INDEX idx_assignments_cio_id ON assignments (cio_id)")
+    db.execute("ALTER TABLE events ADD COLUMN was_anonymous INTEGER NOT NULL DEFAULT 0")
+    # Before this step a profile merge overwrote `merged`; an inherited event that carries
+    # an anonymous_id came from an anonymous profile (a person's own events carry none).
+    db.execute(
+        "UPDATE events SET was_anonymous = 1 WHERE provenance = 'merged' "
+        "OR (provenance = 'inherited' AND anonymous_id IS NOT NULL)"
+    )
+    db.execute("ALTER TABLE activities ADD COLUMN merged_from TEXT")
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     _v1_first_schema,
     _v2_identified_tab_by_time,
+    _v3_kept_decisions,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

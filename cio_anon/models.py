@@ -57,6 +57,8 @@ class Event:
     merged_at: datetime | None = None
     can_trigger: bool = False
     source: str | None = None
+    was_anonymous: bool = False
+    """It was anonymous once (merged from an anonymous profile), whatever moved it since."""
 
     @property
     def is_invite(self) -> bool:
@@ -82,6 +84,8 @@ class Activity:
     timestamp: datetime
     data: dict[str, Any] = field(default_factory=dict)
     anonymous_id: str | None = None
+    merged_from: PersonRef | None = None
+    """The profile a profile merge moved this activity from (None: the person's own)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ class LogRow:
     anonymous_id: str | None
     data: dict[str, Any]
     event: Event | None = None
+    merged_from: PersonRef | None = None
     key: tuple[float, int, int] = (0.0, 0, 0)
     """(timestamp, seq, kind): the row's place in its tab, for cursors."""
 

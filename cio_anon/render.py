@@ -13,7 +13,7 @@ from rich.text import Text
 from cio_anon import rules
 from cio_anon.clock import from_unix, to_unix
 from cio_anon.demo import DemoResult
-from cio_anon.models import Activity, ActivityType, LogRow, Person, PersonRef, Settings
+from cio_anon.models import ActivityType, LogRow, Person, PersonRef, Settings
 from cio_anon.replay import ReplaySummary
 from cio_anon.service import (
     DeleteResult,
@@ -86,10 +86,12 @@ def activity_json(row: LogRow, now: datetime) -> dict[str, Any]:
         "person": person_json(row.person),
         "anonymous_id": row.anonymous_id,
         "data": row.data,
+        "merged_from": person_json(row.merged_from),
     }
     event = row.event
     if event is not None:
-        doc["previously_anonymous"] = event.provenance is rules.Provenance.MERGED
+        doc["sent_as"] = event.type
+        doc["previously_anonymous"] = event.was_anonymous
         doc["provenance"] = None if event.provenance is None else str(event.provenance)
         doc["can_trigger_campaigns"] = event.can_trigger
         doc["merged_at"] = time_json(event.merged_at)
@@ -170,18 +172,6 @@ def purge_json(result: PurgeResult) -> dict[str, Any]:
     }
 
 
-def merge_activity_json(activity: Activity) -> dict[str, Any]:
-    return {
-        "type": activity.type,
-        "timestamp": time_json(activity.timestamp),
-        "received_at": time_json(activity.timestamp),
-        "name": None,
-        "event_id": None,
-        "anonymous_id": activity.anonymous_id,
-        "data": activity.data,
-    }
-
-
 def person_record_json(person: Person) -> dict[str, Any]:
     return {
         "cio_id": person.cio_id,
@@ -207,7 +197,7 @@ def profile_json(profile: Profile) -> dict[str, Any]:
             "inherited": counts.inherited,
             "campaign_eligible": counts.campaign_eligible,
         },
-        "merges": [merge_activity_json(a) for a in profile.merges],
+        "merges": [activity_json(row, profile.now) for row in profile.merges],
     }
 
 
@@ -267,6 +257,19 @@ def _activity_summary(row: LogRow) -> str:
     return row.name or ""
 
 
+def _log_note(row: LogRow) -> str:
+    """The Note column: where a row came from (was anonymous, inherited, merged in)."""
+    notes = []
+    event = row.event
+    if event is not None and event.provenance is rules.Provenance.INHERITED:
+        notes.append("⇢ inherited")
+    if event is not None and event.was_anonymous:
+        notes.append(MERGED_MARKER)
+    if row.merged_from is not None:
+        notes.append(f"⇢ from {row.merged_from.label}")
+    return ", ".join(notes)
+
+
 def _unix_text(value: object) -> str:
     return time_text(from_unix(float(value))) if isinstance(value, int | float) else "—"
 
@@ -279,17 +282,12 @@ def log_text(page: LogPage) -> RenderableType:
             table.add_column(column, overflow="fold")
         for row in page.identified:
             event = row.event
-            marker = ""
-            if event is not None and event.provenance is rules.Provenance.MERGED:
-                marker = MERGED_MARKER
-            elif event is not None and event.provenance is rules.Provenance.INHERITED:
-                marker = "⇢ inherited"
             table.add_row(
                 time_text(row.timestamp),
                 row.person.label if row.person else "—",
                 row.type,
                 _activity_summary(row),
-                marker,
+                _log_note(row),
             )
         if not page.identified:
             table.caption = "no identified activity"
@@ -410,18 +408,8 @@ def profile_text(profile: Profile) -> RenderableType:
     merges = Table(title="Merge history", title_justify="left")
     merges.add_column("Time (UTC)")
     merges.add_column("Activity")
-    for activity in profile.merges:
-        row = LogRow(
-            activity.type,
-            activity.timestamp,
-            activity.timestamp,
-            None,
-            None,
-            None,
-            activity.anonymous_id,
-            activity.data,
-        )
-        merges.add_row(time_text(activity.timestamp), _activity_summary(row))
+    for row in profile.merges:
+        merges.add_row(time_text(row.timestamp), _activity_summary(row))
     return Group(ident, events, anon, merges)
 
 
@@ -483,6 +471,7 @@ def replay_json(summary: ReplaySummary) -> dict[str, Any]:
         "warnings": dict(sorted(tally.warnings.items())),
         "invalid": [str(p) for p in summary.invalid],
         "rejected_files": summary.rejected_files,
+        "stopped_at": summary.stopped_at,
         "failed_expectations": [str(p) for p in tally.failed_expectations],
         "notes": [str(p) for p in tally.notes],
     }
@@ -506,7 +495,10 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
     lines: list[RenderableType] = [table]
     lines += [Text(f"note: {p}", style="dim") for p in tally.notes]
     lines += [Text(f"invalid: {p}", style="red") for p in summary.invalid]
-    lines += [Text(f"rejected (nothing applied): {f}", style="red") for f in summary.rejected_files]
+    lines += [
+        Text(f"rejected at line {summary.stopped_at[f]} (nothing applied): {f}", style="red")
+        for f in summary.rejected_files
+    ]
     lines += [Text(f"expectation failed: {p}", style="red") for p in tally.failed_expectations]
     if summary.ok:
         lines.append(Text("All records applied; every expectation held.", style="green"))
@@ -518,19 +510,21 @@ def delete_json(result: DeleteResult) -> dict[str, Any]:
         "person": person_json(result.person),
         "deleted": {
             "events": result.events,
-            "assignments": result.assignments,
+            "assignments": 0,
             "activities": result.activities,
             "anonymous_profiles": result.anonymous_profiles,
         },
+        "assignments_kept": result.assignments_kept,
     }
 
 
 def delete_text(result: DeleteResult) -> RenderableType:
     return Text(
         f"Deleted {result.person.label} with {result.events} event(s), "
-        f"{result.assignments} anonymous-id assignment(s), {result.activities} activities "
-        f"and {result.anonymous_profiles} anonymous profile(s); the freed space was "
-        "overwritten."
+        f"{result.activities} activities and {result.anonymous_profiles} anonymous "
+        "profile(s); the freed space was overwritten. "
+        f"{result.assignments_kept} anonymous id(s) stay assigned, to nobody: an anonymous "
+        "id is assigned once, ever."
     )
 
 

@@ -101,6 +101,8 @@ class ReplaySummary:
     tally: Tally = field(default_factory=Tally)
     invalid: list[Problem] = field(default_factory=list)
     rejected_files: list[str] = field(default_factory=list)
+    stopped_at: dict[str, int] = field(default_factory=dict)
+    """The line each rejected file stopped at (0: the file could not be read)."""
     last_at: datetime | None = None
 
     @property
@@ -177,6 +179,7 @@ def replay(
         except _Rejected as rejected:
             summary.invalid.append(rejected.problem)
             summary.rejected_files.append(name)
+            summary.stopped_at[name] = rejected.problem.line
             summary.tally.records += tally.records
             continue
         summary.tally.add(tally)
@@ -198,8 +201,8 @@ def _replay_file(
     except CioAnonError as error:
         raise _Rejected(Problem(name, 0, str(error).removeprefix(f"{path}: "))) from None
     previous: datetime | None = None
+    tally.records += len(records)  # all were read, whether or not a rejection stops the file
     for record in records:
-        tally.records += 1
         if progress is not None:
             progress(1)
         try:
@@ -411,7 +414,11 @@ def _check_anonymous_id(workspace: Workspace, checks: Mapping[str, Any]) -> list
         if expected_id != (assignment.cio_id if assignment else None):
             holder = None
             if assignment is not None:
-                holder = workspace.person_refs([assignment.cio_id])[assignment.cio_id].label
+                holder = (
+                    "<a deleted person>"
+                    if assignment.cio_id is None
+                    else workspace.person_refs([assignment.cio_id])[assignment.cio_id].label
+                )
             problems.append(
                 f"expected {anonymous_id!r} assigned to {_show(checks['assigned_to'])}, got "
                 f"{_show(holder)}"

@@ -7,7 +7,6 @@ the workspace, so every rule can be tested with a table of times.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +16,7 @@ from typing import Any
 import pendulum
 from pendulum import Duration, duration
 
+from cio_anon import jsonio
 from cio_anon.errors import InvalidInput, RuleViolation
 
 RETENTION: Duration = duration(days=30)
@@ -75,10 +75,13 @@ class Decision:
 
 @dataclass(frozen=True)
 class Assignment:
-    """anonymous_id `anonymous_id` was assigned to person `cio_id` at `assigned_at`."""
+    """anonymous_id `anonymous_id` was assigned to person `cio_id` at `assigned_at`.
+
+    An assignment is made once and kept: when its person is deleted `cio_id` becomes
+    None, and the id still cannot be assigned to anyone else."""
 
     anonymous_id: str
-    cio_id: str
+    cio_id: str | None
     assigned_at: datetime
 
 
@@ -171,7 +174,13 @@ def check_attribute_limits(attributes: Mapping[str, Any]) -> None:
         size = _size(name)
         if size > ATTRIBUTE_NAME_MAX_BYTES:
             raise _too_big(f"attribute name {name[:40]!r}...", size, ATTRIBUTE_NAME_MAX_BYTES)
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        # measured as stored and sent: the text itself, or compact UTF-8 JSON
+        try:
+            text = value if isinstance(value, str) else jsonio.dumps(value)
+        except TypeError as error:
+            raise InvalidInput(
+                f"The value of attribute {name!r} cannot be stored as JSON: {error}."
+            ) from None
         size = _size(text)
         if size > ATTRIBUTE_VALUE_MAX_BYTES:
             raise _too_big(f"value of attribute {name!r}", size, ATTRIBUTE_VALUE_MAX_BYTES)
@@ -252,6 +261,15 @@ def place_anonymous_event(
                 facts,
             )
         )
+    if assignment.cio_id is None:
+        return Placement(
+            Decision(
+                Rule.ANONYMOUS,
+                "Its anonymous_id was assigned to a person who has since been deleted; "
+                "nothing merges into a deleted profile, and the id cannot be assigned again.",
+                facts,
+            )
+        )
     if not merge_enabled:
         return Placement(
             Decision(
@@ -290,6 +308,48 @@ def place_anonymous_event(
     return Placement(decision, cio_id=assignment.cio_id, merged_at=merged_at)
 
 
+def recorded_placement(
+    rule: Rule, *, received_at: datetime, timestamp: datetime, assignment: Assignment | None
+) -> Decision:
+    """The placement an event was given, rebuilt from what was stored with it: its rule,
+    its times and its anonymous_id's assignment (made once, never changed).
+
+    This is never a re-decision under today's settings: the stored rule says which
+    setting was in force, and only the sentence and the facts are recomputed.
+    """
+    tried = [
+        place_anonymous_event(
+            received_at=received_at,
+            timestamp=timestamp,
+            assignment=assignment,
+            merge_enabled=merge_enabled,
+        ).decision
+        for merge_enabled in (True, False)
+    ]
+    for decision in tried:
+        if decision.rule is rule:
+            return decision
+    return Decision(rule, RULE_SENTENCES[rule], tried[0].facts)
+
+
+RULE_SENTENCES: Mapping[Rule, str] = {
+    Rule.ANONYMOUS: "It carries an anonymous_id and no person.",
+    Rule.INVITE: "It is an invite event: no person, no anonymous_id, a recipient.",
+    Rule.NO_IDENTITY: "It has no person, no anonymous_id and no recipient.",
+    Rule.MERGED_ON_IDENTIFY: "It merged when its anonymous_id was assigned by an identify.",
+    Rule.MERGED_IN_WINDOW: "It merged on arrival, within 5 minutes after the identify.",
+    Rule.WINDOW_CLOSED: "It arrived after the 5-minute window that followed the identify.",
+    Rule.ANONYMOUS_ID_TAKEN: "Its anonymous_id belongs to another person.",
+    Rule.MERGE_DISABLED: "Anonymous event merging was turned off when it was decided.",
+    Rule.RETENTION_EXPIRED: "It was past the 30-day retention when it was decided.",
+    Rule.CAMPAIGN_ELIGIBLE: "It can trigger campaigns.",
+    Rule.SEGMENT_ONLY: "It counts for segments but cannot trigger campaigns.",
+    Rule.DUPLICATE: "An event with its id already existed.",
+    Rule.LIMIT_EXCEEDED: "It broke one of Customer.io's limits.",
+}
+"""One sentence per rule code, for a decision recorded without its own sentence."""
+
+
 def decide_assignment(
     *,
     anonymous_id: str,
@@ -310,6 +370,13 @@ def decide_assignment(
     if existing is not None:
         facts["assigned_at"] = existing.assigned_at
         facts["assigned_to"] = existing.cio_id
+        if existing.cio_id is None:
+            return Decision(
+                Rule.ANONYMOUS_ID_TAKEN,
+                f"anonymous_id {anonymous_id!r} was assigned to a person who has since been "
+                "deleted; an anonymous_id is assigned once, ever, so nothing merged.",
+                facts,
+            )
         if existing.cio_id != cio_id:
             return Decision(
                 Rule.ANONYMOUS_ID_TAKEN,
@@ -427,6 +494,30 @@ def campaign_eligibility(
     )
 
 
+def invite_campaign(*, timestamp: datetime, received_at: datetime) -> Decision:
+    """Whether an invite event can trigger campaigns: Customer.io lets invites trigger
+    campaigns to people who are not in the workspace, within 72 hours of happening."""
+    deadline = timestamp + CAMPAIGN_WINDOW
+    facts: dict[str, datetime | str | int | bool | None] = {
+        "timestamp": timestamp,
+        "received_at": received_at,
+        "campaign_window_ends_at": deadline,
+    }
+    if received_at - timestamp <= CAMPAIGN_WINDOW:
+        return Decision(
+            Rule.CAMPAIGN_ELIGIBLE,
+            "It is an invite received within 72 hours of happening, so it can trigger "
+            "campaigns to its recipient.",
+            facts,
+        )
+    return Decision(
+        Rule.INVITE,
+        "It is an invite received more than 72 hours after it happened, so it cannot "
+        "trigger campaigns.",
+        facts,
+    )
+
+
 # -- attributes ---------------------------------------------------------------------
 
 
@@ -440,12 +531,13 @@ class AttributeChange:
 def apply_attributes(
     current: Mapping[str, Any], updates: Mapping[str, Any]
 ) -> tuple[dict[str, Any], list[AttributeChange]]:
-    """Merge `updates` shallowly into `current`; a value of "" removes the attribute."""
+    """Merge `updates` shallowly into `current`; a value of "" or null removes the
+    attribute (a null is never stored)."""
     result = dict(current)
     changes: list[AttributeChange] = []
     for name, value in updates.items():
         before = result.get(name)
-        if value == "":
+        if is_removal(value):
             if name in result:
                 del result[name]
                 changes.append(AttributeChange(name, before, None))
@@ -454,6 +546,11 @@ def apply_attributes(
             result[name] = value
             changes.append(AttributeChange(name, before, value))
     return result, changes
+
+
+def is_removal(value: object) -> bool:
+    """An attribute value of "" or null removes the attribute."""
+    return value is None or value == ""
 
 
 def change_identifier(

@@ -384,7 +384,7 @@ class Api:
             )
             return Reply(200, render.log_json(page))
         if name == "profile" and len(route) == 2:
-            profile = self._query(lambda ws: service.show(ws, identifier=route[1]))
+            profile = self._query(lambda ws: service.show(ws, now, identifier=route[1]))
             return Reply(200, render.profile_json(profile))
         if name == "explain" and len(route) == 2:
             found = self._query(lambda ws: service.explain(ws, now, event_id=route[1]))

@@ -26,7 +26,7 @@ from cio_anon.models import (
     Settings,
     Tombstone,
 )
-from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule
+from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule, email_key
 
 DEFAULT_PATH = Path("cio_anon.db")
 
@@ -52,8 +52,9 @@ _DATA_TABLES = (
 
 _EVENT_COLUMNS = (
     "event_id, name, type, data, timestamp, received_at, cio_id, anonymous_id, recipient, "
-    "provenance, merged_at, rule, can_trigger, source"
+    "provenance, merged_at, rule, can_trigger, source, was_anonymous"
 )
+_ACTIVITY_COLUMNS = "cio_id, type, timestamp, data, anonymous_id, merged_from, seq"
 
 
 def _ts(moment: datetime | None) -> float | None:
@@ -159,6 +160,7 @@ class Workspace:
             )
         except sqlite3.Error as error:
             raise WorkspaceError(f"Cannot open the workspace {path}: {error}.") from None
+        conn.row_factory = sqlite3.Row
         workspace = cls(path, conn)
         try:
             for pragma in PRAGMAS:
@@ -325,21 +327,21 @@ class Workspace:
     _PERSON_COLUMNS = "cio_id, id, email, attributes, created_at, updated_at"
 
     @staticmethod
-    def _person(row: Sequence[Any]) -> Person:
+    def _person(row: sqlite3.Row) -> Person:
         return Person(
-            cio_id=row[0],
-            id=row[1],
-            email=row[2],
-            attributes=jsonio.loads(row[3]),
-            created_at=from_unix(row[4]),
-            updated_at=from_unix(row[5]),
+            cio_id=row["cio_id"],
+            id=row["id"],
+            email=row["email"],
+            attributes=jsonio.loads(row["attributes"]),
+            created_at=from_unix(row["created_at"]),
+            updated_at=from_unix(row["updated_at"]),
         )
 
     def find_person(self, kind: IdentifierKind, value: str) -> Person | None:
         column, key = {
             IdentifierKind.CIO_ID: ("cio_id", value),
             IdentifierKind.ID: ("id", value),
-            IdentifierKind.EMAIL: ("email_key", value.strip().casefold()),
+            IdentifierKind.EMAIL: ("email_key", email_key(value)),
         }[kind]
         row = self.conn.execute(
             f"SELECT {self._PERSON_COLUMNS} FROM people WHERE {column} = ?", (key,)
@@ -357,7 +359,7 @@ class Workspace:
                 person.cio_id,
                 person.id,
                 person.email,
-                None if person.email is None else person.email.strip().casefold(),
+                None if person.email is None else email_key(person.email),
                 _json(person.attributes),
                 person.created_at.timestamp(),
                 person.updated_at.timestamp(),
@@ -368,16 +370,20 @@ class Workspace:
         self.conn.execute("DELETE FROM people WHERE cio_id = ?", (cio_id,))
 
     def erase_person(self, cio_id: str, anonymous_ids: Sequence[str]) -> dict[str, int]:
-        """Delete a person with their events, assignments, activities, the traits of
-        their anonymous profiles and the tombstones naming them; the counts. The freed
+        """Delete a person with their events, activities, the traits of their anonymous
+        profiles (`anonymous_ids`) and the tombstones naming them; their assignments stay,
+        naming nobody (an anonymous id is assigned once, ever). The counts. The freed
         space is overwritten (`secure_delete`) and the WAL truncated after the commit."""
         self._assignments = {}
         self._scrub_after_commit = True
         self.conn.execute("PRAGMA secure_delete=ON")
         counts = {}
-        for table in ("events", "assignments", "activities", "tombstones"):
+        for table in ("events", "activities", "tombstones"):
             cursor = self.conn.execute(f"DELETE FROM {table} WHERE cio_id = ?", (cio_id,))
             counts[table] = cursor.rowcount
+        counts["assignments"] = self.conn.execute(
+            "UPDATE assignments SET cio_id = NULL WHERE cio_id = ?", (cio_id,)
+        ).rowcount
         counts["anonymous_profiles"] = self.conn.executemany(
             "DELETE FROM anonymous_profiles WHERE anonymous_id = ?",
             [(anonymous_id,) for anonymous_id in anonymous_ids],
@@ -389,11 +395,11 @@ class Workspace:
         """People, newest first, with their event counts."""
         rows = self.conn.execute(
             f"SELECT {self._PERSON_COLUMNS}, (SELECT count(*) FROM events e "
-            "WHERE e.cio_id = p.cio_id) FROM people p ORDER BY created_at DESC, cio_id "
+            "WHERE e.cio_id = p.cio_id) AS events FROM people p ORDER BY created_at DESC, cio_id "
             "LIMIT ?",
             (limit,),
         ).fetchall()
-        return [(self._person(row), row[6]) for row in rows]
+        return [(self._person(row), row["events"]) for row in rows]
 
     def person_refs(self, cio_ids: Iterable[str]) -> dict[str, PersonRef]:
         wanted = sorted(set(cio_ids))
@@ -403,7 +409,7 @@ class Workspace:
         rows = self.conn.execute(
             f"SELECT cio_id, id, email FROM people WHERE cio_id IN ({marks})", wanted
         ).fetchall()
-        return {row[0]: PersonRef(*row) for row in rows}
+        return {row["cio_id"]: PersonRef(row["cio_id"], row["id"], row["email"]) for row in rows}
 
     def people_claiming(self, anonymous_id: str) -> list[str]:
         """cio_ids of people whose `anonymous_id` attribute is this id."""
@@ -411,27 +417,28 @@ class Workspace:
             "SELECT cio_id FROM people WHERE json_extract(attributes, '$.anonymous_id') = ?",
             (anonymous_id,),
         ).fetchall()
-        return [row[0] for row in rows]
+        return [row["cio_id"] for row in rows]
 
     # -- events -----------------------------------------------------------------------
 
     @staticmethod
-    def _event(row: Sequence[Any]) -> Event:
+    def _event(row: sqlite3.Row) -> Event:
         return Event(
-            event_id=row[0],
-            name=row[1],
-            type=row[2],
-            data=jsonio.loads(row[3]),
-            timestamp=from_unix(row[4]),
-            received_at=from_unix(row[5]),
-            cio_id=row[6],
-            anonymous_id=row[7],
-            recipient=row[8],
-            provenance=None if row[9] is None else Provenance(row[9]),
-            merged_at=_dt(row[10]),
-            rule=Rule(row[11]),
-            can_trigger=bool(row[12]),
-            source=row[13],
+            event_id=row["event_id"],
+            name=row["name"],
+            type=row["type"],
+            data=jsonio.loads(row["data"]),
+            timestamp=from_unix(row["timestamp"]),
+            received_at=from_unix(row["received_at"]),
+            cio_id=row["cio_id"],
+            anonymous_id=row["anonymous_id"],
+            recipient=row["recipient"],
+            provenance=None if row["provenance"] is None else Provenance(row["provenance"]),
+            merged_at=_dt(row["merged_at"]),
+            rule=Rule(row["rule"]),
+            can_trigger=bool(row["can_trigger"]),
+            source=row["source"],
+            was_anonymous=bool(row["was_anonymous"]),
         )
 
     def insert_event(self, event: Event, data_json: str | None = None) -> bool:
@@ -442,7 +449,7 @@ class Workspace:
         if self._has_tombstones() and self.get_tombstone(event.event_id) is not None:
             return False
         cursor = self.conn.execute(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT (event_id) DO NOTHING",
             (
                 event.event_id,
@@ -459,6 +466,7 @@ class Workspace:
                 str(event.rule),
                 int(event.can_trigger),
                 event.source,
+                int(event.was_anonymous),
             ),
         )
         return cursor.rowcount == 1
@@ -477,7 +485,7 @@ class Workspace:
     def pending_events(self, anonymous_id: str, *, with_data: bool = True) -> list[Event]:
         """The anonymous events with this id that have not become anyone's (without
         their `data`, left empty, when `with_data` is off: merging does not need it)."""
-        columns = _EVENT_COLUMNS if with_data else _EVENT_COLUMNS.replace("data", "'{}'")
+        columns = _EVENT_COLUMNS if with_data else _EVENT_COLUMNS.replace("data", "'{}' AS data")
         rows = self.conn.execute(
             f"SELECT {columns} FROM events WHERE anonymous_id = ? AND cio_id IS NULL "
             "ORDER BY received_at, seq",
@@ -496,7 +504,7 @@ class Workspace:
         """Write where events now belong: person, provenance, merge time, rule."""
         self.conn.executemany(
             "UPDATE events SET cio_id = ?, provenance = ?, merged_at = ?, rule = ?, "
-            "can_trigger = ? WHERE event_id = ?",
+            "can_trigger = ?, was_anonymous = ? WHERE event_id = ?",
             [
                 (
                     event.cio_id,
@@ -504,10 +512,18 @@ class Workspace:
                     _ts(event.merged_at),
                     str(event.rule),
                     int(event.can_trigger),
+                    int(event.was_anonymous),
                     event.event_id,
                 )
                 for event in events
             ],
+        )
+
+    def record_rules(self, decided: Iterable[tuple[str, Rule]]) -> None:
+        """Keep the decision taken for events that stay where they are: (event_id, rule)."""
+        self.conn.executemany(
+            "UPDATE events SET rule = ? WHERE event_id = ?",
+            [(str(rule), event_id) for event_id, rule in decided],
         )
 
     _EXPIRED = "FROM events WHERE cio_id IS NULL AND anonymous_id IS NOT NULL AND timestamp < ?"
@@ -583,15 +599,15 @@ class Workspace:
         if row is None:
             return None
         return Tombstone(
-            event_id=row[0],
-            name=row[1],
-            anonymous_id=row[2],
-            cio_id=row[3],
-            timestamp=from_unix(row[4]),
-            received_at=from_unix(row[5]),
-            removed_at=from_unix(row[6]),
-            rule=Rule(row[7]),
-            reason=row[8],
+            event_id=row["event_id"],
+            name=row["name"],
+            anonymous_id=row["anonymous_id"],
+            cio_id=row["cio_id"],
+            timestamp=from_unix(row["timestamp"]),
+            received_at=from_unix(row["received_at"]),
+            removed_at=from_unix(row["removed_at"]),
+            rule=Rule(row["rule"]),
+            reason=row["reason"],
         )
 
     def event_counts(self, cio_id: str) -> EventCounts:
@@ -622,7 +638,7 @@ class Workspace:
             "SELECT anonymous_id, cio_id, assigned_at FROM assignments WHERE anonymous_id = ?",
             (anonymous_id,),
         ).fetchone()
-        found = None if row is None else Assignment(row[0], row[1], from_unix(row[2]))
+        found = None if row is None else _assignment(row)
         self._assignments[anonymous_id] = found
         return found
 
@@ -639,7 +655,7 @@ class Workspace:
             "ORDER BY assigned_at, anonymous_id",
             (cio_id,),
         ).fetchall()
-        return [Assignment(row[0], row[1], from_unix(row[2])) for row in rows]
+        return [_assignment(row) for row in rows]
 
     def anonymous_traits(self, anonymous_id: str) -> dict[str, Any]:
         if self._anonymous_profiles is None:
@@ -686,24 +702,34 @@ class Workspace:
             ],
         )
 
-    def activities_of(self, cio_id: str, types: Sequence[str]) -> list[Activity]:
+    def activities_of(self, cio_id: str, types: Sequence[str]) -> list[tuple[Activity, int]]:
+        """A person's activities of these types, newest first, each with its seq."""
         marks = ",".join("?" * len(types))
         rows = self.conn.execute(
-            "SELECT cio_id, type, timestamp, data, anonymous_id FROM activities "
+            f"SELECT {_ACTIVITY_COLUMNS} FROM activities "
             f"WHERE cio_id = ? AND type IN ({marks}) ORDER BY timestamp DESC, seq DESC",
             (cio_id, *types),
         ).fetchall()
-        return [Activity(r[0], r[1], from_unix(r[2]), jsonio.loads(r[3]), r[4]) for r in rows]
+        return [(_activity(row), row["seq"]) for row in rows]
 
-    def move_person_records(self, source: str, target: str, inherited_at: datetime) -> None:
-        """Hand a person's assignments, activities and (already chosen) events to another."""
+    def move_person_records(self, source: PersonRef, target: str, inherited_at: datetime) -> None:
+        """Hand a person's assignments, activities and (already chosen) events to another.
+        Moved activities name the profile they came from (the first one, if moved again);
+        moved events keep their was-anonymous marker."""
         self._assignments = {}
-        self.conn.execute("UPDATE assignments SET cio_id = ? WHERE cio_id = ?", (target, source))
-        self.conn.execute("UPDATE activities SET cio_id = ? WHERE cio_id = ?", (target, source))
+        origin = _json({"cio_id": source.cio_id, "id": source.id, "email": source.email})
+        self.conn.execute(
+            "UPDATE assignments SET cio_id = ? WHERE cio_id = ?", (target, source.cio_id)
+        )
+        self.conn.execute(
+            "UPDATE activities SET cio_id = ?, merged_from = coalesce(merged_from, ?) "
+            "WHERE cio_id = ?",
+            (target, origin, source.cio_id),
+        )
         self.conn.execute(
             "UPDATE events SET cio_id = ?, provenance = 'inherited', can_trigger = 0, "
             "merged_at = ?, rule = ? WHERE cio_id = ?",
-            (target, inherited_at.timestamp(), str(Rule.SEGMENT_ONLY), source),
+            (target, inherited_at.timestamp(), str(Rule.SEGMENT_ONLY), source.cio_id),
         )
 
     def merged_without_trigger(self, names: Sequence[str]) -> list[tuple[str, str, str | None]]:
@@ -805,19 +831,7 @@ class Workspace:
                 rows.append(_event_row(event, refs.get(event.cio_id or ""), seq))
             else:
                 activity, seq = activities[seq]
-                rows.append(
-                    LogRow(
-                        type=activity.type,
-                        timestamp=activity.timestamp,
-                        received_at=activity.timestamp,
-                        name=None,
-                        event_id=None,
-                        person=refs.get(activity.cio_id),
-                        anonymous_id=activity.anonymous_id,
-                        data=activity.data,
-                        key=(activity.timestamp.timestamp(), seq, 1),
-                    )
-                )
+                rows.append(activity_row(activity, refs.get(activity.cio_id), seq))
         return rows
 
     def _events_by_seq(self, seqs: Sequence[int]) -> dict[int, tuple[Event, int]]:
@@ -827,20 +841,17 @@ class Workspace:
             f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE seq IN ({','.join('?' * len(seqs))})",
             seqs,
         ).fetchall()
-        return {row[14]: (self._event(row), row[14]) for row in rows}
+        return {row["seq"]: (self._event(row), row["seq"]) for row in rows}
 
     def _activities_by_seq(self, seqs: Sequence[int]) -> dict[int, tuple[Activity, int]]:
         if not seqs:
             return {}
         rows = self.conn.execute(
-            "SELECT cio_id, type, timestamp, data, anonymous_id, seq FROM activities "
+            f"SELECT {_ACTIVITY_COLUMNS} FROM activities "
             f"WHERE seq IN ({','.join('?' * len(seqs))})",
             seqs,
         ).fetchall()
-        return {
-            r[5]: (Activity(r[0], r[1], from_unix(r[2]), jsonio.loads(r[3]), r[4]), r[5])
-            for r in rows
-        }
+        return {row["seq"]: (_activity(row), row["seq"]) for row in rows}
 
     def anonymous_log(
         self,
@@ -877,7 +888,39 @@ class Workspace:
             "ORDER BY timestamp DESC, seq DESC LIMIT ?",
             (*params, limit),
         ).fetchall()
-        return [_event_row(self._event(row), None, row[14]) for row in rows]
+        return [_event_row(self._event(row), None, row["seq"]) for row in rows]
+
+
+def _assignment(row: sqlite3.Row) -> Assignment:
+    return Assignment(row["anonymous_id"], row["cio_id"], from_unix(row["assigned_at"]))
+
+
+def _activity(row: sqlite3.Row) -> Activity:
+    origin = row["merged_from"]
+    return Activity(
+        cio_id=row["cio_id"],
+        type=row["type"],
+        timestamp=from_unix(row["timestamp"]),
+        data=jsonio.loads(row["data"]),
+        anonymous_id=row["anonymous_id"],
+        merged_from=None if origin is None else PersonRef(**jsonio.loads(origin)),
+    )
+
+
+def activity_row(activity: Activity, person: PersonRef | None, seq: int) -> LogRow:
+    """An activity as a row of the Identified tab."""
+    return LogRow(
+        type=activity.type,
+        timestamp=activity.timestamp,
+        received_at=activity.timestamp,
+        name=None,
+        event_id=None,
+        person=person,
+        anonymous_id=activity.anonymous_id,
+        data=activity.data,
+        merged_from=activity.merged_from,
+        key=(activity.timestamp.timestamp(), seq, 1),
+    )
 
 
 def _event_row(event: Event, person: PersonRef | None, seq: int) -> LogRow:

@@ -48,7 +48,7 @@ class Space:
         return self.read(now, lambda ws: service.explain(ws, now, event_id=event_id))  # type: ignore[no-any-return]
 
     def profile(self, now: DateTime, identifier: str) -> service.Profile:
-        return self.read(now, lambda ws: service.show(ws, identifier=identifier))  # type: ignore[no-any-return]
+        return self.read(now, lambda ws: service.show(ws, now, identifier=identifier))  # type: ignore[no-any-return]
 
     def workspace(self) -> Workspace:
         return Workspace.open(self.path, create=False)

@@ -310,7 +310,10 @@ def test_clock_from_environment(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> No
         (("identify", "ann", "--attr", "novalue"), 1, "not KEY=VALUE"),
         (("identify", "ann", "--attrs", '{"a": NaN}'), 1, "--attrs value is not valid JSON"),
         (("identify", "ann", "--attrs", '{"bio": "' + "x" * 1001 + '"}'), 1, "1000 bytes"),
-        (("log", "--tab", "other"), 1, "not one of identified, anonymous"),
+        (("log", "--tab", "other"), 2, "'other' is not one of 'identified', 'anonymous'"),
+        (("log", "--limit", "0"), 2, "--limit"),
+        (("log", "--type", "click"), 2, "'click' is not one of"),
+        (("people", "--limit", "0"), 2, "--limit"),
         (("explain", "nope"), 1, "No event has the id"),
         (("merge", "a", "b"), 1, "No person"),
     ],
@@ -397,7 +400,8 @@ def test_delete_removes_the_person_and_scrubs_the_file(cli: Cli, tmp_path: Path)
         *AT,
     )
     done = cli("delete", secret, "--db", str(db), *AT, "--json")
-    assert done["deleted"]["events"] == 31 and done["deleted"]["assignments"] == 1
+    assert done["deleted"]["events"] == 31 and done["deleted"]["assignments"] == 0
+    assert done["assignments_kept"] == 1  # the id stays assigned, naming nobody
     cli("show", secret, "--db", str(db), *AT, code=1)
     assert cli("people", "--db", str(db), *AT, "--json")["people"][0]["id"] == "anonymous"
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("private"))

@@ -303,7 +303,7 @@ def test_record_then_replay_gives_the_same_workspace(tmp_path: Path) -> None:
     from cio_anon import render, service
 
     with service.opened(fresh, T0, write=False) as workspace:
-        profile = render.profile_json(service.show(workspace, identifier="rec@x.io"))
+        profile = render.profile_json(service.show(workspace, T0, identifier="rec@x.io"))
         log = render.log_json(service.activity_log(workspace, T0))
     assert profile == served_profile
 

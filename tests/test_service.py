@@ -278,7 +278,7 @@ def test_merging_never_loses_or_duplicates_events(
         owned = [e.event_id for p in people for e in ws.person_events(p.cio_id)]
         pending = [e.event_id for a in ("a1", "a2", "a3") for e in ws.pending_events(a)]
         assert sorted(owned + pending) == sorted(tracked)
-        merges = [m for p in people for m in ws.activities_of(p.cio_id, ("anon_merge",))]
+        merges = [m for p in people for m, _ in ws.activities_of(p.cio_id, ("anon_merge",))]
         assert sum(m.data["count"] for m in merges) == len(owned)
     finally:
         ws.close()

@@ -197,7 +197,8 @@ def _control(record: Mapping[str, Any]) -> Operation:
         subject = next((key for key in EXPECT_KEYS if key in rest), None)
         if subject is None:
             raise InvalidInput("An expect record names an event, a person or an anonymous_id.")
-        _no_extra(rest, EXPECT_KEYS[subject] | {subject}, f"An expect record about a {subject}")
+        about = f"An expect record about {_article(subject)} {subject}"
+        _no_extra(rest, EXPECT_KEYS[subject] | {subject}, about)
         if not isinstance(rest[subject], str) or not rest[subject].strip():
             raise InvalidInput(f"An expect record's `{subject}` must be a non-empty string.")
         counts = rest.get("events")
@@ -214,3 +215,7 @@ def _no_extra(record: Mapping[str, Any], allowed: set[str], what: str) -> None:
     extra = sorted(set(record) - allowed)
     if extra:
         raise InvalidInput(f"{what} has unknown field(s): {', '.join(extra)}.")
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"

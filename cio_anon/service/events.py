@@ -1,0 +1,228 @@
+"""Events: track (a person's, an anonymous one, an invite) and purge."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cio_anon import rules
+from cio_anon.clock import parse_time
+from cio_anon.errors import InvalidInput
+from cio_anon.models import Activity, Event, Person, PersonRef
+from cio_anon.rules import Provenance, Rule
+from cio_anon.service.people import identify
+from cio_anon.service.session import opened
+from cio_anon.service.shared import (
+    Warning,
+    anon_merge_activity,
+    attach,
+    campaign_of,
+    find_person,
+    place,
+    stored_json,
+)
+from cio_anon.workspace import Workspace
+
+
+def new_event_id(now: datetime) -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, in Crockford base32."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    value = (int(now.timestamp() * 1000) << 80) | secrets.randbits(80)
+    return "".join(alphabet[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+# -- track ----------------------------------------------------------------------------
+
+
+@dataclass
+class TrackResult:
+    event_id: str
+    stored: bool
+    status: str
+    rule: Rule
+    person: PersonRef | None = None
+    anonymous_id: str | None = None
+    provenance: Provenance | None = None
+    can_trigger_campaigns: bool = False
+    warnings: list[Warning] = field(default_factory=list)
+    person_created: bool = False
+
+
+def track(
+    workspace: Workspace,
+    now: datetime,
+    *,
+    name: str,
+    person: str | None = None,
+    anonymous_id: str | None = None,
+    recipient: str | None = None,
+    type: str = "event",
+    data: Mapping[str, Any] | None = None,
+    timestamp: object = None,
+    event_id: str | None = None,
+    source: str | None = None,
+    create_person: bool = False,
+) -> TrackResult:
+    """Record one event: a person's, an anonymous one, or an invite (`recipient`, which
+    becomes `data.recipient`, or a `data.recipient` already there).
+
+    An unknown `person` is an error, unless `create_person` (the APIs create them).
+    """
+    name = name.strip()
+    payload = dict(data or {})
+    if recipient is not None:
+        payload["recipient"] = recipient
+    data_json = stored_json(payload, what=f"data of event {name!r}")
+    rules.check_event_limits(name, data_json)
+    try:
+        event_type = rules.EventType(type).value
+    except ValueError:
+        raise InvalidInput(f"The event type {type!r} is not one of event, page, screen.") from None
+    happened = now if timestamp is None else parse_time(timestamp, what="event timestamp")
+    event_id = (event_id or "").strip() or new_event_id(now)
+    rules.check_identifier_limit(event_id)
+    if anonymous_id is not None:
+        anonymous_id = anonymous_id.strip() or None
+    if anonymous_id is not None:
+        rules.check_identifier_limit(anonymous_id)
+    to = payload.get("recipient")
+    to = to.strip() if isinstance(to, str) and to.strip() else None
+
+    owner, created = None, False
+    if person is not None:
+        if create_person:
+            owner, created = _find_or_create(workspace, now, person)
+        else:
+            owner = find_person(workspace, person)
+    else:
+        rules.classify_unattached(anonymous_id, to)  # rejects an event with no identity
+    event = Event(
+        event_id=event_id,
+        name=name,
+        type=event_type,
+        data=payload,
+        timestamp=happened,
+        received_at=now,
+        rule=Rule.INVITE,
+        anonymous_id=anonymous_id,
+        recipient=to,
+        source=source,
+    )
+    status, ref, warnings = "invite", None, []
+    merge: Activity | None = None
+    if owner is not None:
+        event.cio_id = owner.cio_id
+        event.provenance = Provenance.TRACKED
+        campaign = campaign_of(event)
+        event.rule = campaign.rule
+        event.can_trigger = campaign.rule is Rule.CAMPAIGN_ELIGIBLE
+        status, ref = "identified", owner.ref()
+    elif anonymous_id is not None:
+        placement = place(
+            event, workspace.get_assignment(anonymous_id), workspace.settings().anonymous_merge
+        )
+        if placement.merges:
+            assert placement.cio_id is not None and placement.merged_at is not None
+            attach(event, placement)
+            merge = anon_merge_activity(
+                placement.cio_id, anonymous_id, [event], placement.merged_at
+            )
+            status = "identified"
+            ref = workspace.person_refs([placement.cio_id])[placement.cio_id]
+        else:
+            pending = rules.decide_pending(
+                placement=placement, timestamp=happened, claimed_while_disabled=False, now=now
+            )
+            event.rule = pending.rule
+            status = "anonymous"
+            if pending.rule is not Rule.ANONYMOUS:
+                warnings.append(Warning(pending.rule, pending.reason))
+    else:
+        event.can_trigger = campaign_of(event).rule is Rule.CAMPAIGN_ELIGIBLE
+    if not workspace.insert_event(event, data_json):
+        return TrackResult(
+            event_id,
+            stored=False,
+            status="duplicate",
+            rule=Rule.DUPLICATE,
+            person_created=created,
+            warnings=[
+                Warning(Rule.DUPLICATE, f"An event with id {event_id!r} already exists; ignored.")
+            ],
+        )
+    if merge is not None:
+        workspace.add_activities([merge])
+    return TrackResult(
+        event_id,
+        stored=True,
+        status=status,
+        rule=event.rule,
+        person=ref,
+        anonymous_id=anonymous_id,
+        provenance=event.provenance,
+        can_trigger_campaigns=event.can_trigger,
+        warnings=warnings,
+        person_created=created,
+    )
+
+
+def _find_or_create(workspace: Workspace, now: datetime, identifier: str) -> tuple[Person, bool]:
+    """The person an identifier names, created (as identify would) if missing."""
+    kind, value = rules.resolve_identifier(identifier)
+    person = workspace.find_person(kind, value)
+    if person is not None:
+        return person, False
+    identify(workspace, now, identifier=identifier)
+    return find_person(workspace, identifier), True
+
+
+# -- purge ----------------------------------------------------------------------------
+
+
+@dataclass
+class PurgeResult:
+    deleted: dict[str, int]
+    dry_run: bool
+
+    @property
+    def total(self) -> int:
+        return sum(self.deleted.values())
+
+
+PURGE_CHUNK = 20_000
+"""Events deleted per transaction, so a large purge never holds the write lock long."""
+PURGED = "Purged: it stayed anonymous for more than 30 days after it happened."
+
+
+def purge(
+    workspace: Workspace, now: datetime, *, dry_run: bool = False, limit: int | None = None
+) -> PurgeResult:
+    """Delete unmerged anonymous events past the 30-day retention (or, dry, count them).
+
+    `limit` deletes at most that many (the oldest first): see `purge_in_chunks`.
+    """
+    cutoff = rules.retention_cutoff(now)
+    if dry_run:
+        return PurgeResult(deleted=workspace.count_expired(cutoff), dry_run=True)
+    return PurgeResult(
+        deleted=workspace.purge_expired(cutoff, now, PURGED, limit or -1), dry_run=False
+    )
+
+
+def purge_in_chunks(
+    path: Path, now: datetime, *, dry_run: bool = False, chunk: int = PURGE_CHUNK
+) -> PurgeResult:
+    """Purge in transactions of at most `chunk` events; other writers get the lock in
+    between. Each chunk is whole: a stop between chunks leaves a smaller purge done."""
+    total: Counter[str] = Counter()
+    while True:
+        with opened(path, now, write=not dry_run) as workspace:
+            result = purge(workspace, now, dry_run=dry_run, limit=chunk)
+        total.update(result.deleted)
+        if dry_run or result.total < chunk:
+            return PurgeResult(deleted=dict(total), dry_run=dry_run)

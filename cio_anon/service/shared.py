@@ -1,0 +1,101 @@
+"""Pieces every operation uses: warnings, finding a person, and where an anonymous
+event goes (placing it, attaching it, the activity a merge writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cio_anon import jsonio, rules
+from cio_anon.errors import InvalidInput, NotFound
+from cio_anon.models import Activity, ActivityType, Event, Person
+from cio_anon.rules import Assignment, Decision, Provenance, Rule
+from cio_anon.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Warning:
+    """A rule that fired without making the request fail."""
+
+    rule: Rule
+    message: str
+
+
+def find_person(workspace: Workspace, identifier: str) -> Person:
+    """The person an identifier names, or NotFound."""
+    kind, value = rules.resolve_identifier(identifier)
+    person = workspace.find_person(kind, value)
+    if person is None:
+        raise NotFound(f"No person has the {kind} {value!r}.")
+    return person
+
+
+def anonymous_ids_of(workspace: Workspace, person: Person) -> list[str]:
+    """The anonymous ids whose events are this person's business: those assigned to
+    them, and the one their `anonymous_id` attribute names if it is assigned to nobody
+    (claimed while merging was off). An id assigned to someone else never is."""
+    ids = {a.anonymous_id for a in workspace.assignments_of(person.cio_id)}
+    claimed = person.attributes.get("anonymous_id")
+    if isinstance(claimed, str) and claimed and workspace.get_assignment(claimed) is None:
+        ids.add(claimed)
+    return sorted(ids)
+
+
+def stored_json(value: Any, what: str) -> str:
+    """Serialise a value for storage, refusing what JSON cannot carry."""
+    try:
+        return jsonio.dumps(value)
+    except TypeError as error:
+        raise InvalidInput(f"The {what} cannot be stored as JSON: {error}.") from None
+
+
+def campaign_of(event: Event) -> Decision:
+    """Whether a person's event (or an invite) can trigger campaigns."""
+    if event.provenance is None:
+        return rules.invite_campaign(timestamp=event.timestamp, received_at=event.received_at)
+    return rules.campaign_eligibility(
+        provenance=event.provenance,
+        timestamp=event.timestamp,
+        received_at=event.received_at,
+        merged_at=event.merged_at,
+    )
+
+
+def place(event: Event, assignment: Assignment | None, merge_enabled: bool) -> rules.Placement:
+    """Where an unattached anonymous event belongs now."""
+    return rules.place_anonymous_event(
+        received_at=event.received_at,
+        timestamp=event.timestamp,
+        assignment=assignment,
+        merge_enabled=merge_enabled,
+    )
+
+
+def attach(event: Event, placement: rules.Placement) -> None:
+    """Make an anonymous event its person's, as `placement` decided."""
+    event.cio_id = placement.cio_id
+    event.provenance = Provenance.MERGED
+    event.merged_at = placement.merged_at
+    event.rule = placement.decision.rule
+    event.was_anonymous = True
+    event.can_trigger = campaign_of(event).rule is Rule.CAMPAIGN_ELIGIBLE
+
+
+def anon_merge_activity(
+    cio_id: str, anonymous_id: str, merged: Sequence[Event], at: datetime
+) -> Activity:
+    """The "Anonymous Data Merged" activity for events merged together."""
+    oldest = min(event.timestamp for event in merged)
+    return Activity(
+        cio_id=cio_id,
+        type=ActivityType.ANON_MERGE,
+        timestamp=at,
+        anonymous_id=anonymous_id,
+        data={
+            "count": len(merged),
+            "oldest_timestamp": int(oldest.timestamp()),
+            "anonymous_id": anonymous_id,
+        },
+    )
