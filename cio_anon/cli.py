@@ -159,12 +159,33 @@ def write_out(text: str, output: Path | None) -> None:
         raise InvalidInput(f"Cannot write {output}: {error.strerror}.") from None
 
 
-def emit(as_json: bool, document: dict[str, Any], text: Callable[[], RenderableType]) -> None:
-    """Print the JSON document, or the Rich rendering."""
+PIPE_WIDTH = 1_000_000
+"""Output that is not a terminal is never wrapped or cut: one record, one line."""
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console fitted to the terminal; on a pipe or a file, as wide as any line.
+    (Rich's TTY_COMPATIBLE=1 or FORCE_COLOR make a pipe count as a terminal.)"""
+    fitted = Console(highlight=False, stderr=stderr)
+    if fitted.is_terminal:
+        return fitted
+    return Console(highlight=False, stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
+
+
+def emit(
+    as_json: bool,
+    document: dict[str, Any],
+    text: Callable[[], RenderableType],
+    diagnostics: Sequence[RenderableType] = (),
+) -> None:
+    """Print the JSON document, or the Rich rendering, on stdout; diagnostics and
+    warnings on stderr (with --json too: the document also holds them)."""
+    if diagnostics:
+        console(stderr=True).print(*diagnostics)
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     else:
-        Console(highlight=False).print(text())
+        console().print(text())
 
 
 @app.command()
@@ -279,7 +300,12 @@ def track(
         ),
         write=True,
     )
-    emit(as_json, render.track_json(result), lambda: render.track_text(result))
+    emit(
+        as_json,
+        render.track_json(result),
+        lambda: render.track_text(result),
+        render.warnings_text(result.warnings),
+    )
 
 
 @app.command()
@@ -318,7 +344,12 @@ def identify(
         ),
         write=True,
     )
-    emit(as_json, render.identify_json(result), lambda: render.identify_text(result))
+    emit(
+        as_json,
+        render.identify_json(result),
+        lambda: render.identify_text(result),
+        render.warnings_text(result.warnings),
+    )
 
 
 @app.command()
@@ -508,7 +539,12 @@ def replay(
     now = resolve_now(at)
     with _progress(files) as advance:
         summary = replay_module.replay_into(db, now, files, keep_going=keep_going, progress=advance)
-    emit(as_json, render.replay_json(summary), lambda: render.replay_text(summary))
+    emit(
+        as_json,
+        render.replay_json(summary),
+        lambda: render.replay_text(summary),
+        render.replay_diagnostics(summary),
+    )
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -705,11 +741,11 @@ def check(
     if isinstance(rendered, str):
         write_out(rendered, output)
     elif output is None:
-        Console(highlight=False).print(rendered)
+        console().print(rendered)
     else:
-        console = Console(record=True, file=io.StringIO(), width=120)
-        console.print(rendered)
-        write_out(console.export_text(), output)
+        recorder = Console(record=True, file=io.StringIO(), width=PIPE_WIDTH, soft_wrap=True)
+        recorder.print(rendered)
+        write_out(recorder.export_text(), output)
     if found.fails(fail_on):
         raise typer.Exit(1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,26 @@ from cio_anon.service import (
 )
 
 MERGED_MARKER = "◐ was anonymous"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: str) -> str:
+    """Text made safe to print: control characters (ESC, OSC, newlines, ...) shown as
+    escapes, so user data can neither drive the terminal nor break a line."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+def _text(text: str, style: str = "") -> Text:
+    """Printed text holding user data: never markup, no control characters."""
+    return Text(visible(text), style=style)
+
+
+def _add_row(table: Table, *cells: str | Text) -> None:
+    """A table row of user data: every cell literal text, never Rich markup."""
+    table.add_row(*(cell if isinstance(cell, Text) else _text(cell) for cell in cells))
+
 
 # -- plain values -------------------------------------------------------------------
 
@@ -229,8 +250,9 @@ def explain_json(explanation: Explanation) -> dict[str, Any]:
 # -- Rich ---------------------------------------------------------------------------
 
 
-def _warnings_text(warnings: list[Warning]) -> list[Text]:
-    return [Text(f"! {w.rule}: {w.message}", style="yellow") for w in warnings]
+def warnings_text(warnings: list[Warning]) -> list[Text]:
+    """Warnings, for stderr."""
+    return [_text(f"! {w.rule}: {w.message}", style="yellow") for w in warnings]
 
 
 def _activity_summary(row: LogRow) -> str:
@@ -282,7 +304,8 @@ def log_text(page: LogPage) -> RenderableType:
             table.add_column(column, overflow="fold")
         for row in page.identified:
             event = row.event
-            table.add_row(
+            _add_row(
+                table,
                 time_text(row.timestamp),
                 row.person.label if row.person else "—",
                 row.type,
@@ -311,7 +334,7 @@ def log_text(page: LogPage) -> RenderableType:
                     if rules.is_expired(event.timestamp, page.now)
                     else f"{duration_text((deadline - page.now).total_seconds())} left"
                 )
-            table.add_row(time_text(row.timestamp), who, row.type, row.name or "", left)
+            _add_row(table, time_text(row.timestamp), who, row.type, row.name or "", left)
         if not page.anonymous:
             table.caption = "no anonymous activity"
         elif page.next_anonymous:
@@ -322,38 +345,37 @@ def log_text(page: LogPage) -> RenderableType:
 
 def track_text(result: TrackResult) -> RenderableType:
     if not result.stored:
-        return Group(*_warnings_text(result.warnings))
+        return Group()  # the duplicate warning says it all
     where = {
         "identified": f"on {result.person.label if result.person else '?'}",
         "anonymous": f"anonymous ({result.anonymous_id})",
         "invite": "as an invite event",
     }[result.status]
-    lines = [Text(f"Stored {result.event_id} {where} [{result.rule}]")]
-    return Group(*lines, *_warnings_text(result.warnings))
+    return _text(f"Stored {result.event_id} {where} [{result.rule}]")
 
 
 def identify_text(result: IdentifyResult) -> RenderableType:
     verb = "Created" if result.created else "Updated"
-    lines = [Text(f"{verb} {result.person.label} (cio_{result.person.cio_id})")]
+    lines = [_text(f"{verb} {result.person.label} (cio_{result.person.cio_id})")]
     for change in result.attribute_changes:
-        lines.append(Text(f"  {change.attribute}: {change.before!r} → {change.after!r}"))
+        lines.append(_text(f"  {change.attribute}: {change.before!r} → {change.after!r}"))
     for failure in result.failed_attribute_changes:
-        lines.append(Text(f"  {failure['attribute']} not changed: {failure['reason']}", "red"))
+        lines.append(_text(f"  {failure['attribute']} not changed: {failure['reason']}", "red"))
     if result.merged:
         lines.append(
-            Text(f"Merged {len(result.merged)} anonymous event(s) from {result.anonymous_id}")
+            _text(f"Merged {len(result.merged)} anonymous event(s) from {result.anonymous_id}")
         )
-    return Group(*lines, *_warnings_text(result.warnings))
+    return Group(*lines)
 
 
 def merge_text(result: MergeResult) -> RenderableType:
     head = "Would merge" if result.dry_run else "Merged"
     lines = [
-        Text(f"{head} {result.secondary.label} into {result.primary.label}"),
-        Text(f"  events moved (inherited): {len(result.moved)}"),
-        Text(f"  events dropped (older than 30 days): {len(result.dropped)}"),
-        Text(f"  attributes filled: {', '.join(result.filled) or 'none'}"),
-        Text(f"  anonymous ids moved: {', '.join(result.anonymous_ids) or 'none'}"),
+        _text(f"{head} {result.secondary.label} into {result.primary.label}"),
+        _text(f"  events moved (inherited): {len(result.moved)}"),
+        _text(f"  events dropped (older than 30 days): {len(result.dropped)}"),
+        _text(f"  attributes filled: {', '.join(result.filled) or 'none'}"),
+        _text(f"  anonymous ids moved: {', '.join(result.anonymous_ids) or 'none'}"),
     ]
     return Group(*lines)
 
@@ -364,31 +386,32 @@ def purge_text(result: PurgeResult) -> RenderableType:
     table.add_column("Anonymous ID")
     table.add_column("Events", justify="right")
     for anonymous_id, count in sorted(result.deleted.items()):
-        table.add_row(anonymous_id, str(count))
+        _add_row(table, anonymous_id, str(count))
     return table
 
 
 def settings_text(settings: Settings) -> RenderableType:
     table = Table(show_header=False)
-    table.add_row("created_at", time_text(settings.created_at))
-    table.add_row("anonymous_merge", "on" if settings.anonymous_merge else "off")
+    _add_row(table, "created_at", time_text(settings.created_at))
+    _add_row(table, "anonymous_merge", "on" if settings.anonymous_merge else "off")
     return table
 
 
 def profile_text(profile: Profile) -> RenderableType:
     person = profile.person
-    ident = Table(title=person.ref().label, title_justify="left", show_header=False)
-    ident.add_row("cio_id", person.cio_id)
-    ident.add_row("id", person.id or "—")
-    ident.add_row("email", person.email or "—")
-    ident.add_row("created (UTC)", time_text(person.created_at))
+    ident = Table(title=_text(person.ref().label), title_justify="left", show_header=False)
+    _add_row(ident, "cio_id", person.cio_id)
+    _add_row(ident, "id", person.id or "—")
+    _add_row(ident, "email", person.email or "—")
+    _add_row(ident, "created (UTC)", time_text(person.created_at))
     for name, value in sorted(person.attributes.items()):
-        ident.add_row(name, str(value))
+        _add_row(ident, name, str(value))
     counts = profile.counts
     events = Table(title="Events", title_justify="left")
     for column in ("total", "tracked", "merged", "inherited", "campaign-eligible"):
         events.add_column(column, justify="right")
-    events.add_row(
+    _add_row(
+        events,
         *map(
             str,
             (
@@ -398,18 +421,18 @@ def profile_text(profile: Profile) -> RenderableType:
                 counts.inherited,
                 counts.campaign_eligible,
             ),
-        )
+        ),
     )
     anon = Table(title="Anonymous IDs", title_justify="left")
     anon.add_column("anonymous_id")
     anon.add_column("assigned at (UTC)")
     for a in profile.anonymous_ids:
-        anon.add_row(a.anonymous_id, time_text(a.assigned_at))
+        _add_row(anon, a.anonymous_id, time_text(a.assigned_at))
     merges = Table(title="Merge history", title_justify="left")
     merges.add_column("Time (UTC)")
     merges.add_column("Activity")
     for row in profile.merges:
-        merges.add_row(time_text(row.timestamp), _activity_summary(row))
+        _add_row(merges, time_text(row.timestamp), _activity_summary(row))
     return Group(ident, events, anon, merges)
 
 
@@ -418,7 +441,8 @@ def people_text(people: list[tuple[Person, int]]) -> RenderableType:
     for column in ("cio_id", "id", "email", "created (UTC)", "events"):
         table.add_column(column)
     for person, count in people:
-        table.add_row(
+        _add_row(
+            table,
             person.cio_id,
             person.id or "—",
             person.email or "—",
@@ -437,18 +461,18 @@ def explain_text(explanation: Explanation) -> RenderableType:
         "purged": "deleted",
     }[explanation.status]
     lines: list[RenderableType] = [
-        Text(f"{explanation.event_id} ({explanation.name!r}) is {where} [{decision.rule}]"),
-        Text(decision.reason),
+        _text(f"{explanation.event_id} ({explanation.name!r}) is {where} [{decision.rule}]"),
+        _text(decision.reason),
     ]
     if explanation.campaign is not None and explanation.campaign is not decision:
         lines.append(
-            Text(f"Campaigns: {explanation.campaign.reason} [{explanation.campaign.rule}]")
+            _text(f"Campaigns: {explanation.campaign.reason} [{explanation.campaign.rule}]")
         )
     if explanation.source:
-        lines.append(Text(f"Source: {explanation.source}"))
+        lines.append(_text(f"Source: {explanation.source}"))
     facts = Table(show_header=False, title="Facts (UTC)", title_justify="left")
     for name, value in decision.facts.items():
-        facts.add_row(name, time_text(value) if isinstance(value, datetime) else str(value))
+        _add_row(facts, name, time_text(value) if isinstance(value, datetime) else str(value))
     lines.append(facts)
     return Group(*lines)
 
@@ -491,18 +515,24 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
     ]
     rows += [(f"warnings: {rule}", count) for rule, count in sorted(tally.warnings.items())]
     for label, value in rows:
-        table.add_row(label, str(value))
+        _add_row(table, label, str(value))
     lines: list[RenderableType] = [table]
-    lines += [Text(f"note: {p}", style="dim") for p in tally.notes]
-    lines += [Text(f"invalid: {p}", style="red") for p in summary.invalid]
+    if summary.ok:
+        lines.append(_text("All records applied; every expectation held.", style="green"))
+    return Group(*lines)
+
+
+def replay_diagnostics(summary: ReplaySummary) -> list[Text]:
+    """What a replay has to say about its input, for stderr: `FILE:LINE: ...` lines."""
+    tally = summary.tally
+    lines = [_text(f"note: {p}", style="dim") for p in tally.notes]
+    lines += [_text(f"invalid: {p}", style="red") for p in summary.invalid]
     lines += [
-        Text(f"rejected at line {summary.stopped_at[f]} (nothing applied): {f}", style="red")
+        _text(f"rejected at line {summary.stopped_at[f]} (nothing applied): {f}", style="red")
         for f in summary.rejected_files
     ]
-    lines += [Text(f"expectation failed: {p}", style="red") for p in tally.failed_expectations]
-    if summary.ok:
-        lines.append(Text("All records applied; every expectation held.", style="green"))
-    return Group(*lines)
+    lines += [_text(f"expectation failed: {p}", style="red") for p in tally.failed_expectations]
+    return lines
 
 
 def delete_json(result: DeleteResult) -> dict[str, Any]:
@@ -519,7 +549,7 @@ def delete_json(result: DeleteResult) -> dict[str, Any]:
 
 
 def delete_text(result: DeleteResult) -> RenderableType:
-    return Text(
+    return _text(
         f"Deleted {result.person.label} with {result.events} event(s), "
         f"{result.activities} activities and {result.anonymous_profiles} anonymous "
         "profile(s); the freed space was overwritten. "
@@ -538,7 +568,7 @@ def demo_json(result: DemoResult) -> dict[str, Any]:
 
 def demo_text(result: DemoResult) -> RenderableType:
     tally = result.summary.tally
-    head = Text(
+    head = _text(
         f"Replayed the shopper scenario: {tally.records} records, {tally.stored} events, "
         f"{tally.merged} merged, {tally.expectations} expectations checked.",
         style="bold",

@@ -14,9 +14,19 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
+from cio_anon import cli
 from cio_anon.cli import app
+
+
+def _terminal(*, stderr: bool = False) -> Console:
+    """Transcripts show what a terminal of WIDTH columns shows, without colour."""
+    return Console(highlight=False, stderr=stderr, width=int(WIDTH), color_system=None)
+
+
+cli.console = _terminal
 
 WIDTH = "100"
 

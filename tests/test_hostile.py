@@ -37,7 +37,7 @@ def invoke(args: list[str], db: Path) -> Any:
     assert "Traceback" not in result.output
     assert result.exit_code in (0, 1, 2), result.output
     if result.exit_code == 1:  # a sentence on stderr, or a replay summary saying what failed
-        assert result.stderr.startswith("Error: ") or "invalid" in result.stdout, result.output
+        assert result.stderr.startswith("Error: ") or "invalid" in result.stderr, result.output
     return result
 
 

@@ -63,7 +63,7 @@ def test_a_broken_line_rejects_the_whole_file(cli: Cli, tmp_path: Path) -> None:
     good = (ROOT / "fixtures" / "window.ndjson").read_text().splitlines()
     broken.write_text("\n".join([good[1], "{this is not json", *good[2:]]) + "\n")
     result = cli("replay", str(broken), "--db", str(db), code=1)
-    assert f"{broken}:2: not valid JSON" in result.stdout
+    assert f"{broken}:2: not valid JSON" in result.stderr
     assert not db.exists()  # nothing was there, nothing is left
 
     cli("identify", "someone", "--db", str(db))
@@ -94,7 +94,7 @@ def test_a_record_that_breaks_a_rule_rejects_the_file(cli: Cli, tmp_path: Path) 
     ]
     bad.write_text("\n".join(json.dumps(r) for r in records))
     result = cli("replay", str(bad), "--db", str(db), code=1)
-    assert f"{bad}:2:" in result.stdout and "no anonymous_id" in result.stdout
+    assert f"{bad}:2:" in result.stderr and "no anonymous_id" in result.stderr
     assert dump(db) == before
 
 
@@ -183,7 +183,7 @@ def test_json_array_fixtures_report_element_lines(cli: Cli, tmp_path: Path) -> N
         '  {"type": "nope", "timestamp": 1767225602}\n]\n'
     )
     result = cli("replay", str(array), code=1)
-    assert f"{array}:4: The message has type 'nope'" in result.stdout
+    assert f"{array}:4: The message has type 'nope'" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -251,7 +251,7 @@ def test_invalid_records_say_what_is_wrong(
     fixture = tmp_path / "one.ndjson"
     fixture.write_text(json.dumps(record) + "\n")
     result = cli("replay", str(fixture), code=1)
-    assert f"{fixture}:1:" in result.stdout and message in result.stdout
+    assert f"{fixture}:1:" in result.stderr and message in result.stderr
 
 
 def test_missing_file_is_a_sentence(cli: Cli, tmp_path: Path) -> None:

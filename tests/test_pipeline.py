@@ -1,0 +1,81 @@
+"""At home in a shell pipeline: output read through a real pipe, user data escaped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+AT = "2026-03-01T09:00:00Z"
+LONG_EMAIL = "lee.with.a.very.long.name.for.testing.wrapping@a-long-subdomain.example.com"
+LONG_ID = "anon-" + "7f3a" * 20
+LATER = "2026-03-01T10:00:00Z"
+
+
+def run(
+    db: Path, *args: str, stdin: str | None = None, at: str = AT
+) -> subprocess.CompletedProcess[str]:
+    """`cio-anon ARGS` in a child process whose stdout is a pipe, as `| grep` gives it."""
+    env = {**os.environ, "CIO_ANON_DB": str(db), "COLUMNS": "80"}
+    env.pop("CIO_ANON_NOW", None)
+    return subprocess.run(
+        [sys.executable, "-m", "cio_anon", *args, "--at", at],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        check=False,
+    )
+
+
+def test_piped_output_keeps_long_values_on_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "pipe.db"
+    run(db, "track", "Viewed", "--anonymous-id", LONG_ID, "--event-id", "ev-1")
+    run(db, "identify", "cust-1", "--anonymous-id", LONG_ID, "--attr", f"email={LONG_EMAIL}")
+    late = run(db, "track", "Late", "--anonymous-id", LONG_ID, "--event-id", "ev-2", at=LATER)
+    late.check_returncode()
+    fixture = tmp_path / ("a-folder-with-a-long-name-" * 3) / "fixture.ndjson"
+    fixture.parent.mkdir()
+    fixture.write_text('{"type": "track", "event": "no identity", "at": 1772355600}\n')
+    reads = {
+        "log": run(db, "log").stdout,
+        "show": run(db, "show", LONG_EMAIL).stdout,
+        "people": run(db, "people").stdout,
+        "explain": run(db, "explain", "ev-2").stdout,
+    }
+    assert any(LONG_EMAIL in line for line in reads["log"].splitlines())
+    assert any(LONG_ID in line for line in reads["log"].splitlines())
+    assert any(LONG_EMAIL in line for line in reads["show"].splitlines())
+    assert any(LONG_EMAIL in line for line in reads["people"].splitlines())
+    assert any(
+        "re-identifying does not reopen the window" in line
+        for line in reads["explain"].splitlines()
+    )
+    replayed = run(db, "replay", str(fixture))
+    assert replayed.returncode == 1
+    assert any(f"{fixture}:1:" in line for line in replayed.stderr.splitlines())
+    assert f"{fixture}:1:" not in replayed.stdout  # diagnostics go to stderr
+
+
+def test_warnings_go_to_stderr(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    run(db, "identify", "ann", "--anonymous-id", "a")
+    late = run(db, "track", "x", "--anonymous-id", "a", at="2026-03-01T10:00:00Z")
+    assert "Stored" in late.stdout and "! window_closed" not in late.stdout
+    assert late.stderr.startswith("! window_closed:")
+
+
+def test_user_data_is_escaped(tmp_path: Path) -> None:
+    db = tmp_path / "esc.db"
+    run(db, "identify", "[bold red]x[/]").check_returncode()
+    run(db, "track", "\x1b]0;pwned\x07\x1b[31mred", "--person", "[bold red]x[/]").check_returncode()
+    people = run(db, "people").stdout
+    assert "[bold red]x[/]" in people
+    log = run(db, "log").stdout
+    assert "\x1b" not in log and "\x07" not in log
+    assert "\\x1b]0;pwned\\x07\\x1b[31mred" in log
+    doc = json.loads(run(db, "log", "--json").stdout)
+    (event,) = [row for row in doc["identified"] if row["type"] == "event"]
+    assert event["name"] == "\x1b]0;pwned\x07\x1b[31mred"  # JSON keeps the data as it is
