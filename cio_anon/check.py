@@ -16,6 +16,7 @@ from typing import Any
 
 from cio_anon import rules, service
 from cio_anon.ingest import Identify, Operation, Track
+from cio_anon.ingest.fixtures import display_name
 from cio_anon.plan import CASES, Plan
 from cio_anon.replay import ReplaySummary, Source, replay
 from cio_anon.service import IdentifyResult, TrackResult
@@ -139,7 +140,7 @@ def check(paths: list[Path], plan: Plan | None, now: datetime) -> Report:
     """Replay the fixtures into a throwaway workspace; every finding, in file order."""
     triggers = sorted({r.name for r in plan.events.values() if r.campaign_trigger}) if plan else []
     seen, summary, stale = _replay_observed(paths, now, triggers)
-    report = Report([str(p) for p in paths], None if plan is None else plan.source)
+    report = Report([display_name(p) for p in paths], None if plan is None else plan.source)
     report.records = summary.tally.records
     found = report.findings
     for problem in summary.invalid:

@@ -21,8 +21,8 @@ import typer
 from rich.console import Console, RenderableType
 from rich.progress import Progress
 
+from cio_anon import __version__, jsonio, render, service
 from cio_anon import demo as demo_module
-from cio_anon import jsonio, render, service
 from cio_anon import replay as replay_module
 from cio_anon.clock import parse_time, resolve_now
 from cio_anon.errors import CioAnonError, InvalidInput
@@ -36,8 +36,11 @@ app = typer.Typer(
     "SQLite workspace.",
     no_args_is_help=True,
     rich_markup_mode=None,
-    add_completion=False,
     pretty_exceptions_show_locals=False,
+    epilog="\b\nExamples:\n  $ cio-anon demo\n  $ cio-anon replay fixtures/window.ndjson\n"
+    "  $ cio-anon log --person maya@example.com | grep anon_merge\n\n"
+    "\b\nExit codes: 0 success; 1 the request was understood but refused or failed; "
+    "2 usage error. Each command's --help says more.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -77,6 +80,127 @@ LogType = StrEnum(  # type: ignore[misc]
     {name.upper(): name for name in (*EventType, "invite", *ActivityType.ALL)},
 )
 """The types a row of the log can have: events' and other activities'."""
+
+EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "init": (
+        (
+            "cio-anon init --db shop.db",
+            "cio-anon init --created-at 2021-03-01 --force",
+        ),
+        "0 created; 1 a workspace exists (without --force) or the file is not ours",
+    ),
+    "settings": (
+        (
+            "cio-anon settings",
+            "cio-anon settings --no-anonymous-merge --json",
+        ),
+        "0 shown or changed; 1 no workspace",
+    ),
+    "track": (
+        (
+            "cio-anon track 'Added to Cart' --anonymous-id web-7f3a --data '{\"sku\": \"TEE-01\"}'",
+            "cio-anon track 'Checkout' --person ann@example.com --timestamp 2026-03-01T20:14:00Z",
+            "cio-anon track 'https://example.com/join' --type page --recipient new@example.com",
+        ),
+        "0 stored (or ignored as a duplicate); "
+        "1 refused (no identity, a limit, unknown person); 2 usage",
+    ),
+    "identify": (
+        (
+            "cio-anon identify cust-1042 --anonymous-id web-7f3a --attr email=maya@example.com",
+            'cio-anon identify maya@example.com --attrs \'{"plan": "pro", "city": ""}\'',
+        ),
+        "0 done (warnings such as anonymous_id_taken on stderr); 1 refused; 2 usage",
+    ),
+    "merge": (
+        (
+            "cio-anon merge web@example.com app-7 --dry-run",
+            "cio-anon merge web@example.com app-7",
+        ),
+        "0 merged (or shown); 1 a person is missing or both are the same; 2 usage",
+    ),
+    "purge": (
+        (
+            "cio-anon purge --dry-run",
+            "cio-anon purge --json",
+        ),
+        "0 purged (or counted); 1 no workspace",
+    ),
+    "log": (
+        (
+            "cio-anon log --person maya@example.com --tab identified",
+            "cio-anon log --tab anonymous --type page --limit 20",
+            "cio-anon log --json | jq '.anonymous[].event_id'",
+        ),
+        "0 shown; 1 unknown person, bad cursor or no workspace; "
+        "2 usage (bad --tab, --type, --limit)",
+    ),
+    "show": (
+        (
+            "cio-anon show maya@example.com",
+            "cio-anon show cio_00000001 --json",
+        ),
+        "0 shown; 1 no such person",
+    ),
+    "people": (
+        (
+            "cio-anon people --limit 20",
+            "cio-anon people --json | jq -r '.people[].email'",
+        ),
+        "0 listed; 1 no workspace; 2 usage",
+    ),
+    "explain": (
+        (
+            "cio-anon explain ev-4",
+            "cio-anon explain ev-4 --json | jq .facts",
+        ),
+        "0 explained; 1 no such event",
+    ),
+    "delete": (
+        ("cio-anon delete maya@example.com",),
+        "0 deleted; 1 no such person",
+    ),
+    "replay": (
+        (
+            "cio-anon replay fixtures/window.ndjson",
+            "cio-anon replay day-1.ndjson day-2.ndjson --keep-going",
+            "cat recorded.ndjson | cio-anon replay -",
+        ),
+        "0 every record applied, every expectation held; "
+        "1 an invalid record or a failed expectation; 2 usage",
+    ),
+    "demo": (
+        (
+            "cio-anon demo",
+            "cio-anon demo --db demo.db --json",
+        ),
+        "0 the scenario held; 1 it did not",
+    ),
+    "serve": (
+        (
+            "cio-anon serve --port 8080 --record calls.ndjson",
+            "cio-anon serve --site-id s --api-key k --write-key w",
+        ),
+        "0 stopped cleanly (Ctrl-C, SIGTERM); 1 cannot start (port, TLS files); 2 usage",
+    ),
+    "check": (
+        (
+            "cio-anon check fixtures/*.ndjson --plan plan.yaml",
+            "cio-anon check recorded.ndjson --plan plan.json --format sarif --output check.sarif",
+            "cat recorded.ndjson | cio-anon check - --fail-on warning",
+        ),
+        "0 no finding at --fail-on; 1 a finding at --fail-on; 2 a broken plan or usage",
+    ),
+}
+"""Each command's examples and exit codes, shown at the end of its --help."""
+
+
+def epilog(name: str) -> str:
+    """The end of a command's --help: examples, then exit codes (kept as written)."""
+    lines, codes = EXAMPLES[name]
+    shown = "\n".join(f"  $ {line}" for line in lines)
+    return f"\b\nExamples:\n{shown}\n\n\b\nExit codes: {codes}."
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -188,7 +312,7 @@ def emit(
         console().print(text())
 
 
-@app.command()
+@app.command(epilog=epilog("init"))
 @handle_errors
 def init(
     *,
@@ -210,7 +334,7 @@ def init(
     emit(as_json, render.settings_json(settings), lambda: render.settings_text(settings))
 
 
-@app.command()
+@app.command(epilog=epilog("settings"))
 @handle_errors
 def settings(
     *,
@@ -236,7 +360,7 @@ def settings(
     emit(as_json, render.settings_json(result), lambda: render.settings_text(result))
 
 
-@app.command()
+@app.command(epilog=epilog("track"))
 @handle_errors
 def track(
     name: Annotated[
@@ -308,7 +432,7 @@ def track(
     )
 
 
-@app.command()
+@app.command(epilog=epilog("identify"))
 @handle_errors
 def identify(
     identifier: IdentArgument,
@@ -352,7 +476,7 @@ def identify(
     )
 
 
-@app.command()
+@app.command(epilog=epilog("merge"))
 @handle_errors
 def merge(
     primary: Annotated[str, typer.Argument(metavar="PRIMARY", help="The person who stays.")],
@@ -379,7 +503,7 @@ def merge(
     emit(as_json, render.merge_json(result), lambda: render.merge_text(result))
 
 
-@app.command()
+@app.command(epilog=epilog("purge"))
 @handle_errors
 def purge(
     *,
@@ -396,7 +520,7 @@ def purge(
     emit(as_json, render.purge_json(result), lambda: render.purge_text(result))
 
 
-@app.command()
+@app.command(epilog=epilog("log"))
 @handle_errors
 def log(
     *,
@@ -449,7 +573,7 @@ def log(
     emit(as_json, render.log_json(page), lambda: render.log_text(page))
 
 
-@app.command()
+@app.command(epilog=epilog("show"))
 @handle_errors
 def show(
     identifier: IdentArgument,
@@ -463,7 +587,7 @@ def show(
     emit(as_json, render.profile_json(profile), lambda: render.profile_text(profile))
 
 
-@app.command()
+@app.command(epilog=epilog("people"))
 @handle_errors
 def people(
     *,
@@ -480,7 +604,7 @@ def people(
     emit(as_json, render.people_json(found), lambda: render.people_text(found))
 
 
-@app.command()
+@app.command(epilog=epilog("explain"))
 @handle_errors
 def explain(
     event_id: Annotated[str, typer.Argument(metavar="EVENT_ID", help="The event's id.")],
@@ -496,7 +620,7 @@ def explain(
     emit(as_json, render.explain_json(explanation), lambda: render.explain_text(explanation))
 
 
-@app.command()
+@app.command(epilog=epilog("delete"))
 @handle_errors
 def delete(
     identifier: IdentArgument,
@@ -505,14 +629,15 @@ def delete(
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete a person with their events, anonymous-id assignments and activities."""
+    """Delete a person with their events and activities; their anonymous ids stay
+    assigned, to nobody."""
     result = run(
         db, at, lambda ws, now: service.delete_person(ws, now, identifier=identifier), write=True
     )
     emit(as_json, render.delete_json(result), lambda: render.delete_text(result))
 
 
-@app.command()
+@app.command(epilog=epilog("replay"))
 @handle_errors
 def replay(
     files: Annotated[
@@ -567,7 +692,7 @@ def _progress(files: list[Path]) -> Iterator[Callable[[int], None] | None]:
 PROGRESS_THRESHOLD = 5_000
 
 
-@app.command()
+@app.command(epilog=epilog("demo"))
 @handle_errors
 def demo(
     *,
@@ -593,7 +718,7 @@ def demo(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=epilog("serve"))
 @handle_errors
 def serve(
     *,
@@ -676,6 +801,7 @@ def serve(
 
 plan_app = typer.Typer(
     help="Tracking plans for `check`.",
+    epilog="\b\nExamples:\n  $ cio-anon plan infer fixtures/*.ndjson --output plan.yaml",
     no_args_is_help=True,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -683,7 +809,7 @@ plan_app = typer.Typer(
 app.add_typer(plan_app, name="plan")
 
 
-@app.command()
+@app.command(epilog=epilog("check"))
 @handle_errors
 def check(
     fixtures: Annotated[
@@ -724,6 +850,8 @@ def check(
     from cio_anon import plan as plan_module
     from cio_anon import report
 
+    if as_json and format not in ("text", "json"):
+        raise typer.BadParameter(f"--json and --format {format} conflict: give one")
     fmt = "json" if as_json else format
     if fmt not in report.FORMATS:
         raise typer.BadParameter(
@@ -750,7 +878,12 @@ def check(
         raise typer.Exit(1)
 
 
-@plan_app.command("infer")
+@plan_app.command(
+    "infer",
+    epilog="\b\nExamples:\n  $ cio-anon plan infer fixtures/shopper.ndjson\n"
+    "  $ cio-anon plan infer recorded.ndjson --output plan.yaml\n\n"
+    "\b\nExit codes: 0 written; 1 a fixture could not be read or written; 2 usage.",
+)
 @handle_errors
 def plan_infer(
     fixtures: Annotated[
@@ -785,6 +918,25 @@ def plan_infer(
         else yaml.safe_dump(inferred, sort_keys=False, allow_unicode=True)
     )
     write_out(text, output)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cio-anon {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Customer.io's anonymous activity and identity merging, reproduced over a local
+    SQLite workspace."""
 
 
 def main() -> None:

@@ -108,6 +108,8 @@ def activity_json(row: LogRow, now: datetime) -> dict[str, Any]:
         "anonymous_id": row.anonymous_id,
         "data": row.data,
         "merged_from": person_json(row.merged_from),
+        # the keys below describe events; other activities have them as null
+        **dict.fromkeys(EVENT_KEYS),
     }
     event = row.event
     if event is not None:
@@ -121,9 +123,22 @@ def activity_json(row: LogRow, now: datetime) -> dict[str, Any]:
             deadline = rules.retention_deadline(event.timestamp)
             doc["retention_expires_at"] = time_json(deadline)
             doc["expired"] = rules.is_expired(event.timestamp, now)
-        if event.source is not None:
-            doc["source"] = event.source
+        doc["source"] = event.source
     return doc
+
+
+EVENT_KEYS = (
+    "sent_as",
+    "previously_anonymous",
+    "provenance",
+    "can_trigger_campaigns",
+    "merged_at",
+    "rule",
+    "retention_expires_at",
+    "expired",
+    "source",
+)
+"""ACTIVITY keys that only events fill; always present, null where they do not apply."""
 
 
 def log_json(page: LogPage) -> dict[str, Any]:
@@ -226,6 +241,24 @@ def people_json(people: list[tuple[Person, int]]) -> dict[str, Any]:
     return {"people": [{**person_record_json(p), "events": n} for p, n in people]}
 
 
+EXPLAIN_FACTS = (
+    "timestamp",
+    "received_at",
+    "anonymous_id",
+    "recipient",
+    "assigned_at",
+    "window_closes_at",
+    "merged_at",
+    "retention_cutoff",
+    "retention_expires_at",
+    "provenance",
+    "attached_at",
+    "campaign_window_ends_at",
+    "removed_at",
+)
+"""The facts `explain --json` always lists (null where the rule did not use one)."""
+
+
 def explain_json(explanation: Explanation) -> dict[str, Any]:
     decision = explanation.decision
     doc: dict[str, Any] = {
@@ -236,14 +269,12 @@ def explain_json(explanation: Explanation) -> dict[str, Any]:
         "reason": decision.reason,
         "person": person_json(explanation.person),
         "anonymous_id": explanation.anonymous_id,
-        "facts": facts_json(decision.facts),
+        "facts": facts_json({**dict.fromkeys(EXPLAIN_FACTS), **decision.facts}),
         "source": explanation.source,
+        "campaign": None
+        if explanation.campaign is None
+        else {"rule": str(explanation.campaign.rule), "reason": explanation.campaign.reason},
     }
-    if explanation.campaign is not None:
-        doc["campaign"] = {
-            "rule": str(explanation.campaign.rule),
-            "reason": explanation.campaign.reason,
-        }
     return doc
 
 

@@ -31,7 +31,7 @@ from cio_anon.ingest import (
     Timed,
     Track,
 )
-from cio_anon.ingest.fixtures import read_records, to_operations
+from cio_anon.ingest.fixtures import display_name, read_records, to_operations
 from cio_anon.workspace import Workspace
 
 
@@ -169,9 +169,9 @@ def replay(
     whole file (the workspace keeps nothing of it); with it, only that record is
     skipped. Either way the invalid records are listed."""
     paths = list(paths)
-    summary = ReplaySummary(files=[str(p) for p in paths])
+    summary = ReplaySummary(files=[display_name(p) for p in paths])
     for path in paths:
-        name = str(path)
+        name = display_name(path)
         tally = Tally(observer=observer)
         try:
             with workspace.savepoint():

@@ -15,13 +15,13 @@ LATER = "2026-03-01T10:00:00Z"
 
 
 def run(
-    db: Path, *args: str, stdin: str | None = None, at: str = AT
+    db: Path, *args: str, stdin: str | None = None, at: str | None = AT
 ) -> subprocess.CompletedProcess[str]:
     """`cio-anon ARGS` in a child process whose stdout is a pipe, as `| grep` gives it."""
     env = {**os.environ, "CIO_ANON_DB": str(db), "COLUMNS": "80"}
     env.pop("CIO_ANON_NOW", None)
     return subprocess.run(
-        [sys.executable, "-m", "cio_anon", *args, "--at", at],
+        [sys.executable, "-m", "cio_anon", *args, *(() if at is None else ("--at", at))],
         capture_output=True,
         text=True,
         env=env,
@@ -79,3 +79,66 @@ def test_user_data_is_escaped(tmp_path: Path) -> None:
     doc = json.loads(run(db, "log", "--json").stdout)
     (event,) = [row for row in doc["identified"] if row["type"] == "event"]
     assert event["name"] == "\x1b]0;pwned\x07\x1b[31mred"  # JSON keeps the data as it is
+
+
+def test_every_help_screen_shows_an_example_and_exit_codes() -> None:
+    from typer.testing import CliRunner
+
+    from cio_anon.cli import app
+    from tests.test_cli import _commands
+
+    runner = CliRunner()
+    screens = [[], ["plan"], *[name.split() for name in _commands()]]
+    assert len(screens) >= 18
+    for words in screens:
+        shown = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "100"})
+        assert shown.exit_code == 0, words
+        assert "Examples:\n" in shown.stdout and "    $ cio-anon " in shown.stdout, words
+        if words != ["plan"]:
+            assert "Exit codes: 0 " in shown.stdout, words
+
+
+def test_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    shown = run(tmp_path / "unused.db", "--version", at=None)
+    assert shown.stdout == f"cio-anon {version('cio-anon')}\n"
+    assert not (tmp_path / "unused.db").exists()
+
+
+def test_replay_and_check_read_stdin(tmp_path: Path) -> None:
+    db = tmp_path / "stdin.db"
+    records = (
+        '{"type": "track", "anonymousId": "a", "event": "Viewed", "messageId": "m1", '
+        '"receivedAt": "2026-03-01T09:00:00Z"}\n'
+        '{"type": "track", "event": "no identity", "receivedAt": "2026-03-01T09:00:00Z"}\n'
+    )
+    replayed = run(db, "replay", "-", "--json", "--keep-going", stdin=records)
+    assert replayed.returncode == 1
+    summary = json.loads(replayed.stdout)
+    assert summary["files"] == ["<stdin>"] and summary["applied"] == 1
+    assert summary["invalid"][0].startswith("<stdin>:2: ")
+    checked = run(db, "check", "-", "--format", "json", stdin=records.splitlines()[0])
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["fixtures"] == ["<stdin>"]
+
+
+def test_json_keys_are_always_present(tmp_path: Path) -> None:
+    db = tmp_path / "keys.db"
+    run(db, "track", "x", "--anonymous-id", "a", "--event-id", "anon")
+    run(db, "identify", "ann")
+    run(db, "track", "y", "--person", "ann", "--event-id", "mine")
+    anon = json.loads(run(db, "explain", "anon", "--json").stdout)
+    mine = json.loads(run(db, "explain", "mine", "--json").stdout)
+    assert set(anon) == set(mine) and anon["campaign"] is None and mine["campaign"]
+    assert set(anon["facts"]) == set(mine["facts"])
+    rows = json.loads(run(db, "log", "--json").stdout)
+    shapes = {frozenset(row) for tab in ("identified", "anonymous") for row in rows[tab]}
+    assert len(shapes) == 1  # events and other activities: the same keys
+
+
+def test_conflicting_options_are_a_usage_error(tmp_path: Path) -> None:
+    fixture = tmp_path / "f.ndjson"
+    fixture.write_text('{"type": "track", "anonymousId": "a", "event": "x", "at": 1772355600}\n')
+    done = run(tmp_path / "c.db", "check", str(fixture), "--json", "--format", "junit")
+    assert done.returncode == 2 and "conflict" in done.stderr and done.stdout == ""

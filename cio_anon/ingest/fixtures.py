@@ -9,6 +9,7 @@ previous record's time (the first one, at the command's time).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,10 +41,29 @@ class Record:
     error: str | None = None
 
 
+STDIN = Path("-")
+"""The path that names standard input (read once, then kept for a second look)."""
+_stdin: list[bytes] = []
+
+
+def display_name(path: Path) -> str:
+    """How a fixture path is named in `FILE:LINE` messages."""
+    return "<stdin>" if path == STDIN else str(path)
+
+
+def _read(path: Path) -> bytes:
+    if path != STDIN:
+        return path.read_bytes()
+    if not _stdin:
+        _stdin.append(sys.stdin.buffer.read())
+    return _stdin[0]
+
+
 def read_records(path: Path) -> list[Record]:
-    """The records of a fixture file, in file order; bad JSON becomes an error record."""
+    """The records of a fixture file (`-`: standard input), in file order; bad JSON
+    becomes an error record."""
     try:
-        raw = path.read_bytes()
+        raw = _read(path)
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such file.") from None
     except OSError as error:
