@@ -215,6 +215,7 @@ records = st.one_of(
         max_size=5,
     )
 )
+@pytest.mark.slow
 def test_generated_fixtures(seeded: Path, tmp_path: Path, lines: list[bytes]) -> None:
     fixture = tmp_path / "gen.ndjson"
     fixture.write_bytes(b"\n".join(lines))
@@ -258,6 +259,7 @@ def test_generated_fixtures(seeded: Path, tmp_path: Path, lines: list[bytes]) ->
     ),
     option_values=st.lists(st.one_of(nasty_text, json_values.map(json.dumps)), max_size=3),
 )
+@pytest.mark.slow
 def test_generated_arguments(
     seeded: Path, command: str, values: list[str], options: list[str], option_values: list[str]
 ) -> None:

@@ -18,6 +18,9 @@ from tests import writers
 ROOT = Path(__file__).resolve().parent.parent
 
 
+pytestmark = pytest.mark.slow
+
+
 def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     codes = writers.run(path, workers=8, events=40)

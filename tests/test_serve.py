@@ -356,6 +356,7 @@ def test_sigterm_finishes_and_commits(tmp_path: Path) -> None:
         conn.close()
 
 
+@pytest.mark.slow
 def test_generated_requests_never_get_a_500(tmp_path: Path) -> None:
     """Hypothesis-made requests: any method, path, headers and body; the answer is never
     a 500, and a refused request stores nothing."""
