@@ -8,6 +8,7 @@ previous record's time (the first one, at the command's time).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Mapping
@@ -42,8 +43,7 @@ class Record:
 
 
 STDIN = Path("-")
-"""The path that names standard input (read once, then kept for a second look)."""
-_stdin: list[bytes] = []
+"""The path that names standard input."""
 
 
 def display_name(path: Path) -> str:
@@ -52,11 +52,13 @@ def display_name(path: Path) -> str:
 
 
 def _read(path: Path) -> bytes:
-    if path != STDIN:
-        return path.read_bytes()
-    if not _stdin:
-        _stdin.append(sys.stdin.buffer.read())
-    return _stdin[0]
+    return _stdin_bytes() if path == STDIN else path.read_bytes()
+
+
+@functools.cache
+def _stdin_bytes() -> bytes:
+    """Standard input, read once (a progress bar counts the records before replay)."""
+    return sys.stdin.buffer.read()
 
 
 def read_records(path: Path) -> list[Record]:

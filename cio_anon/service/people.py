@@ -322,7 +322,8 @@ def set_anonymous_traits(
     assignment = workspace.get_assignment(anonymous_id)
     if assignment is None or assignment.cio_id is None:
         return result
-    person = find_person(workspace, f"cio_{assignment.cio_id}")
+    person = workspace.find_person(IdentifierKind.CIO_ID, assignment.cio_id)
+    assert person is not None  # an assignment that names someone names a person who exists
     update = _fill_from_traits(workspace, person, traits, now)
     if update.changes or update.failed:
         person.updated_at = now
