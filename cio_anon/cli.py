@@ -160,6 +160,14 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
         ("cio-anon delete maya@example.com",),
         "0 deleted; 1 no such person",
     ),
+    "export": (
+        (
+            "cio-anon export > everything.ndjson",
+            "cio-anon export --person lee@example.com --db support.db > lee.ndjson",
+            "cio-anon export | cio-anon replay - --db copy.db",
+        ),
+        "0 written; 1 no workspace, no such person, or a workspace too old to export",
+    ),
     "replay": (
         (
             "cio-anon replay fixtures/window.ndjson",
@@ -354,7 +362,7 @@ def settings(
     result = run(
         db,
         at,
-        lambda ws, _: service.update_settings(ws, anonymous_merge=anonymous_merge),
+        lambda ws, now: service.update_settings(ws, now, anonymous_merge=anonymous_merge),
         write=anonymous_merge is not None,
     )
     emit(as_json, render.settings_json(result), lambda: render.settings_text(result))
@@ -635,6 +643,39 @@ def delete(
         db, at, lambda ws, now: service.delete_person(ws, now, identifier=identifier), write=True
     )
     emit(as_json, render.delete_json(result), lambda: render.delete_text(result))
+
+
+@app.command(epilog=epilog("export"))
+@handle_errors
+def export(
+    *,
+    person: Annotated[
+        str | None,
+        typer.Option(
+            metavar="IDENT",
+            help="Only the calls that made this person's history (and settings, purges).",
+        ),
+    ] = None,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON array (also a fixture) instead of NDJSON.")
+    ] = False,
+) -> None:
+    """Write the workspace (or one person's history) as a replayable fixture: NDJSON on
+    stdout, the calls it was given in order, each with its receive time."""
+
+    def write(workspace: Workspace, _: datetime) -> None:
+        lines = (jsonio.dumps(record) for record in service.export(workspace, person=person))
+        if not as_json:
+            sys.stdout.writelines(f"{line}\n" for line in lines)
+            return
+        sys.stdout.write("[")
+        for index, line in enumerate(lines):
+            sys.stdout.write(f"{',' if index else ''}\n{line}")
+        sys.stdout.write("\n]\n")
+
+    run(db, at, write, write=False)
 
 
 @app.command(epilog=epilog("replay"))

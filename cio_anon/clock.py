@@ -90,3 +90,9 @@ def resolve_now(at: str | None, environ: dict[str, str] | None = None) -> dateti
     if env.get(NOW_ENV):
         return parse_time(env[NOW_ENV], what=f"{NOW_ENV} time")
     return datetime.now(UTC)
+
+
+def to_iso(moment: datetime) -> str:
+    """ISO-8601 in UTC with a `Z`, with microseconds only when there are any."""
+    text = moment.astimezone(UTC).isoformat().removesuffix("+00:00")
+    return f"{text}Z"

@@ -151,10 +151,45 @@ def _v3_kept_decisions(db: Database) -> None:
     db.execute("ALTER TABLE activities ADD COLUMN merged_from TEXT")
 
 
+def _v4_journal(db: Database) -> None:
+    """Every call that changed the workspace, as the fixture record that replays it, for
+    `export`. `people` (cio_ids, space-separated) and `anonymous_id` say whom a call
+    touched, so one person's history can be picked out.
+
+    A workspace that already holds data is marked: the calls that made it are not
+    known, so it cannot be exported. Its settings become the first entry."""
+    db.table("journal").create(
+        {
+            "seq": int,
+            "at": float,
+            "kind": str,
+            "record": str,
+            "people": str,
+            "anonymous_id": str,
+        },
+        pk="seq",
+        not_null={"at", "kind", "record"},
+    )
+    db.execute(
+        "INSERT INTO journal (at, kind, record) SELECT CAST(c.value AS REAL), 'ChangeSettings', "
+        "json_object('op', 'settings', "
+        "'created_at', strftime('%Y-%m-%dT%H:%M:%fZ', CAST(c.value AS REAL), 'unixepoch'), "
+        "'anonymous_merge', json(CASE m.value WHEN '1' THEN 'true' ELSE 'false' END)) "
+        "FROM settings c, settings m WHERE c.key = 'created_at' AND m.key = 'anonymous_merge'"
+    )
+    db.execute(
+        "INSERT INTO settings (key, value) SELECT 'journal_incomplete', '1' "
+        "WHERE EXISTS (SELECT 1 FROM people) OR EXISTS (SELECT 1 FROM events) "
+        "OR EXISTS (SELECT 1 FROM tombstones) OR EXISTS (SELECT 1 FROM assignments) "
+        "OR EXISTS (SELECT 1 FROM anonymous_profiles)"
+    )
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     _v1_first_schema,
     _v2_identified_tab_by_time,
     _v3_kept_decisions,
+    _v4_journal,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -264,6 +264,7 @@ def apply_operation(workspace: Workspace, timed: Timed, source: Source, tally: T
             identifier=op.identifier,
             anonymous_id=op.anonymous_id,
             attributes=op.attributes,
+            message_id=op.message_id,
         )
         tally.people_created += outcome.created
         tally.merged += len(outcome.merged)
@@ -271,7 +272,9 @@ def apply_operation(workspace: Workspace, timed: Timed, source: Source, tally: T
         if tally.observer is not None:
             tally.observer(source, op, outcome)
     elif isinstance(op, AnonymousTraits):
-        service.set_anonymous_traits(workspace, at, anonymous_id=op.anonymous_id, traits=op.traits)
+        service.set_anonymous_traits(
+            workspace, at, anonymous_id=op.anonymous_id, traits=op.traits, message_id=op.message_id
+        )
     elif isinstance(op, MergePeople):
         service.merge_people(workspace, at, primary=op.primary, secondary=op.secondary)
     elif isinstance(op, DeletePerson):
@@ -289,7 +292,7 @@ def apply_operation(workspace: Workspace, timed: Timed, source: Source, tally: T
         service.purge(workspace, at)
     elif isinstance(op, ChangeSettings):
         service.update_settings(
-            workspace, anonymous_merge=op.anonymous_merge, created_at=op.created_at
+            workspace, at, anonymous_merge=op.anonymous_merge, created_at=op.created_at
         )
     elif isinstance(op, Expect):
         tally.expectations += 1

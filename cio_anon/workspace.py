@@ -15,6 +15,8 @@ from typing import Any, NoReturn
 from cio_anon import jsonio
 from cio_anon.clock import from_unix
 from cio_anon.errors import WorkspaceError
+from cio_anon.ingest import ChangeSettings, Operation
+from cio_anon.ingest.emit import to_record
 from cio_anon.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from cio_anon.models import (
     Activity,
@@ -49,6 +51,28 @@ _DATA_TABLES = (
     "tombstones",
     "handled_messages",
 )
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One call that changed the workspace: its receive time and its fixture record."""
+
+    seq: int
+    at: datetime
+    kind: str
+    record: str
+    """The record as JSON text, without its `at`."""
+    people: tuple[str, ...]
+    anonymous_id: str | None
+
+
+@dataclass(frozen=True)
+class JournalRewrite:
+    """A new operation for the journal entry at `seq`, or (None) its removal."""
+
+    seq: int
+    operation: Operation | None
+
 
 _EVENT_COLUMNS = (
     "event_id, name, type, data, timestamp, received_at, cio_id, anonymous_id, recipient, "
@@ -239,6 +263,10 @@ class Workspace:
                 if initial is None:
                     raise WorkspaceError(f"{self.path} is empty: run `cio-anon init`.")
                 self.save_settings(initial)
+                self.add_journal(
+                    initial.created_at,
+                    ChangeSettings(initial.anonymous_merge, initial.created_at),
+                )
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -492,6 +520,12 @@ class Workspace:
             (anonymous_id,),
         ).fetchall()
         return [self._event(row) for row in rows]
+
+    def event_ids_of(self, cio_id: str) -> list[str]:
+        return [
+            row[0]
+            for row in self.conn.execute("SELECT event_id FROM events WHERE cio_id = ?", (cio_id,))
+        ]
 
     def person_events(self, cio_id: str) -> list[Event]:
         rows = self.conn.execute(
@@ -773,12 +807,71 @@ class Workspace:
         for table in _DATA_TABLES:
             self.conn.execute(f"DELETE FROM {table}")
         self.conn.execute("DELETE FROM settings WHERE key = 'people_created'")
+        # The settings stay, and so do the journal entries that made them.
+        self.conn.execute("DELETE FROM journal WHERE kind != 'ChangeSettings'")
+        self.conn.execute("DELETE FROM settings WHERE key = 'journal_incomplete'")
         self._forget()
 
     def holds_data(self) -> bool:
         """Whether anything beyond the settings was ever recorded here."""
         probes = " OR ".join(f"EXISTS (SELECT 1 FROM {table})" for table in _DATA_TABLES)
         return bool(self._scalar(f"SELECT {probes}"))
+
+    # -- the journal --------------------------------------------------------------------
+
+    def add_journal(
+        self,
+        at: datetime,
+        op: Operation,
+        people: Iterable[str] = (),
+        anonymous_id: str | None = None,
+    ) -> None:
+        """Keep the fixture record that replays `op` (see `ingest.emit`), naming whom it
+        touched: cio_ids in `people`, and an `anonymous_id`."""
+        self.conn.execute(
+            "INSERT INTO journal (at, kind, record, people, anonymous_id) VALUES (?, ?, ?, ?, ?)",
+            (
+                at.timestamp(),
+                type(op).__name__,
+                _json(to_record(op)),
+                " ".join(people) or None,
+                anonymous_id,
+            ),
+        )
+
+    def journal(self) -> Iterator[JournalEntry]:
+        """The journal, oldest first."""
+        cursor = self.conn.execute(
+            "SELECT seq, at, kind, record, people, anonymous_id FROM journal ORDER BY seq"
+        )
+        for row in cursor:
+            yield JournalEntry(
+                row["seq"],
+                from_unix(row["at"]),
+                row["kind"],
+                row["record"],
+                tuple((row["people"] or "").split()),
+                row["anonymous_id"],
+            )
+
+    def rewrite_journal(self, rewrites: Iterable[JournalRewrite]) -> None:
+        """Replace entries with other operations, or (operation None) remove them."""
+        for rewrite in rewrites:
+            if rewrite.operation is None:
+                self.conn.execute("DELETE FROM journal WHERE seq = ?", (rewrite.seq,))
+            else:
+                self.conn.execute(
+                    "UPDATE journal SET kind = ?, record = ? WHERE seq = ?",
+                    (
+                        type(rewrite.operation).__name__,
+                        _json(to_record(rewrite.operation)),
+                        rewrite.seq,
+                    ),
+                )
+
+    def journal_incomplete(self) -> bool:
+        """Whether this workspace held data before it kept a journal (schema step 4)."""
+        return bool(self._scalar("SELECT 1 FROM settings WHERE key = 'journal_incomplete'"))
 
     # -- the activity log -------------------------------------------------------------
 

@@ -39,10 +39,12 @@ def test_a_deleted_person_does_not_free_their_anonymous_id(space: Space) -> None
 
 def test_explain_reports_the_decision_taken_on_arrival(space: Space) -> None:
     space.identify(t(), "ann", anonymous_id="A")
-    space.run(t(seconds=10), lambda ws, now: service.update_settings(ws, anonymous_merge=False))
+    space.run(
+        t(seconds=10), lambda ws, now: service.update_settings(ws, now, anonymous_merge=False)
+    )
     arrived = space.track(t(minutes=1), anonymous_id="A", event_id="e1")
     assert arrived.rule is Rule.MERGE_DISABLED and arrived.status == "anonymous"
-    space.run(t(minutes=2), lambda ws, now: service.update_settings(ws, anonymous_merge=True))
+    space.run(t(minutes=2), lambda ws, now: service.update_settings(ws, now, anonymous_merge=True))
     explanation = space.explain(t(minutes=3), "e1")
     assert explanation.status == "anonymous"
     assert explanation.decision.rule is Rule.MERGE_DISABLED
@@ -54,10 +56,10 @@ def test_explain_reports_the_decision_taken_on_arrival(space: Space) -> None:
 
 
 def test_an_identify_while_merging_is_off_keeps_its_decision(space: Space) -> None:
-    space.run(t(), lambda ws, now: service.update_settings(ws, anonymous_merge=False))
+    space.run(t(), lambda ws, now: service.update_settings(ws, now, anonymous_merge=False))
     space.track(t(), anonymous_id="A", event_id="e1")
     space.identify(t(minutes=1), "ann", anonymous_id="A")
-    space.run(t(minutes=2), lambda ws, now: service.update_settings(ws, anonymous_merge=True))
+    space.run(t(minutes=2), lambda ws, now: service.update_settings(ws, now, anonymous_merge=True))
     # on again, nothing re-decided it: the identify with merging off left it so
     assert space.explain(t(minutes=3), "e1").decision.rule is Rule.MERGE_DISABLED
 

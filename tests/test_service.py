@@ -80,7 +80,7 @@ def test_merge_disabled_then_enabled(space: Space, tmp_path: Path) -> None:
     assert result.rule is Rule.MERGE_DISABLED and result.merged == []
     assert space.profile(t(minutes=1), "ann").person.attributes["anonymous_id"] == "old"
     assert space.explain(t(minutes=2), "e1").decision.rule is Rule.MERGE_DISABLED
-    space.run(t(minutes=3), lambda ws, now: service.update_settings(ws, anonymous_merge=True))
+    space.run(t(minutes=3), lambda ws, now: service.update_settings(ws, now, anonymous_merge=True))
     assert space.identify(t(minutes=4), "ann", anonymous_id="old").merged == ["e1"]
 
 

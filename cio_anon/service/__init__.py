@@ -8,6 +8,7 @@ are decided in `rules`; the SQL lives in `workspace`; the service only sequences
   an anonymous id, Merge People, delete
 - `events`: track and purge
 - `queries`: the activity log, a profile, the people, explain
+- `history`: the journal of calls, `export`, and forgetting a deleted person
 - `shared`: warnings, finding a person, placing and attaching anonymous events
 """
 
@@ -20,6 +21,7 @@ from cio_anon.service.events import (
     purge_in_chunks,
     track,
 )
+from cio_anon.service.history import export
 from cio_anon.service.people import (
     DeleteResult,
     IdentifyResult,
@@ -62,6 +64,7 @@ __all__ = [
     "anonymous_ids_of",
     "delete_person",
     "explain",
+    "export",
     "find_person",
     "identify",
     "init_workspace",

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from cio_anon import rules
-from cio_anon.clock import parse_time
+from cio_anon.clock import parse_time, to_iso
 from cio_anon.errors import InvalidInput
+from cio_anon.ingest import Purge, Track
 from cio_anon.models import Activity, Event, Person, PersonRef
 from cio_anon.rules import Provenance, Rule
 from cio_anon.service.people import identify
@@ -23,6 +24,7 @@ from cio_anon.service.shared import (
     attach,
     campaign_of,
     find_person,
+    lasting_identifier,
     place,
     stored_json,
 )
@@ -157,6 +159,16 @@ def track(
         )
     if merge is not None:
         workspace.add_activities([merge])
+    call = Track(
+        name,
+        None if owner is None or person is None else lasting_identifier(person, owner),
+        anonymous_id,
+        event_type,
+        payload,
+        to_iso(happened),
+        event_id,
+    )
+    workspace.add_journal(now, call, [event.cio_id] if event.cio_id else [], anonymous_id)
     return TrackResult(
         event_id,
         stored=True,
@@ -209,9 +221,12 @@ def purge(
     cutoff = rules.retention_cutoff(now)
     if dry_run:
         return PurgeResult(deleted=workspace.count_expired(cutoff), dry_run=True)
-    return PurgeResult(
+    result = PurgeResult(
         deleted=workspace.purge_expired(cutoff, now, PURGED, limit or -1), dry_run=False
     )
+    if result.total:
+        workspace.add_journal(now, Purge())
+    return result
 
 
 def purge_in_chunks(

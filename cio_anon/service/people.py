@@ -9,20 +9,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from cio_anon import jsonio, rules
 from cio_anon.errors import InvalidInput, NotFound
+from cio_anon.ingest import AnonymousTraits, Identify, MergePeople
 from cio_anon.models import Activity, ActivityType, Event, Person, PersonRef, Tombstone
 from cio_anon.rules import Assignment, IdentifierKind, Rule
+from cio_anon.service import history
 from cio_anon.service.shared import (
     Warning,
     anon_merge_activity,
     anonymous_ids_of,
     attach,
     find_person,
+    lasting_identifier,
     place,
     stored_json,
 )
@@ -145,12 +148,15 @@ def identify(
     identifier: str,
     anonymous_id: str | None = None,
     attributes: Mapping[str, Any] | None = None,
+    message_id: str | None = None,
 ) -> IdentifyResult:
     """Create or update a person; assign an anonymous_id and merge its events.
 
     An `anonymous_id` attribute of "" or null removes the attribute (the id stays
-    assigned); a non-empty one is the anonymous id to assign.
+    assigned); a non-empty one is the anonymous id to assign. `message_id` (a Data
+    Pipelines message's) is kept with the call in the journal.
     """
+    call = Identify(identifier, dict(attributes or {}), anonymous_id, message_id)
     updates = dict(attributes or {})
     update_only = updates.pop("_update", False) in (True, "true", "1", 1)
     if anonymous_id is None and not rules.is_removal(updates.get("anonymous_id")):
@@ -188,6 +194,7 @@ def identify(
             created_at=now,
             updated_at=now,
         )
+    call = replace(call, identifier=lasting_identifier(identifier, person))
     update = _update_person(workspace, person, updates, now)
     assigned = None if anonymous_id is None else _assign(workspace, now, person, anonymous_id)
     person.updated_at = now
@@ -197,6 +204,7 @@ def identify(
     if assigned is not None:
         activities += assigned.traits.activities + assigned.activities
     workspace.add_activities(activities)
+    workspace.add_journal(now, call, [person.cio_id], anonymous_id)
     return IdentifyResult(
         person=person.ref(),
         created=created,
@@ -302,7 +310,12 @@ class TraitsResult:
 
 
 def set_anonymous_traits(
-    workspace: Workspace, now: datetime, *, anonymous_id: str, traits: Mapping[str, Any]
+    workspace: Workspace,
+    now: datetime,
+    *,
+    anonymous_id: str,
+    traits: Mapping[str, Any],
+    message_id: str | None = None,
 ) -> TraitsResult:
     """Store traits on an anonymous profile (Data Pipelines identify without userId).
 
@@ -320,6 +333,10 @@ def set_anonymous_traits(
     workspace.save_anonymous_traits(anonymous_id, merged, now)
     result = TraitsResult(anonymous_id, merged)
     assignment = workspace.get_assignment(anonymous_id)
+    holder = [] if assignment is None or assignment.cio_id is None else [assignment.cio_id]
+    workspace.add_journal(
+        now, AnonymousTraits(anonymous_id, dict(traits), message_id), holder, anonymous_id
+    )
     if assignment is None or assignment.cio_id is None:
         return result
     person = workspace.find_person(IdentifierKind.CIO_ID, assignment.cio_id)
@@ -351,7 +368,9 @@ def delete_person(workspace: Workspace, now: datetime, *, identifier: str) -> De
     their anonymous profiles are removed, and the space scrubbed. Their anonymous ids
     stay assigned (to nobody): an id is assigned once, ever."""
     person = find_person(workspace, identifier)
-    counts = workspace.erase_person(person.cio_id, anonymous_ids_of(workspace, person))
+    anonymous_ids = anonymous_ids_of(workspace, person)
+    history.forget_person(workspace, now, person, anonymous_ids)
+    counts = workspace.erase_person(person.cio_id, anonymous_ids)
     return DeleteResult(
         person.ref(),
         counts["events"],
@@ -395,6 +414,11 @@ def _merge_people(
     if first.cio_id == second.cio_id:
         raise InvalidInput(f"{primary!r} and {secondary!r} are the same person; nothing to merge.")
     secondary_ref = second.ref()
+    workspace.add_journal(
+        now,
+        MergePeople(lasting_identifier(primary, first), lasting_identifier(secondary, second)),
+        [first.cio_id, second.cio_id],
+    )
     moved: list[str] = []
     dropped: list[Tombstone] = []
     for event in workspace.person_events(second.cio_id):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cio_anon import rules
 from cio_anon.errors import WorkspaceError
+from cio_anon.ingest import ChangeSettings
 from cio_anon.models import Settings
 from cio_anon.workspace import Workspace, remove_workspace_files
 
@@ -62,6 +63,7 @@ def init_workspace(
 
 def update_settings(
     workspace: Workspace,
+    now: datetime,
     *,
     anonymous_merge: bool | None = None,
     created_at: datetime | None = None,
@@ -77,4 +79,5 @@ def update_settings(
     )
     if changed != settings:
         workspace.save_settings(changed)
+        workspace.add_journal(now, ChangeSettings(changed.anonymous_merge, changed.created_at))
     return changed

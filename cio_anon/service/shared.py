@@ -32,6 +32,16 @@ def find_person(workspace: Workspace, identifier: str) -> Person:
     return person
 
 
+def lasting_identifier(given: str, person: Person) -> str:
+    """How the journal names a person: as given, unless given as a cio_id (which another
+    workspace would number differently), then by their id or email as they are now."""
+    if not given.strip().startswith("cio_"):
+        return given
+    if person.id is not None and "@" not in person.id and not person.id.startswith("cio_"):
+        return person.id
+    return person.email or given
+
+
 def anonymous_ids_of(workspace: Workspace, person: Person) -> list[str]:
     """The anonymous ids whose events are this person's business: those assigned to
     them, and the one their `anonymous_id` attribute names if it is assigned to nobody

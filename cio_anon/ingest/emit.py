@@ -1,0 +1,97 @@
+"""The other direction: an operation written back as a fixture record, so that what a
+workspace was told can be exported and replayed (see `cio-anon export`).
+
+Each operation becomes the call a client would make for it: Track API v1 for people,
+events, merges and deletes; a Data Pipelines identify for traits sent for an anonymous
+id and for identifies that carry a `messageId` (so a replay still deduplicates them);
+control records for settings and purges. `parse` of the record gives the operation
+back (a test holds the two directions together).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from cio_anon.clock import to_iso
+from cio_anon.ingest import (
+    AnonymousTraits,
+    ChangeSettings,
+    DeletePerson,
+    Identify,
+    MergePeople,
+    Operation,
+    Purge,
+    Track,
+)
+
+
+def to_record(op: Operation) -> dict[str, Any]:
+    """The fixture record (without its `at`) that replays as `op`."""
+    match op:
+        case Track():
+            return _track(op)
+        case Identify(message_id=None):
+            body = dict(op.attributes)
+            if op.anonymous_id is not None:
+                body["anonymous_id"] = op.anonymous_id
+            return _call("PUT", f"/api/v1/customers/{_segment(op.identifier)}", body)
+        case Identify():
+            message: dict[str, Any] = {
+                "type": "identify",
+                "userId": op.identifier,
+                "traits": dict(op.attributes),
+            }
+            if op.anonymous_id is not None:
+                message["anonymousId"] = op.anonymous_id
+            message["messageId"] = op.message_id
+            return _call("POST", "/v1/identify", message)
+        case AnonymousTraits():
+            message = {"type": "identify", "anonymousId": op.anonymous_id}
+            message["traits"] = dict(op.traits)
+            if op.message_id is not None:
+                message["messageId"] = op.message_id
+            return _call("POST", "/v1/identify", message)
+        case MergePeople():
+            body = {"primary": _reference(op.primary), "secondary": _reference(op.secondary)}
+            return _call("POST", "/api/v1/merge_customers", body)
+        case DeletePerson():
+            return {"method": "DELETE", "path": f"/api/v1/customers/{_segment(op.identifier)}"}
+        case Purge():
+            return {"op": "purge"}
+        case ChangeSettings():
+            record: dict[str, Any] = {"op": "settings"}
+            if op.created_at is not None:
+                record["created_at"] = to_iso(op.created_at)
+            if op.anonymous_merge is not None:
+                record["anonymous_merge"] = op.anonymous_merge
+            return record
+    raise ValueError(f"{type(op).__name__} changes nothing and is not exported.")
+
+
+def _track(op: Track) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": op.name, "type": op.type, "data": dict(op.data)}
+    if op.timestamp is not None:
+        body["timestamp"] = op.timestamp
+    if op.event_id is not None:
+        body["id"] = op.event_id
+    if op.person is not None:
+        return _call("POST", f"/api/v1/customers/{_segment(op.person)}/events", body)
+    if op.anonymous_id is not None:
+        body["anonymous_id"] = op.anonymous_id
+    return _call("POST", "/api/v1/events", body)
+
+
+def _call(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"method": method, "path": path, "body": body}
+
+
+def _segment(identifier: str) -> str:
+    return quote(identifier, safe="")
+
+
+def _reference(identifier: str) -> dict[str, str]:
+    """A person in a merge body; the identifier string resolves as it would anywhere."""
+    if identifier.startswith("cio_"):
+        return {"cio_id": identifier.removeprefix("cio_")}
+    return {"email" if "@" in identifier else "id": identifier}

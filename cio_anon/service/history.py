@@ -1,0 +1,145 @@
+"""The journal of calls and what is made of it: `export` (the workspace, or one person's
+history, as a replayable fixture) and forgetting a deleted person.
+
+Every operation that changes the workspace keeps the fixture record that replays it
+(`Workspace.add_journal`), in order, naming the people (cio_ids) and the anonymous id
+it touched. Replaying the whole journal into an empty workspace gives the same people
+(the same cio_ids, numbered in creation order), events, assignments and log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from cio_anon import jsonio
+from cio_anon.clock import to_iso
+from cio_anon.errors import CioAnonError
+from cio_anon.ingest import DeletePerson, Identify, MergePeople
+from cio_anon.models import Person
+from cio_anon.service.shared import find_person
+from cio_anon.workspace import JournalEntry, JournalRewrite, Workspace
+
+GLOBAL_KINDS = frozenset({"ChangeSettings", "Purge"})
+"""Calls that touch no one in particular; every export keeps them."""
+FORGOTTEN = "deleted-"
+"""How an export names a deleted person (with their cio_id) where their calls stood."""
+
+
+class IncompleteJournal(CioAnonError):
+    """The workspace held data before it kept a journal; it cannot be exported."""
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+def export(workspace: Workspace, *, person: str | None = None) -> Iterator[dict[str, Any]]:
+    """The fixture records that replay the workspace (or, with `person`, that person's
+    history), oldest first, each with its receive time as `at`."""
+    if workspace.journal_incomplete():
+        raise IncompleteJournal(
+            f"{workspace.path} holds data recorded by cio-anon 0.1, which kept no journal "
+            "of calls: replay its fixtures into a new workspace to export them."
+        )
+    entries: Iterable[JournalEntry] = workspace.journal()
+    if person is not None:
+        entries = history_of(list(entries), find_person(workspace, person))
+    for entry in entries:
+        yield {"at": to_iso(entry.at), **jsonio.loads(entry.record)}
+
+
+def family(entries: Sequence[JournalEntry], cio_id: str) -> set[str]:
+    """A person and everyone merged into them, directly or through others."""
+    members = {cio_id}
+    for entry in reversed(entries):  # a merge folds in whoever was folded in before it
+        if entry.kind == "MergePeople" and entry.people[0] in members:
+            members.update(entry.people[1:])
+    return members
+
+
+def history_of(entries: Sequence[JournalEntry], person: Person) -> list[JournalEntry]:
+    """The calls that made a person's history: those that touched them or anyone merged
+    into them, those about any anonymous id one of them identified with (whoever else
+    sent them, since they decide who got the id), and settings changes and purges."""
+    members = family(entries, person.cio_id)
+    claimed = {
+        entry.anonymous_id
+        for entry in entries
+        if entry.kind == "Identify" and entry.anonymous_id and members.intersection(entry.people)
+    }
+    return [
+        entry
+        for entry in entries
+        if entry.kind in GLOBAL_KINDS
+        or members.intersection(entry.people)
+        or (entry.anonymous_id is not None and entry.anonymous_id in claimed)
+    ]
+
+
+# -- forgetting a deleted person ------------------------------------------------------
+
+
+def forget(
+    entries: Sequence[JournalEntry],
+    cio_id: str,
+    erased_events: Iterable[str],
+    anonymous_ids: Iterable[str],
+) -> list[JournalRewrite]:
+    """Rewrite the journal as a delete leaves the workspace: nothing the person (or
+    anyone merged into them) sent is kept, yet a replay still gives the same result.
+
+    Each of them becomes a stand-in named `deleted-<cio_id>`: created where they were
+    created (so later people keep their cio_ids), identified with each anonymous id
+    where they were (so the ids are assigned, or refused, as they were), and merged as
+    they were; their other calls, and the anonymous events that were erased with them,
+    are dropped, as are traits sent for their anonymous ids (erased with them). The
+    delete itself is the caller's to journal, for the stand-in.
+    """
+    members = family(entries, cio_id)
+    erased = set(erased_events)
+    profiles = set(anonymous_ids)
+    created: set[str] = set()
+    rewrites = []
+    for entry in entries:
+        touched = [c for c in entry.people if c in members]
+        if not touched:
+            if (entry.kind == "Track" and _event_id(entry) in erased) or (
+                entry.kind == "AnonymousTraits" and entry.anonymous_id in profiles
+            ):
+                rewrites.append(JournalRewrite(entry.seq, None))
+            continue
+        if entry.kind == "MergePeople":
+            primary, secondary = entry.people[:2]
+            rewrites.append(
+                JournalRewrite(entry.seq, MergePeople(stand_in(primary), stand_in(secondary)))
+            )
+            continue
+        (member,) = touched
+        if entry.kind == "Identify" and (entry.anonymous_id or member not in created):
+            attributes = {"anonymous_id": entry.anonymous_id} if entry.anonymous_id else {}
+            rewrites.append(JournalRewrite(entry.seq, Identify(stand_in(member), attributes)))
+        else:
+            rewrites.append(JournalRewrite(entry.seq, None))
+        created.add(member)
+    return rewrites
+
+
+def stand_in(cio_id: str) -> str:
+    return f"{FORGOTTEN}{cio_id}"
+
+
+def _event_id(entry: JournalEntry) -> str | None:
+    body = jsonio.loads(entry.record).get("body", {})
+    return body.get("id") if isinstance(body, dict) else None
+
+
+def forget_person(
+    workspace: Workspace, now: datetime, person: Person, anonymous_ids: Sequence[str]
+) -> None:
+    """Rewrite the journal for a person being deleted (before their events go), and
+    journal the delete of their stand-in."""
+    entries = list(workspace.journal())
+    erased = workspace.event_ids_of(person.cio_id)
+    workspace.rewrite_journal(forget(entries, person.cio_id, erased, anonymous_ids))
+    workspace.add_journal(now, DeletePerson(stand_in(person.cio_id)), [person.cio_id])
