@@ -11,7 +11,7 @@ import functools
 import io
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -67,6 +67,23 @@ AtOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 IdentArgument = Annotated[
     str, typer.Argument(metavar="IDENT", help="id, email or cio_<id> of the person.")
+]
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    NDJSON = "ndjson"
+    CSV = "csv"
+
+
+FormatOption = Annotated[
+    Format,
+    typer.Option(
+        "--format",
+        metavar="FORMAT",
+        help="table (Rich on a terminal, unwrapped lines in a pipe), ndjson (one JSON "
+        "record per line) or csv (with a header row).",
+    ),
 ]
 
 
@@ -131,9 +148,11 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
             "cio-anon log --person maya@example.com --tab identified",
             "cio-anon log --tab anonymous --type page --limit 20",
             "cio-anon log --json | jq '.anonymous[].event_id'",
+            "cio-anon log --format csv --limit 10000 > log.csv",
+            "cio-anon log --format ndjson | grep maya@example.com",
         ),
         "0 shown; 1 unknown person, bad cursor or no workspace; "
-        "2 usage (bad --tab, --type, --limit)",
+        "2 usage (bad --tab, --type, --limit, --format, or --json with --format)",
     ),
     "show": (
         (
@@ -146,6 +165,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
         (
             "cio-anon people --limit 20",
             "cio-anon people --json | jq -r '.people[].email'",
+            "cio-anon people --format csv > people.csv",
         ),
         "0 listed; 1 no workspace; 2 usage",
     ),
@@ -318,6 +338,24 @@ def emit(
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     else:
         console().print(text())
+
+
+def _refuse_json_with(format: Format, as_json: bool) -> None:
+    if as_json and format is not Format.TABLE:
+        raise typer.BadParameter(f"--json and --format {format} conflict: give one")
+
+
+def write_records(
+    format: Format,
+    records: Iterable[dict[str, Any]],
+    columns: Sequence[str],
+    csv_row: Callable[[dict[str, Any]], list[object]],
+) -> None:
+    """Records on stdout as NDJSON, or as CSV rows under a header."""
+    if format is Format.NDJSON:
+        sys.stdout.writelines(render.ndjson_lines(records))
+    else:
+        sys.stdout.writelines(render.csv_lines(columns, map(csv_row, records)))
 
 
 @app.command(epilog=epilog("init"))
@@ -561,8 +599,10 @@ def log(
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
+    format: FormatOption = Format.TABLE,
 ) -> None:
     """The activity log: the Identified and Anonymous tabs, newest first."""
+    _refuse_json_with(format, as_json)
     page = run(
         db,
         at,
@@ -578,7 +618,13 @@ def log(
         ),
         write=False,
     )
-    emit(as_json, render.log_json(page), lambda: render.log_text(page))
+    if format is Format.TABLE:
+        emit(as_json, render.log_json(page), lambda: render.log_text(page))
+        return
+    write_records(format, render.log_records(page), render.LOG_CSV_COLUMNS, render.log_csv_row)
+    for tab, cursor in (("identified", page.next_identified), ("anonymous", page.next_anonymous)):
+        if cursor:
+            typer.echo(f"More {tab} rows: --before {cursor}", err=True)
 
 
 @app.command(epilog=epilog("show"))
@@ -606,10 +652,16 @@ def people(
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
+    format: FormatOption = Format.TABLE,
 ) -> None:
     """List people, newest first, with their event counts."""
+    _refuse_json_with(format, as_json)
     found = run(db, at, lambda ws, _: service.list_people(ws, limit=limit), write=False)
-    emit(as_json, render.people_json(found), lambda: render.people_text(found))
+    if format is Format.TABLE:
+        emit(as_json, render.people_json(found), lambda: render.people_text(found))
+    else:
+        records = render.people_records(found)
+        write_records(format, records, render.PEOPLE_CSV_COLUMNS, render.person_csv_row)
 
 
 @app.command(epilog=epilog("explain"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,8 +13,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cio_anon import rules
-from cio_anon.clock import from_unix, to_unix
+from cio_anon import jsonio, rules
+from cio_anon.clock import from_unix, to_iso, to_unix
 from cio_anon.demo import DemoResult
 from cio_anon.models import ActivityType, LogRow, Person, PersonRef, Settings
 from cio_anon.replay import ReplaySummary
@@ -239,6 +241,105 @@ def profile_json(profile: Profile) -> dict[str, Any]:
 
 def people_json(people: list[tuple[Person, int]]) -> dict[str, Any]:
     return {"people": [{**person_record_json(p), "events": n} for p, n in people]}
+
+
+# -- record streams: ndjson and csv -------------------------------------------------
+
+LOG_CSV_COLUMNS = (
+    "tab",
+    "type",
+    "timestamp",
+    "received_at",
+    "name",
+    "event_id",
+    "person_cio_id",
+    "person_id",
+    "person_email",
+    "anonymous_id",
+    "sent_as",
+    "previously_anonymous",
+    "provenance",
+    "can_trigger_campaigns",
+    "rule",
+    "merged_at",
+    "retention_expires_at",
+    "expired",
+    "merged_from",
+    "source",
+    "data",
+)
+"""The columns of `log --format csv`, in order (times as ISO-8601 UTC)."""
+PEOPLE_CSV_COLUMNS = ("cio_id", "id", "email", "created_at", "events", "attributes")
+"""The columns of `people --format csv`, in order."""
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def log_records(page: LogPage) -> Iterator[dict[str, Any]]:
+    """The log as one ACTIVITY per record, each with the `tab` it belongs to."""
+    for tab in ("identified", "anonymous"):
+        for row in getattr(page, tab) or ():
+            yield {"tab": tab, **activity_json(row, page.now)}
+
+
+def people_records(people: list[tuple[Person, int]]) -> list[dict[str, Any]]:
+    return people_json(people)["people"]  # type: ignore[no-any-return]
+
+
+def ndjson_lines(records: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    return (jsonio.dumps(record) + "\n" for record in records)
+
+
+def log_csv_row(record: Mapping[str, Any]) -> list[object]:
+    person = record["person"] or {}
+    merged_from = record["merged_from"]
+    flat = {
+        **record,
+        "person_cio_id": person.get("cio_id"),
+        "person_id": person.get("id"),
+        "person_email": person.get("email"),
+        "merged_from": merged_from and (merged_from["email"] or merged_from["id"]),
+        "data": jsonio.dumps(record["data"]),
+    }
+    for key in ("timestamp", "received_at", "merged_at", "retention_expires_at"):
+        flat[key] = None if flat[key] is None else to_iso(from_unix(flat[key]))
+    return [flat[column] for column in LOG_CSV_COLUMNS]
+
+
+def person_csv_row(record: Mapping[str, Any]) -> list[object]:
+    return [
+        record["cio_id"],
+        record["id"],
+        record["email"],
+        to_iso(from_unix(record["created_at"])),
+        record["events"],
+        jsonio.dumps(record["attributes"]),
+    ]
+
+
+def csv_lines(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterator[str]:
+    """CSV (RFC 4180) with a header row. Empty cells are null; booleans are true/false.
+    A text cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`) is
+    prefixed with `'`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(cell) for cell in row])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():  # no rows: the header alone
+        yield buffer.getvalue()
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return f"'{value}"
+    return value
 
 
 EXPLAIN_FACTS = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -142,3 +144,69 @@ def test_conflicting_options_are_a_usage_error(tmp_path: Path) -> None:
     fixture.write_text('{"type": "track", "anonymousId": "a", "event": "x", "at": 1772355600}\n')
     done = run(tmp_path / "c.db", "check", str(fixture), "--json", "--format", "junit")
     assert done.returncode == 2 and "conflict" in done.stderr and done.stdout == ""
+    for command in ("log", "people"):
+        done = run(tmp_path / "c.db", command, "--json", "--format", "csv")
+        assert done.returncode == 2 and "conflict" in done.stderr and done.stdout == ""
+
+
+def _story(db: Path) -> None:
+    """A merged event, one left anonymous by the window, another anonymous id; names and
+    data with what CSV must quote or neutralise."""
+    calls = [
+        ("track", "=HYPERLINK(1)", "--anonymous-id", LONG_ID, "--event-id", "ev-1"),
+        ("identify", "cust-1", "--anonymous-id", LONG_ID, "--attr", f"email={LONG_EMAIL}"),
+        ("track", "Late, with a comma", "--anonymous-id", LONG_ID, "--event-id", "ev-2"),
+        ("track", "Other", "--anonymous-id", "a-2", "--data", '{"note": "two\\nlines"}'),
+    ]
+    for index, call in enumerate(calls):
+        run(db, *call, at=LATER if index == 2 else AT).check_returncode()
+
+
+def test_log_and_people_as_ndjson_hold_the_json_rows(tmp_path: Path) -> None:
+    db = tmp_path / "nd.db"
+    _story(db)
+    document = json.loads(run(db, "log", "--json").stdout)
+    lines = run(db, "log", "--format", "ndjson").stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r.pop("tab") for r in records] == ["identified"] * len(document["identified"]) + [
+        "anonymous"
+    ] * len(document["anonymous"])
+    assert records == document["identified"] + document["anonymous"]
+    people = [
+        json.loads(line) for line in run(db, "people", "--format", "ndjson").stdout.splitlines()
+    ]
+    assert people == json.loads(run(db, "people", "--json").stdout)["people"]
+
+
+def test_log_and_people_as_csv_read_back_in_a_csv_reader(tmp_path: Path) -> None:
+    db = tmp_path / "csv.db"
+    _story(db)
+    rows = list(csv.DictReader(io.StringIO(run(db, "log", "--format", "csv").stdout, newline="")))
+    by_event = {row["event_id"]: row for row in rows if row["event_id"]}
+    assert by_event["ev-1"]["name"] == "'=HYPERLINK(1)"  # not run as a formula
+    assert by_event["ev-1"]["person_email"] == LONG_EMAIL
+    assert by_event["ev-1"]["previously_anonymous"] == "true"
+    assert by_event["ev-1"]["timestamp"] == AT
+    assert by_event["ev-2"]["name"] == "Late, with a comma"
+    assert by_event["ev-2"]["tab"] == "anonymous" and by_event["ev-2"]["rule"] == "window_closed"
+    other = next(row for row in rows if row["anonymous_id"] == "a-2")
+    assert json.loads(other["data"]) == {"note": "two\nlines"}
+    assert other["person_email"] == ""  # null
+    assert len(rows) == sum(
+        len(v) for k, v in json.loads(run(db, "log", "--json").stdout).items() if k != "next"
+    )
+    people = list(
+        csv.DictReader(io.StringIO(run(db, "people", "--format", "csv").stdout, newline=""))
+    )
+    assert [(p["id"], p["email"], p["events"]) for p in people] == [("cust-1", LONG_EMAIL, "1")]
+
+
+def test_a_page_of_csv_names_the_next_cursor_on_stderr(tmp_path: Path) -> None:
+    db = tmp_path / "page.db"
+    _story(db)
+    first = run(db, "log", "--format", "csv", "--tab", "identified", "--limit", "1")
+    assert len(list(csv.reader(io.StringIO(first.stdout)))) == 2  # header and one row
+    (note,) = first.stderr.splitlines()
+    cursor = note.split("--before ", 1)[1]
+    rest = run(db, "log", "--format", "csv", "--tab", "identified", "--before", cursor)
+    assert rest.returncode == 0 and len(list(csv.reader(io.StringIO(rest.stdout)))) > 1
