@@ -1,12 +1,18 @@
 """Start-up: `cio-anon --help` and one `cio-anon track ...` against `sqlite-utils --help`
-on the same machine (goal: within 1.5x).
+on the same machine (goal: ratio <= 1.0).
 
     python bench/startup.py [--runs 15]
+
+Both are timed as installed: `pip install` compiles a package's bytecode, so sqlite-utils
+has its `.pyc` files; an editable install of cio-anon (or PYTHONDONTWRITEBYTECODE=1)
+leaves none, and every run would compile the sources again. The script compiles
+cio-anon's bytecode first (`compileall`, into `__pycache__`, which git ignores).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import shutil
 import statistics
 import subprocess
@@ -30,6 +36,9 @@ def main() -> None:
     reference = shutil.which("sqlite-utils")
     if cio is None or reference is None:
         raise SystemExit("needs cio-anon and sqlite-utils on PATH (pip install -e .)")
+    import cio_anon
+
+    compileall.compile_dir(Path(cio_anon.__file__).parent, quiet=1)
     with tempfile.TemporaryDirectory() as folder:
         db = str(Path(folder) / "ws.db")
         subprocess.run([cio, "init", "--db", db], capture_output=True, check=True)
@@ -47,7 +56,7 @@ def main() -> None:
         median = statistics.median(values)
         print(
             f"{name:22} median {median * 1000:6.1f} ms  ratio {median / base:.2f}"
-            + ("" if name.startswith("sqlite") else "  (goal <= 1.5)")
+            + ("" if name.startswith("sqlite") else "  (goal <= 1.0)")
         )
     print(f"python {sys.version.split()[0]}, {args.runs} runs each")
 

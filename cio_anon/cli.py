@@ -4,31 +4,31 @@ No SQL and no rules here. Domain errors become one sentence on stderr and exit 1
 one place (`handle_errors`); usage errors exit 2.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Typer reads every command's signature at
+# start-up, and annotations kept as strings would be compiled and evaluated each time.
 import contextlib
 import functools
 import io
-import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console, RenderableType
-from rich.progress import Progress
 
-from cio_anon import __version__, jsonio, render, service
-from cio_anon import demo as demo_module
-from cio_anon import replay as replay_module
+import cio_anon
+from cio_anon import jsonio
 from cio_anon.clock import parse_time, resolve_now
 from cio_anon.errors import CioAnonError, InvalidInput
-from cio_anon.models import ActivityType
+from cio_anon.models import DEFAULT_PATH, MAX_LIMIT, ActivityType
 from cio_anon.rules import EventType
-from cio_anon.workspace import DEFAULT_PATH, Workspace
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from cio_anon.workspace import Workspace
 
 app = typer.Typer(
     name="cio-anon",
@@ -267,9 +267,11 @@ def _refuse_undecodable(values: dict[str, Any]) -> None:
 
 
 def run(
-    db: Path, at: str | None, operation: Callable[[Workspace, datetime], R], *, write: bool
+    db: Path, at: str | None, operation: Callable[["Workspace", datetime], R], *, write: bool
 ) -> R:
     """Resolve the time, open the workspace for one transaction, run one operation."""
+    from cio_anon import service
+
     now = resolve_now(at)
     with service.opened(db, now, write=write) as workspace:
         return operation(workspace, now)
@@ -315,9 +317,11 @@ PIPE_WIDTH = 1_000_000
 """Output that is not a terminal is never wrapped or cut: one record, one line."""
 
 
-def console(*, stderr: bool = False) -> Console:
+def console(*, stderr: bool = False) -> "Console":
     """A console fitted to the terminal; on a pipe or a file, as wide as any line.
     (Rich's TTY_COMPATIBLE=1 or FORCE_COLOR make a pipe count as a terminal.)"""
+    from rich.console import Console
+
     fitted = Console(highlight=False, stderr=stderr)
     if fitted.is_terminal:
         return fitted
@@ -327,15 +331,15 @@ def console(*, stderr: bool = False) -> Console:
 def emit(
     as_json: bool,
     document: dict[str, Any],
-    text: Callable[[], RenderableType],
-    diagnostics: Sequence[RenderableType] = (),
+    text: Callable[[], "RenderableType"],
+    diagnostics: Sequence["RenderableType"] = (),
 ) -> None:
     """Print the JSON document, or the Rich rendering, on stdout; diagnostics and
     warnings on stderr (with --json too: the document also holds them)."""
     if diagnostics:
         console(stderr=True).print(*diagnostics)
     if as_json:
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(jsonio.dumps_indented(document) + "\n")
     else:
         console().print(text())
 
@@ -352,6 +356,8 @@ def write_records(
     csv_row: Callable[[dict[str, Any]], list[object]],
 ) -> None:
     """Records on stdout as NDJSON, or as CSV rows under a header."""
+    from cio_anon import render
+
     if format is Format.NDJSON:
         sys.stdout.writelines(render.ndjson_lines(records))
     else:
@@ -374,6 +380,8 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create a workspace. Merging is on unless it was created before 2021-07-01."""
+    from cio_anon import render, service
+
     now = resolve_now(at)
     created = None if created_at is None else parse_time(created_at, what="--created-at time")
     settings = service.init_workspace(db, now, created_at=created, force=force)
@@ -397,6 +405,8 @@ def settings(
     as_json: JsonOption = False,
 ) -> None:
     """Show the workspace settings, or change anonymous merging."""
+    from cio_anon import render, service
+
     result = run(
         db,
         at,
@@ -437,6 +447,8 @@ def track(
     as_json: JsonOption = False,
 ) -> None:
     """Record one event for a person, an anonymous_id, or an invite recipient."""
+    from cio_anon import render, service
+
     given = [
         flag
         for flag, value in (
@@ -501,6 +513,8 @@ def identify(
 
     An attribute set to "" is removed; `_update: true` refuses to create a person.
     """
+    from cio_anon import render, service
+
     attributes = collect_attributes(attr or [], attrs)
     result = run(
         db,
@@ -538,6 +552,8 @@ def merge(
     as_json: JsonOption = False,
 ) -> None:
     """Merge two people (Customer.io's Merge People). It cannot be undone."""
+    from cio_anon import render, service
+
     result = run(
         db,
         at,
@@ -561,6 +577,8 @@ def purge(
     as_json: JsonOption = False,
 ) -> None:
     """Delete anonymous events that stayed unmerged past the 30-day retention."""
+    from cio_anon import render, service
+
     now = resolve_now(at)
     result = service.purge_in_chunks(db, now, dry_run=dry_run)
     emit(as_json, render.purge_json(result), lambda: render.purge_text(result))
@@ -590,7 +608,7 @@ def log(
         ),
     ] = None,
     limit: Annotated[
-        int, typer.Option(metavar="N", min=1, max=service.MAX_LIMIT, help="Rows per tab.")
+        int, typer.Option(metavar="N", min=1, max=MAX_LIMIT, help="Rows per tab.")
     ] = 50,
     before: Annotated[
         str | None,
@@ -602,6 +620,8 @@ def log(
     format: FormatOption = Format.TABLE,
 ) -> None:
     """The activity log: the Identified and Anonymous tabs, newest first."""
+    from cio_anon import render, service
+
     _refuse_json_with(format, as_json)
     page = run(
         db,
@@ -622,9 +642,9 @@ def log(
         emit(as_json, render.log_json(page), lambda: render.log_text(page))
         return
     write_records(format, render.log_records(page), render.LOG_CSV_COLUMNS, render.log_csv_row)
-    for tab, cursor in (("identified", page.next_identified), ("anonymous", page.next_anonymous)):
+    for name, cursor in (("identified", page.next_identified), ("anonymous", page.next_anonymous)):
         if cursor:
-            typer.echo(f"More {tab} rows: --before {cursor}", err=True)
+            typer.echo(f"More {name} rows: --before {cursor}", err=True)
 
 
 @app.command(epilog=epilog("show"))
@@ -637,6 +657,8 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One profile: identifiers, attributes, anonymous ids, event counts, merge history."""
+    from cio_anon import render, service
+
     profile = run(db, at, lambda ws, now: service.show(ws, now, identifier=identifier), write=False)
     emit(as_json, render.profile_json(profile), lambda: render.profile_text(profile))
 
@@ -647,7 +669,7 @@ def people(
     *,
     limit: Annotated[
         int,
-        typer.Option(metavar="N", min=1, max=service.MAX_LIMIT, help="How many people to list."),
+        typer.Option(metavar="N", min=1, max=MAX_LIMIT, help="How many people to list."),
     ] = 100,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
@@ -655,6 +677,8 @@ def people(
     format: FormatOption = Format.TABLE,
 ) -> None:
     """List people, newest first, with their event counts."""
+    from cio_anon import render, service
+
     _refuse_json_with(format, as_json)
     found = run(db, at, lambda ws, _: service.list_people(ws, limit=limit), write=False)
     if format is Format.TABLE:
@@ -674,6 +698,8 @@ def explain(
     as_json: JsonOption = False,
 ) -> None:
     """Why an event is where it is: its status, the rule code, and the times behind it."""
+    from cio_anon import render, service
+
     explanation = run(
         db, at, lambda ws, now: service.explain(ws, now, event_id=event_id), write=False
     )
@@ -691,6 +717,8 @@ def delete(
 ) -> None:
     """Delete a person with their events and activities; their anonymous ids stay
     assigned, to nobody."""
+    from cio_anon import render, service
+
     result = run(
         db, at, lambda ws, now: service.delete_person(ws, now, identifier=identifier), write=True
     )
@@ -716,8 +744,9 @@ def export(
 ) -> None:
     """Write the workspace (or one person's history) as a replayable fixture: NDJSON on
     stdout, the calls it was given in order, each with its receive time."""
+    from cio_anon import service
 
-    def write(workspace: Workspace, _: datetime) -> None:
+    def write(workspace: "Workspace", _: datetime) -> None:
         lines = (jsonio.dumps(record) for record in service.export(workspace, person=person))
         if not as_json:
             sys.stdout.writelines(f"{line}\n" for line in lines)
@@ -754,6 +783,9 @@ def replay(
 
     Exits 1 when a record is invalid or an expectation fails.
     """
+    from cio_anon import render
+    from cio_anon import replay as replay_module
+
     now = resolve_now(at)
     with _progress(files) as advance:
         summary = replay_module.replay_into(db, now, files, keep_going=keep_going, progress=advance)
@@ -770,6 +802,11 @@ def replay(
 @contextlib.contextmanager
 def _progress(files: list[Path]) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on stderr for large replays, when stderr is a terminal."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from cio_anon import replay as replay_module
+
     if not sys.stderr.isatty():
         yield None
         return
@@ -803,6 +840,9 @@ def demo(
 ) -> None:
     """Replay the bundled shopper scenario into a fresh workspace; show both tabs and
     the shopper's profile."""
+    from cio_anon import demo as demo_module
+    from cio_anon import render
+
     now = resolve_now(at)
     with demo_module.workspace_path(db) as path:
         result = demo_module.run(path, now, show_at=now if at is not None else None)
@@ -885,7 +925,7 @@ def serve(
     )
     running = server.Server(config)
     if as_json:
-        typer.echo(json.dumps({"listening": running.url, "workspace": str(db)}))
+        typer.echo(jsonio.dumps({"listening": running.url, "workspace": str(db)}))
     else:  # one unwrapped line: scripts wait for it
         typer.echo(f"cio-anon serve: listening on {running.url}, writing {db}")
     sys.stdout.flush()
@@ -939,6 +979,8 @@ def check(
     """Replay fixtures into a throwaway workspace and report tracking-plan, naming,
     privacy, payload and identity findings. Exit 1 when a finding reaches --fail-on,
     2 for a broken plan. (--db is not used: the workspace is thrown away.)"""
+    from rich.console import Console
+
     from cio_anon import check as check_module
     from cio_anon import plan as plan_module
     from cio_anon import report
@@ -1006,7 +1048,7 @@ def plan_infer(
 
     inferred = check_module.infer_plan(fixtures, resolve_now(at))
     text = (
-        json.dumps(inferred, indent=2)
+        jsonio.dumps_indented(inferred)
         if as_json
         else yaml.safe_dump(inferred, sort_keys=False, allow_unicode=True)
     )
@@ -1015,7 +1057,7 @@ def plan_infer(
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"cio-anon {__version__}")
+        typer.echo(f"cio-anon {cio_anon.__version__}")
         raise typer.Exit()
 
 

@@ -2,9 +2,10 @@
 
 A TIME is ISO-8601 (a value without an offset is UTC) or Unix seconds, given as a
 number or a numeric string. Everything is returned as an aware UTC `datetime`: pendulum
-parses, but instants are plain datetimes (pendulum's own objects cost twenty times
-more to create and add to, which the replay hot path cannot afford); durations are
-pendulum's.
+parses ISO-8601, but instants are plain datetimes and the rules' durations plain
+timedeltas (pendulum's own objects cost twenty times more to create and add to, which
+the replay hot path cannot afford). pendulum is imported on the first ISO-8601 value,
+so a command given none does not pay for it at start-up.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import math
 import os
 import re
 from datetime import UTC, datetime
-
-import pendulum
 
 from cio_anon.errors import InvalidInput
 
@@ -71,6 +70,8 @@ def _from_seconds(seconds: float, what: str, original: object) -> datetime:
 
 
 def _from_iso(text: str, what: str) -> datetime:
+    import pendulum  # noqa: PLC0415 (only when a value is ISO-8601: see the module doc)
+
     parsed: object = None
     if _STARTS_WITH_DATE.match(text):
         try:

@@ -19,3 +19,8 @@ def loads(text: str | bytes) -> Any:
 def dumps(value: Any) -> str:
     """Compact JSON text; raises TypeError for what JSON cannot carry."""
     return orjson.dumps(value).decode()
+
+
+def dumps_indented(value: Any) -> str:
+    """JSON for people to read: two-space indent, non-ASCII as is, no trailing newline."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cio_anon.rules import Provenance, Rule
+
+DEFAULT_PATH = Path("cio_anon.db")
+"""The workspace file when neither --db nor CIO_ANON_DB names one."""
+MAX_LIMIT = 100_000
+"""The most rows one page of the log (or the people list) holds."""
 
 
 @dataclass(frozen=True)

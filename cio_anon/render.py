@@ -7,17 +7,14 @@ import io
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from cio_anon import jsonio, rules
 from cio_anon.clock import from_unix, to_iso, to_unix
-from cio_anon.demo import DemoResult
 from cio_anon.models import ActivityType, LogRow, Person, PersonRef, Settings
-from cio_anon.replay import ReplaySummary
 from cio_anon.service import (
     DeleteResult,
     Explanation,
@@ -29,6 +26,12 @@ from cio_anon.service import (
     TrackResult,
     Warning,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from cio_anon.demo import DemoResult
+    from cio_anon.replay import ReplaySummary
 
 MERGED_MARKER = "◐ was anonymous"
 
@@ -45,6 +48,13 @@ def visible(text: str) -> str:
 def _text(text: str, style: str = "") -> Text:
     """Printed text holding user data: never markup, no control characters."""
     return Text(visible(text), style=style)
+
+
+def _table(*columns: str, **options: Any) -> Table:
+    """A Rich table (rich.table is imported by the commands that print one, not by all)."""
+    from rich.table import Table
+
+    return Table(*columns, **options)
 
 
 def _add_row(table: Table, *cells: str | Text) -> None:
@@ -431,7 +441,7 @@ def _unix_text(value: object) -> str:
 def log_text(page: LogPage) -> RenderableType:
     parts: list[RenderableType] = []
     if page.identified is not None:
-        table = Table(title="Identified", title_justify="left", expand=False)
+        table = _table(title="Identified", title_justify="left", expand=False)
         for column in ("Time (UTC)", "Person", "Type", "Activity", "Note"):
             table.add_column(column, overflow="fold")
         for row in page.identified:
@@ -450,7 +460,7 @@ def log_text(page: LogPage) -> RenderableType:
             table.caption = f"older: --before {page.next_identified}"
         parts.append(table)
     if page.anonymous is not None:
-        table = Table(title="Anonymous", title_justify="left", expand=False)
+        table = _table(title="Anonymous", title_justify="left", expand=False)
         for column in ("Time (UTC)", "Anonymous ID / Recipient", "Type", "Name", "Retention"):
             table.add_column(column, overflow="fold")
         for row in page.anonymous:
@@ -514,7 +524,7 @@ def merge_text(result: MergeResult) -> RenderableType:
 
 def purge_text(result: PurgeResult) -> RenderableType:
     head = "Would delete" if result.dry_run else "Deleted"
-    table = Table(title=f"{head} {result.total} expired anonymous event(s)", title_justify="left")
+    table = _table(title=f"{head} {result.total} expired anonymous event(s)", title_justify="left")
     table.add_column("Anonymous ID")
     table.add_column("Events", justify="right")
     for anonymous_id, count in sorted(result.deleted.items()):
@@ -523,7 +533,7 @@ def purge_text(result: PurgeResult) -> RenderableType:
 
 
 def settings_text(settings: Settings) -> RenderableType:
-    table = Table(show_header=False)
+    table = _table(show_header=False)
     _add_row(table, "created_at", time_text(settings.created_at))
     _add_row(table, "anonymous_merge", "on" if settings.anonymous_merge else "off")
     return table
@@ -531,7 +541,7 @@ def settings_text(settings: Settings) -> RenderableType:
 
 def profile_text(profile: Profile) -> RenderableType:
     person = profile.person
-    ident = Table(title=_text(person.ref().label), title_justify="left", show_header=False)
+    ident = _table(title=_text(person.ref().label), title_justify="left", show_header=False)
     _add_row(ident, "cio_id", person.cio_id)
     _add_row(ident, "id", person.id or "—")
     _add_row(ident, "email", person.email or "—")
@@ -539,7 +549,7 @@ def profile_text(profile: Profile) -> RenderableType:
     for name, value in sorted(person.attributes.items()):
         _add_row(ident, name, str(value))
     counts = profile.counts
-    events = Table(title="Events", title_justify="left")
+    events = _table(title="Events", title_justify="left")
     for column in ("total", "tracked", "merged", "inherited", "campaign-eligible"):
         events.add_column(column, justify="right")
     _add_row(
@@ -555,12 +565,12 @@ def profile_text(profile: Profile) -> RenderableType:
             ),
         ),
     )
-    anon = Table(title="Anonymous IDs", title_justify="left")
+    anon = _table(title="Anonymous IDs", title_justify="left")
     anon.add_column("anonymous_id")
     anon.add_column("assigned at (UTC)")
     for a in profile.anonymous_ids:
         _add_row(anon, a.anonymous_id, time_text(a.assigned_at))
-    merges = Table(title="Merge history", title_justify="left")
+    merges = _table(title="Merge history", title_justify="left")
     merges.add_column("Time (UTC)")
     merges.add_column("Activity")
     for row in profile.merges:
@@ -569,7 +579,7 @@ def profile_text(profile: Profile) -> RenderableType:
 
 
 def people_text(people: list[tuple[Person, int]]) -> RenderableType:
-    table = Table(title=f"{len(people)} people", title_justify="left")
+    table = _table(title=f"{len(people)} people", title_justify="left")
     for column in ("cio_id", "id", "email", "created (UTC)", "events"):
         table.add_column(column)
     for person, count in people:
@@ -602,7 +612,7 @@ def explain_text(explanation: Explanation) -> RenderableType:
         )
     if explanation.source:
         lines.append(_text(f"Source: {explanation.source}"))
-    facts = Table(show_header=False, title="Facts (UTC)", title_justify="left")
+    facts = _table(show_header=False, title="Facts (UTC)", title_justify="left")
     for name, value in decision.facts.items():
         _add_row(facts, name, time_text(value) if isinstance(value, datetime) else str(value))
     lines.append(facts)
@@ -635,7 +645,7 @@ def replay_json(summary: ReplaySummary) -> dict[str, Any]:
 
 def replay_text(summary: ReplaySummary) -> RenderableType:
     tally = summary.tally
-    table = Table(title="Replay", title_justify="left", show_header=False)
+    table = _table(title="Replay", title_justify="left", show_header=False)
     rows = [
         ("records", tally.records),
         ("applied", tally.applied),

@@ -9,23 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
-
-import pendulum
-from pendulum import Duration, duration
 
 from cio_anon import jsonio
 from cio_anon.errors import InvalidInput, RuleViolation
 
-RETENTION: Duration = duration(days=30)
+RETENTION = timedelta(days=30)
 """How long Customer.io keeps an anonymous event that has not merged."""
-MERGE_WINDOW: Duration = duration(minutes=5)
+MERGE_WINDOW = timedelta(minutes=5)
 """How long after an identify events for its anonymous_id still merge on arrival."""
-CAMPAIGN_WINDOW: Duration = duration(hours=72)
+CAMPAIGN_WINDOW = timedelta(hours=72)
 """How old an event may be, when it becomes a person's, and still trigger campaigns."""
-MERGE_ON_BY_DEFAULT_SINCE: datetime = pendulum.datetime(2021, 7, 1, tz="UTC")
+MERGE_ON_BY_DEFAULT_SINCE = datetime(2021, 7, 1, tzinfo=UTC)
 """Workspaces created from this day on have anonymous merging on by default."""
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ from cio_anon.models import (
     Tombstone,
 )
 from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule, email_key
-
-DEFAULT_PATH = Path("cio_anon.db")
 
 PRAGMAS = (
     # In WAL mode (set when the file is created) NORMAL never corrupts the file on a
@@ -198,7 +195,7 @@ class Workspace:
         """Make a complete workspace beside `path` and link it into place, so no other
         process ever opens a half-made file. False when another process got there first
         (its workspace is then the one used)."""
-        spare = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
+        spare = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.new")
         try:
             os.close(os.open(spare, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except OSError as error:

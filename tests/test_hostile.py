@@ -37,7 +37,10 @@ def invoke(args: list[str], db: Path) -> Any:
     assert "Traceback" not in result.output
     assert result.exit_code in (0, 1, 2), result.output
     if result.exit_code == 1:  # a sentence on stderr, or a replay summary saying what failed
-        assert result.stderr.startswith("Error: ") or "invalid" in result.stderr, result.output
+        said = ("Error: ", "invalid", "expectation failed: ")
+        assert result.stderr.startswith(said[0]) or any(s in result.stderr for s in said[1:]), (
+            result.output
+        )
     return result
 
 

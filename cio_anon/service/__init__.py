@@ -12,6 +12,7 @@ are decided in `rules`; the SQL lives in `workspace`; the service only sequences
 - `shared`: warnings, finding a person, placing and attaching anonymous events
 """
 
+from cio_anon.models import MAX_LIMIT
 from cio_anon.service.events import (
     PURGE_CHUNK,
     PurgeResult,
@@ -33,7 +34,6 @@ from cio_anon.service.people import (
     set_anonymous_traits,
 )
 from cio_anon.service.queries import (
-    MAX_LIMIT,
     TABS,
     Explanation,
     LogPage,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +34,7 @@ from cio_anon.workspace import Workspace
 def new_event_id(now: datetime) -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, in Crockford base32."""
     alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    value = (int(now.timestamp() * 1000) << 80) | secrets.randbits(80)
+    value = (int(now.timestamp() * 1000) << 80) | int.from_bytes(os.urandom(10))
     return "".join(alphabet[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 

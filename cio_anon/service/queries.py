@@ -7,13 +7,12 @@ from datetime import datetime
 
 from cio_anon import rules
 from cio_anon.errors import InvalidInput, NotFound
-from cio_anon.models import ActivityType, EventCounts, LogRow, Person, PersonRef
+from cio_anon.models import MAX_LIMIT, ActivityType, EventCounts, LogRow, Person, PersonRef
 from cio_anon.rules import Assignment, Decision, Provenance
 from cio_anon.service.shared import anonymous_ids_of, campaign_of, find_person
 from cio_anon.workspace import LogFilter, Workspace, activity_row
 
 TABS = ("identified", "anonymous")
-MAX_LIMIT = 100_000
 
 
 def _check_limit(limit: int) -> None:
