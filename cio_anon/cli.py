@@ -356,12 +356,12 @@ def write_records(
     csv_row: Callable[[dict[str, Any]], list[object]],
 ) -> None:
     """Records on stdout as NDJSON, or as CSV rows under a header."""
-    from cio_anon import render
+    from cio_anon import documents
 
     if format is Format.NDJSON:
-        sys.stdout.writelines(render.ndjson_lines(records))
+        sys.stdout.writelines(documents.ndjson_lines(records))
     else:
-        sys.stdout.writelines(render.csv_lines(columns, map(csv_row, records)))
+        sys.stdout.writelines(documents.csv_lines(columns, map(csv_row, records)))
 
 
 @app.command(epilog=epilog("init"))
@@ -380,12 +380,12 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create a workspace. Merging is on unless it was created before 2021-07-01."""
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     now = resolve_now(at)
     created = None if created_at is None else parse_time(created_at, what="--created-at time")
     settings = service.init_workspace(db, now, created_at=created, force=force)
-    emit(as_json, render.settings_json(settings), lambda: render.settings_text(settings))
+    emit(as_json, documents.settings_json(settings), lambda: render.settings_text(settings))
 
 
 @app.command(epilog=epilog("settings"))
@@ -405,7 +405,7 @@ def settings(
     as_json: JsonOption = False,
 ) -> None:
     """Show the workspace settings, or change anonymous merging."""
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     result = run(
         db,
@@ -413,7 +413,7 @@ def settings(
         lambda ws, now: service.update_settings(ws, now, anonymous_merge=anonymous_merge),
         write=anonymous_merge is not None,
     )
-    emit(as_json, render.settings_json(result), lambda: render.settings_text(result))
+    emit(as_json, documents.settings_json(result), lambda: render.settings_text(result))
 
 
 @app.command(epilog=epilog("track"))
@@ -447,7 +447,7 @@ def track(
     as_json: JsonOption = False,
 ) -> None:
     """Record one event for a person, an anonymous_id, or an invite recipient."""
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     given = [
         flag
@@ -484,7 +484,7 @@ def track(
     )
     emit(
         as_json,
-        render.track_json(result),
+        documents.track_json(result),
         lambda: render.track_text(result),
         render.warnings_text(result.warnings),
     )
@@ -513,7 +513,7 @@ def identify(
 
     An attribute set to "" is removed; `_update: true` refuses to create a person.
     """
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     attributes = collect_attributes(attr or [], attrs)
     result = run(
@@ -530,7 +530,7 @@ def identify(
     )
     emit(
         as_json,
-        render.identify_json(result),
+        documents.identify_json(result),
         lambda: render.identify_text(result),
         render.warnings_text(result.warnings),
     )
@@ -552,7 +552,7 @@ def merge(
     as_json: JsonOption = False,
 ) -> None:
     """Merge two people (Customer.io's Merge People). It cannot be undone."""
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     result = run(
         db,
@@ -562,7 +562,7 @@ def merge(
         ),
         write=not dry_run,
     )
-    emit(as_json, render.merge_json(result), lambda: render.merge_text(result))
+    emit(as_json, documents.merge_json(result), lambda: render.merge_text(result))
 
 
 @app.command(epilog=epilog("purge"))
@@ -577,11 +577,11 @@ def purge(
     as_json: JsonOption = False,
 ) -> None:
     """Delete anonymous events that stayed unmerged past the 30-day retention."""
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     now = resolve_now(at)
     result = service.purge_in_chunks(db, now, dry_run=dry_run)
-    emit(as_json, render.purge_json(result), lambda: render.purge_text(result))
+    emit(as_json, documents.purge_json(result), lambda: render.purge_text(result))
 
 
 @app.command(epilog=epilog("log"))
@@ -620,7 +620,7 @@ def log(
     format: FormatOption = Format.TABLE,
 ) -> None:
     """The activity log: the Identified and Anonymous tabs, newest first."""
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     _refuse_json_with(format, as_json)
     page = run(
@@ -639,9 +639,11 @@ def log(
         write=False,
     )
     if format is Format.TABLE:
-        emit(as_json, render.log_json(page), lambda: render.log_text(page))
+        emit(as_json, documents.log_json(page), lambda: render.log_text(page))
         return
-    write_records(format, render.log_records(page), render.LOG_CSV_COLUMNS, render.log_csv_row)
+    write_records(
+        format, documents.log_records(page), documents.LOG_CSV_COLUMNS, documents.log_csv_row
+    )
     for name, cursor in (("identified", page.next_identified), ("anonymous", page.next_anonymous)):
         if cursor:
             typer.echo(f"More {name} rows: --before {cursor}", err=True)
@@ -657,10 +659,10 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One profile: identifiers, attributes, anonymous ids, event counts, merge history."""
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     profile = run(db, at, lambda ws, now: service.show(ws, now, identifier=identifier), write=False)
-    emit(as_json, render.profile_json(profile), lambda: render.profile_text(profile))
+    emit(as_json, documents.profile_json(profile), lambda: render.profile_text(profile))
 
 
 @app.command(epilog=epilog("people"))
@@ -677,15 +679,15 @@ def people(
     format: FormatOption = Format.TABLE,
 ) -> None:
     """List people, newest first, with their event counts."""
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     _refuse_json_with(format, as_json)
     found = run(db, at, lambda ws, _: service.list_people(ws, limit=limit), write=False)
     if format is Format.TABLE:
-        emit(as_json, render.people_json(found), lambda: render.people_text(found))
+        emit(as_json, documents.people_json(found), lambda: render.people_text(found))
     else:
-        records = render.people_records(found)
-        write_records(format, records, render.PEOPLE_CSV_COLUMNS, render.person_csv_row)
+        records = documents.people_records(found)
+        write_records(format, records, documents.PEOPLE_CSV_COLUMNS, documents.person_csv_row)
 
 
 @app.command(epilog=epilog("explain"))
@@ -698,12 +700,12 @@ def explain(
     as_json: JsonOption = False,
 ) -> None:
     """Why an event is where it is: its status, the rule code, and the times behind it."""
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     explanation = run(
         db, at, lambda ws, now: service.explain(ws, now, event_id=event_id), write=False
     )
-    emit(as_json, render.explain_json(explanation), lambda: render.explain_text(explanation))
+    emit(as_json, documents.explain_json(explanation), lambda: render.explain_text(explanation))
 
 
 @app.command(epilog=epilog("delete"))
@@ -717,12 +719,12 @@ def delete(
 ) -> None:
     """Delete a person with their events and activities; their anonymous ids stay
     assigned, to nobody."""
-    from cio_anon import render, service
+    from cio_anon import documents, render, service
 
     result = run(
         db, at, lambda ws, now: service.delete_person(ws, now, identifier=identifier), write=True
     )
-    emit(as_json, render.delete_json(result), lambda: render.delete_text(result))
+    emit(as_json, documents.delete_json(result), lambda: render.delete_text(result))
 
 
 @app.command(epilog=epilog("export"))
@@ -783,7 +785,7 @@ def replay(
 
     Exits 1 when a record is invalid or an expectation fails.
     """
-    from cio_anon import render
+    from cio_anon import documents, render
     from cio_anon import replay as replay_module
 
     now = resolve_now(at)
@@ -791,7 +793,7 @@ def replay(
         summary = replay_module.replay_into(db, now, files, keep_going=keep_going, progress=advance)
     emit(
         as_json,
-        render.replay_json(summary),
+        documents.replay_json(summary),
         lambda: render.replay_text(summary),
         render.replay_diagnostics(summary),
     )
@@ -841,12 +843,12 @@ def demo(
     """Replay the bundled shopper scenario into a fresh workspace; show both tabs and
     the shopper's profile."""
     from cio_anon import demo as demo_module
-    from cio_anon import render
+    from cio_anon import documents, render
 
     now = resolve_now(at)
     with demo_module.workspace_path(db) as path:
         result = demo_module.run(path, now, show_at=now if at is not None else None)
-    emit(as_json, render.demo_json(result), lambda: render.demo_text(result))
+    emit(as_json, documents.demo_json(result), lambda: render.demo_text(result))
     if not result.summary.ok:
         raise typer.Exit(1)
 

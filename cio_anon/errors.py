@@ -1,10 +1,14 @@
-"""The exceptions domain code raises; only the CLI turns them into exit codes."""
+"""The exceptions domain code raises. Each carries the HTTP status `serve` answers it
+with (as Click's exceptions carry their exit code); the CLI turns any of them into one
+sentence on stderr and exit 1."""
 
 from __future__ import annotations
 
 
 class CioAnonError(Exception):
     """A request that was understood but refused or failed: one sentence for the user."""
+
+    status = 400
 
 
 class InvalidInput(CioAnonError):
@@ -22,6 +26,10 @@ class RuleViolation(CioAnonError):
 class NotFound(CioAnonError):
     """A person, event or workspace that does not exist."""
 
+    status = 404
+
 
 class WorkspaceError(CioAnonError):
     """The workspace file cannot be used: missing, not ours, or from a newer version."""
+
+    status = 503

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cio_anon import jsonio, render, rules, service
+from cio_anon import documents, jsonio, rules, service
 from cio_anon.errors import CioAnonError, InvalidInput, NotFound, RuleViolation, WorkspaceError
 from cio_anon.ingest import (
     MethodNotAllowed,
@@ -382,13 +382,13 @@ class Api:
                     before=query.get("before"),
                 )
             )
-            return Reply(200, render.log_json(page))
+            return Reply(200, documents.log_json(page))
         if name == "profile" and len(route) == 2:
             profile = self._query(lambda ws: service.show(ws, now, identifier=route[1]))
-            return Reply(200, render.profile_json(profile))
+            return Reply(200, documents.profile_json(profile))
         if name == "explain" and len(route) == 2:
             found = self._query(lambda ws: service.explain(ws, now, event_id=route[1]))
-            return Reply(200, render.explain_json(found))
+            return Reply(200, documents.explain_json(found))
         if name == "summary":
             return Reply(200, self._query(lambda ws: ws.summary()))
         raise Reply(404, {"error": f"No such inspection path: {parts.path}"})

@@ -300,11 +300,11 @@ def test_record_then_replay_gives_the_same_workspace(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh.db"
     summary = replay_into(fresh, T0, [record])
     assert summary.ok, summary.invalid
-    from cio_anon import render, service
+    from cio_anon import documents, service
 
     with service.opened(fresh, T0, write=False) as workspace:
-        profile = render.profile_json(service.show(workspace, T0, identifier="rec@x.io"))
-        log = render.log_json(service.activity_log(workspace, T0))
+        profile = documents.profile_json(service.show(workspace, T0, identifier="rec@x.io"))
+        log = documents.log_json(service.activity_log(workspace, T0))
     assert profile == served_profile
 
     def strip(page: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,11 +16,15 @@ from cio_anon.errors import InvalidInput
 
 
 class UnknownPath(InvalidInput):
-    """A request to a path that is not part of the API (HTTP 404)."""
+    """A request to a path that is not part of the API."""
+
+    status = 404
 
 
 class MethodNotAllowed(InvalidInput):
-    """A request with a method the path does not take (HTTP 405)."""
+    """A request with a method the path does not take."""
+
+    status = 405
 
 
 @dataclass(frozen=True)
