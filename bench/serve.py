@@ -1,7 +1,9 @@
 """`cio-anon serve` under load: 16 concurrent keep-alive clients on loopback (goal: at
-least 2,000 requests/s sustained, p99 under 50 ms, and every 200 in the workspace).
+least 2,000 requests/s sustained, p99 under 50 ms, and every 200 in the workspace); then
+1,000 slow connections each holding an unfinished body while one normal client works
+(goal: its p99 stays under 200 ms), with the server's memory before and after.
 
-    python bench/serve.py [--clients 16] [--seconds 10] [--processes 4]
+    python bench/serve.py [--clients 16] [--seconds 10] [--processes 4] [--slow 1000]
 
 The clients run in separate processes (threads inside each), so the load generator
 does not share the server's interpreter.
@@ -71,6 +73,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--slow", type=int, default=1000)
     args = parser.parse_args()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -78,7 +81,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "served.db"
         server = subprocess.Popen(
-            [sys.executable, "-m", "cio_anon", "serve", "--port", str(port), "--db", str(db)],
+            [sys.executable, "-m", "cio_anon", "serve", "--port", str(port), "--db", str(db)]
+            + ["--quiet"],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -103,6 +107,7 @@ def main() -> None:
         connection.request("GET", "/_cio-anon/summary")
         summary = json.loads(connection.getresponse().read())
         connection.close()
+        slow = slow_connections(port, server.pid, args.slow, seconds=min(args.seconds, 5.0))
         server.terminate()
         server.wait(timeout=30)
     ok = sum(g[0] for g in gathered)
@@ -121,6 +126,56 @@ def main() -> None:
         f"events in the workspace afterwards: {summary['events']:,} "
         f"({'every 200 is there' if summary['events'] == ok else 'MISSING EVENTS'})"
     )
+    print(
+        f"{args.slow:,} slow connections held open (each an unfinished 5 MB body): a normal "
+        f"client's p99 {slow['p99'] * 1000:.1f} ms over {slow['requests']:,} requests "
+        f"(goal < 200 ms); server memory {slow['rss_before'] / 1e6:.0f} MB before, "
+        f"{slow['rss_during'] / 1e6:.0f} MB while held"
+    )
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def slow_connections(port: int, pid: int, count: int, seconds: float) -> dict[str, float]:
+    """Open `count` connections that each send headers declaring a 5 MB body and 64 KB
+    of it, then stall; meanwhile one keep-alive client posts tracks."""
+    before = rss(pid)
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(
+            b"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 5000000\r\n\r\n" + b"x" * 65536
+        )
+        held.append(sock)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    index = 0
+    while time.perf_counter() < deadline:
+        index += 1
+        body = json.dumps({"anonymous_id": "n", "name": "Normal", "id": f"slow-phase-{index}"})
+        start = time.perf_counter()
+        connection.request("POST", "/api/v1/events", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - start)
+    during = rss(pid)
+    connection.close()
+    for sock in held:
+        sock.close()
+    latencies.sort()
+    return {
+        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "requests": len(latencies),
+        "rss_before": before,
+        "rss_during": during,
+    }
 
 
 if __name__ == "__main__":

@@ -207,9 +207,11 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
     "serve": (
         (
             "cio-anon serve --port 8080 --record calls.ndjson",
-            "cio-anon serve --site-id s --api-key k --write-key w",
+            "cio-anon serve --site-id s --api-key k --write-key w --inspect-token t",
+            "cio-anon serve --host 0.0.0.0 --write-key w --allowed-host cio.test --quiet",
         ),
-        "0 stopped cleanly (Ctrl-C, SIGTERM); 1 cannot start (port, TLS files); 2 usage",
+        "0 stopped cleanly (Ctrl-C, SIGTERM); "
+        "1 cannot start (port, TLS files, record file, no credentials off loopback); 2 usage",
     ),
     "check": (
         (
@@ -891,6 +893,22 @@ def serve(
             help="Data Pipelines API key (env CIO_ANON_WRITE_KEY).",
         ),
     ] = None,
+    inspect_token: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TOKEN",
+            envvar="CIO_ANON_INSPECT_TOKEN",
+            help="Bearer token for the inspection API (env CIO_ANON_INSPECT_TOKEN).",
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME",
+            help="Also answer requests whose Host header is NAME (repeatable).",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No access log on stderr.")] = False,
     clock_start: Annotated[
         str | None,
         typer.Option(metavar="TIME", help="Let the clock run from TIME instead of now."),
@@ -909,7 +927,8 @@ def serve(
     as_json: JsonOption = False,
 ) -> None:
     """Serve Customer.io's Track API v1/v2 and Data Pipelines locally, plus an inspection
-    API under /_cio-anon/. Ctrl-C or SIGTERM stops it cleanly."""
+    API under /_cio-anon/. With any credential given, every route needs one. One access
+    log line per request on stderr. Ctrl-C or SIGTERM stops it cleanly."""
     from cio_anon import server
 
     config = server.ServerConfig(
@@ -920,6 +939,9 @@ def serve(
         site_id=site_id,
         api_key=api_key,
         write_key=write_key,
+        inspect_token=inspect_token,
+        allowed_hosts=tuple(allowed_host or ()),
+        quiet=quiet,
         fixed_now=None if at is None else parse_time(at, what="--at time"),
         clock_start=None if clock_start is None else parse_time(clock_start, what="--clock-start"),
         tls_cert=tls_cert,

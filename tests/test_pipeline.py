@@ -210,3 +210,24 @@ def test_a_page_of_csv_names_the_next_cursor_on_stderr(tmp_path: Path) -> None:
     cursor = note.split("--before ", 1)[1]
     rest = run(db, "log", "--format", "csv", "--tab", "identified", "--before", cursor)
     assert rest.returncode == 0 and len(list(csv.reader(io.StringIO(rest.stdout)))) > 1
+
+
+def test_commands_import_only_what_they_run(tmp_path: Path) -> None:
+    """Start-up: `--help` and everyday commands leave the HTTP stack, the plan
+    machinery and the schema tool unimported."""
+    db = tmp_path / "imports.db"
+    run(db, "track", "Viewed", "--anonymous-id", "a").check_returncode()
+    heavy = ("starlette", "uvicorn", "jsonschema", "yaml", "sqlite_utils", "cio_anon.server")
+    for args in (("--help",), ("track", "Viewed", "--anonymous-id", "a"), ("log", "--json")):
+        env = {**os.environ, "CIO_ANON_DB": str(db)}
+        env.pop("CIO_ANON_NOW", None)
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "cio_anon", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+        loaded = sorted(m for m in imported if m.split(".")[0] in heavy or m.startswith(heavy))
+        assert not loaded, (args, loaded)

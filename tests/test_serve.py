@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import signal
@@ -31,10 +32,19 @@ class Running:
     def __init__(self, instance: server.Server, ca: trustme.CA | None, folder: Path) -> None:
         self.instance = instance
         self.url = instance.url
-        self.port = instance.http.server_address[1]
+        self.port = instance.port
         self.ca_pem = folder / "ca.pem"
         if ca is not None:
             ca.cert_pem.write_to_path(str(self.ca_pem))
+        config = instance.config
+        # the inspection API takes any configured credential
+        self.inspect_auth = (
+            TRACK_AUTH
+            if config.site_id
+            else f"Bearer {config.write_key}"
+            if config.write_key
+            else None
+        )
 
     def call(
         self,
@@ -46,12 +56,10 @@ class Running:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", **(headers or {})},
-        )
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        if path.startswith("/_cio-anon") and self.inspect_auth and "Authorization" not in headers:
+            headers["Authorization"] = self.inspect_auth
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         context = None
         if self.url.startswith("https"):
             import ssl
@@ -81,6 +89,23 @@ def start(tmp_path: Path, *, tls: bool = False, **options: Any) -> tuple[Running
     loop = threading.Thread(target=instance.serve_forever, daemon=True)
     loop.start()
     return Running(instance, ca, tmp_path), instance
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, **options: Any) -> Iterator[Running]:
+    """A server for the length of a `with` block."""
+    running, instance = start(tmp_path, **options)
+    try:
+        yield running
+    finally:
+        instance.shutdown()
+
+
+def client_for(port: int) -> Running:
+    """A client of a server started as a process (no credentials)."""
+    running = Running.__new__(Running)
+    running.url, running.inspect_auth = f"http://127.0.0.1:{port}", None
+    return running
 
 
 @pytest.fixture

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cio_anon.errors import InvalidInput
 from cio_anon.ingest import (
     Alias,
     AnonymousTraits,
+    Failure,
+    HttpApi,
     Identify,
     MethodNotAllowed,
     Operation,
@@ -94,3 +96,25 @@ def _page_name(message: Mapping[str, Any], properties: Mapping[str, Any], what: 
         if isinstance(value, str) and value.strip():
             return value.strip()
     raise InvalidInput(f"{what} needs properties.url or a name.")
+
+
+def errors(failures: Sequence[Failure], batch: bool = False) -> dict[str, Any]:
+    """Data Pipelines' error body in strict mode."""
+    return {
+        "errors": [
+            {"batch_index": index, "message": str(error)} if batch else {"message": str(error)}
+            for index, error in failures
+        ]
+    }
+
+
+API = HttpApi(
+    "Data Pipelines",
+    "/v1/",
+    "pipelines",
+    parse,
+    errors,
+    batch_path="/v1/batch",
+    parse_item=parse_message,
+    permissive=True,
+)

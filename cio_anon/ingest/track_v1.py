@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
 from cio_anon.errors import InvalidInput
 from cio_anon.ingest import (
     DeletePerson,
+    Failure,
+    HttpApi,
     Identify,
     MergePeople,
     MethodNotAllowed,
@@ -83,3 +85,11 @@ def identifier_of(value: object, what: str) -> str:
         raise InvalidInput(f"{what} names {kind!r}; use id, email or cio_id.")
     text = require_text(refs, kind, what)
     return f"cio_{text}" if kind == "cio_id" else text
+
+
+def errors(failures: Sequence[Failure], batch: bool = False) -> dict[str, Any]:
+    """Track API v1's error body."""
+    return {"meta": {"errors": [str(error) for _, error in failures]}}
+
+
+API = HttpApi("Track API v1", PREFIX, "track", parse, errors)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cio_anon.errors import InvalidInput
+from cio_anon.errors import InvalidInput, RuleViolation
 from cio_anon.ingest import (
     DeletePerson,
+    Failure,
+    HttpApi,
     Identify,
     MergePeople,
     MethodNotAllowed,
@@ -73,3 +75,26 @@ def parse_entity(entity: Mapping[str, Any], what: str) -> Operation:
     if action == "delete":
         return DeletePerson(identifier)
     raise InvalidInput(f"{what} has action {action!r}, which cio-anon does not handle.")
+
+
+def errors(failures: Sequence[Failure], batch: bool = False) -> dict[str, Any]:
+    """Track API v2's error body: a reason (the rule code, when a rule refused) per
+    failure, with its `batch_index` in a batch."""
+    body = []
+    for index, error in failures:
+        reason = error.rule if isinstance(error, RuleViolation) else "invalid"
+        entry: dict[str, Any] = {"reason": reason, "field": None, "message": str(error)}
+        body.append({"batch_index": index, **entry} if batch and index is not None else entry)
+    return {"errors": body}
+
+
+API = HttpApi(
+    "Track API v2",
+    "/api/v2/",
+    "track",
+    parse,
+    errors,
+    batch_path="/api/v2/batch",
+    parse_item=parse_entity,
+    partial_status=207,
+)

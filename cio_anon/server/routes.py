@@ -1,0 +1,455 @@
+"""What `serve` answers: Customer.io's APIs (one description each, `ingest.HttpApi`) and
+the inspection API under `/_cio-anon/`, as a Starlette application.
+
+Every request is checked in this order, each before anything costlier: the Host
+header, the credentials, the declared size; only then is the body read (whole, within
+a size ceiling and a time limit), decoded, parsed, and handed to the writer. A request
+that is refused, cut off or abandoned applies nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import gzip
+import hmac
+import io
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cio_anon import documents, jsonio, service
+from cio_anon.errors import CioAnonError, InvalidInput
+from cio_anon.ingest import (
+    Failure,
+    HttpApi,
+    MethodNotAllowed,
+    Operation,
+    Timed,
+    pipelines,
+    require_object,
+    track_v1,
+    track_v2,
+)
+from cio_anon.models import MAX_LIMIT, ActivityType
+from cio_anon.replay import Source
+from cio_anon.rules import EventType
+from cio_anon.server.writer import Call, Job, Writer
+
+APIS: tuple[HttpApi, ...] = (track_v1.API, track_v2.API, pipelines.API)
+INSPECT = "/_cio-anon"
+OPERATION_LIMIT = 32 * 1024
+"""Customer.io's documented limit on one operation (a v2 entity, a v1 call, a message)."""
+BATCH_LIMIT = 500 * 1024
+"""Customer.io's documented limit on one batch request."""
+BODY_CEILING = 5 * 1024 * 1024
+"""A body (as sent, or unzipped) larger than this is not read on (413)."""
+BODY_SECONDS = 30.0
+"""A body must arrive whole within this time (408)."""
+LOG_TYPES = frozenset({*EventType, "invite", *ActivityType.ALL})
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+
+class Refusal(CioAnonError):
+    """A request refused before it reached an API: its status, and headers to send."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+# -- credentials ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What `serve` was given. When anything is configured, every route needs a
+    credential: an API's own, else (for an API without its own, and for inspection)
+    any configured one; the inspection token works on inspection routes only."""
+
+    site_id: str | None = None
+    api_key: str | None = None
+    write_key: str | None = None
+    inspect_token: str | None = None
+
+    @property
+    def track(self) -> bool:
+        return bool(self.site_id and self.api_key)
+
+    @property
+    def configured(self) -> bool:
+        return self.track or bool(self.write_key) or bool(self.inspect_token)
+
+    def allows(self, scheme: str, header: str | None) -> bool:
+        """Whether the Authorization header opens a route taking `scheme` (`track`,
+        `pipelines` or `inspect`)."""
+        if not self.configured:
+            return True
+        kind, _, value = (header or "").strip().partition(" ")
+        kind, value = kind.lower(), value.strip()
+        user, password = _basic(value) if kind == "basic" else (None, None)
+        bearer = value if kind == "bearer" else None
+        track = self.track and _same(user, self.site_id) and _same(password, self.api_key)
+        write = bool(self.write_key) and (
+            _same(user, self.write_key) or _same(bearer, self.write_key)
+        )
+        if scheme == "track" and self.track:
+            return track
+        if scheme == "pipelines" and self.write_key:
+            return write
+        token = scheme == "inspect" and _same(bearer, self.inspect_token)
+        return track or write or token
+
+
+def _basic(value: str) -> tuple[str | None, str | None]:
+    try:
+        user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, ValueError):
+        return None, None
+    return user, password
+
+
+def _same(given: str | None, expected: str | None) -> bool:
+    """A constant-time comparison of UTF-8 bytes (non-ASCII included)."""
+    if given is None or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
+
+
+# -- the application ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the routes need to know."""
+
+    writer: Writer
+    clock: Callable[[], datetime]
+    credentials: Credentials
+    allowed_hosts: frozenset[str] | None
+    """Host names the Host header may give (None: any)."""
+    record: bool = False
+    body_seconds: float = BODY_SECONDS
+
+
+def application(settings: Settings) -> ASGIApp:
+    """The Starlette application, behind the Host check."""
+    routes = [
+        Route(f"{api.prefix}{{rest:path}}", _api_endpoint(api, settings), methods=_ANY)
+        for api in APIS
+    ]
+    routes += [
+        Route(INSPECT + "{rest:path}", _inspect_endpoint(settings), methods=_ANY),
+        Route("/{rest:path}", _not_found, methods=_ANY),
+    ]
+    app = Starlette(routes=routes)
+    return HostCheck(app, settings.allowed_hosts)
+
+
+_ANY = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+
+def reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(jsonio.dumps(body), status, headers, media_type="application/json")
+
+
+def refusal_reply(error: CioAnonError) -> Response:
+    """The one place an error becomes a response outside an API's own shape."""
+    headers = error.headers if isinstance(error, Refusal) else None
+    return reply(error.status, {"error": str(error)}, headers)
+
+
+async def _not_found(request: Request) -> Response:
+    return reply(404, {"meta": {"errors": [f"No such path: {request.url.path}"]}})
+
+
+# -- the APIs -------------------------------------------------------------------------
+
+
+def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        strict = request.headers.get("x-strict-mode") == "1"
+        if not settings.credentials.allows(api.scheme, request.headers.get("authorization")):
+            return reply(
+                401,
+                api.errors(
+                    [(None, InvalidInput("Unauthorized: wrong or missing credentials."))], False
+                ),
+                {"WWW-Authenticate": 'Basic realm="cio-anon"'},
+            )
+        method, target = request.method, _raw_target(request.scope)
+        path = target.split("?", 1)[0]
+        batch = api.batch_path is not None and path.rstrip("/") == api.batch_path
+        try:
+            raw = await read_body(request, settings.body_seconds)
+            body = decode(request.headers, raw, BATCH_LIMIT if batch else OPERATION_LIMIT)
+            items = _parse(api, method, path, body, batch)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody to answer; nothing applied
+        except Refusal as error:
+            return refusal_reply(error)
+        except CioAnonError as error:
+            if error.status in (404, 405):
+                return reply(error.status, api.errors([(None, error)], False))
+            return _refused(api, [(None, error)], strict, batch=False)
+        failures: list[Failure] = [
+            (i, e) for i, e in enumerate(items) if isinstance(e, CioAnonError)
+        ]
+        atomic = api.permissive and strict
+        if failures and atomic:
+            return _refused(api, failures, strict, batch)
+        at = settings.clock()
+        valid = [(index, op) for index, op in enumerate(items) if not isinstance(op, CioAnonError)]
+        job = Job(
+            [Timed(at, op) for _, op in valid],
+            Source(f"serve {method} {path}"),
+            atomic=atomic,
+            call=Call(at, method, target, body) if settings.record else None,
+            refused={index for index, _ in failures if index is not None},
+        )
+        try:
+            outcomes = await asyncio.wrap_future(settings.writer.submit(job))
+        except CioAnonError as error:
+            return refusal_reply(error)
+        if isinstance(outcomes, CioAnonError):
+            failures.append((None, outcomes))
+        else:
+            failures += [(valid[k][0], e) for k, e in enumerate(outcomes) if e is not None]
+        failures.sort(key=lambda pair: -1 if pair[0] is None else pair[0])
+        if not failures:
+            return reply(200, {})
+        if any(error.status >= 500 for _, error in failures):
+            return refusal_reply(next(e for _, e in failures if e.status >= 500))
+        if batch and len(failures) < len(items) and not atomic:
+            status = 200 if api.permissive and not strict else api.partial_status
+            return reply(status, {} if status == 200 else api.errors(failures, True))
+        return _refused(api, failures, strict, batch)
+
+    return endpoint
+
+
+def _refused(api: HttpApi, failures: Sequence[Failure], strict: bool, batch: bool) -> Response:
+    if api.permissive and not strict:
+        return reply(200, {})  # permissive mode: the client treats non-200 as failure
+    return reply(400, api.errors(failures, batch))
+
+
+def _parse(
+    api: HttpApi, method: str, path: str, body: Any, batch: bool
+) -> list[Operation | CioAnonError]:
+    """The request's operations; a batch item that is invalid stands as its error."""
+    if not batch or api.parse_item is None:
+        return list(api.parse(method, path, body))
+    if method != "POST":
+        raise MethodNotAllowed(f"{method} is not allowed on {path}.")
+    entries = body.get("batch") if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        raise InvalidInput("A batch needs `batch` as an array.")
+    items: list[Operation | CioAnonError] = []
+    for index, entry in enumerate(entries):
+        what = f"Batch item {index}"
+        try:
+            if len(jsonio.dumps(entry)) > OPERATION_LIMIT:
+                raise InvalidInput(f"{what} is larger than the 32 KB an operation may be.")
+            items.append(api.parse_item(require_object(entry, what), what))
+        except CioAnonError as error:
+            items.append(error)
+        except (TypeError, RecursionError):
+            items.append(InvalidInput(f"{what} cannot be read as JSON."))
+    return items
+
+
+def _raw_target(scope: Scope) -> str:
+    """The path as sent (percent-escapes kept: `/` in an id is `%2F`), with the query."""
+    path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string") or b""
+    target = path.decode("latin-1")
+    return f"{target}?{query.decode('latin-1')}" if query else target
+
+
+async def read_body(request: Request, seconds: float) -> bytes:
+    """The whole body, however it is framed (Content-Length or chunked): 413 past the
+    ceiling (declared or counted), 408 when it does not arrive in time, ClientDisconnect
+    when the client goes away."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refusal(400, "The Content-Length is not a number.", {"Connection": "close"})
+        if int(declared) > BODY_CEILING:
+            raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > BODY_CEILING:
+                    raise _too_large()
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refusal(
+            408, f"The body did not arrive within {seconds:g} s.", {"Connection": "close"}
+        ) from None
+    return b"".join(chunks)
+
+
+def _too_large() -> Refusal:
+    return Refusal(413, f"The body may be at most {BODY_CEILING:,} bytes.", {"Connection": "close"})
+
+
+def decode(headers: Any, raw: bytes, limit: int) -> Any:
+    """The JSON body (`{}` when empty): gunzipped when so encoded, within `limit` bytes."""
+    if not raw:
+        return {}
+    if headers.get("content-encoding", "").lower() == "gzip":
+        try:
+            raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(BODY_CEILING + 1)
+        except (OSError, EOFError, zlib.error):
+            raise InvalidInput("The body is not valid gzip.") from None
+    if len(raw) > limit:
+        what = "a batch" if limit == BATCH_LIMIT else "one operation"
+        raise InvalidInput(
+            f"The body is {len(raw):,} bytes; Customer.io accepts at most {limit // 1024} KB "
+            f"for {what}."
+        )
+    kind = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if kind not in ("application/json", "text/plain", ""):
+        raise InvalidInput(f"The content type {kind!r} is not application/json.")
+    try:
+        return jsonio.loads(raw)
+    except jsonio.JSONDecodeError as error:
+        raise InvalidInput(f"The body is not valid JSON: {error}.") from None
+
+
+# -- inspection -----------------------------------------------------------------------
+
+
+def _inspect_endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await _inspect(request, settings)
+        except CioAnonError as error:
+            return refusal_reply(error)
+
+    return endpoint
+
+
+async def _inspect(request: Request, settings: Settings) -> Response:
+    if not settings.credentials.allows("inspect", request.headers.get("authorization")):
+        raise Refusal(
+            401,
+            "Unauthorized: wrong or missing credentials.",
+            {"WWW-Authenticate": 'Bearer realm="cio-anon"'},
+        )
+    path = _raw_target(request.scope).split("?", 1)[0]
+    route = [unquote(part) for part in path[len(INSPECT) :].strip("/").split("/")]
+    name, method, query = route[0], request.method, request.query_params
+    if name == "reset":
+        if method != "POST":
+            raise Refusal(405, "Use POST /_cio-anon/reset.")
+        _refuse_cross_site(request)
+        await _ask(settings, lambda ws: ws.reset())
+        return reply(200, {"reset": True})
+    if method != "GET":
+        raise Refusal(405, f"{method} is not allowed on {path}.")
+    now = settings.clock()
+    if name == "log" and len(route) == 1:
+        limit = _whole(query.get("limit"), 50)
+        tab, kind = query.get("tab"), query.get("type")
+        if tab not in (None, *service.TABS):
+            raise InvalidInput(f"tab {tab!r} is not one of {', '.join(service.TABS)}.")
+        if kind is not None and kind not in LOG_TYPES:
+            raise InvalidInput(f"type {kind!r} is not a type of the log.")
+        page = await _ask(
+            settings,
+            lambda ws: service.activity_log(
+                ws,
+                now,
+                person=query.get("person"),
+                anonymous_id=query.get("anonymous_id"),
+                tab=tab,
+                type=kind,
+                limit=limit,
+                before=query.get("before"),
+            ),
+        )
+        return reply(200, documents.log_json(page))
+    if name == "profile" and len(route) == 2:
+        profile = await _ask(settings, lambda ws: service.show(ws, now, identifier=route[1]))
+        return reply(200, documents.profile_json(profile))
+    if name == "explain" and len(route) == 2:
+        found = await _ask(settings, lambda ws: service.explain(ws, now, event_id=route[1]))
+        return reply(200, documents.explain_json(found))
+    if name == "summary" and len(route) == 1:
+        return reply(200, await _ask(settings, lambda ws: ws.summary()))
+    raise Refusal(404, f"No such inspection path: {path}")
+
+
+async def _ask(settings: Settings, query: Callable[[Any], Any]) -> Any:
+    return await asyncio.wrap_future(settings.writer.submit(Job(query=query)))
+
+
+def _whole(value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise InvalidInput(f"limit {value!r} is not a whole number from 1 to {MAX_LIMIT:,}.")
+    return int(value)
+
+
+def _refuse_cross_site(request: Request) -> None:
+    """A state-changing inspection route refuses what a web page could send: a request
+    a browser marks as from another site, one whose Origin is not this server, and a
+    form post (which needs no CORS preflight)."""
+    headers = request.headers
+    origin = headers.get("origin")
+    own = f"{request.url.scheme}://{headers.get('host', '')}"
+    if headers.get("sec-fetch-site") in ("cross-site", "same-site") or (
+        origin is not None and origin != own
+    ):
+        raise Refusal(403, "Refused: a cross-site request may not change the workspace.")
+    kind = headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind in FORM_TYPES:
+        raise Refusal(403, f"Refused: a {kind} post may not change the workspace.")
+
+
+# -- the Host header ------------------------------------------------------------------
+
+
+class HostCheck:
+    """Refuse a Host header that names another server (DNS rebinding: a web page whose
+    name was pointed at 127.0.0.1 reaches a loopback server under its own name)."""
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str] | None) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.allowed is not None:
+            host = host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed:
+                response = reply(
+                    421, {"error": f"The Host {host!r} is not one this server answers to."}
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port: `[::1]:8080` → `::1`."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header

@@ -1,0 +1,264 @@
+"""The one thread that touches the workspace, with group commit.
+
+Requests are parsed on the event loop, then their operations are queued here. The
+writer applies whatever is queued in one transaction: each job in a savepoint, each
+operation of a job in its own, so one bad operation undoes only itself (or, for an
+atomic job, only its job), whatever it raised. The `--record` lines of a group are
+written and flushed before the commit, and cut off again if the commit fails: a
+request is recorded exactly when it is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cio_anon import jsonio, rules
+from cio_anon.errors import CioAnonError, InvalidInput
+from cio_anon.ingest import Timed
+from cio_anon.models import Settings
+from cio_anon.replay import Source, Tally, apply_operation
+from cio_anon.workspace import Workspace
+
+GROUP_SIZE = 256
+"""At most this many jobs share one transaction."""
+
+
+class InternalError(CioAnonError):
+    """Something failed that is not the request's fault; that request alone gets a 500."""
+
+    status = 500
+
+
+class NotRecorded(CioAnonError):
+    """The `--record` file could not be written: nothing of the group was stored."""
+
+    status = 503
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request as `--record` writes it: replaying the line applies what was applied."""
+
+    at: datetime
+    method: str
+    target: str
+    body: Any
+
+    def line(self, refused: set[int]) -> str:
+        """The fixture record, without the batch items that were refused."""
+        body = self.body
+        if refused and isinstance(body, dict) and isinstance(body.get("batch"), list):
+            body = {**body, "batch": [e for i, e in enumerate(body["batch"]) if i not in refused]}
+        record = {"at": self.at.isoformat(), "method": self.method, "path": self.target}
+        return jsonio.dumps({**record, "body": body}) + "\n"
+
+
+@dataclass
+class Job:
+    """Work for the writer: operations to apply (each its own outcome), or a query.
+
+    `atomic`: any refused operation undoes the whole job. `call`: the request, recorded
+    when anything of it was applied; `refused` are batch items refused before they got
+    here (left out of the record)."""
+
+    operations: list[Timed] = field(default_factory=list)
+    source: Source = Source("serve")
+    atomic: bool = False
+    call: Call | None = None
+    refused: set[int] = field(default_factory=set)
+    query: Callable[[Workspace], Any] | None = None
+    done: Future[Any] = field(default_factory=Future)
+
+
+class _Undone(Exception):
+    """Raised inside a job's savepoint to roll the job back."""
+
+    def __init__(self, result: list[CioAnonError | None] | CioAnonError) -> None:
+        self.result = result
+
+
+class RecordFile:
+    """The `--record` file: appended to (unbuffered) before each commit, cut back when
+    the group is not stored."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls, path: Path) -> RecordFile:
+        """Open for appending, readable by its owner only; a symlink is refused (the
+        record holds every payload sent, which may be personal data)."""
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            return cls(os.open(path, flags, 0o600))
+        except FileNotFoundError:
+            raise InvalidInput(f"Cannot write the record {path}: no such folder.") from None
+        except OSError as error:
+            if path.is_symlink():
+                raise InvalidInput(f"The record {path} is a symbolic link: give a file.") from None
+            raise InvalidInput(f"Cannot write the record {path}: {error.strerror}.") from None
+
+    def size(self) -> int:
+        try:
+            return os.lseek(self.fd, 0, os.SEEK_END)
+        except OSError:
+            return 0
+
+    def write(self, lines: list[str]) -> None:
+        """Append the lines, all or none (raises OSError when they could not be)."""
+        data = "".join(lines).encode()
+        size = self.size()
+        try:
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except OSError:
+            self.cut(size)
+            raise
+
+    def cut(self, size: int) -> None:
+        """Cut the file back to `size`. A file that cannot be cut (a device) keeps what
+        reached it; nothing more can be done."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.fd, size)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Writer(threading.Thread):
+    """The one thread that touches the workspace."""
+
+    def __init__(self, db: Path, now: datetime, record: RecordFile | None = None) -> None:
+        super().__init__(name="cio-anon-writer", daemon=True)
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.record = record
+        self.workspace = Workspace.open(
+            db,
+            create=True,
+            initial=Settings(created_at=now, anonymous_merge=rules.default_anonymous_merge(now)),
+            threaded=True,
+        )
+
+    def submit(self, job: Job) -> Future[Any]:
+        self.jobs.put(job)
+        return job.done
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+        self.join()
+        self.workspace.close()
+
+    def run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self.jobs.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < GROUP_SIZE:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                group.append(job)
+            self._apply(group)
+
+    def _apply(self, group: list[Job]) -> None:
+        results: list[Any] = []
+        lines: list[str] = []
+        size = None if self.record is None else self.record.size()
+        try:
+            with self.workspace.transaction():
+                for job in group:
+                    results.append(self._job(job, lines))
+                if self.record is not None:
+                    try:
+                        self.record.write(lines)
+                    except OSError as error:
+                        raise NotRecorded(
+                            f"The record file could not be written ({error.strerror}); "
+                            "nothing was stored."
+                        ) from None
+        except BaseException as error:  # the group failed as a whole: so did every job
+            if self.record is not None and size is not None and lines:
+                self.record.cut(size)
+            failure = error if isinstance(error, CioAnonError) else _internal(error)
+            for job in group:
+                job.done.set_exception(failure)
+            return
+        for job, result in zip(group, results, strict=True):
+            if isinstance(result, BaseException):
+                job.done.set_exception(result)
+            else:
+                job.done.set_result(result)
+
+    def _job(self, job: Job, lines: list[str]) -> Any:
+        """One job in its own savepoint: its outcomes, or the error that undid it."""
+        try:
+            with self.workspace.savepoint():
+                if job.query is not None:
+                    query = job.query
+                    answer = _guarded(lambda: query(self.workspace))
+                    if isinstance(answer, CioAnonError):
+                        raise _Undone(answer)
+                    return answer
+                outcomes = [self._operation(timed, job.source) for timed in job.operations]
+                if job.atomic and any(outcomes):
+                    raise _Undone(outcomes)
+                applied = len(outcomes) - sum(1 for o in outcomes if o is not None)
+                call = job.call
+                if call is not None and (applied or not outcomes):
+                    refused = job.refused | {i for i, o in enumerate(outcomes) if o is not None}
+                    line = _guarded(lambda: call.line(refused))
+                    if isinstance(line, CioAnonError):
+                        raise _Undone(
+                            InvalidInput(f"It cannot be recorded: {line} Nothing was stored.")
+                        )
+                    lines.append(line)
+                return outcomes
+        except _Undone as undone:
+            return undone.result
+        except CioAnonError as error:
+            return error
+
+    def _operation(self, timed: Timed, source: Source) -> CioAnonError | None:
+        """Apply one operation in its own savepoint; what refused it, if anything."""
+        outcome = _guarded(lambda: self._apply_one(timed, source))
+        return outcome if isinstance(outcome, CioAnonError) else None
+
+    def _apply_one(self, timed: Timed, source: Source) -> None:
+        with self.workspace.savepoint():
+            # A fresh tally: the server keeps no notes (an alias note per request would
+            # grow without end).
+            apply_operation(self.workspace, timed, source, Tally())
+
+
+def _guarded(work: Callable[[], Any]) -> Any:
+    """Run `work`; a failure becomes the error to answer with, never an exception that
+    would undo the neighbours."""
+    try:
+        return work()
+    except CioAnonError as error:
+        return error
+    except RecursionError:
+        return InvalidInput("The request is nested too deeply to be handled.")
+    except (TypeError, ValueError) as error:  # JSON that orjson will not write back
+        return InvalidInput(f"The request cannot be stored as JSON ({error}).")
+    except Exception as error:  # noqa: BLE001 (any other bug is that request's 500 only)
+        return _internal(error)
+
+
+def _internal(error: BaseException) -> InternalError:
+    return InternalError(f"internal error: {type(error).__name__}")
