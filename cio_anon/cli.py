@@ -158,6 +158,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
         (
             "cio-anon show maya@example.com",
             "cio-anon show cio_00000001 --json",
+            "cio-anon show maya@example.com --html maya.html",
         ),
         "0 shown; 1 no such person",
     ),
@@ -212,6 +213,13 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
         ),
         "0 stopped cleanly (Ctrl-C, SIGTERM); "
         "1 cannot start (port, TLS files, record file, no credentials off loopback); 2 usage",
+    ),
+    "ui": (
+        (
+            "cio-anon ui --open",
+            "cio-anon ui --db support.db --port 9000",
+        ),
+        "0 stopped cleanly (Ctrl-C, SIGTERM); 1 no workspace, or cannot listen",
     ),
     "check": (
         (
@@ -656,6 +664,15 @@ def log(
 def show(
     identifier: IdentArgument,
     *,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            dir_okay=False,
+            help="Write the person's page (both tabs) as one self-contained HTML file.",
+        ),
+    ] = None,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
@@ -663,6 +680,18 @@ def show(
     """One profile: identifiers, attributes, anonymous ids, event counts, merge history."""
     from cio_anon import documents, render, service
 
+    if html is not None:
+        from cio_anon import web
+
+        page = run(
+            db,
+            at,
+            lambda ws, now: web.person_page(ws, now, identifier, standalone=True, label=str(db)),
+            write=False,
+        )
+        write_out(page, html)
+        typer.echo(f"Wrote {html}", err=True)
+        return
     profile = run(db, at, lambda ws, now: service.show(ws, now, identifier=identifier), write=False)
     emit(as_json, documents.profile_json(profile), lambda: render.profile_text(profile))
 
@@ -953,6 +982,43 @@ def serve(
     else:  # one unwrapped line: scripts wait for it
         typer.echo(f"cio-anon serve: listening on {running.url}, writing {db}")
     sys.stdout.flush()
+    server.run_until_stopped(running)
+
+
+@app.command(epilog=epilog("ui"))
+@handle_errors
+def ui(
+    *,
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port (0: any free one).")] = 8081,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the view in the default web browser.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No access log on stderr.")] = False,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The web view of a workspace, read-only, on loopback: people, a person's activity
+    log with its Identified and Anonymous tabs, each event's explanation."""
+    from cio_anon import server
+
+    config = server.ServerConfig(
+        db=db,
+        port=port,
+        quiet=quiet,
+        pages_only=True,
+        fixed_now=None if at is None else parse_time(at, what="--at time"),
+    )
+    running = server.Server(config)
+    if as_json:
+        typer.echo(jsonio.dumps({"url": f"{running.url}/", "workspace": str(db)}))
+    else:  # one unwrapped line: scripts wait for it
+        typer.echo(f"cio-anon ui: {running.url}/ shows {db}")
+    sys.stdout.flush()
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(f"{running.url}/")
     server.run_until_stopped(running)
 
 

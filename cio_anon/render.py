@@ -10,9 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from cio_anon import rules
-from cio_anon.clock import from_unix
-from cio_anon.models import ActivityType, LogRow, Person, Settings
+from cio_anon.models import Person, Settings
 from cio_anon.service import (
     DeleteResult,
     Explanation,
@@ -24,14 +22,18 @@ from cio_anon.service import (
     TrackResult,
     Warning,
 )
+from cio_anon.words import (
+    activity_summary,
+    log_note,
+    retention_left,
+    time_text,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from cio_anon.demo import DemoResult
     from cio_anon.replay import ReplaySummary
-
-MERGED_MARKER = "◐ was anonymous"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -63,70 +65,12 @@ def _add_row(table: Table, *cells: str | Text) -> None:
 # -- plain values -------------------------------------------------------------------
 
 
-def time_text(moment: datetime | None) -> str:
-    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def duration_text(seconds: float) -> str:
-    """A short human duration: `29d 23h`, `4h 10m`, `3m`."""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes = rest // 60
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m"
-
-
 # -- Rich ---------------------------------------------------------------------------
 
 
 def warnings_text(warnings: list[Warning]) -> list[Text]:
     """Warnings, for stderr."""
     return [_text(f"! {w.rule}: {w.message}", style="yellow") for w in warnings]
-
-
-def _activity_summary(row: LogRow) -> str:
-    data = row.data
-    if row.type == ActivityType.ANON_MERGE:
-        oldest = _unix_text(data.get("oldest_timestamp"))
-        return (
-            f"Anonymous Data Merged: {data.get('count')} event(s) from "
-            f"{data.get('anonymous_id')}, oldest {oldest}"
-        )
-    if row.type == ActivityType.ATTRIBUTE_CHANGE:
-        return f"{data.get('attribute')}: {data.get('from')!r} → {data.get('to')!r}"
-    if row.type == ActivityType.FAILED_ATTRIBUTE_CHANGE:
-        return f"{data.get('attribute')} not changed: {data.get('reason')}"
-    if row.type == ActivityType.PROFILE_MERGE:
-        secondary = data.get("secondary") or {}
-        label = secondary.get("email") or secondary.get("id") or secondary.get("cio_id")
-        return (
-            f"Merged {label}: {data.get('moved')} moved, {data.get('dropped')} dropped, "
-            f"{data.get('filled')} filled"
-        )
-    if row.type == ActivityType.PROFILE_CREATE:
-        return "Profile created"
-    return row.name or ""
-
-
-def _log_note(row: LogRow) -> str:
-    """The Note column: where a row came from (was anonymous, inherited, merged in)."""
-    notes = []
-    event = row.event
-    if event is not None and event.provenance is rules.Provenance.INHERITED:
-        notes.append("⇢ inherited")
-    if event is not None and event.was_anonymous:
-        notes.append(MERGED_MARKER)
-    if row.merged_from is not None:
-        notes.append(f"⇢ from {row.merged_from.label}")
-    return ", ".join(notes)
-
-
-def _unix_text(value: object) -> str:
-    return time_text(from_unix(float(value))) if isinstance(value, int | float) else "—"
 
 
 def log_text(page: LogPage) -> RenderableType:
@@ -142,8 +86,8 @@ def log_text(page: LogPage) -> RenderableType:
                 time_text(row.timestamp),
                 row.person.label if row.person else "—",
                 row.type,
-                _activity_summary(row),
-                _log_note(row),
+                activity_summary(row),
+                log_note(row),
             )
         if not page.identified:
             table.caption = "no identified activity"
@@ -157,16 +101,8 @@ def log_text(page: LogPage) -> RenderableType:
         for row in page.anonymous:
             event = row.event
             assert event is not None
-            if event.is_invite:
-                who, left = f"invite → {event.recipient}", "never purged"
-            else:
-                who = row.anonymous_id or ""
-                deadline = rules.retention_deadline(event.timestamp)
-                left = (
-                    "expired (purge deletes it)"
-                    if rules.is_expired(event.timestamp, page.now)
-                    else f"{duration_text((deadline - page.now).total_seconds())} left"
-                )
+            who = f"invite → {event.recipient}" if event.is_invite else row.anonymous_id or ""
+            left = retention_left(event, page.now)
             _add_row(table, time_text(row.timestamp), who, row.type, row.name or "", left)
         if not page.anonymous:
             table.caption = "no anonymous activity"
@@ -265,7 +201,7 @@ def profile_text(profile: Profile) -> RenderableType:
     merges.add_column("Time (UTC)")
     merges.add_column("Activity")
     for row in profile.merges:
-        _add_row(merges, time_text(row.timestamp), _activity_summary(row))
+        _add_row(merges, time_text(row.timestamp), activity_summary(row))
     return Group(ident, events, anon, merges)
 
 

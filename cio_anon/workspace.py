@@ -426,6 +426,24 @@ class Workspace:
         ).fetchall()
         return [(self._person(row), row["events"]) for row in rows]
 
+    def search_people(self, query: str, limit: int) -> list[tuple[Person, int]]:
+        """People whose id or email starts with `query` (case-insensitively for email),
+        whose cio_id it is, or to whom it is an assigned anonymous id; newest first."""
+        text = query.strip()
+        prefix = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self.conn.execute(
+            f"SELECT {self._PERSON_COLUMNS}, (SELECT count(*) FROM events e "
+            "WHERE e.cio_id = p.cio_id) AS events FROM people p "
+            "WHERE p.cio_id IN ("
+            "  SELECT cio_id FROM people WHERE id LIKE ? ESCAPE '\\' "
+            "  UNION SELECT cio_id FROM people WHERE email_key LIKE ? ESCAPE '\\' "
+            "  UNION SELECT cio_id FROM people WHERE cio_id = ? "
+            "  UNION SELECT cio_id FROM assignments WHERE anonymous_id = ?"
+            ") ORDER BY created_at DESC, cio_id LIMIT ?",
+            (prefix, email_key(prefix), text.removeprefix("cio_"), text, limit),
+        ).fetchall()
+        return [(self._person(row), row["events"]) for row in rows]
+
     def person_refs(self, cio_ids: Iterable[str]) -> dict[str, PersonRef]:
         wanted = sorted(set(cio_ids))
         if not wanted:

@@ -67,14 +67,22 @@ class Running:
             context = ssl.create_default_context(cafile=str(self.ca_pem))
         try:
             with urllib.request.urlopen(request, context=context, timeout=10) as response:
-                return response.status, json.loads(response.read() or b"null")
+                return response.status, _content(response)
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+            return error.code, _content(error)
 
     def inspect(self, path: str) -> Any:
         status, body = self.call("GET", "/_cio-anon/" + path)
         assert status == 200, (status, body)
         return body
+
+
+def _content(response: Any) -> Any:
+    """JSON answers parsed; the web view's pages (HTML) as text."""
+    data = response.read()
+    if "json" in (response.headers.get("Content-Type") or "json"):
+        return json.loads(data or b"null")
+    return data.decode()
 
 
 def start(tmp_path: Path, *, tls: bool = False, **options: Any) -> tuple[Running, Any]:

@@ -9,8 +9,6 @@ from cio_anon.errors import InvalidInput
 from cio_anon.ingest import (
     Alias,
     AnonymousTraits,
-    Failure,
-    HttpApi,
     Identify,
     MethodNotAllowed,
     Operation,
@@ -21,6 +19,7 @@ from cio_anon.ingest import (
     require_object,
     require_text,
 )
+from cio_anon.ingest.http import Failure, HttpApi
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "alias")
 PATHS = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}

@@ -9,8 +9,6 @@ from urllib.parse import unquote
 from cio_anon.errors import InvalidInput
 from cio_anon.ingest import (
     DeletePerson,
-    Failure,
-    HttpApi,
     Identify,
     MergePeople,
     MethodNotAllowed,
@@ -22,6 +20,7 @@ from cio_anon.ingest import (
     require_object,
     require_text,
 )
+from cio_anon.ingest.http import Failure, HttpApi
 
 PREFIX = "/api/v1/"
 

@@ -8,8 +8,6 @@ from typing import Any
 from cio_anon.errors import InvalidInput, RuleViolation
 from cio_anon.ingest import (
     DeletePerson,
-    Failure,
-    HttpApi,
     Identify,
     MergePeople,
     MethodNotAllowed,
@@ -21,6 +19,7 @@ from cio_anon.ingest import (
     require_object,
     require_text,
 )
+from cio_anon.ingest.http import Failure, HttpApi
 from cio_anon.ingest.track_v1 import identifier_of
 
 EVENT_ACTIONS = {"event": "event", "page": "page", "screen": "screen"}

@@ -58,6 +58,10 @@ class ServerConfig:
     """No access log (the CLI logs unless --quiet; tests and embedders stay quiet)."""
     body_seconds: float = BODY_SECONDS
     connections: int = CONNECTIONS
+    pages_only: bool = False
+    """`cio-anon ui`: the web view alone, on an existing workspace, changing nothing."""
+    label: str | None = None
+    """How the pages name the workspace (default: its path)."""
 
     @property
     def credentials(self) -> Credentials:
@@ -121,7 +125,7 @@ class Server:
             self.record = None if config.record is None else RecordFile.open(config.record)
             if self.record is not None:
                 undo.callback(self.record.close)
-            self.writer = Writer(config.db, self.clock(), self.record)
+            self.writer = Writer(config.db, self.clock(), self.record, create=not config.pages_only)
             undo.callback(self.writer.workspace.close)
             app = application(
                 Settings(
@@ -131,6 +135,8 @@ class Server:
                     allowed_hosts(config),
                     record=self.record is not None,
                     body_seconds=config.body_seconds,
+                    pages_only=config.pages_only,
+                    label=config.label or str(config.db),
                 )
             )
             self.uvicorn = uvicorn.Server(self._uvicorn_config(self.log.wrap(app)))

@@ -31,8 +31,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cio_anon import documents, jsonio, service
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import (
-    Failure,
-    HttpApi,
     MethodNotAllowed,
     Operation,
     Timed,
@@ -41,6 +39,7 @@ from cio_anon.ingest import (
     track_v1,
     track_v2,
 )
+from cio_anon.ingest.http import Failure, HttpApi
 from cio_anon.models import MAX_LIMIT, ActivityType
 from cio_anon.replay import Source
 from cio_anon.rules import EventType
@@ -108,7 +107,9 @@ class Credentials:
             return track
         if scheme == "pipelines" and self.write_key:
             return write
-        token = scheme == "inspect" and _same(bearer, self.inspect_token)
+        token = scheme == "inspect" and (
+            _same(bearer, self.inspect_token) or _same(password, self.inspect_token)
+        )
         return track or write or token
 
 
@@ -141,18 +142,27 @@ class Settings:
     """Host names the Host header may give (None: any)."""
     record: bool = False
     body_seconds: float = BODY_SECONDS
+    pages_only: bool = False
+    """Only the web view (`cio-anon ui`): no API, no inspection."""
+    label: str = ""
+    """How the pages name the workspace."""
 
 
 def application(settings: Settings) -> ASGIApp:
     """The Starlette application, behind the Host check."""
-    routes = [
-        Route(f"{api.prefix}{{rest:path}}", _api_endpoint(api, settings), methods=_ANY)
-        for api in APIS
-    ]
-    routes += [
-        Route(INSPECT + "{rest:path}", _inspect_endpoint(settings), methods=_ANY),
-        Route("/{rest:path}", _not_found, methods=_ANY),
-    ]
+    from cio_anon import web
+
+    routes: list[Route] = []
+    if not settings.pages_only:
+        routes += [
+            Route(f"{api.prefix}{{rest:path}}", _api_endpoint(api, settings), methods=_ANY)
+            for api in APIS
+        ]
+        routes.append(Route(INSPECT + "{rest:path}", _inspect_endpoint(settings), methods=_ANY))
+    routes += web.routes(
+        lambda query: _ask(settings, query), settings.clock, settings.label, _page_guard(settings)
+    )
+    routes.append(Route("/{rest:path}", _not_found, methods=_ANY))
     app = Starlette(routes=routes)
     return HostCheck(app, settings.allowed_hosts)
 
@@ -168,6 +178,24 @@ def refusal_reply(error: CioAnonError) -> Response:
     """The one place an error becomes a response outside an API's own shape."""
     headers = error.headers if isinstance(error, Refusal) else None
     return reply(error.status, {"error": str(error)}, headers)
+
+
+def _page_guard(settings: Settings) -> Callable[[Request], Response | None]:
+    """The pages take what the inspection API takes; a browser is asked for Basic
+    credentials (any configured one, or the inspection token as the password)."""
+
+    def guard(request: Request) -> Response | None:
+        if settings.credentials.allows("inspect", request.headers.get("authorization")):
+            return None
+        return Response(
+            "Credentials are needed: use the Track API site id and key, the Data Pipelines "
+            "write key, or the inspection token as the password.",
+            401,
+            {"WWW-Authenticate": 'Basic realm="cio-anon", charset="UTF-8"'},
+            media_type="text/plain",
+        )
+
+    return guard
 
 
 async def _not_found(request: Request) -> Response:

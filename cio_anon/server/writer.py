@@ -137,13 +137,15 @@ class RecordFile:
 class Writer(threading.Thread):
     """The one thread that touches the workspace."""
 
-    def __init__(self, db: Path, now: datetime, record: RecordFile | None = None) -> None:
+    def __init__(
+        self, db: Path, now: datetime, record: RecordFile | None = None, *, create: bool = True
+    ) -> None:
         super().__init__(name="cio-anon-writer", daemon=True)
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.record = record
         self.workspace = Workspace.open(
             db,
-            create=True,
+            create=create,
             initial=Settings(created_at=now, anonymous_merge=rules.default_anonymous_merge(now)),
             threaded=True,
         )

@@ -35,12 +35,15 @@ from cio_anon.service.people import (
 )
 from cio_anon.service.queries import (
     TABS,
+    AnonymousProfile,
     Explanation,
     LogPage,
     Profile,
     activity_log,
+    anonymous_profile,
     explain,
     list_people,
+    search_people,
     show,
 )
 from cio_anon.service.session import init_workspace, opened, update_settings
@@ -60,7 +63,9 @@ __all__ = [
     "TrackResult",
     "TraitsResult",
     "Warning",
+    "AnonymousProfile",
     "activity_log",
+    "anonymous_profile",
     "anonymous_ids_of",
     "delete_person",
     "explain",
@@ -74,6 +79,7 @@ __all__ = [
     "opened",
     "purge",
     "purge_in_chunks",
+    "search_people",
     "set_anonymous_traits",
     "show",
     "track",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cio_anon import rules
 from cio_anon.errors import InvalidInput, NotFound
@@ -134,6 +135,41 @@ def show(workspace: Workspace, now: datetime, *, identifier: str) -> Profile:
 def list_people(workspace: Workspace, *, limit: int = 100) -> list[tuple[Person, int]]:
     _check_limit(limit)
     return workspace.people(limit)
+
+
+def search_people(
+    workspace: Workspace, query: str, *, limit: int = 100
+) -> list[tuple[Person, int]]:
+    """People found by the start of their id or email, their cio_id, or an anonymous id
+    assigned to them."""
+    _check_limit(limit)
+    return workspace.search_people(query, limit) if query.strip() else []
+
+
+@dataclass
+class AnonymousProfile:
+    """An anonymous id: whom it is assigned to (if anyone), its traits, its events."""
+
+    anonymous_id: str
+    assignment: Assignment | None
+    person: PersonRef | None
+    traits: dict[str, Any]
+    pending: int
+    """Its events that are still anonymous."""
+
+
+def anonymous_profile(workspace: Workspace, *, anonymous_id: str) -> AnonymousProfile:
+    assignment = workspace.get_assignment(anonymous_id)
+    person = None
+    if assignment is not None and assignment.cio_id is not None:
+        person = workspace.person_refs([assignment.cio_id])[assignment.cio_id]
+    return AnonymousProfile(
+        anonymous_id,
+        assignment,
+        person,
+        workspace.anonymous_traits(anonymous_id),
+        workspace.count_pending(anonymous_id),
+    )
 
 
 # -- explain --------------------------------------------------------------------------

@@ -1,0 +1,254 @@
+"""The web view: read-only HTML pages of a workspace for support staff — people, a
+person with the activity log's Identified and Anonymous tabs, an event's explanation,
+an anonymous id, the workspace — served by `cio-anon serve` beside the APIs and by
+`cio-anon ui`; and one person as a self-contained file (`show --html`).
+
+Pages are rendered on the server (Jinja2, autoescaped: every value from the workspace
+is text, never markup) and need no JavaScript; the stylesheet ships in the package.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from cio_anon import jsonio, rules, service, words
+from cio_anon.errors import CioAnonError, NotFound
+from cio_anon.models import LogRow
+from cio_anon.workspace import Workspace
+
+PAGE = 50
+"""Rows per page of a tab."""
+STANDALONE_ROWS = 500
+"""Rows of each tab in a `show --html` file."""
+
+Ask = Callable[[Callable[[Workspace], Any]], Awaitable[Any]]
+"""Runs a read against the workspace (on the server's writer thread)."""
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cio_anon.web", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(
+        when=lambda moment: f"{words.time_text(moment)}",
+        iso=lambda moment: moment.isoformat(),
+        ago=_ago,
+        path=lambda value: quote(str(value), safe=""),
+        summary=words.activity_summary,
+        note_extra=_note_extra,
+        retention=words.retention_left,
+        tojson_text=jsonio.dumps,
+    )
+    env.tests["moment"] = lambda value: isinstance(value, datetime)
+    env.globals["marker"] = words.MERGED_MARKER
+    return env
+
+
+def stylesheet() -> str:
+    return resources.files("cio_anon.web").joinpath("static/style.css").read_text("utf-8")
+
+
+def _ago(moment: datetime, now: datetime) -> str:
+    seconds = (now - moment).total_seconds()
+    if abs(seconds) < 60:
+        return "(now)"
+    span = words.duration_text(abs(seconds))
+    return f"({span} ago)" if seconds > 0 else f"(in {span})"
+
+
+def _note_extra(row: LogRow) -> str:
+    """The Note column beyond the was-anonymous marker: inherited, moved from."""
+    notes = []
+    if row.event is not None and row.event.provenance is rules.Provenance.INHERITED:
+        notes.append("⇢ inherited")
+    if row.merged_from is not None:
+        notes.append(f"⇢ from {row.merged_from.label}")
+    return ", ".join(notes)
+
+
+def render(template: str, **context: Any) -> str:
+    defaults = {"standalone": False, "inline_css": None, "query": None, "workspace": ""}
+    return environment().get_template(template).render({**defaults, **context})
+
+
+# -- a person -------------------------------------------------------------------------
+
+
+def person_page(
+    workspace: Workspace,
+    now: datetime,
+    identifier: str,
+    *,
+    tab: str = "identified",
+    before: str | None = None,
+    standalone: bool = False,
+    label: str = "",
+) -> str:
+    """The person page (`standalone`: both tabs, the stylesheet inline, no links)."""
+    profile = service.show(workspace, now, identifier=identifier)
+    ident = f"cio_{profile.person.cio_id}"
+    if standalone:
+        page = service.activity_log(workspace, now, person=ident, limit=STANDALONE_ROWS)
+        sections = [("identified", page.identified), ("anonymous", page.anonymous)]
+        following = None
+    else:
+        page = service.activity_log(
+            workspace, now, person=ident, tab=tab, limit=PAGE, before=before
+        )
+        sections = [(tab, getattr(page, tab))]
+        following = page.next_identified if tab == "identified" else page.next_anonymous
+    return render(
+        "person.html",
+        title=profile.person.ref().label,
+        profile=profile,
+        sections=sections,
+        current=tab,
+        next=following,
+        now=now,
+        standalone=standalone,
+        inline_css=stylesheet() if standalone else None,
+        workspace=label,
+    )
+
+
+# -- the routes -----------------------------------------------------------------------
+
+
+Guard = Callable[[Request], Response | None]
+"""A check run before every page: a response (401, ...) refuses the request."""
+
+
+def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) -> list[Route]:
+    """The pages, read-only (GET and HEAD)."""
+
+    def page(build: Callable[[Request, datetime], Awaitable[str]]) -> Callable[..., Any]:
+        async def endpoint(request: Request) -> Response:
+            refused = guard(request)
+            if refused is not None:
+                return refused
+            if request.method not in ("GET", "HEAD"):
+                return _error(405, "Not allowed", "These pages only read.", label)
+            try:
+                return HTMLResponse(await build(request, clock()))
+            except NotFound as error:
+                return _error(404, "Not found", str(error), label)
+            except CioAnonError as error:
+                return _error(error.status, "Cannot show this", str(error), label)
+
+        return endpoint
+
+    async def index(request: Request, now: datetime) -> str:
+        def read(ws: Workspace) -> dict[str, Any]:
+            return {
+                "settings": ws.settings(),
+                "summary": ws.summary(),
+                "people": service.list_people(ws, limit=20),
+            }
+
+        found = await ask(read)
+        constants = {
+            "retention": _days(rules.RETENTION),
+            "window": _days(rules.MERGE_WINDOW),
+            "campaign": _days(rules.CAMPAIGN_WINDOW),
+        }
+        return render(
+            "index.html", title="Workspace", now=now, constants=constants, workspace=label, **found
+        )
+
+    async def people(request: Request, now: datetime) -> str:
+        query = request.query_params.get("q", "").strip()
+        found = await ask(
+            lambda ws: (
+                service.search_people(ws, query) if query else service.list_people(ws, limit=100)
+            )
+        )
+        return render(
+            "people.html", title="People", people=found, query=query, now=now, workspace=label
+        )
+
+    async def person(request: Request, now: datetime) -> str:
+        tab = request.query_params.get("tab", "identified")
+        if tab not in service.TABS:
+            tab = "identified"
+        identifier = request.path_params["ident"]
+        before = request.query_params.get("before") or None
+        return await ask(  # type: ignore[no-any-return]
+            lambda ws: person_page(ws, now, identifier, tab=tab, before=before, label=label)
+        )
+
+    async def event(request: Request, now: datetime) -> str:
+        event_id = request.path_params["event_id"]
+        explanation = await ask(lambda ws: service.explain(ws, now, event_id=event_id))
+        return render(
+            "event.html", title=explanation.name, explanation=explanation, now=now, workspace=label
+        )
+
+    async def anonymous(request: Request, now: datetime) -> str:
+        anonymous_id = request.path_params["anonymous_id"]
+
+        def read(ws: Workspace) -> tuple[Any, list[LogRow]]:
+            found = service.anonymous_profile(ws, anonymous_id=anonymous_id)
+            log = service.activity_log(ws, now, anonymous_id=anonymous_id, limit=PAGE * 4)
+            rows = sorted(
+                (log.identified or []) + (log.anonymous or []),
+                key=lambda row: row.key,
+                reverse=True,
+            )
+            return found, [row for row in rows if row.event is not None]
+
+        found, rows = await ask(read)
+        return render(
+            "anonymous.html",
+            title=anonymous_id,
+            profile=found,
+            rows=rows,
+            now=now,
+            workspace=label,
+        )
+
+    async def style(request: Request) -> Response:
+        refused = guard(request)
+        if refused is not None:
+            return refused
+        return Response(
+            stylesheet(), media_type="text/css", headers={"Cache-Control": "max-age=300"}
+        )
+
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
+    return [
+        Route("/", page(index), methods=methods),
+        Route("/people", page(people), methods=methods),
+        Route("/person/{ident:path}", page(person), methods=methods),
+        Route("/event/{event_id:path}", page(event), methods=methods),
+        Route("/anonymous/{anonymous_id:path}", page(anonymous), methods=methods),
+        Route("/static/style.css", style, methods=["GET", "HEAD"]),
+    ]
+
+
+def _error(status: int, heading: str, message: str, label: str) -> HTMLResponse:
+    body = render(
+        "error.html", title=heading, heading=heading, message=message, now=None, workspace=label
+    )
+    return HTMLResponse(body, status_code=status)
+
+
+def _days(span: Any) -> str:
+    """30 days, 72 hours, 5 minutes: the largest unit that counts the span whole."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("hours", 3600), ("days", 86400), ("minutes", 60)):
+        if seconds % size == 0 and (unit != "hours" or seconds // size < 100):
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"

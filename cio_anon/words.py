@@ -1,0 +1,80 @@
+"""Plain words for people, shared by the terminal (`render`) and the web pages (`web`):
+times, durations, what an activity was, where a row came from, retention left."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cio_anon import rules
+from cio_anon.clock import from_unix
+from cio_anon.models import ActivityType, Event, LogRow
+
+MERGED_MARKER = "◐ was anonymous"
+
+
+def time_text(moment: datetime | None) -> str:
+    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration_text(seconds: float) -> str:
+    """A short human duration: `29d 23h`, `4h 10m`, `3m`."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m"
+
+
+def activity_summary(row: LogRow) -> str:
+    data = row.data
+    if row.type == ActivityType.ANON_MERGE:
+        oldest = unix_text(data.get("oldest_timestamp"))
+        return (
+            f"Anonymous Data Merged: {data.get('count')} event(s) from "
+            f"{data.get('anonymous_id')}, oldest {oldest}"
+        )
+    if row.type == ActivityType.ATTRIBUTE_CHANGE:
+        return f"{data.get('attribute')}: {data.get('from')!r} → {data.get('to')!r}"
+    if row.type == ActivityType.FAILED_ATTRIBUTE_CHANGE:
+        return f"{data.get('attribute')} not changed: {data.get('reason')}"
+    if row.type == ActivityType.PROFILE_MERGE:
+        secondary = data.get("secondary") or {}
+        label = secondary.get("email") or secondary.get("id") or secondary.get("cio_id")
+        return (
+            f"Merged {label}: {data.get('moved')} moved, {data.get('dropped')} dropped, "
+            f"{data.get('filled')} filled"
+        )
+    if row.type == ActivityType.PROFILE_CREATE:
+        return "Profile created"
+    return row.name or ""
+
+
+def log_note(row: LogRow) -> str:
+    """The Note column: where a row came from (was anonymous, inherited, merged in)."""
+    notes = []
+    event = row.event
+    if event is not None and event.provenance is rules.Provenance.INHERITED:
+        notes.append("⇢ inherited")
+    if event is not None and event.was_anonymous:
+        notes.append(MERGED_MARKER)
+    if row.merged_from is not None:
+        notes.append(f"⇢ from {row.merged_from.label}")
+    return ", ".join(notes)
+
+
+def unix_text(value: object) -> str:
+    return time_text(from_unix(float(value))) if isinstance(value, int | float) else "—"
+
+
+def retention_left(event: Event, now: datetime) -> str:
+    """How long an unattached event has before purge deletes it."""
+    if event.is_invite:
+        return "never purged"
+    if rules.is_expired(event.timestamp, now):
+        return "expired (purge deletes it)"
+    deadline = rules.retention_deadline(event.timestamp)
+    return f"{duration_text((deadline - now).total_seconds())} left"

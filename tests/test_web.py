@@ -1,0 +1,209 @@
+"""The web view in a real browser: Playwright driving Debian's Chromium against pages
+served from a real workspace by a real server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cio_anon import server, service
+from cio_anon.replay import replay_into
+from tests.conftest import T0, t
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOPPER = ROOT / "fixtures" / "shopper.ndjson"
+SCREENSHOT = ROOT / "docs" / "person-page.png"
+READ_AT = T0.add(days=3)  # the shopper's story ends on the evening of March 2nd
+CHROMIUM = os.environ.get("CIO_ANON_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"no Chromium at {CHROMIUM}: .ci/run installs Debian's `chromium`")
+        pytest.skip("no Chromium here (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+class Site:
+    def __init__(self, instance: server.Server) -> None:
+        self.instance = instance
+        self.url = instance.url
+
+
+def _serve(db: Path, **options: Any) -> Iterator[Site]:
+    config = server.ServerConfig(db=db, port=0, fixed_now=READ_AT, **options)
+    instance = server.Server(config)
+    threading.Thread(target=instance.serve_forever, daemon=True).start()
+    try:
+        yield Site(instance)
+    finally:
+        instance.shutdown()
+
+
+@pytest.fixture
+def shopper(tmp_path: Path) -> Iterator[Site]:
+    db = tmp_path / "shop.db"
+    assert replay_into(db, T0, [SHOPPER]).ok
+    yield from _serve(db, pages_only=True, label="shop.db")
+
+
+def test_from_a_search_to_a_merged_event_and_its_explanation(browser: Any, shopper: Site) -> None:
+    page = browser.new_page()
+    page.goto(shopper.url + "/")
+    page.get_by_label("Search people by id, email, cio_id or anonymous id").fill("maya")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name="maya@example.com").click()
+    assert page.locator("h1").inner_text() == "maya@example.com"
+    identified = page.locator("table#identified")
+    assert "Anonymous Data Merged: 4 event(s) from web-7f3a" in identified.inner_text()
+    merged_row = identified.locator("tr", has=page.locator(".marker")).first
+    assert "was anonymous" in merged_row.inner_text()
+    merged_row.get_by_role("link").click()
+    assert page.locator("#rule").inner_text() in ("merged_on_identify", "merged_in_window")
+    assert "identify" in page.locator("#reason").inner_text()
+    assert "shopper.ndjson:" in page.inner_text("main")  # the fixture line it came from
+    page.go_back()
+    page.get_by_role("link", name="Anonymous", exact=True).click()
+    anonymous = page.locator("table#anonymous")
+    assert "Wishlist Viewed" in anonymous.inner_text()
+    assert "window_closed" in anonymous.inner_text()
+    assert "left" in anonymous.inner_text() or "expired" in anonymous.inner_text()
+    assert (
+        page.get_by_role("link", name="Anonymous", exact=True).get_attribute("aria-current")
+        == "page"
+    )
+    page.get_by_role("link", name="web-7f3a").first.click()
+    assert "Anonymous id web-7f3a" in page.locator("h1").inner_text()
+    assert "maya@example.com" in page.inner_text("main")
+
+
+def test_reading_works_with_javascript_off(browser: Any, shopper: Site) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(shopper.url + "/people?q=cust-1042")
+    page.get_by_role("link", name="maya@example.com").click()
+    page.get_by_role("link", name="Anonymous", exact=True).click()
+    assert "Wishlist Viewed" in page.locator("table#anonymous").inner_text()
+    context.close()
+
+
+def test_the_person_page_screenshot(browser: Any, shopper: Site) -> None:
+    """The README shows this picture."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(shopper.url + "/person/maya@example.com")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_paging_through_a_large_profile(browser: Any, tmp_path: Path) -> None:
+    db = tmp_path / "big.db"
+    with service.opened(db, T0, write=True) as workspace:
+        service.identify(workspace, T0, identifier="many@example.com")
+        for index in range(120):
+            service.track(
+                workspace, t(minutes=index), name=f"Step {index:03}", person="many@example.com"
+            )
+    seen: list[str] = []
+    for site in _serve(db, pages_only=True):
+        page = browser.new_page()
+        page.goto(site.url + "/person/many@example.com")
+        while True:
+            names = page.locator("table#identified tbody tr td:nth-child(3)").all_inner_texts()
+            seen += [name for name in names if name.startswith("Step")]
+            older = page.get_by_role("link", name="Older →")
+            if older.count() == 0:
+                break
+            older.click()
+    assert seen == [f"Step {index:03}" for index in reversed(range(120))]
+
+
+def test_workspace_values_are_shown_as_text(browser: Any, tmp_path: Path) -> None:
+    db = tmp_path / "hostile.db"
+    evil_id = "<script>window.pwned = 1</script>"
+    evil_name = '<img src=x onerror="window.pwned = 2">'
+    with service.opened(db, T0, write=True) as workspace:
+        service.identify(
+            workspace, T0, identifier=evil_id, attributes={"bio": "<b>bold</b>", "x": "</td>"}
+        )
+        service.track(workspace, T0, name=evil_name, person=evil_id, event_id="<i>ev</i>")
+        service.track(workspace, T0, name="anon", anonymous_id='"><svg onload=alert(1)>')
+    for site in _serve(db, pages_only=True):
+        page = browser.new_page()
+        dialogs: list[str] = []
+
+        def on_dialog(dialog: Any, seen: list[str] = dialogs) -> None:
+            seen.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        for path in (
+            "/",
+            "/people?q=%3Cscript",
+            "/person/cio_00000001",
+            "/event/%3Ci%3Eev%3C%2Fi%3E",
+            "/person/cio_00000001?tab=anonymous",
+            "/anonymous/%22%3E%3Csvg%20onload%3Dalert(1)%3E",
+        ):
+            page.goto(site.url + path)
+            assert page.evaluate("window.pwned") is None, path
+            assert page.locator("main script, main img, main svg, main b").count() == 0, path
+        page.goto(site.url + "/person/cio_00000001")
+        assert page.locator("h1").inner_text() == evil_id
+        assert evil_name in page.inner_text("table#identified")
+        assert "<b>bold</b>" in page.inner_text("main")
+        assert not dialogs
+
+
+def test_pages_need_credentials_when_any_are_configured(browser: Any, tmp_path: Path) -> None:
+    db = tmp_path / "guarded.db"
+    assert replay_into(db, T0, [SHOPPER]).ok
+    for site in _serve(db, inspect_token="tok-1", write_key="wk"):
+        # Without credentials a browser is asked for them (Basic); headless Chromium then
+        # gives up, so the answer itself is read with Playwright's request client.
+        context = browser.new_context()
+        refused = context.request.get(site.url + "/people")
+        assert refused.status == 401 and "Basic" in refused.headers["www-authenticate"]
+        assert context.request.get(site.url + "/static/style.css").status == 401
+        context.close()
+        for user, password in (("support", "tok-1"), ("wk", "")):
+            context = browser.new_context(http_credentials={"username": user, "password": password})
+            answered = context.new_page().goto(site.url + "/person/maya@example.com")
+            assert answered is not None and answered.status == 200
+            context.close()
+        context = browser.new_context(http_credentials={"username": "x", "password": "wrong"})
+        assert context.request.get(site.url + "/").status == 401
+        context.close()
+
+
+def test_show_html_is_one_self_contained_file(browser: Any, tmp_path: Path, cli: Any) -> None:
+    db = tmp_path / "shop.db"
+    cli("replay", str(SHOPPER), "--db", str(db), "--at", T0.isoformat())
+    out = tmp_path / "maya.html"
+    cli(
+        "show", "maya@example.com", "--html", str(out), "--db", str(db), "--at", READ_AT.isoformat()
+    )
+    text = out.read_text()
+    assert "<style>" in text and 'rel="stylesheet"' not in text and "<script" not in text
+    page = browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(out.as_uri())
+    assert requests == [out.as_uri()]  # nothing fetched from anywhere else
+    assert "Wishlist Viewed" in page.inner_text("table#anonymous")
+    assert "Anonymous Data Merged" in page.inner_text("table#identified")
