@@ -17,7 +17,7 @@ from typing import Any
 from cio_anon import rules, service
 from cio_anon.ingest import Identify, Operation, Track
 from cio_anon.ingest.fixtures import display_name
-from cio_anon.plan import CASES, Plan
+from cio_anon.plan import CASES, Plan, json_path
 from cio_anon.replay import ReplaySummary, Source, replay
 from cio_anon.service import IdentifyResult, TrackResult
 
@@ -204,7 +204,7 @@ def _event_findings(
                     *at,
                     f"{op.name!r}.{prop} is {kind} here, {first} before.",
                     op.name,
-                    f"$.{prop}",
+                    json_path([prop]),
                 )
             seen_types.setdefault(kind, source)
         yield from _pii(at, call, op.name, data, plan)
@@ -238,7 +238,7 @@ def _event_findings(
                         *at,
                         f"The property {prop!r} of {op.name!r} is not {plan.property_case}.",
                         op.name,
-                        f"$.{prop}",
+                        json_path([prop]),
                     )
         rule = plan.rule_for(call, op.name)
         if rule is None:
@@ -258,22 +258,20 @@ def _schema(
     at: tuple[str, int], name: str, data: dict[str, Any], schema: dict[str, Any]
 ) -> Iterator[Finding]:
     validator = _validator(schema)
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        path = "$" + "".join(
-            f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
-        )
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        parts = list(error.absolute_path)
         keyword = error.validator
         if keyword == "required":
             missing = re.findall(r"'([^']+)' is a required property", error.message)
-            code, path = "required_missing", f"{path}.{missing[0]}" if missing else path
+            code, parts = "required_missing", parts + missing[:1]
         elif keyword == "type":
             code = "type_mismatch"
         elif keyword == "additionalProperties":
             code = "additional_property"
-            extra = re.findall(r"'([^']+)'", error.message)
-            path = f"{path}.{extra[0]}" if extra else path
+            parts += re.findall(r"'([^']+)'", error.message)[:1]
         else:
             code = "value_mismatch"
+        path = json_path(parts)
         yield Finding(code, *at, f"{name!r} at {path}: {error.message}", name, path)
 
 
@@ -303,8 +301,9 @@ def _validator(schema: dict[str, Any]) -> Any:
 def _pii(
     at: tuple[str, int], call: str, name: str, data: dict[str, Any], plan: Plan | None
 ) -> Iterator[Finding]:
-    for path, value in _leaves(data, "$"):
-        top = path.split(".")[1].split("[")[0]
+    for parts, value in _leaves(data, ()):
+        top = str(parts[0]) if parts else ""
+        path = json_path(parts)
         if top == "recipient" or (plan is not None and plan.is_pii(call, name, top)):
             continue
         if isinstance(value, str) and (EMAIL.search(value) or PHONE.match(value)):
@@ -317,13 +316,13 @@ def _pii(
             )
 
 
-def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+def _leaves(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any]]:
     if isinstance(value, dict):
         for key, inner in value.items():
-            yield from _leaves(inner, f"{path}.{key}")
+            yield from _leaves(inner, (*path, key))
     elif isinstance(value, list):
         for index, inner in enumerate(value):
-            yield from _leaves(inner, f"{path}[{index}]")
+            yield from _leaves(inner, (*path, index))
     else:
         yield path, value
 

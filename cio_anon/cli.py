@@ -87,6 +87,12 @@ FormatOption = Annotated[
 ]
 
 
+class PlanDialect(StrEnum):
+    NATIVE = "native"
+    SEGMENT = "segment"
+    RUDDERSTACK = "rudderstack"
+
+
 class Tab(StrEnum):
     IDENTIFIED = "identified"
     ANONYMOUS = "anonymous"
@@ -1046,8 +1052,8 @@ def check(
         Path | None,
         typer.Option(
             metavar="PLAN",
-            dir_okay=False,
-            help="A tracking plan: cio-anon YAML or Segment Protocols JSON.",
+            help="A tracking plan: cio-anon YAML, Segment Protocols JSON, or a RudderStack "
+            "data catalog (a YAML file, or a folder of them).",
         ),
     ] = None,
     format: Annotated[
@@ -1106,7 +1112,8 @@ def check(
 @plan_app.command(
     "infer",
     epilog="\b\nExamples:\n  $ cio-anon plan infer fixtures/shopper.ndjson\n"
-    "  $ cio-anon plan infer recorded.ndjson --output plan.yaml\n\n"
+    "  $ cio-anon plan infer recorded.ndjson --output plan.yaml\n"
+    "  $ cio-anon plan infer recorded.ndjson --dialect segment --output plan.json\n\n"
     "\b\nExit codes: 0 written; 1 a fixture could not be read or written; 2 usage.",
 )
 @handle_errors
@@ -1122,27 +1129,32 @@ def plan_infer(
     *,
     output: Annotated[
         Path | None,
-        typer.Option(
-            metavar="FILE", dir_okay=False, help="Write the YAML plan here instead of stdout."
-        ),
+        typer.Option(metavar="FILE", dir_okay=False, help="Write the plan here instead of stdout."),
     ] = None,
+    dialect: Annotated[
+        PlanDialect,
+        typer.Option(
+            "--dialect",
+            help="native (cio-anon YAML), segment (Protocols JSON) or rudderstack (data "
+            "catalog YAML: properties, events and a tracking plan).",
+        ),
+    ] = PlanDialect.NATIVE,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Write a starting YAML plan from the events, property types and always-present
-    properties the fixtures send."""
-    import yaml
-
+    """Write a starting plan from the events, property types and always-present
+    properties the fixtures send, in the dialect your team uses."""
     from cio_anon import check as check_module
+    from cio_anon import plan as plan_module
 
+    if as_json and dialect is not PlanDialect.NATIVE:
+        raise typer.BadParameter(f"--json and --dialect {dialect} conflict: give one")
     inferred = check_module.infer_plan(fixtures, resolve_now(at))
-    text = (
-        jsonio.dumps_indented(inferred)
-        if as_json
-        else yaml.safe_dump(inferred, sort_keys=False, allow_unicode=True)
-    )
-    write_out(text, output)
+    if as_json:
+        write_out(jsonio.dumps_indented(inferred), output)
+    else:
+        write_out(plan_module.written(inferred, dialect.value), output)
 
 
 def _print_version(value: bool) -> None:

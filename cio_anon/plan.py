@@ -1,7 +1,13 @@
-"""Tracking plans: a native YAML dialect and Segment Protocols JSON (the Public API
-`rules[]` form and the legacy `rules.events` form), normalised to one model: a JSON
+"""Tracking plans in three dialects — the native YAML one, Segment Protocols JSON (the
+Public API `rules[]` form and the legacy `rules.events` form) and RudderStack's data
+catalog YAML (`version: rudder/0.1`: events, properties, custom types and `kind: tp`
+tracking plans, in one file or a folder of them) — normalised to one model: a JSON
 Schema per call type and event name, plus common properties, identify traits and
-naming conventions. Loading compiles every schema, so a broken plan fails early."""
+naming conventions.
+
+Loading compiles every schema and collects every problem, so a broken plan fails
+early, once, with all its problems (event and JSON path each); a file that is not a
+plan in a known dialect is never read as an empty one."""
 
 from __future__ import annotations
 
@@ -29,6 +35,40 @@ CALLS = ("track", "page", "screen")
 
 class PlanError(CioAnonError):
     """A plan that cannot be used (exit code 2)."""
+
+
+class Problems:
+    """The problems found while loading a plan, reported all at once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.found: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.found.append(message)
+
+    def raise_any(self) -> None:
+        if len(self.found) == 1:
+            raise PlanError(f"{self.source}: {self.found[0]}")
+        if self.found:
+            listed = "\n".join(f"  - {problem}" for problem in self.found)
+            raise PlanError(f"{self.source} has {len(self.found)} problems:\n{listed}")
+
+
+def json_path(parts: Any) -> str:
+    """`$.a.b[0]`, with a name that is not a plain identifier quoted: `$["site id"]`."""
+    path = "$"
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _IDENTIFIER.match(str(part)):
+            path += f".{part}"
+        else:
+            path += "[" + jsonio.dumps(str(part)) + "]"
+    return path
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
 
 @dataclass
@@ -67,28 +107,52 @@ class Plan:
 
 
 def load_plan(path: Path) -> Plan:
-    """Read a plan file, guessing the dialect from its content."""
+    """Read a plan: a file (the dialect told by its content) or a folder of RudderStack
+    data catalog files."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".yaml", ".yml"))
+        if not files:
+            raise PlanError(f"The plan folder {path} holds no YAML files.")
+        documents = [item for f in files for item in _yaml_documents(f)]
+        return rudder_plan(documents, str(path))
+    if path.suffix.lower() in (".yaml", ".yml"):
+        documents = _yaml_documents(path)
+        if any(_is_rudder(doc) for _, doc in documents):
+            return rudder_plan(documents, str(path))
+        if len(documents) != 1:
+            raise PlanError(
+                f"The plan {path} holds {len(documents)} YAML documents; a cio-anon plan is "
+                "one (several are read as a RudderStack data catalog, with `version: rudder/0.1`)."
+            )
+        return native_plan(documents[0][1], str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        data = jsonio.loads(_read(path))
+    except jsonio.JSONDecodeError as error:
+        raise PlanError(f"The plan {path} is not valid JSON: {error}.") from None
+    return segment_plan(data, str(path))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlanError(f"The plan {path} does not exist.") from None
     except (OSError, UnicodeDecodeError) as error:
         raise PlanError(f"The plan {path} cannot be read: {error}.") from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise PlanError(
-                f"The plan {path} is not valid YAML: {error}".rstrip(".") + "."
-            ) from None
-        return native_plan(data, str(path))
+
+def _yaml_documents(path: Path) -> list[tuple[Path, Any]]:
+    import yaml
+
     try:
-        data = jsonio.loads(text)
-    except jsonio.JSONDecodeError as error:
-        raise PlanError(f"The plan {path} is not valid JSON: {error}.") from None
-    return segment_plan(data, str(path))
+        documents = [doc for doc in yaml.safe_load_all(_read(path)) if doc is not None]
+    except yaml.YAMLError as error:
+        raise PlanError(f"The plan {path} is not valid YAML: {error}".rstrip(".") + ".") from None
+    return [(path, doc) for doc in documents] or [(path, None)]
+
+
+def _is_rudder(document: Any) -> bool:
+    return isinstance(document, dict) and str(document.get("version", "")).startswith("rudder/")
 
 
 # -- the native YAML dialect --------------------------------------------------------
@@ -107,11 +171,29 @@ PROPERTY_KEYS = {
 }
 
 
+NATIVE_KEYS = (
+    "dialect",
+    "naming",
+    "canonical_identifier",
+    "require_schema_version",
+    "common_properties",
+    "identify_traits",
+    "events",
+)
+EVENT_KEYS = ("call", "properties", "additional_properties", "campaign_trigger", "description")
+
+
 def native_plan(data: Any, source: str) -> Plan:
     if not isinstance(data, dict) or data.get("dialect", "cio-anon") != "cio-anon":
         raise PlanError(
             f"The plan {source} is not a cio-anon plan (expected a mapping with "
-            "`events`, or a Segment Protocols JSON file)."
+            "`events`, a Segment Protocols JSON file, or a RudderStack data catalog)."
+        )
+    unknown = [str(key) for key in data if key not in NATIVE_KEYS]
+    if unknown:
+        raise PlanError(
+            f"The plan {source} has unknown key(s) {', '.join(map(repr, unknown))}: a "
+            f"cio-anon plan takes {', '.join(NATIVE_KEYS)}."
         )
     naming = data.get("naming") or {}
     plan = Plan(
@@ -137,6 +219,12 @@ def native_plan(data: Any, source: str) -> Plan:
         spec = spec or {}
         if not isinstance(spec, dict):
             raise PlanError(f"{source}: event {name!r} must be a mapping.")
+        strange = [str(key) for key in spec if key not in EVENT_KEYS]
+        if strange:
+            raise PlanError(
+                f"{source}: event {name!r} has unknown key(s) {', '.join(map(repr, strange))}; "
+                f"an event takes {', '.join(EVENT_KEYS)}."
+            )
         call = spec.get("call", "track")
         if call not in CALLS:
             raise PlanError(
@@ -188,16 +276,25 @@ def _properties(props: Any, source: str, where: str) -> tuple[dict[str, Any], se
 
 
 def _compiled(schema: dict[str, Any], source: str, where: str) -> dict[str, Any]:
-    """Check that a JSON Schema compiles; PlanError if not."""
-    from jsonschema import exceptions, validators
-
-    try:
-        validators.validator_for(schema).check_schema(schema)
-    except exceptions.SchemaError as error:
-        raise PlanError(
-            f"{source}: the schema of {where} does not compile: {error.message}."
-        ) from None
+    """Check that a JSON Schema compiles; PlanError naming every problem if not."""
+    problems = Problems(source)
+    for problem in schema_problems(schema, where):
+        problems.add(problem)
+    problems.raise_any()
     return schema
+
+
+def schema_problems(schema: dict[str, Any], where: str) -> list[str]:
+    """What keeps a JSON Schema from compiling, each with its path in the schema."""
+    from jsonschema import validators
+
+    checker = validators.validator_for(schema)
+    meta = checker(checker.META_SCHEMA)
+    return [
+        f"the schema of {where} does not compile at {json_path(error.absolute_path)}: "
+        f"{error.message}"
+        for error in sorted(meta.iter_errors(schema), key=lambda e: list(map(str, e.absolute_path)))
+    ]
 
 
 # -- Segment Protocols JSON ---------------------------------------------------------
@@ -212,55 +309,366 @@ def segment_plan(data: Any, source: str) -> Plan:
             "Protocols tracking plan (no `rules`)."
         )
     plan = Plan(source=source)
+    problems = Problems(source)
     rules = data["rules"]
     if isinstance(rules, dict):  # the legacy export: rules.events, rules.identify, ...
         for event in rules.get("events") or []:
-            _segment_event(plan, "TRACK", event, source)
+            _segment_event(plan, "TRACK", event, problems)
         if isinstance(rules.get("identify"), dict):
-            plan.identify = _segment_schema(rules["identify"], source, "identify")
+            plan.identify = _segment_schema(rules["identify"], problems, "identify")
         if isinstance(rules.get("global"), dict):
-            plan.common = _segment_schema(rules["global"], source, "global")
+            plan.common = _segment_schema(rules["global"], problems, "global")
+        problems.raise_any()
         return plan
     if not isinstance(rules, list):
         raise PlanError(f"{source}: `rules` must be a list or an object.")
-    for rule in rules:
+    for index, rule in enumerate(rules):
         if not isinstance(rule, dict):
-            raise PlanError(f"{source}: every rule must be an object.")
+            problems.add(f"rule {index} is not an object.")
+            continue
         kind = rule.get("type")
         if kind in SEGMENT_TYPES:
-            _segment_event(plan, kind, rule, source)
+            _segment_event(plan, kind, rule, problems)
         elif kind == "IDENTIFY":
-            plan.identify = _segment_schema(rule, source, "identify")
+            plan.identify = _segment_schema(rule, problems, "identify")
         elif kind == "COMMON":
-            plan.common = _segment_schema(rule, source, "common")
+            plan.common = _segment_schema(rule, problems, "common")
         elif kind != "GROUP":
-            raise PlanError(
-                f"{source}: rule type {kind!r} is not TRACK, IDENTIFY, PAGE, "
-                "SCREEN, GROUP or COMMON."
+            problems.add(
+                f"rule {index} has type {kind!r}, not TRACK, IDENTIFY, PAGE, SCREEN, GROUP or "
+                "COMMON."
             )
+    problems.raise_any()
     return plan
 
 
-def _segment_event(plan: Plan, kind: str, rule: dict[str, Any], source: str) -> None:
+def _segment_event(plan: Plan, kind: str, rule: dict[str, Any], problems: Problems) -> None:
     name = rule.get("key") or rule.get("name")
     if not isinstance(name, str) or not name:
-        raise PlanError(f"{source}: a {kind} rule has no `key`.")
-    schema = _segment_schema(rule, source, name)
+        problems.add(f"a {kind} rule has no `key`.")
+        return
+    schema = _segment_schema(rule, problems, f"event {name!r}")
     call = SEGMENT_TYPES[kind]
     plan.events[(call, name)] = EventRule(call, name, schema)
 
 
-def _segment_schema(rule: dict[str, Any], source: str, where: str) -> dict[str, Any]:
+def _segment_schema(rule: dict[str, Any], problems: Problems, where: str) -> dict[str, Any]:
     """The properties schema of a Segment rule (its jsonSchema's `properties.properties`
-    when the schema describes the whole message, else the schema itself)."""
-    schema = rule.get("jsonSchema", rule.get("rules"))
+    when the schema describes the whole message, else the schema itself), with
+    Segment's `any` type read as no type constraint."""
+    schema = rule.get("jsonSchema", rule.get("rules", rule.get("json_schema")))
     if schema is None:
         return {"type": "object"}
+    if isinstance(schema, str):  # Terraform exports keep it as a JSON string
+        try:
+            schema = jsonio.loads(schema)
+        except jsonio.JSONDecodeError as error:
+            problems.add(f"{where}: its jsonSchema is not valid JSON ({error}).")
+            return {"type": "object"}
     if not isinstance(schema, dict):
-        raise PlanError(f"{source}: the jsonSchema of {where} must be an object.")
+        problems.add(f"{where}: its jsonSchema must be an object.")
+        return {"type": "object"}
+    schema = without_any(schema)
     inner = schema.get("properties", {})
-    for key in ("properties", "traits", "context"):
-        if isinstance(inner, dict) and isinstance(inner.get(key), dict) and key != "context":
+    for key in ("properties", "traits"):
+        if isinstance(inner, dict) and isinstance(inner.get(key), dict):
             schema = inner[key]
             break
-    return _compiled(schema, source, where)
+    found = schema_problems(schema, where)
+    for problem in found:
+        problems.add(problem)
+    return {"type": "object"} if found else schema
+
+
+def without_any(schema: Any) -> Any:
+    """Segment Protocols writes "any" (alone or in a list) where JSON Schema writes no
+    `type` at all."""
+    if isinstance(schema, list):
+        return [without_any(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kind = schema.get("type")
+    drop = kind == "any" or (isinstance(kind, list) and "any" in kind)
+    return {
+        key: without_any(value) for key, value in schema.items() if not (drop and key == "type")
+    }
+
+
+# -- RudderStack data catalog YAML ----------------------------------------------------
+
+RUDDER_KINDS = {"events": "events", "properties": "properties", "custom-types": "types"}
+RUDDER_TOP_KEYS = ("version", "kind", "metadata", "spec")
+# propConfig keys that are JSON Schema keywords as they are
+RUDDER_CONFIG = (
+    "enum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+)
+
+
+def rudder_plan(documents: list[tuple[Path, Any]], source: str) -> Plan:
+    """A RudderStack data catalog: events, properties and custom types by `$ref`
+    (`#/<kind>/<metadata.name>/<id>`), and tracking plans (`kind: tp`) of event rules,
+    read from one file or from every YAML file of a folder."""
+    problems = Problems(source)
+    catalog: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in RUDDER_KINDS}
+    tracking_plans: list[tuple[Path, dict[str, Any]]] = []
+    for path, document in documents:
+        if not _is_rudder(document):
+            problems.add(
+                f"{path.name} is not a RudderStack catalog file (no `version: rudder/...`)."
+            )
+            continue
+        unknown = [str(key) for key in document if key not in RUDDER_TOP_KEYS]
+        if unknown:
+            problems.add(f"{path.name} has unknown key(s) {', '.join(map(repr, unknown))}.")
+        kind = document.get("kind")
+        spec = document.get("spec") or {}
+        group = (document.get("metadata") or {}).get("name", "")
+        if kind == "tp":
+            tracking_plans.append((path, spec))
+        elif kind in RUDDER_KINDS:
+            for item in spec.get(RUDDER_KINDS[kind]) or []:
+                if isinstance(item, dict) and "id" in item:
+                    catalog[kind][f"#/{kind}/{group}/{item['id']}"] = item
+                else:
+                    problems.add(f"{path.name}: an entry of {kind} has no `id`.")
+        elif kind != "categories":
+            problems.add(
+                f"{path.name} has kind {kind!r}; a data catalog has events, properties, "
+                "custom-types, categories and tp."
+            )
+    if not tracking_plans:
+        problems.add("no tracking plan (`kind: tp`) among its files.")
+    plan = Plan(source=source)
+    for path, spec in tracking_plans:
+        for index, rule in enumerate(spec.get("rules") or []):
+            _rudder_rule(plan, rule, catalog, problems, f"{path.name} rule {index}")
+    problems.raise_any()
+    return plan
+
+
+def _rudder_rule(
+    plan: Plan,
+    rule: Any,
+    catalog: dict[str, dict[str, dict[str, Any]]],
+    problems: Problems,
+    where: str,
+) -> None:
+    if not isinstance(rule, dict) or rule.get("type", "event_rule") != "event_rule":
+        problems.add(f"{where} is not an event_rule.")
+        return
+    event_spec = rule.get("event") or {}
+    event = catalog["events"].get(event_spec.get("$ref", ""))
+    if event is None:
+        problems.add(f"{where} names the event {event_spec.get('$ref')!r}, which no file defines.")
+        return
+    name = str(event.get("name") or event.get("display_name") or event["id"])
+    where = f"event {name!r}"
+    schema = _rudder_object(rule.get("properties") or [], catalog, problems, where)
+    for variant in rule.get("variants") or []:  # each case's properties: optional here
+        for case in variant.get("cases") or []:
+            extra = _rudder_object(case.get("properties") or [], catalog, problems, where)
+            schema["properties"] = {**extra["properties"], **schema["properties"]}
+    schema["additionalProperties"] = bool(event_spec.get("allow_unplanned", False))
+    for problem in schema_problems(schema, where):
+        problems.add(problem)
+    call = event.get("event_type", "track")
+    if call == "identify":
+        plan.identify = {**schema, "additionalProperties": True}
+    elif call in CALLS and (call == "track" or event.get("name") or event.get("display_name")):
+        plan.events[(call, name)] = EventRule(call, name, schema)
+
+
+def _rudder_object(
+    entries: Any,
+    catalog: dict[str, dict[str, dict[str, Any]]],
+    problems: Problems,
+    where: str,
+) -> dict[str, Any]:
+    """An object schema from a list of property references (nested ones too)."""
+    schema: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
+    for entry in entries if isinstance(entries, list) else []:
+        reference = entry.get("$ref", "") if isinstance(entry, dict) else ""
+        prop = catalog["properties"].get(reference)
+        if prop is None:
+            problems.add(f"{where} uses the property {reference!r}, which no file defines.")
+            continue
+        key = str(prop.get("name") or prop.get("display_name") or prop["id"])
+        rule = _rudder_type(prop, catalog, problems, f"{where} property {key!r}")
+        if entry.get("properties"):
+            nested = _rudder_object(entry["properties"], catalog, problems, where)
+            rule = {**rule, "type": "object", "properties": nested["properties"]}
+            if nested["required"]:
+                rule["required"] = nested["required"]
+        schema["properties"][key] = rule
+        if entry.get("required"):
+            schema["required"].append(key)
+    return schema
+
+
+def _rudder_type(
+    definition: dict[str, Any],
+    catalog: dict[str, dict[str, dict[str, Any]]],
+    problems: Problems,
+    where: str,
+) -> dict[str, Any]:
+    """A property's (or custom type's) JSON Schema: its type — a JSON type, several
+    separated by commas, or a custom type's `$ref` — and its propConfig."""
+    kind = str(definition.get("type") or "").strip()
+    rule: dict[str, Any] = {}
+    if kind.startswith("#/custom-types/"):
+        custom = catalog["custom-types"].get(kind)
+        if custom is None:
+            problems.add(f"{where} has the custom type {kind!r}, which no file defines.")
+            return {}
+        rule = _rudder_type(custom, catalog, problems, where)
+        if custom.get("properties"):
+            nested = _rudder_object(custom["properties"], catalog, problems, where)
+            rule.update(type="object", properties=nested["properties"])
+    elif kind and kind != "any":
+        types = [part.strip() for part in kind.split(",") if part.strip()]
+        rule["type"] = types[0] if len(types) == 1 else types
+    config = definition.get("propConfig") or definition.get("config") or {}
+    rule.update({key: value for key, value in config.items() if key in RUDDER_CONFIG})
+    item_types = config.get("itemTypes")
+    if item_types:
+        rule["items"] = {"type": item_types[0] if len(item_types) == 1 else list(item_types)}
+    return rule
+
+
+# -- writing a plan in each dialect (`plan infer --dialect`) -------------------------
+
+DIALECTS = ("native", "segment", "rudderstack")
+
+
+def written(native: dict[str, Any], dialect: str) -> str:
+    """A native plan (as `plan infer` makes it) as the text of a plan in `dialect`:
+    native YAML, Segment Protocols JSON (`rules[]`), or RudderStack YAML documents
+    (properties, events and a tracking plan, in one stream)."""
+    import yaml
+
+    if dialect == "native":
+        return str(yaml.safe_dump(native, sort_keys=False, allow_unicode=True))
+    if dialect == "segment":
+        return jsonio.dumps_indented(_as_segment(native)) + "\n"
+    if dialect == "rudderstack":
+        return str(yaml.safe_dump_all(_as_rudder(native), sort_keys=False, allow_unicode=True))
+    raise PlanError(f"The dialect {dialect!r} is not one of {', '.join(DIALECTS)}.")
+
+
+def _object_schema(props: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
+    for name, spec in props.items():
+        spec = {"type": spec} if isinstance(spec, str) else dict(spec or {})
+        if spec.pop("required", False):
+            schema["required"].append(name)
+        spec.pop("pii", None)
+        schema["properties"][name] = spec
+    return schema
+
+
+def _as_segment(native: dict[str, Any]) -> dict[str, Any]:
+    draft = "http://json-schema.org/draft-07/schema#"
+    rules: list[dict[str, Any]] = []
+    for name, spec in native.get("events", {}).items():
+        kind = {"track": "TRACK", "page": "PAGE", "screen": "SCREEN"}[spec.get("call", "track")]
+        inner = _object_schema(spec.get("properties") or {})
+        rules.append(
+            {
+                "key": name,
+                "type": kind,
+                "version": 1,
+                "jsonSchema": {
+                    "$schema": draft,
+                    "type": "object",
+                    "properties": {"context": {}, "traits": {}, "properties": inner},
+                },
+            }
+        )
+    if native.get("identify_traits"):
+        traits = _object_schema(native["identify_traits"])
+        rules.append(
+            {
+                "key": None,
+                "type": "IDENTIFY",
+                "version": 1,
+                "jsonSchema": {
+                    "$schema": draft,
+                    "type": "object",
+                    "properties": {"context": {}, "properties": {}, "traits": traits},
+                },
+            }
+        )
+    return {"display_name": "Inferred by cio-anon", "rules": rules}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "property"
+
+
+def _as_rudder(native: dict[str, Any]) -> list[dict[str, Any]]:
+    group = "inferred"
+    properties: dict[str, dict[str, Any]] = {}
+    events: list[dict[str, Any]] = []
+    rules: list[dict[str, Any]] = []
+
+    def prop_ref(name: str, spec: Any) -> str:
+        spec = {"type": spec} if isinstance(spec, str) else dict(spec or {})
+        kinds = spec.get("type") or []
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+        entry = properties.setdefault(
+            name, {"id": _slug(name), "name": name, "type": [], "description": ""}
+        )
+        entry["type"] = sorted({*entry["type"], *kinds})
+        return f"#/properties/{group}/{entry['id']}"
+
+    def rule(event_id: str, props: dict[str, Any], unplanned: bool) -> dict[str, Any]:
+        refs = []
+        for name, spec in props.items():
+            ref: dict[str, Any] = {"$ref": prop_ref(name, spec)}
+            if isinstance(spec, dict) and spec.get("required"):
+                ref["required"] = True
+            refs.append(ref)
+        return {
+            "type": "event_rule",
+            "id": f"{event_id}_rule",
+            "event": {"$ref": f"#/events/{group}/{event_id}", "allow_unplanned": unplanned},
+            "properties": refs,
+        }
+
+    for name, spec in native.get("events", {}).items():
+        event_id = _slug(name)
+        events.append({"id": event_id, "name": name, "event_type": spec.get("call", "track")})
+        rules.append(rule(event_id, spec.get("properties") or {}, False))
+    if native.get("identify_traits"):
+        events.append({"id": "identify", "event_type": "identify"})
+        rules.append(rule("identify", native["identify_traits"], True))
+    for entry in properties.values():
+        entry["type"] = ",".join(entry["type"])
+    header = {"version": "rudder/v0.1"}
+    return [
+        {
+            **header,
+            "kind": "properties",
+            "metadata": {"name": group},
+            "spec": {"properties": list(properties.values())},
+        },
+        {**header, "kind": "events", "metadata": {"name": group}, "spec": {"events": events}},
+        {
+            **header,
+            "kind": "tp",
+            "metadata": {"name": group},
+            "spec": {"id": "inferred", "display_name": "Inferred by cio-anon", "rules": rules},
+        },
+    ]

@@ -145,10 +145,16 @@ def test_junit_sarif_github_outputs(cli: Cli, tmp_path: Path) -> None:
         (
             "events:\n  X:\n    properties:\n      p: {type: nonsense}\n",
             ".yaml",
-            "does not compile",
+            "the schema of X does not compile at $.properties.p.type",
+        ),
+        ("evnts:\n  X: {}\n", ".yaml", "unknown key(s) 'evnts'"),
+        (
+            "events:\n  X: {proprties: {a: string}}\n",
+            ".yaml",
+            "event 'X' has unknown key(s) 'proprties'",
         ),
         ('{"something": "else"}', ".json", "neither a cio-anon YAML plan"),
-        ('{"rules": [{"type": "NOPE"}]}', ".json", "rule type 'NOPE'"),
+        ('{"rules": [{"type": "NOPE"}]}', ".json", "rule 0 has type 'NOPE'"),
         ("dialect: other\n", ".yaml", "not a cio-anon plan"),
     ],
 )
@@ -175,3 +181,98 @@ def test_the_example_plan_describes_the_shopper(cli: Cli) -> None:
         cli, str(root / "shopper.ndjson"), "--plan", str(root / "plan.example.yaml"), code=0
     )
     assert [f["code"] for f in found] == ["late_anonymous_event"]
+
+
+# -- real plans in their own dialects -------------------------------------------------
+
+PLANS = DATA.parent / "plans"
+
+
+def test_a_segment_plan_with_any_types_loads_and_checks(cli: Cli, tmp_path: Path) -> None:
+    """Segment Protocols exports write `"type": ["any"]` and `"type": "any"`."""
+    plan = str(PLANS / "segment-any.json")
+    assert findings(cli, CLEAN, "--plan", plan, code=0) == []
+    odd = tmp_path / "odd.ndjson"
+    odd.write_text(
+        json.dumps(
+            {
+                "type": "track",
+                "event": "Product Viewed",
+                "properties": {"sku": 7, "experiment": {"arm": "b"}, "tags": [1, "x", None]},
+                "messageId": "o1",
+                "anonymousId": "a",
+                "timestamp": 1772000001,
+            }
+        )
+        + "\n"
+    )
+    found = findings(cli, str(odd), "--plan", plan)
+    mismatches = [f for f in found if f["code"] == "type_mismatch"]
+    assert [f["path"] for f in mismatches] == ["$.sku"]  # `any` accepted anything else
+
+
+def test_every_problem_of_a_plan_is_listed_at_once(cli: Cli) -> None:
+    result = cli("check", CLEAN, "--plan", str(PLANS / "segment-broken.json"), code=2)
+    assert "has 3 problems" in result.stderr
+    assert "event 'Product Viewed' does not compile at $.properties.sku.type" in result.stderr
+    assert "event 'Order Completed' does not compile at $.properties.total.minimum" in result.stderr
+    assert "rule 3 has type 'ALIAS'" in result.stderr
+
+
+def test_a_rudderstack_catalog_folder_is_a_plan(cli: Cli) -> None:
+    """events, properties, custom types and a tracking plan in four files, by $ref."""
+    folder = str(PLANS / "rudder")
+    assert findings(cli, CLEAN, "--plan", folder, code=0) == []
+    codes = {f["code"] for f in findings(cli, MESSY, "--plan", folder)}
+    assert {"required_missing", "type_mismatch", "additional_property"} <= codes
+
+
+def test_a_rudderstack_catalog_in_one_file(cli: Cli, tmp_path: Path) -> None:
+    single = tmp_path / "catalog.yaml"
+    single.write_text(
+        "\n---\n".join(p.read_text() for p in sorted((PLANS / "rudder").glob("*.yaml")))
+    )
+    assert findings(cli, CLEAN, "--plan", str(single), code=0) == []
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(single.read_text().replace("shop/total", "shop/totl"))
+    result = cli("check", CLEAN, "--plan", str(broken), code=2)
+    assert "uses the property '#/properties/shop/totl', which no file defines" in result.stderr
+
+
+def test_a_rudderstack_file_is_never_read_as_an_empty_plan(cli: Cli, tmp_path: Path) -> None:
+    only_events = tmp_path / "events.yaml"
+    only_events.write_text((PLANS / "rudder" / "events.yaml").read_text())
+    result = cli("check", CLEAN, "--plan", str(only_events), code=2)
+    assert "no tracking plan (`kind: tp`)" in result.stderr
+
+
+@pytest.mark.parametrize("dialect", ["native", "segment", "rudderstack"])
+def test_plan_infer_writes_each_dialect(cli: Cli, tmp_path: Path, dialect: str) -> None:
+    suffix = {"native": ".yaml", "segment": ".json", "rudderstack": ".yaml"}[dialect]
+    inferred = tmp_path / f"inferred{suffix}"
+    cli("plan", "infer", CLEAN, "--dialect", dialect, "--output", str(inferred))
+    text = inferred.read_text()
+    marker = {"native": "dialect: cio-anon", "segment": '"rules"', "rudderstack": "kind: tp"}
+    assert marker[dialect] in text
+    assert findings(cli, CLEAN, "--plan", str(inferred), code=0) == []
+    codes = {f["code"] for f in findings(cli, MESSY, "--plan", str(inferred))}
+    assert "required_missing" in codes or "type_mismatch" in codes
+
+
+def test_paths_quote_names_that_are_not_identifiers(cli: Cli, tmp_path: Path) -> None:
+    traffic = tmp_path / "spaces.ndjson"
+    traffic.write_text(
+        json.dumps(
+            {
+                "type": "track",
+                "event": "Product Viewed",
+                "properties": {"sku": "S", "site id": "x", "schema_version": "1"},
+                "messageId": "s1",
+                "anonymousId": "a",
+                "timestamp": 1772000001,
+            }
+        )
+        + "\n"
+    )
+    found = findings(cli, str(traffic), "--plan", PLAN)
+    assert '$["site id"]' in {f["path"] for f in found}
