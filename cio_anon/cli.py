@@ -353,7 +353,7 @@ def emit(
     """Print the JSON document, or the Rich rendering, on stdout; diagnostics and
     warnings on stderr (with --json too: the document also holds them)."""
     if diagnostics:
-        console(stderr=True).print(*diagnostics)
+        console(stderr=True).print(*diagnostics, sep="\n")
     if as_json:
         sys.stdout.write(jsonio.dumps_indented(document) + "\n")
     else:

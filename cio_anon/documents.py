@@ -191,6 +191,26 @@ def profile_json(profile: Profile) -> dict[str, Any]:
             "campaign_eligible": counts.campaign_eligible,
         },
         "merges": [activity_json(row, profile.now) for row in profile.merges],
+        "devices": [
+            {
+                "device_id": d.device_id,
+                "platform": d.platform,
+                "attributes": d.attributes,
+                "last_used": time_json(d.last_used),
+                "updated_at": time_json(d.updated_at),
+            }
+            for d in profile.devices
+        ],
+        "relationships": [
+            {
+                "object_type_id": r.object_type_id,
+                "object_id": r.object_id,
+                "attributes": r.attributes,
+                "object_attributes": r.object_attributes,
+                "created_at": time_json(r.created_at),
+            }
+            for r in profile.relationships
+        ],
     }
 
 
@@ -348,6 +368,7 @@ def replay_json(summary: ReplaySummary) -> dict[str, Any]:
         "duplicates_ignored": tally.duplicates,
         "people_created": tally.people_created,
         "expectations": tally.expectations,
+        "ignored": tally.ignored,
         "warnings": dict(sorted(tally.warnings.items())),
         "invalid": [str(p) for p in summary.invalid],
         "rejected_files": summary.rejected_files,

@@ -185,11 +185,43 @@ def _v4_journal(db: Database) -> None:
     )
 
 
+def _v5_devices_objects_suppressions(db: Database) -> None:
+    """What the rest of Customer.io's calls leave on people: devices, suppressed
+    identifiers, objects and their relationships to people; and the calls stored
+    without a modelled effect that name no one (`other_calls`)."""
+    db.execute(
+        "CREATE TABLE devices (cio_id TEXT NOT NULL, device_id TEXT NOT NULL, platform TEXT, "
+        "attributes TEXT NOT NULL DEFAULT '{}', last_used FLOAT, updated_at FLOAT NOT NULL, "
+        "PRIMARY KEY (cio_id, device_id))"
+    )
+    db.execute(
+        "CREATE TABLE suppressions (kind TEXT NOT NULL, value TEXT NOT NULL, "
+        "suppressed_at FLOAT NOT NULL, PRIMARY KEY (kind, value))"
+    )
+    db.execute(
+        "CREATE TABLE objects (object_type_id TEXT NOT NULL, object_id TEXT NOT NULL, "
+        "attributes TEXT NOT NULL DEFAULT '{}', created_at FLOAT NOT NULL, "
+        "updated_at FLOAT NOT NULL, PRIMARY KEY (object_type_id, object_id))"
+    )
+    db.execute(
+        "CREATE TABLE relationships (cio_id TEXT NOT NULL, object_type_id TEXT NOT NULL, "
+        "object_id TEXT NOT NULL, attributes TEXT NOT NULL DEFAULT '{}', "
+        "created_at FLOAT NOT NULL, PRIMARY KEY (cio_id, object_type_id, object_id))"
+    )
+    db.execute("CREATE INDEX relationships_object ON relationships (object_type_id, object_id)")
+    db.execute(
+        "CREATE TABLE other_calls (seq INTEGER PRIMARY KEY, received_at FLOAT NOT NULL, "
+        "api TEXT NOT NULL, call TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, "
+        "body TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     _v1_first_schema,
     _v2_identified_tab_by_time,
     _v3_kept_decisions,
     _v4_journal,
+    _v5_devices_objects_suppressions,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

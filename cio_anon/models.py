@@ -79,8 +79,48 @@ class ActivityType:
     PROFILE_MERGE = "profile_merge"
     ATTRIBUTE_CHANGE = "attribute_change"
     FAILED_ATTRIBUTE_CHANGE = "failed_attribute_change"
+    DEVICE_UPDATE = "device_update"
+    DEVICE_DELETE = "device_delete"
+    RELATIONSHIP_ADD = "relationship_add"
+    RELATIONSHIP_DELETE = "relationship_delete"
+    STORED_CALL = "stored_call"
+    """A call Customer.io accepts whose effect cio-anon does not model (metrics, forms,
+    manual segments): kept on the person it names."""
 
-    ALL = (ANON_MERGE, PROFILE_CREATE, PROFILE_MERGE, ATTRIBUTE_CHANGE, FAILED_ATTRIBUTE_CHANGE)
+    ALL = (
+        ANON_MERGE,
+        PROFILE_CREATE,
+        PROFILE_MERGE,
+        ATTRIBUTE_CHANGE,
+        FAILED_ATTRIBUTE_CHANGE,
+        DEVICE_UPDATE,
+        DEVICE_DELETE,
+        RELATIONSHIP_ADD,
+        RELATIONSHIP_DELETE,
+        STORED_CALL,
+    )
+
+
+@dataclass(frozen=True)
+class Device:
+    """A person's device (its push token is `device_id`)."""
+
+    device_id: str
+    platform: str | None
+    attributes: dict[str, Any]
+    last_used: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """A person's relationship with an object (and the object's own attributes)."""
+
+    object_type_id: str
+    object_id: str
+    attributes: dict[str, Any]
+    object_attributes: dict[str, Any]
+    created_at: datetime
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from cio_anon import jsonio
 from cio_anon.models import Person, Settings
 from cio_anon.service import (
     DeleteResult,
@@ -51,9 +52,12 @@ def _text(text: str, style: str = "") -> Text:
 
 
 def _table(*columns: str, **options: Any) -> Table:
-    """A Rich table (rich.table is imported by the commands that print one, not by all)."""
+    """A Rich table (rich.table is imported by the commands that print one, not by all);
+    a titled table's title sits on the left."""
     from rich.table import Table
 
+    if "title" in options:
+        options.setdefault("title_justify", "left")
     return Table(*columns, **options)
 
 
@@ -202,7 +206,22 @@ def profile_text(profile: Profile) -> RenderableType:
     merges.add_column("Activity")
     for row in profile.merges:
         _add_row(merges, time_text(row.timestamp), activity_summary(row))
-    return Group(ident, events, anon, merges)
+    parts: list[RenderableType] = [ident, events, anon, merges]
+    if profile.devices:
+        devices = _table(
+            "device", "platform", "last used (UTC)", title="Devices", title_justify="left"
+        )
+        for d in profile.devices:
+            _add_row(devices, d.device_id, d.platform or "—", time_text(d.last_used))
+        parts.append(devices)
+    if profile.relationships:
+        related = _table(
+            "object type", "object id", "attributes", title="Relationships", title_justify="left"
+        )
+        for r in profile.relationships:
+            _add_row(related, r.object_type_id, r.object_id, jsonio.dumps(r.object_attributes))
+        parts.append(related)
+    return Group(*parts)
 
 
 def people_text(people: list[tuple[Person, int]]) -> RenderableType:
@@ -261,6 +280,8 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
         ("people created", tally.people_created),
         ("expectations checked", tally.expectations),
     ]
+    if tally.ignored:
+        rows.append(("calls stored, not modelled, or ignored", tally.ignored))
     rows += [(f"warnings: {rule}", count) for rule, count in sorted(tally.warnings.items())]
     for label, value in rows:
         _add_row(table, label, str(value))

@@ -23,13 +23,20 @@ from cio_anon.ingest import (
     AnonymousTraits,
     ChangeSettings,
     DeletePerson,
+    DeviceDelete,
+    DeviceUpdate,
     Expect,
     Identify,
     MergePeople,
+    ObjectDelete,
+    ObjectUpdate,
     Operation,
     Purge,
+    Relate,
+    Suppress,
     Timed,
     Track,
+    Unmodelled,
 )
 from cio_anon.ingest.fixtures import display_name, read_records, to_operations
 from cio_anon.workspace import Workspace
@@ -73,6 +80,9 @@ class Tally:
     duplicates: int = 0
     people_created: int = 0
     expectations: int = 0
+    ignored: int = 0
+    """Calls stored without a modelled effect, or ignored as Customer.io ignores them
+    (a suppressed identifier)."""
     warnings: Counter[str] = field(default_factory=Counter)
     notes: list[Problem] = field(default_factory=list)
     failed_expectations: list[Problem] = field(default_factory=list)
@@ -88,6 +98,7 @@ class Tally:
             "duplicates",
             "people_created",
             "expectations",
+            "ignored",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.warnings.update(other.warnings)
@@ -231,7 +242,17 @@ def _replay_file(
 
 
 def apply_operation(workspace: Workspace, timed: Timed, source: Source, tally: Tally) -> None:
-    """Carry out one operation at its receive time, counting what it did."""
+    """Carry out one operation at its receive time, counting what it did. A call for a
+    suppressed identifier is ignored, as Customer.io ignores it (a warning says so)."""
+    try:
+        _apply(workspace, timed, source, tally)
+    except service.Suppressed as suppressed:
+        tally.ignored += 1
+        tally.warnings[str(rules.Rule.SUPPRESSED)] += 1
+        tally.notes.append(Problem(source.file, source.line, str(suppressed)))
+
+
+def _apply(workspace: Workspace, timed: Timed, source: Source, tally: Tally) -> None:
     op, at = timed.operation, timed.at
     if isinstance(op, Track):
         # The APIs create an unknown person on an event, as Customer.io does.
@@ -294,6 +315,21 @@ def apply_operation(workspace: Workspace, timed: Timed, source: Source, tally: T
         service.update_settings(
             workspace, at, anonymous_merge=op.anonymous_merge, created_at=op.created_at
         )
+    elif isinstance(op, DeviceUpdate):
+        service.update_device(workspace, at, op)
+    elif isinstance(op, DeviceDelete):
+        service.delete_device(workspace, at, op)
+    elif isinstance(op, Suppress):
+        service.suppress(workspace, at, op)
+    elif isinstance(op, ObjectUpdate):
+        service.update_object(workspace, at, op)
+    elif isinstance(op, ObjectDelete):
+        service.delete_object(workspace, at, op)
+    elif isinstance(op, Relate):
+        service.relate(workspace, at, op)
+    elif isinstance(op, Unmodelled):
+        service.store_call(workspace, at, op)
+        tally.ignored += 1
     elif isinstance(op, Expect):
         tally.expectations += 1
         for mismatch in check_expectation(workspace, at, op.checks):
@@ -350,6 +386,16 @@ def _check_person(workspace: Workspace, checks: Mapping[str, Any]) -> list[str]:
         actual_ids = sorted(a.anonymous_id for a in workspace.assignments_of(person.cio_id))
         problems += _differ(
             f"anonymous_ids of {identifier!r}", sorted(checks["anonymous_ids"]), actual_ids
+        )
+    if "devices" in checks:
+        devices = sorted(d.device_id for d in workspace.devices_of(person.cio_id))
+        problems += _differ(f"devices of {identifier!r}", sorted(checks["devices"]), devices)
+    if "relationships" in checks:
+        related = sorted(
+            f"{r.object_type_id}/{r.object_id}" for r in workspace.relationships_of(person.cio_id)
+        )
+        problems += _differ(
+            f"relationships of {identifier!r}", sorted(checks["relationships"]), related
         )
     return problems
 

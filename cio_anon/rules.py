@@ -42,6 +42,7 @@ class Rule(StrEnum):
     SEGMENT_ONLY = "segment_only"
     DUPLICATE = "duplicate"
     LIMIT_EXCEEDED = "limit_exceeded"
+    SUPPRESSED = "suppressed"
 
 
 class Provenance(StrEnum):
@@ -343,6 +344,8 @@ RULE_SENTENCES: Mapping[Rule, str] = {
     Rule.SEGMENT_ONLY: "It counts for segments but cannot trigger campaigns.",
     Rule.DUPLICATE: "An event with its id already existed.",
     Rule.LIMIT_EXCEEDED: "It broke one of Customer.io's limits.",
+    Rule.SUPPRESSED: "Its person's identifier is suppressed: the call is ignored until the "
+    "identifier is unsuppressed.",
 }
 """One sentence per rule code, for a decision recorded without its own sentence."""
 

@@ -50,6 +50,15 @@ def activity_summary(row: LogRow) -> str:
         )
     if row.type == ActivityType.PROFILE_CREATE:
         return "Profile created"
+    if row.type in (ActivityType.DEVICE_UPDATE, ActivityType.DEVICE_DELETE):
+        verb = "added or updated" if row.type == ActivityType.DEVICE_UPDATE else "deleted"
+        platform = f" ({data['platform']})" if data.get("platform") else ""
+        return f"Device {data.get('device_id')}{platform} {verb}"
+    if row.type in (ActivityType.RELATIONSHIP_ADD, ActivityType.RELATIONSHIP_DELETE):
+        verb = "Related to" if row.type == ActivityType.RELATIONSHIP_ADD else "No longer related to"
+        return f"{verb} object {data.get('object_type_id')}/{data.get('object_id')}"
+    if row.type == ActivityType.STORED_CALL:
+        return f"{data.get('api')}: {data.get('call')} (stored, not modelled)"
     return row.name or ""
 
 

@@ -19,11 +19,13 @@ from cio_anon.ingest.emit import to_record
 from cio_anon.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from cio_anon.models import (
     Activity,
+    Device,
     Event,
     EventCounts,
     LogRow,
     Person,
     PersonRef,
+    Relationship,
     Settings,
     Tombstone,
 )
@@ -47,6 +49,11 @@ _DATA_TABLES = (
     "activities",
     "tombstones",
     "handled_messages",
+    "devices",
+    "suppressions",
+    "objects",
+    "relationships",
+    "other_calls",
 )
 
 
@@ -403,6 +410,8 @@ class Workspace:
         self._scrub_after_commit = True
         self.conn.execute("PRAGMA secure_delete=ON")
         counts = {}
+        for table in ("devices", "relationships"):
+            self.conn.execute(f"DELETE FROM {table} WHERE cio_id = ?", (cio_id,))
         for table in ("events", "activities", "tombstones"):
             cursor = self.conn.execute(f"DELETE FROM {table} WHERE cio_id = ?", (cio_id,))
             counts[table] = cursor.rowcount
@@ -780,6 +789,12 @@ class Workspace:
             "merged_at = ?, rule = ? WHERE cio_id = ?",
             (target, inherited_at.timestamp(), str(Rule.SEGMENT_ONLY), source.cio_id),
         )
+        # Devices and relationships follow; the primary's own win where both have one.
+        for table in ("devices", "relationships"):
+            self.conn.execute(
+                f"UPDATE OR IGNORE {table} SET cio_id = ? WHERE cio_id = ?", (target, source.cio_id)
+            )
+            self.conn.execute(f"DELETE FROM {table} WHERE cio_id = ?", (source.cio_id,))
 
     def merged_without_trigger(self, names: Sequence[str]) -> list[tuple[str, str, str | None]]:
         """Merged events with these names that cannot trigger campaigns:
@@ -803,7 +818,10 @@ class Workspace:
             "(SELECT count(*) FROM events WHERE provenance = 'merged'), "
             "(SELECT count(*) FROM events WHERE cio_id IS NULL AND anonymous_id IS NOT NULL), "
             "(SELECT count(*) FROM events WHERE cio_id IS NULL AND anonymous_id IS NULL), "
-            "(SELECT count(*) FROM assignments), (SELECT count(*) FROM activities)"
+            "(SELECT count(*) FROM assignments), (SELECT count(*) FROM activities), "
+            "(SELECT count(*) FROM devices), (SELECT count(*) FROM objects), "
+            "(SELECT count(*) FROM relationships), (SELECT count(*) FROM suppressions), "
+            "(SELECT count(*) FROM other_calls)"
         ).fetchone()
         keys = (
             "people",
@@ -814,6 +832,11 @@ class Workspace:
             "invite_events",
             "assignments",
             "activities",
+            "devices",
+            "objects",
+            "relationships",
+            "suppressed_identifiers",
+            "other_calls",
         )
         return dict(zip(keys, row, strict=True))
 
@@ -831,6 +854,154 @@ class Workspace:
         """Whether anything beyond the settings was ever recorded here."""
         probes = " OR ".join(f"EXISTS (SELECT 1 FROM {table})" for table in _DATA_TABLES)
         return bool(self._scalar(f"SELECT {probes}"))
+
+    # -- devices, suppressions, objects, relationships, other calls --------------------
+
+    def save_device(self, cio_id: str, device: Device) -> None:
+        self.conn.execute(
+            "INSERT INTO devices (cio_id, device_id, platform, attributes, last_used, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (cio_id, device_id) DO UPDATE "
+            "SET platform = coalesce(excluded.platform, platform), "
+            "attributes = excluded.attributes, last_used = coalesce(excluded.last_used, "
+            "last_used), updated_at = excluded.updated_at",
+            (
+                cio_id,
+                device.device_id,
+                device.platform,
+                _json(device.attributes),
+                _ts(device.last_used),
+                device.updated_at.timestamp(),
+            ),
+        )
+
+    def delete_device(self, cio_id: str, device_id: str) -> bool:
+        cursor = self.conn.execute(
+            "DELETE FROM devices WHERE cio_id = ? AND device_id = ?", (cio_id, device_id)
+        )
+        return cursor.rowcount == 1
+
+    def devices_of(self, cio_id: str) -> list[Device]:
+        rows = self.conn.execute(
+            "SELECT device_id, platform, attributes, last_used, updated_at FROM devices "
+            "WHERE cio_id = ? ORDER BY updated_at DESC, device_id",
+            (cio_id,),
+        ).fetchall()
+        return [
+            Device(
+                row["device_id"],
+                row["platform"],
+                jsonio.loads(row["attributes"]),
+                _dt(row["last_used"]),
+                from_unix(row["updated_at"]),
+            )
+            for row in rows
+        ]
+
+    def device_attributes(self, cio_id: str, device_id: str) -> dict[str, Any] | None:
+        value = self._scalar(
+            "SELECT attributes FROM devices WHERE cio_id = ? AND device_id = ?",
+            (cio_id, device_id),
+        )
+        return None if value is None else dict(jsonio.loads(value))
+
+    def suppress(self, kind: str, value: str, at: datetime) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO suppressions (kind, value, suppressed_at) VALUES (?, ?, ?)",
+            (kind, value, at.timestamp()),
+        )
+
+    def unsuppress(self, kind: str, value: str) -> bool:
+        cursor = self.conn.execute(
+            "DELETE FROM suppressions WHERE kind = ? AND value = ?", (kind, value)
+        )
+        return cursor.rowcount > 0
+
+    def is_suppressed(self, kind: str, value: str) -> bool:
+        return bool(
+            self._scalar("SELECT 1 FROM suppressions WHERE kind = ? AND value = ?", (kind, value))
+        )
+
+    def get_object(self, type_id: str, object_id: str) -> dict[str, Any] | None:
+        value = self._scalar(
+            "SELECT attributes FROM objects WHERE object_type_id = ? AND object_id = ?",
+            (type_id, object_id),
+        )
+        return None if value is None else dict(jsonio.loads(value))
+
+    def save_object(
+        self, type_id: str, object_id: str, attributes: dict[str, Any], now: datetime
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO objects (object_type_id, object_id, attributes, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (object_type_id, object_id) "
+            "DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
+            (type_id, object_id, _json(attributes), now.timestamp(), now.timestamp()),
+        )
+
+    def delete_object(self, type_id: str, object_id: str) -> list[str]:
+        """Remove an object and its relationships; the cio_ids it was related to."""
+        related = [
+            row[0]
+            for row in self.conn.execute(
+                "DELETE FROM relationships WHERE object_type_id = ? AND object_id = ? "
+                "RETURNING cio_id",
+                (type_id, object_id),
+            )
+        ]
+        self.conn.execute(
+            "DELETE FROM objects WHERE object_type_id = ? AND object_id = ?", (type_id, object_id)
+        )
+        return related
+
+    def relate(
+        self,
+        cio_id: str,
+        type_id: str,
+        object_id: str,
+        attributes: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO relationships (cio_id, object_type_id, object_id, attributes, "
+            "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (cio_id, object_type_id, object_id) "
+            "DO UPDATE SET attributes = excluded.attributes",
+            (cio_id, type_id, object_id, _json(attributes), now.timestamp()),
+        )
+
+    def unrelate(self, cio_id: str, type_id: str, object_id: str) -> bool:
+        cursor = self.conn.execute(
+            "DELETE FROM relationships WHERE cio_id = ? AND object_type_id = ? AND object_id = ?",
+            (cio_id, type_id, object_id),
+        )
+        return cursor.rowcount == 1
+
+    def relationships_of(self, cio_id: str) -> list[Relationship]:
+        rows = self.conn.execute(
+            "SELECT r.object_type_id, r.object_id, r.attributes, r.created_at, "
+            "o.attributes AS object_attributes FROM relationships r LEFT JOIN objects o "
+            "ON o.object_type_id = r.object_type_id AND o.object_id = r.object_id "
+            "WHERE r.cio_id = ? ORDER BY r.object_type_id, r.object_id",
+            (cio_id,),
+        ).fetchall()
+        return [
+            Relationship(
+                row["object_type_id"],
+                row["object_id"],
+                jsonio.loads(row["attributes"]),
+                jsonio.loads(row["object_attributes"] or "{}"),
+                from_unix(row["created_at"]),
+            )
+            for row in rows
+        ]
+
+    def add_other_call(
+        self, at: datetime, api: str, call: str, method: str, path: str, body: str
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO other_calls (received_at, api, call, method, path, body) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (at.timestamp(), api, call, method, path, body),
+        )
 
     # -- the journal --------------------------------------------------------------------
 

@@ -173,7 +173,9 @@ def test_a_workspace_older_than_the_journal_is_refused(cli: Cli, tmp_path: Path)
     old = tmp_path / "old.db"
     cli("track", "Viewed", "--anonymous-id", "a-1", "--db", str(old), "--at", T0.isoformat())
     with sqlite3.connect(old) as conn:  # back to schema 3, as an older cio-anon left it
-        conn.execute("DROP TABLE journal")
+        for table in ("journal", "devices", "suppressions", "objects", "relationships"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("DROP TABLE other_calls")
         conn.execute("PRAGMA user_version=3")
     result = cli("export", "--db", str(old), code=1)
     assert "kept no journal" in result.stderr and not result.stdout

@@ -207,7 +207,7 @@ def test_json_array_fixtures_report_element_lines(cli: Cli, tmp_path: Path) -> N
                 "path": "/api/v2/entity",
                 "body": {"type": "object", "action": "identify"},
             },
-            "handles `person` operations",
+            "`identifiers` must be a JSON object",
         ),
         (
             {
@@ -216,7 +216,7 @@ def test_json_array_fixtures_report_element_lines(cli: Cli, tmp_path: Path) -> N
                 "path": "/api/v2/entity",
                 "body": {"type": "person", "action": "add_device", "identifiers": {"id": "1"}},
             },
-            "action 'add_device'",
+            "`device` must be a JSON object",
         ),
         (
             {
@@ -235,7 +235,8 @@ def test_json_array_fixtures_report_element_lines(cli: Cli, tmp_path: Path) -> N
             {"at": 1, "method": "POST", "path": "/v1/batch", "body": {"batch": {}}},
             "`batch` as an array",
         ),
-        ({"at": 1, "type": "group", "userId": "u"}, "has type 'group'"),
+        ({"at": 1, "type": "group", "userId": "u"}, "needs `groupId`"),
+        ({"at": 1, "type": "boom", "userId": "u"}, "has type 'boom'"),
         ({"at": 1, "type": "track", "event": "x"}, "needs a userId or an anonymousId"),
         ({"at": 1, "type": "page", "anonymousId": "a"}, "needs properties.url or a name"),
         ({"at": 1, "op": "expect", "person": "p", "events": {"totl": 1}}, "unknown field(s): totl"),

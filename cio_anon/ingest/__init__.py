@@ -79,6 +79,87 @@ class Purge:
 
 
 @dataclass(frozen=True)
+class DeviceUpdate:
+    """A device (push token) added to a person, or updated."""
+
+    person: str
+    device_id: str
+    platform: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    last_used: object = None
+
+
+@dataclass(frozen=True)
+class DeviceDelete:
+    person: str
+    device_id: str
+
+
+@dataclass(frozen=True)
+class Suppress:
+    """Customer.io's suppress: the person is deleted and their identifier refused until
+    it is unsuppressed (`unsuppress=True`)."""
+
+    identifier: str
+    unsuppress: bool = False
+
+
+@dataclass(frozen=True)
+class ObjectUpdate:
+    """An object (a company, an account...) created or updated, with people related to it."""
+
+    object_type_id: str
+    object_id: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    people: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObjectDelete:
+    object_type_id: str
+    object_id: str
+
+
+@dataclass(frozen=True)
+class Relate:
+    """A relationship between a person and an object, added (or, `delete`, removed)."""
+
+    person: str
+    object_type_id: str
+    object_id: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    delete: bool = False
+
+
+SEMANTIC_EVENTS = (
+    "Device Created or Updated",
+    "Device Deleted",
+    "User Deleted",
+    "User Suppressed",
+    "User Unsuppressed",
+    "Relationship Deleted",
+    "Object Deleted",
+    "Report Delivery Event",
+)
+"""Data Pipelines events that Customer.io acts on instead of storing them."""
+
+
+@dataclass(frozen=True)
+class Unmodelled:
+    """A call Customer.io accepts that cio-anon stores without modelling its effect
+    (delivery and push metrics, form submissions, manual segments): kept as it came,
+    an activity on the person it names (if any), counted as `ignored`."""
+
+    api: str
+    call: str
+    """What it is, e.g. `push metric opened`, `segment 7 add`."""
+    method: str
+    path: str
+    body: Any
+    people: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ChangeSettings:
     anonymous_merge: bool | None = None
     created_at: datetime | None = None
@@ -101,6 +182,13 @@ Operation = (
     | Purge
     | ChangeSettings
     | Expect
+    | DeviceUpdate
+    | DeviceDelete
+    | Suppress
+    | ObjectUpdate
+    | ObjectDelete
+    | Relate
+    | Unmodelled
 )
 
 

@@ -2,7 +2,8 @@
 workspace was told can be exported and replayed (see `cio-anon export`).
 
 Each operation becomes the call a client would make for it: Track API v1 for people,
-events, merges and deletes; a Data Pipelines identify for traits sent for an anonymous
+events, merges, deletes, devices, suppression and calls kept as they came; Track API
+v2 for objects and relationships; a Data Pipelines identify for traits sent for an anonymous
 id and for identifies that carry a `messageId` (so a replay still deduplicates them);
 control records for settings and purges. `parse` of the record gives the operation
 back (a test holds the two directions together).
@@ -18,11 +19,18 @@ from cio_anon.ingest import (
     AnonymousTraits,
     ChangeSettings,
     DeletePerson,
+    DeviceDelete,
+    DeviceUpdate,
     Identify,
     MergePeople,
+    ObjectDelete,
+    ObjectUpdate,
     Operation,
     Purge,
+    Relate,
+    Suppress,
     Track,
+    Unmodelled,
 )
 
 
@@ -59,6 +67,48 @@ def to_record(op: Operation) -> dict[str, Any]:
             return {"method": "DELETE", "path": f"/api/v1/customers/{_segment(op.identifier)}"}
         case Purge():
             return {"op": "purge"}
+        case DeviceUpdate():
+            device: dict[str, Any] = {"id": op.device_id, "platform": op.platform}
+            if op.last_used is not None:
+                device["last_used"] = op.last_used
+            device["attributes"] = dict(op.attributes)
+            path = f"/api/v1/customers/{_segment(op.person)}/devices"
+            return _call("PUT", path, {"device": device})
+        case DeviceDelete():
+            path = f"/api/v1/customers/{_segment(op.person)}/devices/{_segment(op.device_id)}"
+            return {"method": "DELETE", "path": path}
+        case Suppress():
+            verb = "unsuppress" if op.unsuppress else "suppress"
+            return _call("POST", f"/api/v1/customers/{_segment(op.identifier)}/{verb}", {})
+        case ObjectUpdate():
+            entity: dict[str, Any] = {
+                "type": "object",
+                "action": "identify",
+                "identifiers": {"object_type_id": op.object_type_id, "object_id": op.object_id},
+                "attributes": dict(op.attributes),
+            }
+            if op.people:
+                entity["cio_relationships"] = [{"identifiers": _reference(p)} for p in op.people]
+            return _call("POST", "/api/v2/entity", entity)
+        case ObjectDelete():
+            ids = {"object_type_id": op.object_type_id, "object_id": op.object_id}
+            return _call(
+                "POST", "/api/v2/entity", {"type": "object", "action": "delete", "identifiers": ids}
+            )
+        case Relate():
+            relation = {
+                "identifiers": {"object_type_id": op.object_type_id, "object_id": op.object_id},
+                "relationship_attributes": dict(op.attributes),
+            }
+            entity = {
+                "type": "person",
+                "action": "delete_relationships" if op.delete else "add_relationships",
+                "identifiers": _reference(op.person),
+                "cio_relationships": [relation],
+            }
+            return _call("POST", "/api/v2/entity", entity)
+        case Unmodelled():
+            return _call(op.method, op.path, op.body)
         case ChangeSettings():
             record: dict[str, Any] = {"op": "settings"}
             if op.created_at is not None:

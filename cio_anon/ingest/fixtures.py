@@ -186,13 +186,24 @@ def _http(record: Mapping[str, Any]) -> list[Operation]:
         return track_v2.parse(method, path, body)
     if path.startswith("/v1/"):
         return pipelines.parse(method, path, body)
+    if path.startswith(track_v1.UNSUBSCRIBE.prefix):
+        return track_v1.parse_unsubscribe(method, path, body)
     raise InvalidInput(f"{method} {path} is not a Customer.io API path cio-anon knows.")
 
 
 # What an expect record is about (the first of these keys it has) and what it may check.
 EXPECT_KEYS = {
     "event": {"status", "rule", "person", "provenance", "can_trigger_campaigns", "anonymous_id"},
-    "person": {"exists", "events", "attributes", "anonymous_ids", "id", "email"},
+    "person": {
+        "exists",
+        "events",
+        "attributes",
+        "anonymous_ids",
+        "id",
+        "email",
+        "devices",
+        "relationships",
+    },
     "anonymous_id": {"pending", "assigned_to"},
 }
 EVENT_COUNT_KEYS = {"total", "tracked", "merged", "inherited", "campaign_eligible"}

@@ -31,10 +31,12 @@ class HttpApi:
     """(failures, in a batch) → the error body, in the API's own shape."""
     batch_path: str | None = None
     """Where a batch of independent items is posted; each item stands alone."""
-    parse_item: Callable[[Mapping[str, Any], str], Operation] | None = None
-    """One batch item (and how to name it in a message) → its operation."""
+    parse_item: Callable[[Mapping[str, Any], str], list[Operation]] | None = None
+    """One batch item (and how to name it in a message) → its operations."""
     partial_status: int = 400
     """The answer to a batch some of whose items were refused (the rest applied)."""
+    answers: Mapping[str, Any] | None = None
+    """Read-only calls (`GET` of a path) and the body they are answered with."""
     permissive: bool = False
     """Refusals are answered 200 (and logged nowhere) unless the request sends
     `X-Strict-Mode: 1`; a strict batch is then all or nothing."""

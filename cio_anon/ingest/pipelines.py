@@ -7,13 +7,22 @@ from typing import Any
 
 from cio_anon.errors import InvalidInput
 from cio_anon.ingest import (
+    SEMANTIC_EVENTS,
     Alias,
     AnonymousTraits,
+    DeletePerson,
+    DeviceDelete,
+    DeviceUpdate,
     Identify,
     MethodNotAllowed,
+    ObjectDelete,
+    ObjectUpdate,
     Operation,
+    Relate,
+    Suppress,
     Track,
     UnknownPath,
+    Unmodelled,
     optional_object,
     optional_text,
     require_object,
@@ -21,7 +30,7 @@ from cio_anon.ingest import (
 )
 from cio_anon.ingest.http import Failure, HttpApi
 
-MESSAGE_TYPES = ("identify", "track", "page", "screen", "alias")
+MESSAGE_TYPES = ("identify", "track", "page", "screen", "alias", "group")
 PATHS = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
 
 
@@ -57,6 +66,11 @@ def parse_message(
         return Alias(
             require_text(message, "userId", what), optional_text(message, "previousId", what)
         )
+    if kind == "group":
+        traits = dict(optional_object(message, "traits", what))
+        type_id = str(message.get("objectTypeId") or traits.pop("objectTypeId", None) or "1")
+        object_id = require_text(message, "groupId", what)
+        return ObjectUpdate(type_id, object_id, traits, (user_id,) if user_id else ())
     if kind == "identify":
         traits = optional_object(message, "traits", what)
         message_id = optional_text(message, "messageId", what)
@@ -73,6 +87,8 @@ def parse_message(
     properties = optional_object(message, "properties", what)
     if kind == "track":
         name = require_text(message, "event", what)
+        if name in SEMANTIC_EVENTS:
+            return _semantic(name, user_id, properties, message, what)
     elif kind == "page":
         name = _page_name(message, properties, what)
     else:
@@ -114,6 +130,40 @@ API = HttpApi(
     parse,
     errors,
     batch_path="/v1/batch",
-    parse_item=parse_message,
+    parse_item=lambda message, what: [parse_message(message, what)],
     permissive=True,
 )
+
+
+def _semantic(
+    name: str,
+    user_id: str | None,
+    properties: Mapping[str, Any],
+    message: Mapping[str, Any],
+    what: str,
+) -> Operation:
+    """A semantic event: Customer.io carries out what it names instead of storing it."""
+    raw_context = message.get("context")
+    context: Mapping[str, Any] = raw_context if isinstance(raw_context, dict) else {}
+    device = properties.get("device") or context.get("device") or {}
+    device = device if isinstance(device, dict) else {}
+    if user_id is not None:
+        if name == "Device Created or Updated":
+            token = require_text(device, "token", f"{what} device")
+            extra = {k: v for k, v in device.items() if k not in ("token", "type")}
+            platform = device.get("type") if isinstance(device.get("type"), str) else None
+            return DeviceUpdate(user_id, token, platform, extra)
+        if name == "Device Deleted":
+            return DeviceDelete(user_id, require_text(device, "token", f"{what} device"))
+        if name == "User Deleted":
+            return DeletePerson(user_id)
+        if name in ("User Suppressed", "User Unsuppressed"):
+            return Suppress(user_id, unsuppress=name == "User Unsuppressed")
+        if name == "Relationship Deleted":
+            type_id = str(properties.get("objectTypeId") or "1")
+            return Relate(user_id, type_id, require_text(properties, "objectId", what), delete=True)
+    if name == "Object Deleted":
+        type_id = str(properties.get("objectTypeId") or "1")
+        return ObjectDelete(type_id, require_text(properties, "objectId", what))
+    # Delivery reports, and person events sent without a userId: kept, not modelled.
+    return Unmodelled("Data Pipelines", name, "POST", "/v1/track", dict(message))

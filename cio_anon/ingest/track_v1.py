@@ -9,12 +9,16 @@ from urllib.parse import unquote
 from cio_anon.errors import InvalidInput
 from cio_anon.ingest import (
     DeletePerson,
+    DeviceDelete,
+    DeviceUpdate,
     Identify,
     MergePeople,
     MethodNotAllowed,
     Operation,
+    Suppress,
     Track,
     UnknownPath,
+    Unmodelled,
     optional_object,
     optional_text,
     require_object,
@@ -36,16 +40,49 @@ def parse(method: str, path: str, body: object) -> list[Operation]:
                 return [Identify(identifier, attributes)]
             if method == "DELETE":
                 return [DeletePerson(identifier)]
-        case ["customers", identifier, "suppress"] if identifier:
+        case ["customers", identifier, ("suppress" | "unsuppress") as verb] if identifier:
             if method == "POST":
-                # Suppression deletes the person; cio-anon does not block re-adding them.
-                return [DeletePerson(identifier)]
+                return [Suppress(identifier, unsuppress=verb == "unsuppress")]
+        case ["customers", identifier, "devices"] if identifier:
+            if method == "PUT":
+                payload = require_object(body, f"The body of {call}")
+                device = require_object(payload.get("device"), f"{call} `device`")
+                return [device_update(identifier, device, call)]
+        case ["customers", identifier, "devices", device_id] if identifier and device_id:
+            if method == "DELETE":
+                return [DeviceDelete(identifier, device_id)]
+        case ["push", "events"] | ["metrics"]:
+            if method == "POST":
+                payload = require_object(body, f"The body of {call}")
+                metric = payload.get("event") or payload.get("metric") or "metric"
+                return [_unmodelled(f"delivery metric {metric}", method, path, payload)]
+        case ["forms", form_id, "submit"] if form_id:
+            if method == "POST":
+                payload = require_object(body, f"The body of {call}")
+                data = optional_object(payload, "data", call)
+                who = tuple(
+                    str(data[key]) for key in ("email", "id") if isinstance(data.get(key), str)
+                )[:1]
+                return [_unmodelled(f"form {form_id} submitted", method, path, payload, who)]
+        case ["segments", segment_id, ("add_customers" | "remove_customers") as verb]:
+            if method == "POST":
+                payload = require_object(body, f"The body of {call}")
+                ids = payload.get("ids")
+                if not isinstance(ids, list) or not all(isinstance(i, str | int) for i in ids):
+                    raise InvalidInput(f"{call} needs `ids` as an array of identifiers.")
+                prefix = "cio_" if "id_type=cio_id" in path else ""
+                people = tuple(f"{prefix}{i}" for i in ids)
+                what = f"segment {segment_id} {verb.removesuffix('_customers')}"
+                return [_unmodelled(what, method, path, payload, people)]
         case ["customers", identifier, "events"] if identifier:
             if method == "POST":
                 return [_event(require_object(body, f"The body of {call}"), call, identifier)]
         case ["events"]:
             if method == "POST":
                 return [_event(require_object(body, f"The body of {call}"), call, None)]
+        case ["accounts", "region"]:
+            if method == "GET":
+                return []  # read-only: answered from REGION
         case ["merge_customers"]:
             if method == "POST":
                 payload = require_object(body, f"The body of {call}")
@@ -74,6 +111,29 @@ def _event(body: Mapping[str, Any], call: str, person: str | None) -> Track:
     )
 
 
+def device_update(person: str, device: Mapping[str, Any], what: str) -> DeviceUpdate:
+    """A device as Track API v1 and v2 send it: `id` (the token), `platform`,
+    `last_used`, and other keys (or `attributes`) as its attributes."""
+    device_id = require_text(device, "id", f"{what} device")
+    attributes = dict(optional_object(device, "attributes", f"{what} device"))
+    attributes.update(
+        {k: v for k, v in device.items() if k not in ("id", "platform", "last_used", "attributes")}
+    )
+    return DeviceUpdate(
+        person,
+        device_id,
+        optional_text(device, "platform", f"{what} device"),
+        attributes,
+        device.get("last_used"),
+    )
+
+
+def _unmodelled(
+    what: str, method: str, path: str, body: Any, people: tuple[str, ...] = ()
+) -> Unmodelled:
+    return Unmodelled("Track API v1", what, method, path, body, people)
+
+
 def identifier_of(value: object, what: str) -> str:
     """`{"id": ...}`, `{"email": ...}` or `{"cio_id": ...}` as one identifier string."""
     refs = require_object(value, what)
@@ -91,4 +151,27 @@ def errors(failures: Sequence[Failure], batch: bool = False) -> dict[str, Any]:
     return {"meta": {"errors": [str(error) for _, error in failures]}}
 
 
-API = HttpApi("Track API v1", PREFIX, "track", parse, errors)
+REGION = {"url": "https://track.customer.io", "region": "us", "environment_id": 1}
+"""The answer to `GET /api/v1/accounts/region`: a local server is in no region."""
+
+API = HttpApi(
+    "Track API v1", PREFIX, "track", parse, errors, answers={"/api/v1/accounts/region": REGION}
+)
+
+
+def parse_unsubscribe(method: str, path: str, body: object) -> list[Operation]:
+    """`POST /unsubscribe/{delivery_id}` (at the host's root): kept, not modelled — the
+    delivery it names was never sent here."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    if len(parts) != 2 or parts[0] != "unsubscribe" or not parts[1]:
+        raise UnknownPath(f"{method} {path} is not a call cio-anon knows.")
+    if method != "POST":
+        raise MethodNotAllowed(f"{method} is not allowed on {path}.")
+    payload = require_object(body, f"The body of {method} {path}")
+    what = f"unsubscribe via delivery {unquote(parts[1])}"
+    return [_unmodelled(what, method, path, payload)]
+
+
+UNSUBSCRIBE = HttpApi(
+    "Track API v1 (unsubscribe)", "/unsubscribe/", "track", parse_unsubscribe, errors
+)

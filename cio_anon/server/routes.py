@@ -45,7 +45,7 @@ from cio_anon.replay import Source
 from cio_anon.rules import EventType
 from cio_anon.server.writer import Call, Job, Writer
 
-APIS: tuple[HttpApi, ...] = (track_v1.API, track_v2.API, pipelines.API)
+APIS: tuple[HttpApi, ...] = (track_v1.API, track_v1.UNSUBSCRIBE, track_v2.API, pipelines.API)
 INSPECT = "/_cio-anon"
 OPERATION_LIMIT = 32 * 1024
 """Customer.io's documented limit on one operation (a v2 entity, a v1 call, a message)."""
@@ -218,6 +218,8 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
             )
         method, target = request.method, _raw_target(request.scope)
         path = target.split("?", 1)[0]
+        if method == "GET" and api.answers and path in api.answers:
+            return reply(200, api.answers[path])
         batch = api.batch_path is not None and path.rstrip("/") == api.batch_path
         try:
             raw = await read_body(request, settings.body_seconds)
@@ -238,7 +240,13 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         if failures and atomic:
             return _refused(api, failures, strict, batch)
         at = settings.clock()
-        valid = [(index, op) for index, op in enumerate(items) if not isinstance(op, CioAnonError)]
+        # each item's operations, flattened, remembering the item they came from
+        valid = [
+            (index, op)
+            for index, item in enumerate(items)
+            if not isinstance(item, CioAnonError)
+            for op in item
+        ]
         job = Job(
             [Timed(at, op) for _, op in valid],
             Source(f"serve {method} {path}"),
@@ -253,7 +261,11 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         if isinstance(outcomes, CioAnonError):
             failures.append((None, outcomes))
         else:
-            failures += [(valid[k][0], e) for k, e in enumerate(outcomes) if e is not None]
+            failed: dict[int, CioAnonError] = {}
+            for k, refused in enumerate(outcomes):
+                if refused is not None:
+                    failed.setdefault(valid[k][0], refused)
+            failures += failed.items()
         failures.sort(key=lambda pair: -1 if pair[0] is None else pair[0])
         if not failures:
             return reply(200, {})
@@ -275,16 +287,17 @@ def _refused(api: HttpApi, failures: Sequence[Failure], strict: bool, batch: boo
 
 def _parse(
     api: HttpApi, method: str, path: str, body: Any, batch: bool
-) -> list[Operation | CioAnonError]:
-    """The request's operations; a batch item that is invalid stands as its error."""
+) -> list[list[Operation] | CioAnonError]:
+    """The request's items, each its operations; a batch item that is invalid stands as
+    its error (outside a batch, the request is one item)."""
     if not batch or api.parse_item is None:
-        return list(api.parse(method, path, body))
+        return [list(api.parse(method, path, body))]
     if method != "POST":
         raise MethodNotAllowed(f"{method} is not allowed on {path}.")
     entries = body.get("batch") if isinstance(body, dict) else None
     if not isinstance(entries, list):
         raise InvalidInput("A batch needs `batch` as an array.")
-    items: list[Operation | CioAnonError] = []
+    items: list[list[Operation] | CioAnonError] = []
     for index, entry in enumerate(entries):
         what = f"Batch item {index}"
         try:

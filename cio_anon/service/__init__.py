@@ -9,6 +9,7 @@ are decided in `rules`; the SQL lives in `workspace`; the service only sequences
 - `events`: track and purge
 - `queries`: the activity log, a profile, the people, explain
 - `history`: the journal of calls, `export`, and forgetting a deleted person
+- `things`: devices, suppression, objects and relationships, calls stored as they came
 - `shared`: warnings, finding a person, placing and attaching anonymous events
 """
 
@@ -47,13 +48,23 @@ from cio_anon.service.queries import (
     show,
 )
 from cio_anon.service.session import init_workspace, opened, update_settings
-from cio_anon.service.shared import Warning, anonymous_ids_of, find_person
+from cio_anon.service.shared import Suppressed, Warning, anonymous_ids_of, find_person
+from cio_anon.service.things import (
+    delete_device,
+    delete_object,
+    relate,
+    store_call,
+    suppress,
+    update_device,
+    update_object,
+)
 
 __all__ = [
     "MAX_LIMIT",
     "PURGE_CHUNK",
     "TABS",
     "DeleteResult",
+    "Suppressed",
     "Explanation",
     "IdentifyResult",
     "LogPage",
@@ -67,6 +78,8 @@ __all__ = [
     "activity_log",
     "anonymous_profile",
     "anonymous_ids_of",
+    "delete_device",
+    "delete_object",
     "delete_person",
     "explain",
     "export",
@@ -79,9 +92,14 @@ __all__ = [
     "opened",
     "purge",
     "purge_in_chunks",
+    "relate",
     "search_people",
     "set_anonymous_traits",
     "show",
+    "store_call",
+    "suppress",
     "track",
+    "update_device",
+    "update_object",
     "update_settings",
 ]

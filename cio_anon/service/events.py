@@ -98,7 +98,7 @@ def track(
     owner, created = None, False
     if person is not None:
         if create_person:
-            owner, created = _find_or_create(workspace, now, person)
+            owner, created = find_or_create(workspace, now, person)
         else:
             owner = find_person(workspace, person)
     else:
@@ -183,13 +183,13 @@ def track(
     )
 
 
-def _find_or_create(workspace: Workspace, now: datetime, identifier: str) -> tuple[Person, bool]:
+def find_or_create(workspace: Workspace, now: datetime, identifier: str) -> tuple[Person, bool]:
     """The person an identifier names, created (as identify would) if missing."""
     kind, value = rules.resolve_identifier(identifier)
     person = workspace.find_person(kind, value)
     if person is not None:
         return person, False
-    identify(workspace, now, identifier=identifier)
+    identify(workspace, now, identifier=identifier)  # refuses a suppressed identifier
     return find_person(workspace, identifier), True
 
 

@@ -61,12 +61,18 @@ def family(entries: Sequence[JournalEntry], cio_id: str) -> set[str]:
 def history_of(entries: Sequence[JournalEntry], person: Person) -> list[JournalEntry]:
     """The calls that made a person's history: those that touched them or anyone merged
     into them, those about any anonymous id one of them identified with (whoever else
-    sent them, since they decide who got the id), and settings changes and purges."""
+    sent them, since they decide who got the id), the objects they were related to, and
+    settings changes and purges."""
     members = family(entries, person.cio_id)
     claimed = {
         entry.anonymous_id
         for entry in entries
         if entry.kind == "Identify" and entry.anonymous_id and members.intersection(entry.people)
+    }
+    objects = {
+        _object_key(entry)
+        for entry in entries
+        if entry.kind == "Relate" and members.intersection(entry.people)
     }
     return [
         entry
@@ -74,7 +80,21 @@ def history_of(entries: Sequence[JournalEntry], person: Person) -> list[JournalE
         if entry.kind in GLOBAL_KINDS
         or members.intersection(entry.people)
         or (entry.anonymous_id is not None and entry.anonymous_id in claimed)
+        or (entry.kind in OBJECT_KINDS and _object_key(entry) in objects)
     ]
+
+
+OBJECT_KINDS = frozenset({"ObjectUpdate", "ObjectDelete"})
+
+
+def _object_key(entry: JournalEntry) -> tuple[str, str]:
+    """The object a Relate, ObjectUpdate or ObjectDelete entry is about."""
+    body = jsonio.loads(entry.record).get("body") or {}
+    if entry.kind == "Relate":
+        ids = body["cio_relationships"][0]["identifiers"]
+    else:
+        ids = body["identifiers"]
+    return str(ids["object_type_id"]), str(ids["object_id"])
 
 
 # -- forgetting a deleted person ------------------------------------------------------

@@ -27,6 +27,7 @@ from cio_anon.service.shared import (
     find_person,
     lasting_identifier,
     place,
+    refuse_suppressed,
     stored_json,
 )
 from cio_anon.workspace import Workspace
@@ -177,6 +178,7 @@ def identify(
         stored_json(value, what=f"value of attribute {name!r}")
 
     kind, value = rules.resolve_identifier(identifier)
+    refuse_suppressed(workspace, kind, value)
     person = workspace.find_person(kind, value)
     created = person is None
     if person is None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cio_anon import rules
 from cio_anon.errors import InvalidInput, NotFound
-from cio_anon.models import MAX_LIMIT, ActivityType, EventCounts, LogRow, Person, PersonRef
+from cio_anon.models import (
+    MAX_LIMIT,
+    ActivityType,
+    Device,
+    EventCounts,
+    LogRow,
+    Person,
+    PersonRef,
+    Relationship,
+)
 from cio_anon.rules import Assignment, Decision, Provenance
 from cio_anon.service.shared import anonymous_ids_of, campaign_of, find_person
 from cio_anon.workspace import LogFilter, Workspace, activity_row
@@ -112,6 +121,8 @@ class Profile:
     counts: EventCounts
     merges: list[LogRow]
     """Anonymous Data Merged and profile-merge activities, as rows of the log."""
+    devices: list[Device] = field(default_factory=list)
+    relationships: list[Relationship] = field(default_factory=list)
 
 
 def show(workspace: Workspace, now: datetime, *, identifier: str) -> Profile:
@@ -123,6 +134,8 @@ def show(workspace: Workspace, now: datetime, *, identifier: str) -> Profile:
         person=person,
         anonymous_ids=workspace.assignments_of(person.cio_id),
         counts=workspace.event_counts(person.cio_id),
+        devices=workspace.devices_of(person.cio_id),
+        relationships=workspace.relationships_of(person.cio_id),
         merges=[
             activity_row(activity, ref, seq)
             for activity, seq in workspace.activities_of(

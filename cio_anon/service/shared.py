@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from cio_anon import jsonio, rules
-from cio_anon.errors import InvalidInput, NotFound
+from cio_anon.errors import InvalidInput, NotFound, RuleViolation
 from cio_anon.models import Activity, ActivityType, Event, Person
-from cio_anon.rules import Assignment, Decision, Provenance, Rule
+from cio_anon.rules import Assignment, Decision, IdentifierKind, Provenance, Rule
 from cio_anon.workspace import Workspace
 
 
@@ -21,6 +21,25 @@ class Warning:
 
     rule: Rule
     message: str
+
+
+class Suppressed(RuleViolation):
+    """A call for a suppressed identifier: Customer.io ignores it."""
+
+    def __init__(self, kind: str, value: str) -> None:
+        super().__init__(
+            str(rules.Rule.SUPPRESSED),
+            f"The {kind} {value!r} is suppressed: Customer.io ignores calls for it until it "
+            "is unsuppressed.",
+        )
+
+
+def refuse_suppressed(workspace: Workspace, kind: IdentifierKind, value: str) -> None:
+    """Raise Suppressed when `value` (an id or email) is on the suppression list."""
+    if kind is not IdentifierKind.CIO_ID:
+        key = rules.email_key(value) if kind is IdentifierKind.EMAIL else value
+        if workspace.is_suppressed(str(kind), key):
+            raise Suppressed(str(kind), value)
 
 
 def find_person(workspace: Workspace, identifier: str) -> Person:
