@@ -92,6 +92,18 @@ def test_from_a_search_to_a_merged_event_and_its_explanation(browser: Any, shopp
     assert "maya@example.com" in page.inner_text("main")
 
 
+def test_devices_and_relationships_on_the_person_page(browser: Any, tmp_path: Path) -> None:
+    db = tmp_path / "calls.db"
+    assert replay_into(db, T0, [ROOT / "fixtures" / "every_call_track_v2.ndjson"]).ok
+    for site in _serve(db, pages_only=True):
+        page = browser.new_page()
+        page.goto(site.url + "/person/cy")
+        main = page.inner_text("main")
+        assert "Acme Inc." in main and "acme" in main  # the object and its attributes
+        page.goto(site.url + "/person/dee@example.com")
+        assert page.locator("h1").inner_text() == "Not found"  # suppressed: deleted
+
+
 def test_reading_works_with_javascript_off(browser: Any, shopper: Site) -> None:
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()

@@ -73,6 +73,10 @@ def parse_message(
         return ObjectUpdate(type_id, object_id, traits, (user_id,) if user_id else ())
     if kind == "identify":
         traits = optional_object(message, "traits", what)
+        context = message.get("context")
+        if "traits" not in message and isinstance(context, dict):
+            # RudderStack's SDKs send identify traits in context.traits
+            traits = optional_object(context, "traits", f"{what} context")
         message_id = optional_text(message, "messageId", what)
         if user_id is None and anonymous_id is not None:
             return AnonymousTraits(anonymous_id, traits, message_id)
