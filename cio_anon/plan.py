@@ -303,6 +303,9 @@ SEGMENT_TYPES = {"TRACK": "track", "PAGE": "page", "SCREEN": "screen"}
 
 
 def segment_plan(data: Any, source: str) -> Plan:
+    if isinstance(data, dict) and "rules" not in data and isinstance(data.get("events"), list):
+        # the legacy rules object on its own (as Terraform's segment provider keeps it)
+        data = {"rules": data}
     if not isinstance(data, dict) or "rules" not in data:
         raise PlanError(
             f"The plan {source} is neither a cio-anon YAML plan nor a Segment "

@@ -276,3 +276,40 @@ def test_paths_quote_names_that_are_not_identifiers(cli: Cli, tmp_path: Path) ->
     )
     found = findings(cli, str(traffic), "--plan", PLAN)
     assert '$["site id"]' in {f["path"] for f in found}
+
+
+def test_a_bare_legacy_rules_object_is_a_segment_plan(cli: Cli, tmp_path: Path) -> None:
+    """Terraform's Segment provider keeps `{"global", "events", "identify", "group"}`
+    without the `rules` wrapper."""
+    bare = tmp_path / "rules.json"
+    event_schema = {
+        "type": "object",
+        "properties": {
+            "context": {},
+            "traits": {},
+            "properties": {
+                "type": "object",
+                "properties": {"total": {"type": ["number"]}},
+                "required": ["total"],
+            },
+        },
+    }
+    bare.write_text(
+        json.dumps(
+            {
+                "global": {"type": "object", "properties": {"context": {}, "properties": {}}},
+                "events": [{"name": "Order Completed", "rules": event_schema}],
+                "identify": {"type": "object", "properties": {"traits": {}}},
+                "group": {"type": "object", "properties": {"traits": {}}},
+            }
+        )
+    )
+    codes = {f["code"] for f in findings(cli, CLEAN, "--plan", str(bare), code=1)}
+    assert codes == {"unplanned_event"}  # Order Completed is planned and sent right
+    short = tmp_path / "short.ndjson"
+    short.write_text(
+        '{"type": "track", "userId": "u", "event": "Order Completed", "properties": {},'
+        ' "messageId": "s1", "timestamp": 1772000001}\n'
+    )
+    (missing,) = findings(cli, str(short), "--plan", str(bare))
+    assert (missing["code"], missing["path"]) == ("required_missing", "$.total")
