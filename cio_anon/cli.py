@@ -844,13 +844,10 @@ def _progress(files: list[Path]) -> Iterator[Callable[[int], None] | None]:
     from rich.console import Console
     from rich.progress import Progress
 
-    from cio_anon import replay as replay_module
+    from cio_anon.ingest.fixtures import byte_size
 
-    if not sys.stderr.isatty():
-        yield None
-        return
-    total = replay_module.count_records(files)
-    if total < PROGRESS_THRESHOLD:
+    total = byte_size(files)
+    if not sys.stderr.isatty() or total is None or total < PROGRESS_THRESHOLD:
         yield None
         return
     with Progress(console=Console(stderr=True), transient=True) as bar:
@@ -858,7 +855,9 @@ def _progress(files: list[Path]) -> Iterator[Callable[[int], None] | None]:
         yield lambda n: bar.advance(task, n)
 
 
-PROGRESS_THRESHOLD = 5_000
+PROGRESS_THRESHOLD = 1_000_000
+"""Bytes of fixtures above which a terminal gets a progress bar (sized by bytes: the
+files are read once, as they are replayed)."""
 
 
 @app.command(epilog=epilog("demo"))

@@ -2,10 +2,11 @@
 
 A TIME is ISO-8601 (a value without an offset is UTC) or Unix seconds, given as a
 number or a numeric string. Everything is returned as an aware UTC `datetime`: pendulum
-parses ISO-8601, but instants are plain datetimes and the rules' durations plain
+parses the ISO-8601 forms the standard library does not (week dates, ordinal dates,
+`20260301T2014`), but instants are plain datetimes and the rules' durations plain
 timedeltas (pendulum's own objects cost twenty times more to create and add to, which
-the replay hot path cannot afford). pendulum is imported on the first ISO-8601 value,
-so a command given none does not pay for it at start-up.
+the replay hot path cannot afford). pendulum is imported on the first such value, so
+most commands never pay for it.
 """
 
 from __future__ import annotations
@@ -70,7 +71,15 @@ def _from_seconds(seconds: float, what: str, original: object) -> datetime:
 
 
 def _from_iso(text: str, what: str) -> datetime:
-    import pendulum  # noqa: PLC0415 (only when a value is ISO-8601: see the module doc)
+    if _STARTS_WITH_DATE.match(text):
+        try:  # the common forms (2026-03-01T20:14:00Z, +02:00, .123) parse natively
+            native = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            moment = native if native.tzinfo else native.replace(tzinfo=UTC)
+            return _from_seconds(moment.timestamp(), what, text)
+    import pendulum  # noqa: PLC0415 (only for the rarer ISO-8601 forms)
 
     parsed: object = None
     if _STARTS_WITH_DATE.match(text):

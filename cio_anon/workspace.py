@@ -40,6 +40,11 @@ PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
 )
 BUSY_TIMEOUT_SECONDS = 30.0
+ASSIGNMENT_CACHE = 100_000
+"""Anonymous ids whose assignment is remembered within a transaction, at most."""
+JOURNAL_BATCH = 1_000
+"""Journal rows written in one statement."""
+
 # What reset empties; a workspace where all are empty holds nothing but its settings.
 _DATA_TABLES = (
     "events",
@@ -126,6 +131,9 @@ class Workspace:
         self._tombstones: bool | None = None
         self._anonymous_profiles: bool | None = None
         self._assignments: dict[str, Assignment | None] = {}
+        self._journal_rows: list[tuple[float, str, str, str | None, str | None]] = []
+        self._journal_flushed = 0
+        """Journal rows written so far (a savepoint's mark counts them too)."""
 
     # -- opening ----------------------------------------------------------------------
 
@@ -286,9 +294,17 @@ class Workspace:
         """One transaction: IMMEDIATE for writes so concurrent writers queue, not fail."""
         self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         self._forget()
+        self._journal_rows.clear()
         self._scrub_after_commit = False
         try:
             yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            self._forget()
+            self._journal_rows.clear()
+            raise
+        try:
+            self._flush_journal()
         except BaseException:
             self.conn.execute("ROLLBACK")
             self._forget()
@@ -303,16 +319,19 @@ class Workspace:
         """Run a block inside the open transaction, undone if it raises; with
         `keep=False` it is undone in any case (dry runs)."""
         self.conn.execute("SAVEPOINT block")
+        mark = self._journal_flushed + len(self._journal_rows)
         try:
             yield
         except BaseException:
             self.conn.execute("ROLLBACK TO block")
             self.conn.execute("RELEASE block")
             self._forget()
+            self._drop_journal_rows(mark)
             raise
         if not keep:
             self.conn.execute("ROLLBACK TO block")
             self._forget()
+            self._drop_journal_rows(mark)
         self.conn.execute("RELEASE block")
 
     def _forget(self) -> None:
@@ -697,6 +716,8 @@ class Workspace:
             (anonymous_id,),
         ).fetchone()
         found = None if row is None else _assignment(row)
+        if len(self._assignments) >= ASSIGNMENT_CACHE:
+            self._assignments.clear()  # bounded: a long replay meets millions of ids
         self._assignments[anonymous_id] = found
         return found
 
@@ -846,6 +867,7 @@ class Workspace:
             self.conn.execute(f"DELETE FROM {table}")
         self.conn.execute("DELETE FROM settings WHERE key = 'people_created'")
         # The settings stay, and so do the journal entries that made them.
+        self._flush_journal()
         self.conn.execute("DELETE FROM journal WHERE kind != 'ChangeSettings'")
         self.conn.execute("DELETE FROM settings WHERE key = 'journal_incomplete'")
         self._forget()
@@ -1013,20 +1035,39 @@ class Workspace:
         anonymous_id: str | None = None,
     ) -> None:
         """Keep the fixture record that replays `op` (see `ingest.emit`), naming whom it
-        touched: cio_ids in `people`, and an `anonymous_id`."""
-        self.conn.execute(
-            "INSERT INTO journal (at, kind, record, people, anonymous_id) VALUES (?, ?, ?, ?, ?)",
+        touched: cio_ids in `people`, and an `anonymous_id`. Rows are written in bulk
+        (`JOURNAL_BATCH` at a time, and before the commit); a savepoint rolled back drops
+        the rows it added."""
+        self._journal_rows.append(
             (
                 at.timestamp(),
                 type(op).__name__,
                 _json(to_record(op)),
                 " ".join(people) or None,
                 anonymous_id,
-            ),
+            )
         )
+        if len(self._journal_rows) >= JOURNAL_BATCH:
+            self._flush_journal()
+
+    def _flush_journal(self) -> None:
+        if self._journal_rows:
+            self.conn.executemany(
+                "INSERT INTO journal (at, kind, record, people, anonymous_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                self._journal_rows,
+            )
+            self._journal_flushed += len(self._journal_rows)
+            self._journal_rows.clear()
+
+    def _drop_journal_rows(self, mark: int) -> None:
+        """Forget the rows added after `mark` (rows already written are SQLite's to undo)."""
+        keep = mark - self._journal_flushed
+        del self._journal_rows[max(keep, 0) :]
 
     def journal(self) -> Iterator[JournalEntry]:
         """The journal, oldest first."""
+        self._flush_journal()
         cursor = self.conn.execute(
             "SELECT seq, at, kind, record, people, anonymous_id FROM journal ORDER BY seq"
         )

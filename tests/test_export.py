@@ -215,3 +215,30 @@ def test_an_emitted_record_parses_back_to_its_operation(operation: Operation) ->
         assert parsed == Identify(operation.identifier, operation.attributes)
     else:
         assert parsed == operation
+
+
+def test_a_record_undone_by_keep_going_leaves_nothing_in_the_journal(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A v2 batch whose second item is refused is undone whole under --keep-going; the
+    journal (written in bulk) must forget its first item too."""
+    fixture = tmp_path / "partial.ndjson"
+    ok = {"type": "person", "identifiers": {"id": "p1"}, "action": "identify"}
+    refused = {"type": "person", "identifiers": {"id": "p1"}, "action": "event", "name": "x" * 101}
+    lines = [
+        {"at": "2026-03-01T09:00:00Z", "method": "PUT", "path": "/api/v1/customers/p0", "body": {}},
+        {
+            "at": "2026-03-01T09:01:00Z",
+            "method": "POST",
+            "path": "/api/v2/batch",
+            "body": {"batch": [ok, refused]},
+        },
+        {"at": "2026-03-01T09:02:00Z", "method": "PUT", "path": "/api/v1/customers/p2", "body": {}},
+    ]
+    fixture.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    original = tmp_path / "original.db"
+    cli("replay", str(fixture), "--keep-going", "--db", str(original), "--at", LATER, code=1)
+    exported = cli("export", "--db", str(original)).stdout
+    assert "/api/v2/batch" not in exported and "customers/p1" not in exported
+    copy = _export_and_replay(cli, tmp_path, original)
+    assert _state(cli, copy) == _state(cli, original)

@@ -465,3 +465,21 @@ def test_demo_shows_the_shopper(cli: Cli, tmp_path: Path) -> None:
     assert db.exists()
     again = cli("demo", "--db", str(db), code=1)
     assert "already exists" in again.stderr
+
+
+def test_line_separators_inside_strings_are_not_line_ends(cli: Cli, tmp_path: Path) -> None:
+    """U+2028, U+2029 and U+0085 are valid inside JSON strings, and `serve --record` (like
+    orjson) writes them raw; NDJSON lines end at `\\n` only."""
+    from tests.test_serve import serving
+
+    record = tmp_path / "recorded.ndjson"
+    odd = "a\u2028b\u2029c\u0085d"
+    with serving(tmp_path, record=record) as running:
+        event = {"anonymous_id": "a-1", "name": f"Viewed {odd}", "id": "e1", "data": {"q": odd}}
+        assert running.call("POST", "/api/v1/events", event)[0] == 200
+    text = record.read_text(encoding="utf-8")
+    assert "\u2028" in text and len(text.split("\n")) == 2  # one record, raw separators
+    fresh = str(tmp_path / "fresh.db")
+    cli("replay", str(record), "--db", fresh)
+    explained = cli("explain", "e1", "--db", fresh, "--json")
+    assert explained["name"] == f"Viewed {odd}"

@@ -2,7 +2,7 @@
 into the same small set of operations the CLI uses.
 
 Each dialect module only parses: it checks the shape of a payload and returns
-operations; `replay.apply_operation` carries them out through the service.
+operations; `pipeline.apply_operation` carries them out through the service.
 """
 
 from __future__ import annotations

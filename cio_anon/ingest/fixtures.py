@@ -8,14 +8,14 @@ previous record's time (the first one, at the command's time).
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cio_anon import jsonio
 from cio_anon.clock import parse_time
@@ -40,6 +40,8 @@ class Record:
     line: int
     value: object = None
     error: str | None = None
+    size: int = 0
+    """Its bytes in the file (a progress bar counts them)."""
 
 
 STDIN = Path("-")
@@ -51,43 +53,77 @@ def display_name(path: Path) -> str:
     return "<stdin>" if path == STDIN else str(path)
 
 
-def _read(path: Path) -> bytes:
-    return _stdin_bytes() if path == STDIN else path.read_bytes()
-
-
-@functools.cache
-def _stdin_bytes() -> bytes:
-    """Standard input, read once (a progress bar counts the records before replay)."""
-    return sys.stdin.buffer.read()
-
-
-def read_records(path: Path) -> list[Record]:
-    """The records of a fixture file (`-`: standard input), in file order; bad JSON
-    becomes an error record."""
+def iter_records(path: Path) -> Iterator[Record]:
+    """The records of a fixture file (`-`: standard input), in file order, read as they
+    are needed, so memory does not grow with the file: NDJSON line by line (split on
+    `\\n` only — U+2028, U+2029 or U+0085 inside a string is not a line end), a JSON array
+    whole. Bad JSON or bad UTF-8 becomes an error record at its line."""
     try:
-        raw = _read(path)
+        opened = contextlib.nullcontext(sys.stdin.buffer) if path == STDIN else path.open("rb")
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such file.") from None
     except OSError as error:
         raise InvalidInput(f"{path}: cannot be read ({error.strerror}).") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        bad_line = raw.count(b"\n", 0, error.start) + 1
-        return [Record(bad_line, error=f"not UTF-8 text ({error.reason})")]
-    if text.lstrip().startswith("["):
-        return _array_records(text)
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    with opened as handle:
         try:
-            records.append(Record(number, _loads(line)))
-        except ValueError as error:
-            records.append(Record(number, error=f"not valid JSON ({error})"))
-        except RecursionError:
-            records.append(Record(number, error="JSON nested too deeply"))
-    return records
+            yield from _records(handle)
+        except OSError as error:
+            raise InvalidInput(f"{path}: cannot be read ({error.strerror}).") from None
+
+
+def _records(handle: BinaryIO) -> Iterator[Record]:
+    number = 0
+    for raw in handle:
+        number += 1
+        if not raw.strip():
+            continue
+        if raw.lstrip().startswith(b"["):  # the first value: a JSON array, read whole
+            whole = raw + handle.read()
+            try:
+                text = whole.decode("utf-8")
+            except UnicodeDecodeError as error:
+                bad_line = number + whole.count(b"\n", 0, error.start)
+                yield Record(bad_line, error=f"not UTF-8 text ({error.reason})", size=len(whole))
+                return
+            for record in _array_records("\n" * (number - 1) + text):
+                yield replace(record, size=len(whole) if record.line == number else 0)
+            return
+        yield _line(number, raw)
+        break
+    for raw in handle:
+        number += 1
+        if raw.strip():
+            yield _line(number, raw)
+
+
+def _line(number: int, raw: bytes) -> Record:
+    """One NDJSON line as a record (an error record when it is not JSON)."""
+    try:
+        return Record(number, _loads(raw.decode("utf-8")), size=len(raw))
+    except UnicodeDecodeError as error:
+        return Record(number, error=f"not UTF-8 text ({error.reason})", size=len(raw))
+    except ValueError as error:
+        return Record(number, error=f"not valid JSON ({error})", size=len(raw))
+    except RecursionError:
+        return Record(number, error="JSON nested too deeply", size=len(raw))
+
+
+def read_records(path: Path) -> list[Record]:
+    """All the records of a fixture file, in memory (small files; replay streams)."""
+    return list(iter_records(path))
+
+
+def byte_size(paths: Iterable[Path]) -> int | None:
+    """How many bytes the files hold (for a progress bar); None for standard input."""
+    total = 0
+    for path in paths:
+        if path == STDIN:
+            return None
+        try:
+            total += path.stat().st_size
+        except OSError:
+            continue
+    return total
 
 
 def _loads(text: str) -> Any:

@@ -41,7 +41,7 @@ from cio_anon.ingest import (
 )
 from cio_anon.ingest.http import Failure, HttpApi
 from cio_anon.models import MAX_LIMIT, ActivityType
-from cio_anon.replay import Source
+from cio_anon.pipeline import Source
 from cio_anon.rules import EventType
 from cio_anon.server.writer import Call, Job, Writer
 

@@ -25,7 +25,7 @@ from cio_anon import jsonio, rules
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import Timed
 from cio_anon.models import Settings
-from cio_anon.replay import Source, Tally, apply_operation
+from cio_anon.pipeline import Source, Tally, apply_operation
 from cio_anon.workspace import Workspace
 
 GROUP_SIZE = 256

@@ -1,0 +1,209 @@
+"""The pipeline every input goes through — replay, `serve` and `check` alike: an
+operation, where it came from (`Source`), carried out through the service at its
+receive time, and counted (`Tally`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cio_anon import expect, rules, service
+from cio_anon.ingest import (
+    Alias,
+    AnonymousTraits,
+    ChangeSettings,
+    DeletePerson,
+    DeviceDelete,
+    DeviceUpdate,
+    Expect,
+    Identify,
+    MergePeople,
+    ObjectDelete,
+    ObjectUpdate,
+    Operation,
+    Purge,
+    Relate,
+    Suppress,
+    Timed,
+    Track,
+    Unmodelled,
+)
+from cio_anon.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an operation came from: a fixture file and line, or a request (line 0)."""
+
+    file: str
+    line: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong at a line of a fixture file (`rule`: the code, if a rule refused)."""
+
+    file: str
+    line: int
+    message: str
+    rule: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+Observer = Callable[[Source, Operation, Any], None]
+
+
+@dataclass
+class Tally:
+    """What a replay did."""
+
+    records: int = 0
+    applied: int = 0
+    stored: int = 0
+    merged: int = 0
+    duplicates: int = 0
+    people_created: int = 0
+    expectations: int = 0
+    ignored: int = 0
+    """Calls stored without a modelled effect, or ignored as Customer.io ignores them
+    (a suppressed identifier)."""
+    warnings: Counter[str] = field(default_factory=Counter)
+    notes: list[Problem] = field(default_factory=list)
+    failed_expectations: list[Problem] = field(default_factory=list)
+
+    def add(self, other: Tally) -> None:
+        for name in (
+            "records",
+            "applied",
+            "stored",
+            "merged",
+            "duplicates",
+            "people_created",
+            "expectations",
+            "ignored",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.warnings.update(other.warnings)
+        self.notes.extend(other.notes)
+        self.failed_expectations.extend(other.failed_expectations)
+
+
+def apply_operation(
+    workspace: Workspace,
+    timed: Timed,
+    source: Source,
+    tally: Tally,
+    observer: Observer | None = None,
+) -> None:
+    """Carry out one operation at its receive time, counting what it did; `observer` is
+    told of every track and identify with its result (`check` listens). A call for a
+    suppressed identifier is ignored, as Customer.io ignores it (a warning says so)."""
+    try:
+        _apply(workspace, timed, source, tally, observer)
+    except service.Suppressed as suppressed:
+        tally.ignored += 1
+        tally.warnings[str(rules.Rule.SUPPRESSED)] += 1
+        tally.notes.append(Problem(source.file, source.line, str(suppressed)))
+
+
+def _apply(
+    workspace: Workspace,
+    timed: Timed,
+    source: Source,
+    tally: Tally,
+    observer: Observer | None,
+) -> None:
+    op, at = timed.operation, timed.at
+    if isinstance(op, Track):
+        # The APIs create an unknown person on an event, as Customer.io does.
+        result = service.track(
+            workspace,
+            at,
+            name=op.name,
+            person=op.person,
+            anonymous_id=op.anonymous_id,
+            type=op.type,
+            data=op.data,
+            timestamp=op.timestamp,
+            event_id=op.event_id,
+            source=str(source),
+            create_person=True,
+        )
+        tally.stored += result.stored
+        tally.people_created += result.person_created
+        tally.duplicates += not result.stored
+        tally.merged += result.provenance is rules.Provenance.MERGED
+        tally.warnings.update(str(w.rule) for w in result.warnings)
+        if observer is not None:
+            observer(source, op, result)
+    elif isinstance(op, Identify | AnonymousTraits) and not _first_time(workspace, op, at):
+        tally.duplicates += 1
+    elif isinstance(op, Identify):
+        outcome = service.identify(
+            workspace,
+            at,
+            identifier=op.identifier,
+            anonymous_id=op.anonymous_id,
+            attributes=op.attributes,
+            message_id=op.message_id,
+        )
+        tally.people_created += outcome.created
+        tally.merged += len(outcome.merged)
+        tally.warnings.update(str(w.rule) for w in outcome.warnings)
+        if observer is not None:
+            observer(source, op, outcome)
+    elif isinstance(op, AnonymousTraits):
+        service.set_anonymous_traits(
+            workspace, at, anonymous_id=op.anonymous_id, traits=op.traits, message_id=op.message_id
+        )
+    elif isinstance(op, MergePeople):
+        service.merge_people(workspace, at, primary=op.primary, secondary=op.secondary)
+    elif isinstance(op, DeletePerson):
+        service.delete_person(workspace, at, identifier=op.identifier)
+    elif isinstance(op, Alias):
+        tally.notes.append(
+            Problem(
+                source.file,
+                source.line,
+                f"alias of {op.previous_id!r} to {op.user_id!r} recorded; it merges "
+                "nothing (Customer.io uses alias only for destinations)",
+            )
+        )
+    elif isinstance(op, Purge):
+        service.purge(workspace, at)
+    elif isinstance(op, ChangeSettings):
+        service.update_settings(
+            workspace, at, anonymous_merge=op.anonymous_merge, created_at=op.created_at
+        )
+    elif isinstance(op, DeviceUpdate):
+        service.update_device(workspace, at, op)
+    elif isinstance(op, DeviceDelete):
+        service.delete_device(workspace, at, op)
+    elif isinstance(op, Suppress):
+        service.suppress(workspace, at, op)
+    elif isinstance(op, ObjectUpdate):
+        service.update_object(workspace, at, op)
+    elif isinstance(op, ObjectDelete):
+        service.delete_object(workspace, at, op)
+    elif isinstance(op, Relate):
+        service.relate(workspace, at, op)
+    elif isinstance(op, Unmodelled):
+        service.store_call(workspace, at, op)
+        tally.ignored += 1
+    elif isinstance(op, Expect):
+        tally.expectations += 1
+        for mismatch in expect.check(workspace, at, op.checks):
+            tally.failed_expectations.append(Problem(source.file, source.line, mismatch))
+
+
+def _first_time(workspace: Workspace, op: Identify | AnonymousTraits, at: datetime) -> bool:
+    """Whether a message with an id is seen for the first time (then it is recorded)."""
+    return op.message_id is None or workspace.mark_message(op.message_id, at)
