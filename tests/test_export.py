@@ -242,3 +242,49 @@ def test_a_record_undone_by_keep_going_leaves_nothing_in_the_journal(
     assert "/api/v2/batch" not in exported and "customers/p1" not in exported
     copy = _export_and_replay(cli, tmp_path, original)
     assert _state(cli, copy) == _state(cli, original)
+
+
+def test_deleting_someone_with_devices_relationships_and_stored_calls(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """The forgetting covers every kind of call: after deleting ann (devices, a
+    relationship, a segment call naming her and bo), the export holds nothing of her and
+    still replays to the same workspace."""
+    made = tmp_path / "made.db"
+    db = ("--db", str(made))
+    at = lambda **delta: ("--at", t(**delta).isoformat())  # noqa: E731
+    calls = tmp_path / "calls.ndjson"
+    lines = [
+        ("PUT", "/api/v1/customers/ann", {"email": "ann.private@example.com"}),
+        ("PUT", "/api/v1/customers/ann/devices", {"device": {"id": "tok-ann", "platform": "ios"}}),
+        ("PUT", "/api/v1/customers/bo", {}),
+        ("POST", "/api/v1/segments/4/add_customers", {"ids": ["ann", "bo"]}),
+        (
+            "POST",
+            "/api/v2/entity",
+            {
+                "type": "object",
+                "action": "identify",
+                "identifiers": {"object_type_id": "1", "object_id": "acme"},
+                "attributes": {"name": "Acme"},
+                "cio_relationships": [
+                    {"identifiers": {"id": "ann"}},
+                    {"identifiers": {"id": "bo"}},
+                ],
+            },
+        ),
+    ]
+    calls.write_text(
+        "".join(
+            json.dumps({"at": t(minutes=i).isoformat(), "method": m, "path": p, "body": b}) + "\n"
+            for i, (m, p, b) in enumerate(lines)
+        )
+    )
+    cli("replay", str(calls), *db, *at())
+    cli("delete", "ann", *db, *at(minutes=10))
+    exported = cli("export", *db).stdout
+    assert "ann" not in exported and "tok-ann" not in exported
+    copy = _export_and_replay(cli, tmp_path, made)
+    assert _state(cli, copy) == _state(cli, made)
+    bo = cli("show", "bo", "--db", str(copy), "--at", LATER, "--json")
+    assert [r["object_id"] for r in bo["relationships"]] == ["acme"]

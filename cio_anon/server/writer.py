@@ -226,7 +226,7 @@ class Writer(threading.Thread):
                     line = _guarded(lambda: call.line(refused))
                     if isinstance(line, CioAnonError):
                         raise _Undone(
-                            InvalidInput(f"It cannot be recorded: {line} Nothing was stored.")
+                            InvalidInput(f"{line} It cannot be recorded, so nothing was stored.")
                         )
                     lines.append(line)
                 return outcomes

@@ -10,13 +10,14 @@ it touched. Replaying the whole journal into an empty workspace gives the same p
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from cio_anon import jsonio
 from cio_anon.clock import to_iso
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest import DeletePerson, Identify, MergePeople
+from cio_anon.ingest import DeletePerson, Identify, MergePeople, Unmodelled
 from cio_anon.models import Person
 from cio_anon.service.shared import find_person
 from cio_anon.workspace import JournalEntry, JournalRewrite, Workspace
@@ -105,6 +106,7 @@ def forget(
     cio_id: str,
     erased_events: Iterable[str],
     anonymous_ids: Iterable[str],
+    identifiers: Sequence[str] = (),
 ) -> list[JournalRewrite]:
     """Rewrite the journal as a delete leaves the workspace: nothing the person (or
     anyone merged into them) sent is kept, yet a replay still gives the same result.
@@ -135,14 +137,43 @@ def forget(
                 JournalRewrite(entry.seq, MergePeople(stand_in(primary), stand_in(secondary)))
             )
             continue
-        (member,) = touched
-        if entry.kind == "Identify" and (entry.anonymous_id or member not in created):
+        member = touched[0]
+        if entry.kind == "Unmodelled" and len(touched) < len(entry.people):
+            # a stored call that also named others stays theirs, without this person
+            call = _unmodelled(entry)
+            scrubbed = _replaced(call.body, identifiers, stand_in(cio_id))
+            people = tuple(stand_in(cio_id) if p in identifiers else p for p in call.people)
+            rewrites.append(JournalRewrite(entry.seq, replace(call, body=scrubbed, people=people)))
+        elif entry.kind == "Identify" and (entry.anonymous_id or member not in created):
             attributes = {"anonymous_id": entry.anonymous_id} if entry.anonymous_id else {}
             rewrites.append(JournalRewrite(entry.seq, Identify(stand_in(member), attributes)))
         else:
+            # their events, devices, relationships, stored calls: dropped (a stored call
+            # that also named others is dropped for them too)
             rewrites.append(JournalRewrite(entry.seq, None))
-        created.add(member)
+        created.update(touched)
     return rewrites
+
+
+def _unmodelled(entry: JournalEntry) -> Unmodelled:
+    """The stored call a journal entry records (its record is the call as it came)."""
+    from cio_anon.ingest.fixtures import to_operations
+
+    record = {"at": 0, **jsonio.loads(entry.record)}
+    (timed,) = to_operations(record, entry.at)
+    assert isinstance(timed.operation, Unmodelled)
+    return timed.operation
+
+
+def _replaced(value: Any, old: Sequence[str], new: str) -> Any:
+    """A JSON value with every string in `old` replaced by `new`."""
+    if isinstance(value, str):
+        return new if value in old else value
+    if isinstance(value, list):
+        return [_replaced(item, old, new) for item in value]
+    if isinstance(value, dict):
+        return {key: _replaced(item, old, new) for key, item in value.items()}
+    return value
 
 
 def stand_in(cio_id: str) -> str:
@@ -161,5 +192,6 @@ def forget_person(
     journal the delete of their stand-in."""
     entries = list(workspace.journal())
     erased = workspace.event_ids_of(person.cio_id)
-    workspace.rewrite_journal(forget(entries, person.cio_id, erased, anonymous_ids))
+    identifiers = [value for value in (person.id, person.email) if value]
+    workspace.rewrite_journal(forget(entries, person.cio_id, erased, anonymous_ids, identifiers))
     workspace.add_journal(now, DeletePerson(stand_in(person.cio_id)), [person.cio_id])
