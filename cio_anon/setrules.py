@@ -1,0 +1,147 @@
+"""The placement rules, set-based: where every event of a stream of Data Pipelines
+messages ends up, computed with one SQL statement over staged rows instead of one call
+at a time.
+
+The rules fit that shape: an anonymous id's assignment is the first identify that
+carries it; each anonymous event's rule follows from its own receive time and timestamp
+against that assignment (`rules.place_anonymous_event`); a person's own event is
+campaign-eligible when received within 72 hours of happening. So a stream without
+order-sensitive records (settings changes, purges, profile merges, deletes) and with
+merging on is placed by a window function and a join. The statement is written once,
+in the SQL that SQLite and DuckDB share; `tests/test_setrules.py` holds it to the
+engine's answers, event by event.
+
+This is the core a set-based replay and `audit` build on; it does not write a
+workspace.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cio_anon import rules
+from cio_anon.clock import parse_time
+from cio_anon.errors import CioAnonError, InvalidInput
+from cio_anon.ingest import AnonymousTraits, Identify, Track
+from cio_anon.ingest.fixtures import receive_time
+from cio_anon.ingest.pipelines import parse_message
+
+RETENTION = int(rules.RETENTION.total_seconds())
+WINDOW = int(rules.MERGE_WINDOW.total_seconds())
+CAMPAIGN = int(rules.CAMPAIGN_WINDOW.total_seconds())
+
+STAGING = """
+CREATE TABLE staged_events (
+    seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, person TEXT, anonymous_id TEXT,
+    received_at REAL NOT NULL, timestamp REAL NOT NULL);
+CREATE TABLE staged_identifies (
+    seq INTEGER PRIMARY KEY, person TEXT NOT NULL, anonymous_id TEXT, message_id TEXT,
+    received_at REAL NOT NULL);
+"""
+
+PLACEMENTS = f"""
+WITH identifies AS (
+    -- an identify whose messageId was handled before is a duplicate: skipped
+    SELECT *, row_number() OVER (PARTITION BY coalesce(message_id, 'seq:' || seq)
+                                 ORDER BY seq) AS copy
+    FROM staged_identifies
+), claims AS (
+    SELECT anonymous_id, person, received_at,
+           row_number() OVER (PARTITION BY anonymous_id ORDER BY seq) AS claim
+    FROM identifies WHERE copy = 1 AND anonymous_id IS NOT NULL
+), assignments AS (
+    -- an anonymous id is assigned once: to the first identify that carries it
+    SELECT anonymous_id, person, received_at AS assigned_at FROM claims WHERE claim = 1
+), events AS (
+    -- an event id seen before is a duplicate: the first one stays
+    SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY seq) AS copy
+    FROM staged_events
+), placed AS (
+    SELECT e.event_id, e.seq, e.person AS own, e.received_at, e.timestamp, a.person AS assignee,
+           a.assigned_at,
+           CASE WHEN e.received_at > a.assigned_at THEN e.received_at ELSE a.assigned_at END
+               AS merged_at
+    FROM events e LEFT JOIN assignments a ON a.anonymous_id = e.anonymous_id
+    WHERE e.copy = 1
+)
+SELECT event_id,
+       CASE
+           WHEN own IS NOT NULL THEN
+               CASE WHEN received_at - timestamp <= {CAMPAIGN}
+                    THEN 'campaign_eligible' ELSE 'segment_only' END
+           WHEN assignee IS NULL THEN
+               -- judged on arrival: already past retention, it will never merge
+               CASE WHEN timestamp < received_at - {RETENTION}
+                    THEN 'retention_expired' ELSE 'anonymous' END
+           WHEN received_at > assigned_at + {WINDOW} THEN 'window_closed'
+           WHEN timestamp < merged_at - {RETENTION} THEN 'retention_expired'
+           WHEN received_at > assigned_at THEN 'merged_in_window'
+           ELSE 'merged_on_identify'
+       END AS rule,
+       CASE
+           WHEN own IS NOT NULL THEN own
+           WHEN assignee IS NOT NULL AND received_at <= assigned_at + {WINDOW}
+                AND timestamp >= merged_at - {RETENTION} THEN assignee
+       END AS person
+FROM placed
+ORDER BY seq
+"""
+
+
+@dataclass(frozen=True)
+class Placement:
+    event_id: str
+    rule: str
+    person: str | None
+    """The identifier (userId) of the person it belongs to, None while anonymous."""
+
+
+class NotSetBased(CioAnonError):
+    """A record the set-based pass cannot place the way a sequential replay does."""
+
+
+def place(records: Iterable[Mapping[str, Any]]) -> list[Placement]:
+    """Place every event of a stream of Data Pipelines messages (bare, as exports keep
+    them), merging on. Records it cannot place set-based (control records, HTTP calls,
+    aliases aside) raise NotSetBased naming them."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(STAGING)
+        stage(conn, records)
+        return [Placement(*row) for row in conn.execute(PLACEMENTS)]
+    finally:
+        conn.close()
+
+
+def stage(conn: Any, records: Iterable[Mapping[str, Any]]) -> None:
+    """Insert the stream's events and identifies as rows, in stream order."""
+    events: list[tuple[Any, ...]] = []
+    identifies: list[tuple[Any, ...]] = []
+    for seq, record in enumerate(records):
+        if "op" in record or "method" in record:
+            kind = record.get("op") or f"{record.get('method')} {record.get('path')}"
+            raise NotSetBased(f"Record {seq + 1} ({kind}) must be replayed in order.")
+        at = receive_time(record)
+        if at is None:
+            raise InvalidInput(f"Record {seq + 1} has no receive time.")
+        op = parse_message(record)
+        received = at.timestamp()
+        if isinstance(op, Track):
+            if op.event_id is None:
+                raise NotSetBased(f"Record {seq + 1} has no messageId to name its event by.")
+            happened = received if op.timestamp is None else _seconds(op.timestamp)
+            person = op.person
+            events.append((seq, op.event_id, person, op.anonymous_id, received, happened))
+        elif isinstance(op, Identify):
+            identifies.append((seq, op.identifier, op.anonymous_id, op.message_id, received))
+        elif not isinstance(op, AnonymousTraits):  # alias: merges nothing
+            continue
+    conn.executemany("INSERT INTO staged_events VALUES (?, ?, ?, ?, ?, ?)", events)
+    conn.executemany("INSERT INTO staged_identifies VALUES (?, ?, ?, ?, ?)", identifies)
+
+
+def _seconds(value: object) -> float:
+    return parse_time(value, what="event timestamp").timestamp()
