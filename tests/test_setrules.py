@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cio_anon import service, setrules
-from cio_anon.ingest.fixtures import read_records
+from cio_anon.ingest.fixtures import iter_records
 from cio_anon.replay import replay_into
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def engine_placements(tmp_path: Path, records: list[dict[str, Any]]) -> list[set
 def test_the_shopper_fixture(tmp_path: Path) -> None:
     records = [
         r.value
-        for r in read_records(ROOT / "fixtures" / "shopper.ndjson")
+        for r in iter_records(ROOT / "fixtures" / "shopper.ndjson")
         if isinstance(r.value, dict) and "op" not in r.value
     ]
     assert setrules.place(records) == engine_placements(tmp_path, records)

@@ -108,11 +108,6 @@ def _line(number: int, raw: bytes) -> Record:
         return Record(number, error="JSON nested too deeply", size=len(raw))
 
 
-def read_records(path: Path) -> list[Record]:
-    """All the records of a fixture file, in memory (small files; replay streams)."""
-    return list(iter_records(path))
-
-
 def byte_size(paths: Iterable[Path]) -> int | None:
     """How many bytes the files hold (for a progress bar); None for standard input."""
     total = 0
