@@ -90,6 +90,10 @@ def test_from_a_search_to_a_merged_event_and_its_explanation(browser: Any, shopp
     page.get_by_role("link", name="web-7f3a").first.click()
     assert "Anonymous id web-7f3a" in page.locator("h1").inner_text()
     assert "maya@example.com" in page.inner_text("main")
+    assert "Wishlist Viewed" in page.inner_text("#events-table")  # still anonymous
+    page.get_by_role("link", name="Merged into a person").click()
+    merged = page.inner_text("#events-table")
+    assert "Added to Cart" in merged and "Wishlist Viewed" not in merged
 
 
 def test_devices_and_relationships_on_the_person_page(browser: Any, tmp_path: Path) -> None:

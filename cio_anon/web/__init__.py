@@ -198,23 +198,27 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
 
     async def anonymous(request: Request, now: datetime) -> str:
         anonymous_id = request.path_params["anonymous_id"]
+        tab = request.query_params.get("tab", "anonymous")
+        tab = tab if tab in service.TABS else "anonymous"
+        before = request.query_params.get("before") or None
 
-        def read(ws: Workspace) -> tuple[Any, list[LogRow]]:
+        def read(ws: Workspace) -> tuple[Any, Any]:
             found = service.anonymous_profile(ws, anonymous_id=anonymous_id)
-            log = service.activity_log(ws, now, anonymous_id=anonymous_id, limit=PAGE * 4)
-            rows = sorted(
-                (log.identified or []) + (log.anonymous or []),
-                key=lambda row: row.key,
-                reverse=True,
+            log = service.activity_log(
+                ws, now, anonymous_id=anonymous_id, tab=tab, limit=PAGE, before=before
             )
-            return found, [row for row in rows if row.event is not None]
+            return found, log
 
-        found, rows = await ask(read)
+        found, log = await ask(read)
+        rows = [row for row in getattr(log, tab) if row.event is not None]
+        following = log.next_identified if tab == "identified" else log.next_anonymous
         return render(
             "anonymous.html",
             title=anonymous_id,
             profile=found,
             rows=rows,
+            current=tab,
+            next=following,
             now=now,
             workspace=label,
         )
