@@ -220,6 +220,15 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
         "0 stopped cleanly (Ctrl-C, SIGTERM); "
         "1 cannot start (port, TLS files, record file, no credentials off loopback); 2 usage",
     ),
+    "audit": (
+        (
+            "cio-anon audit archive/2026-03-*/part-*.ndjson.gz",
+            "cio-anon audit exports/ --json | jq .rules",
+            "cio-anon audit month.parquet --placements placements.parquet --memory-limit 2GB",
+        ),
+        "0 audited, no error-level finding; 1 an error-level finding, or an export the "
+        "audit cannot read or place set-based; 2 usage",
+    ),
     "ui": (
         (
             "cio-anon ui --open",
@@ -1025,6 +1034,44 @@ def ui(
 
         webbrowser.open(f"{running.url}/")
     server.run_until_stopped(running)
+
+
+@app.command(epilog=epilog("audit"))
+@handle_errors
+def audit(
+    exports: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="EXPORT...",
+            help="Data Pipelines exports: NDJSON (gzipped too), JSON arrays or Parquet; "
+            "files, globs or folders.",
+        ),
+    ],
+    *,
+    placements: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", dir_okay=False, help="Write one row per event (Parquet) here."
+        ),
+    ] = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(metavar="SIZE", help="DuckDB's memory limit, e.g. 2GB (beyond it, disk)."),
+    ] = None,
+    db: DbOption = DEFAULT_PATH,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The same placement rules, set-based on DuckDB, over exports too large for a
+    workspace: events per rule, per day and per source, and identity findings."""
+    from cio_anon import audit as audit_module
+    from cio_anon import documents, render
+
+    paths = audit_module.exports(exports)
+    report = audit_module.audit(paths, memory_limit=memory_limit, placements_out=placements)
+    emit(as_json, documents.audit_json(report), lambda: render.audit_text(report))
+    if any(finding["severity"] == "error" for finding in report.findings):
+        raise typer.Exit(1)
 
 
 plan_app = typer.Typer(

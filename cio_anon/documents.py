@@ -15,6 +15,7 @@ from cio_anon.clock import from_unix, to_iso, to_unix
 from cio_anon.models import LogRow, Person, PersonRef, Settings
 
 if TYPE_CHECKING:
+    from cio_anon.audit import AuditReport
     from cio_anon.demo import DemoResult
     from cio_anon.replay import ReplaySummary
     from cio_anon.service import (
@@ -396,4 +397,16 @@ def demo_json(result: DemoResult) -> dict[str, Any]:
         "replay": replay_json(result.summary),
         "log": log_json(result.log),
         "profile": profile_json(result.profile),
+    }
+
+
+def audit_json(report: AuditReport) -> dict[str, Any]:
+    return {
+        "files": report.files,
+        "records": report.records,
+        "events": report.events,
+        "rules": report.rules,
+        "by_day": report.by_day,
+        "by_source": report.by_source,
+        "findings": report.findings,
     }

@@ -33,6 +33,7 @@ from cio_anon.words import (
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from cio_anon.audit import AuditReport
     from cio_anon.demo import DemoResult
     from cio_anon.replay import ReplaySummary
 
@@ -322,3 +323,23 @@ def demo_text(result: DemoResult) -> RenderableType:
         style="bold",
     )
     return Group(head, log_text(result.log), profile_text(result.profile))
+
+
+def audit_text(report: AuditReport) -> RenderableType:
+    rules = sorted({rule for day in report.by_day.values() for rule in day})
+    per_rule = _table(
+        "rule", "events", title=f"{report.events:,} events in {report.records:,} records"
+    )
+    for rule, count in report.rules.items():
+        _add_row(per_rule, rule, f"{count:,}")
+    by_day = _table("day", *rules, title="Per day (received, UTC)")
+    for day, counts in report.by_day.items():
+        _add_row(by_day, day, *(f"{counts.get(rule, 0):,}" for rule in rules))
+    by_source = _table("source", *rules, title="Per source (context.library.name)")
+    for source, counts in report.by_source.items():
+        _add_row(by_source, source, *(f"{counts.get(rule, 0):,}" for rule in rules))
+    parts: list[RenderableType] = [per_rule, by_day, by_source]
+    for finding in report.findings:
+        style = "red" if finding["severity"] == "error" else "yellow"
+        parts.append(_text(f"{finding['severity']} {finding['code']}: {finding['message']}", style))
+    return Group(*parts)

@@ -217,7 +217,8 @@ def test_commands_import_only_what_they_run(tmp_path: Path) -> None:
     machinery and the schema tool unimported."""
     db = tmp_path / "imports.db"
     run(db, "track", "Viewed", "--anonymous-id", "a").check_returncode()
-    heavy = ("starlette", "uvicorn", "jsonschema", "yaml", "sqlite_utils", "cio_anon.server")
+    heavy = ("starlette", "uvicorn", "jsonschema", "yaml", "sqlite_utils", "duckdb", "jinja2")
+    heavy += ("cio_anon.server", "cio_anon.web", "cio_anon.audit")
     for args in (("--help",), ("track", "Viewed", "--anonymous-id", "a"), ("log", "--json")):
         env = {**os.environ, "CIO_ANON_DB": str(db)}
         env.pop("CIO_ANON_NOW", None)

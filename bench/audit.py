@@ -1,0 +1,70 @@
+"""`cio-anon audit` on DuckDB over generated Data Pipelines traffic: records per second
+(goal: at least 500,000/s on NDJSON on this 2-core machine) and peak memory, at two
+sizes to show the time grows linearly.
+
+    python bench/audit.py [--records 2000000 20000000] [--memory-limit 1GB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_fixture import records as generated  # noqa: E402
+
+
+def write(path: Path, count: int) -> None:
+    """`count` records of the replay benchmark's traffic (profile merges left out), written
+    in slices so memory stays flat."""
+    with path.open("wb") as out:
+        made = 0
+        seed = 0
+        while made < count:
+            batch = [r for r in generated(min(500_000, count - made), seed) if "method" not in r]
+            out.write(b"".join(orjson.dumps(r) + b"\n" for r in batch))
+            made += len(batch)
+            seed += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, nargs="+", default=[2_000_000, 20_000_000])
+    parser.add_argument("--memory-limit", default="1GB")
+    args = parser.parse_args()
+    previous: tuple[int, float] | None = None
+    for count in args.records:
+        with tempfile.TemporaryDirectory() as folder:
+            export = Path(folder) / "traffic.ndjson"
+            write(export, count)
+            started = time.perf_counter()
+            child = subprocess.Popen(
+                [sys.executable, "-m", "cio_anon", "audit", str(export), "--json"]
+                + ["--memory-limit", args.memory_limit],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            _, status, usage = os.wait4(child.pid, 0)
+            elapsed = time.perf_counter() - started
+            size = export.stat().st_size
+        growth = ""
+        if previous is not None:
+            growth = f"; time ×{elapsed / previous[1]:.1f} for records ×{count / previous[0]:.0f}"
+        print(
+            f"{count:>11,} records ({size / 1e6:,.0f} MB): {elapsed:,.1f} s = "
+            f"{count / elapsed:,.0f} records/s (goal >= 500,000); peak RSS "
+            f"{usage.ru_maxrss / 1024:,.0f} MB (memory limit {args.memory_limit}); "
+            f"exit {os.waitstatus_to_exitcode(status)}{growth}"
+        )
+        previous = (count, elapsed)
+
+
+if __name__ == "__main__":
+    main()

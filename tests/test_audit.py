@@ -1,0 +1,157 @@
+"""`cio-anon audit` on DuckDB against `replay`, event by event, in every export format
+teams keep: NDJSON, gzipped NDJSON, a JSON array, Parquet; files, globs and folders."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from cio_anon import audit
+from tests.test_setrules import _message, _stream, engine_placements
+
+Cli = Callable[..., Any]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_the_shopper_fixture_agrees_with_replay(tmp_path: Path) -> None:
+    shopper = ROOT / "fixtures" / "shopper.ndjson"
+    records = [json.loads(line) for line in shopper.read_text().splitlines() if line.strip()]
+    messages = [r for r in records if "op" not in r]
+    assert audit.placements([shopper]) == engine_placements(tmp_path, messages)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(specs=_stream())
+@pytest.mark.slow
+def test_generated_streams_agree_with_replay(tmp_path: Path, specs: list[dict[str, Any]]) -> None:
+    records = [_message(spec) for spec in specs]
+    export = _write(tmp_path / "stream.ndjson", records)
+    assert audit.placements([export]) == engine_placements(tmp_path, records)
+
+
+def test_every_format_gives_the_same_placements(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_fixture import records as generated
+
+    records = [r for r in generated(3_000, seed=11) if "method" not in r]
+    ndjson = _write(tmp_path / "day.ndjson", records)
+    expected = audit.placements([ndjson])
+    assert expected == engine_placements(tmp_path, records)
+    zipped = tmp_path / "day.ndjson.gz"
+    zipped.write_bytes(gzip.compress(ndjson.read_bytes()))
+    array = tmp_path / "day.json"
+    array.write_text(json.dumps(records))
+    parquet = tmp_path / "day.parquet"
+    conn = audit.connect()
+    conn.execute(
+        f"COPY (SELECT * FROM read_json_auto('{ndjson}', format = 'newline_delimited')) "
+        f"TO '{parquet}' (FORMAT parquet)"
+    )
+    conn.close()
+    for export in (zipped, array, parquet):
+        assert audit.placements([export]) == expected, export.name
+    # an export split in parts, named by a glob or by its folder, is one stream
+    parts = tmp_path / "archive" / "2026-03-01"
+    parts.mkdir(parents=True)
+    half = len(records) // 2
+    _write(parts / "part-0.ndjson", records[:half])
+    _write(parts / "part-1.ndjson", records[half:])
+    for named in ([str(tmp_path / "archive")], [str(parts / "part-*.ndjson")]):
+        assert audit.placements(audit.exports(named)) == expected
+
+
+def test_the_report_counts_rules_days_sources_and_findings(cli: Cli, tmp_path: Path) -> None:
+    records = [
+        {
+            "type": "track",
+            "anonymousId": "a1",
+            "event": "x",
+            "messageId": "m1",
+            "receivedAt": 1772000000,
+            "context": {"library": {"name": "analytics.js"}},
+        },
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "receivedAt": 1772000010},
+        {"type": "identify", "userId": "u2", "anonymousId": "a1", "receivedAt": 1772000020},
+        {
+            "type": "track",
+            "anonymousId": "a1",
+            "event": "late",
+            "messageId": "m2",
+            "receivedAt": 1772000400,
+        },
+        {
+            "type": "track",
+            "anonymousId": "undefined",
+            "event": "y",
+            "messageId": "m3",
+            "receivedAt": 1772086400,
+        },
+    ]
+    export = _write(tmp_path / "e.ndjson", records)
+    out = tmp_path / "placements.parquet"
+    report = json.loads(
+        cli("audit", str(export), "--placements", str(out), "--json", code=1).stdout
+    )
+    assert report["rules"] == {"anonymous": 1, "merged_on_identify": 1, "window_closed": 1}
+    assert report["by_day"] == {
+        "2026-02-25": {"merged_on_identify": 1, "window_closed": 1},
+        "2026-02-26": {"anonymous": 1},
+    }
+    assert report["by_source"]["analytics.js"] == {"merged_on_identify": 1}
+    codes = sorted(f["code"] for f in report["findings"])
+    assert codes == ["anonymous_id_reused", "late_anonymous_event", "placeholder_id"]
+    conn = audit.connect()
+    rows = conn.execute(f"SELECT event_id, rule, person FROM '{out}' ORDER BY event_id").fetchall()
+    conn.close()
+    assert rows == [
+        ("m1", "merged_on_identify", "u1"),
+        ("m2", "window_closed", None),
+        ("m3", "anonymous", None),
+    ]
+    text = cli("audit", str(export), code=1).stdout
+    assert "anonymous_id_reused" in text and "2026-02-26" in text
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"op": "purge", "at": 1772000100}, "a purge record"),
+        ({"at": 1772000100, "method": "POST", "path": "/api/v1/events", "body": {}}, "HTTP call"),
+        ({"op": "settings", "anonymous_merge": False, "at": 1772000100}, "in the middle"),
+    ],
+)
+def test_what_only_a_replay_can_apply_is_refused(
+    cli: Cli, tmp_path: Path, record: dict[str, Any], message: str
+) -> None:
+    first = {"type": "track", "anonymousId": "a", "event": "x", "messageId": "m", "receivedAt": 1}
+    export = _write(tmp_path / "e.ndjson", [first, record])
+    result = cli("audit", str(export), code=1)
+    assert message in result.stderr and "e.ndjson: record 2" in result.stderr
+
+
+def test_merging_off_is_refused(cli: Cli, tmp_path: Path) -> None:
+    export = _write(
+        tmp_path / "old.ndjson",
+        [
+            {"op": "settings", "created_at": "2020-01-01"},
+            {"type": "identify", "userId": "u", "at": 1},
+        ],
+    )
+    assert "merging off" in cli("audit", str(export), code=1).stderr
