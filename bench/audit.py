@@ -1,8 +1,9 @@
 """`cio-anon audit` on DuckDB over generated Data Pipelines traffic: records per second
 (goal: at least 500,000/s on NDJSON on this 2-core machine) and peak memory, at two
-sizes to show the time grows linearly.
+sizes to show the time grows linearly; with `--spark`, the first size on Spark (local
+mode) too, its time beside DuckDB's.
 
-    python bench/audit.py [--records 2000000 20000000] [--memory-limit 1GB]
+    python bench/audit.py [--records 2000000 20000000] [--memory-limit 1GB] [--spark]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -38,22 +40,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, nargs="+", default=[2_000_000, 20_000_000])
     parser.add_argument("--memory-limit", default="1GB")
+    parser.add_argument("--spark", action="store_true")
     args = parser.parse_args()
     previous: tuple[int, float] | None = None
-    for count in args.records:
+    for index, count in enumerate(args.records):
         with tempfile.TemporaryDirectory() as folder:
             export = Path(folder) / "traffic.ndjson"
             write(export, count)
-            started = time.perf_counter()
-            child = subprocess.Popen(
-                [sys.executable, "-m", "cio_anon", "audit", str(export), "--json"]
-                + ["--memory-limit", args.memory_limit],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            _, status, usage = os.wait4(child.pid, 0)
-            elapsed = time.perf_counter() - started
+            elapsed, status, usage = run([str(export), "--memory-limit", args.memory_limit])
             size = export.stat().st_size
+            if args.spark and index == 0:
+                spark, spark_status, _ = run([str(export), "--engine", "spark"])
+                print(
+                    f"{count:>11,} records on Spark (local mode): {spark:,.1f} s = "
+                    f"{count / spark:,.0f} records/s; "
+                    f"exit {os.waitstatus_to_exitcode(spark_status)}"
+                )
         growth = ""
         if previous is not None:
             growth = f"; time ×{elapsed / previous[1]:.1f} for records ×{count / previous[0]:.0f}"
@@ -64,6 +66,18 @@ def main() -> None:
             f"exit {os.waitstatus_to_exitcode(status)}{growth}"
         )
         previous = (count, elapsed)
+
+
+def run(arguments: list[str]) -> tuple[float, int, Any]:
+    """`cio-anon audit ARGUMENTS --json` in a child process: seconds, status, usage."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "cio_anon", "audit", *arguments, "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    return time.perf_counter() - started, status, usage
 
 
 if __name__ == "__main__":

@@ -1,31 +1,51 @@
 """`cio-anon audit`: the placement rules over exports too large for a workspace, set-based
-on DuckDB.
+on DuckDB (embedded, the default) or on Spark.
 
 Exports are read as teams keep them — NDJSON (gzipped too), JSON arrays, Parquet; files,
-globs and folders — straight into DuckDB, never through Python one record at a time.
-The messages are staged as the rows `setrules` places, and placed by the very statement
-`setrules` holds to the engine, so an audit and a replay agree event by event.
+globs and folders — straight into the engine, never through Python one record at a
+time. Each engine reads and stages the messages its own way (`Engine.load`) into one
+table shape; from there every statement is shared, and the placement is the very
+statement `setrules` holds to the replay engine, so an audit and a replay agree event by
+event, on either engine.
 
 What a set-based pass cannot know the way a sequential replay does is refused with a
-sentence: settings changes, purges, profile merges and deletes (control records and
-HTTP calls). `expect` records are skipped: they assert, they change nothing.
+sentence: settings changes after the first message, purges, and HTTP calls (profile
+merges, deletes). `expect` records are skipped: they assert, they change nothing.
 """
 
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable, Sequence
+import shutil
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cio_anon import setrules
+from cio_anon import rules, setrules
+from cio_anon.clock import parse_time
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import SEMANTIC_EVENTS
 
 PLACEHOLDERS = ("null", "undefined", "none", "nil", "0", "-1", "anonymous", "[object object]")
 """Identifier values that are a client's bug, not an identity."""
 SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".parquet")
+ENGINES = ("duckdb", "spark")
+# The fields every engine stages, from each record's JSON (path → column).
+FIELDS = {
+    "op": "$.op",
+    "method": "$.method",
+    "type": "$.type",
+    "user_id": "$.userId",
+    "anonymous_id": "$.anonymousId",
+    "message_id": "$.messageId",
+    "trait_email": "$.traits.email",
+    "event": "$.event",
+    "source": "$.context.library.name",
+    "anonymous_merge": "$.anonymous_merge",
+    "created_at": "$.created_at",
+}
 
 
 class AuditError(CioAnonError):
@@ -35,6 +55,7 @@ class AuditError(CioAnonError):
 @dataclass
 class AuditReport:
     files: list[str]
+    engine: str
     records: int
     events: int
     rules: dict[str, int]
@@ -62,139 +83,285 @@ def exports(patterns: Sequence[str]) -> list[Path]:
     return found
 
 
-def connect(memory_limit: str | None = None) -> Any:
-    import duckdb  # noqa: PLC0415 (only `audit` needs DuckDB)
-
-    conn = duckdb.connect()
-    conn.execute("SET preserve_insertion_order = true")
-    conn.execute("SET TimeZone = 'UTC'")
-    if memory_limit:
-        try:
-            conn.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
-        except duckdb.Error as error:
-            raise InvalidInput(f"--memory-limit {memory_limit!r}: {error}") from None
-    return conn
-
-
-def _source(path: Path) -> str:
-    """A DuckDB table expression with one JSON object per record, in file order."""
-    name = str(path).replace("'", "''")
-    if path.name.endswith(".parquet"):
-        return f"(SELECT to_json(t) AS json FROM read_parquet('{name}') t)"
-    with _opened(path) as head:
-        first = head.read(4096).lstrip()
-    kind = "array" if first.startswith(b"[") else "newline_delimited"
-    return f"read_json_objects('{name}', format = '{kind}')"
-
-
-def _opened(path: Path) -> Any:
+def _is_array(path: Path) -> bool:
     import gzip
 
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+    with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as head:
+        return head.read(4096).lstrip().startswith(b"[")
 
 
-def _seconds(value: str) -> str:
-    """Unix seconds from a JSON value: a number, a numeric string, or ISO-8601 (UTC
-    when it names no offset, as everywhere in cio-anon)."""
-    text = f"json_extract_string({value}, '$')"
-    return (
-        f"CASE WHEN json_type({value}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
-        f"THEN CAST({value} AS DOUBLE) "
-        f"WHEN TRY_CAST({text} AS DOUBLE) IS NOT NULL THEN TRY_CAST({text} AS DOUBLE) "
-        f"ELSE epoch(CAST({text} AS TIMESTAMPTZ)) END"
-    )
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
-def stage(conn: Any, paths: Iterable[Path]) -> int:
-    """Load the exports into `messages`, then stage the rows `setrules` places; how many
-    records were read."""
-    conn.execute("CREATE TABLE messages (seq BIGINT, record BIGINT, file VARCHAR, json JSON)")
-    offset = 0
-    for path in paths:
+# -- the engines ----------------------------------------------------------------------
+
+
+class Engine:
+    """What differs between engines: reading the exports into `staged` (seq, record,
+    file, the FIELDS, received_at, happened), naming tables, the day of a time, writing
+    Parquet. Everything else is the shared SQL below."""
+
+    name = ""
+
+    def load(self, paths: Sequence[Path]) -> int:
+        raise NotImplementedError
+
+    def table(self, name: str, select: str) -> None:
+        raise NotImplementedError
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def day(self, seconds: str) -> str:
+        raise NotImplementedError
+
+    def write_parquet(self, select: str, path: Path) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class DuckDB(Engine):
+    name = "duckdb"
+
+    def __init__(self, memory_limit: str | None = None) -> None:
+        import duckdb  # noqa: PLC0415 (only `audit` needs DuckDB)
+
+        self.conn = duckdb.connect()
+        self.conn.execute("SET preserve_insertion_order = true")
+        self.conn.execute("SET TimeZone = 'UTC'")
+        if memory_limit:
+            try:
+                self.conn.execute(f"SET memory_limit = {_quoted(memory_limit)}")
+            except duckdb.Error as error:
+                raise InvalidInput(f"--memory-limit {memory_limit!r}: {error}") from None
+
+    def load(self, paths: Sequence[Path]) -> int:
+        self.conn.execute(
+            "CREATE TABLE messages (seq BIGINT, record BIGINT, file VARCHAR, json JSON)"
+        )
+        offset = 0
+        for path in paths:
+            name = _quoted(str(path))
+            if path.name.endswith(".parquet"):
+                source = f"(SELECT to_json(t) AS json FROM read_parquet({name}) t)"
+            else:
+                kind = "array" if _is_array(path) else "newline_delimited"
+                source = f"read_json_objects({name}, format = '{kind}')"
+            try:
+                self.conn.execute(
+                    f"INSERT INTO messages SELECT n + {offset}, n, ?, json FROM "
+                    f"(SELECT row_number() OVER () AS n, json FROM {source})",
+                    [str(path)],
+                )
+            except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
+                raise AuditError(f"{path}: cannot be read as an export ({error}).") from None
+            offset = self.rows("SELECT coalesce(max(seq), 0) FROM messages")[0][0]
+        columns = ", ".join(f"(json->>'{path}') AS {column}" for column, path in FIELDS.items())
+        received = self._seconds(
+            "coalesce(json->'$.at', json->'$.receivedAt', json->'$.timestamp')"
+        )
+        happened = self._seconds("(json->'$.timestamp')")
+        self.conn.execute(
+            f"CREATE TABLE staged AS SELECT seq, record, file, {columns}, "
+            f"{received} AS received_at, {happened} AS happened FROM messages"
+        )
+        return int(self.rows("SELECT count(*) FROM messages")[0][0])
+
+    @staticmethod
+    def _seconds(value: str) -> str:
+        """Unix seconds from a JSON value: a number, a numeric string, or ISO-8601 (UTC
+        when it names no offset, as everywhere in cio-anon)."""
+        text = f"json_extract_string({value}, '$')"
+        return (
+            f"CASE WHEN json_type({value}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
+            f"THEN CAST({value} AS DOUBLE) "
+            f"WHEN TRY_CAST({text} AS DOUBLE) IS NOT NULL THEN TRY_CAST({text} AS DOUBLE) "
+            f"ELSE epoch(CAST({text} AS TIMESTAMPTZ)) END"
+        )
+
+    def table(self, name: str, select: str) -> None:
+        self.conn.execute(f"CREATE TABLE {name} AS {select}")
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return list(self.conn.execute(sql).fetchall())
+
+    def day(self, seconds: str) -> str:
+        return f"strftime(to_timestamp({seconds}), '%Y-%m-%d')"
+
+    def write_parquet(self, select: str, path: Path) -> None:
+        self.conn.execute(f"COPY ({select}) TO {_quoted(str(path))} (FORMAT parquet)")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Spark(Engine):
+    """Spark, local (`local[*]`) unless given a master URL. Reads NDJSON (gzipped too)
+    and Parquet; a JSON array is refused (Spark reads arrays only whole per file)."""
+
+    name = "spark"
+
+    def __init__(self, master: str | None = None) -> None:
         try:
-            conn.execute(
-                f"INSERT INTO messages SELECT n + {offset}, n, ?, json FROM "
-                f"(SELECT row_number() OVER () AS n, json FROM {_source(path)})",
-                [str(path)],
+            from pyspark.sql import SparkSession  # noqa: PLC0415
+        except ImportError:
+            raise InvalidInput(
+                "--engine spark needs PySpark: pip install 'cio-anon[spark]' (and Java)."
+            ) from None
+        self.spark = (
+            SparkSession.builder.master(master or "local[*]")
+            .appName("cio-anon audit")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate()
+        )
+        self.spark.sparkContext.setLogLevel("ERROR")
+
+    def load(self, paths: Sequence[Path]) -> int:
+        from pyspark.sql import functions
+
+        frames = []
+        offset = 0
+        for path in paths:
+            if path.name.endswith(".parquet"):
+                frame = self.spark.read.parquet(str(path))
+                frame = frame.select(functions.to_json(functions.struct("*")).alias("value"))
+            elif _is_array(path):
+                raise AuditError(f"{path}: a JSON array; --engine spark reads NDJSON or Parquet.")
+            else:
+                frame = self.spark.read.text(str(path))
+                frame = frame.where(functions.trim("value") != "")
+            # ids increase in file order: file index first, then the position
+            frame = frame.select(
+                (functions.monotonically_increasing_id() + functions.lit(offset)).alias("seq"),
+                functions.lit(str(path)).alias("file"),
+                functions.col("value").alias("json"),
             )
-        except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
-            raise AuditError(f"{path}: cannot be read as an export ({error}).") from None
-        offset = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
-    _check_settings(conn)
-    refused = conn.execute(
-        "SELECT file, record, coalesce((json->>'$.op'), (json->>'$.method')) FROM messages "
-        "WHERE ((json->>'$.op') IS NOT NULL AND (json->>'$.op') NOT IN ('expect', 'settings')) "
-        "OR (json->>'$.method') IS NOT NULL ORDER BY seq LIMIT 1"
-    ).fetchone()
-    if refused is not None:
-        file, record, kind = refused
+            frames.append(frame)
+            offset += 1 << 50
+        messages = frames[0]
+        for frame in frames[1:]:
+            messages = messages.unionByName(frame)
+        messages.createOrReplaceTempView("raw_messages")
+        columns = ", ".join(
+            f"get_json_object(json, '{path}') AS {column}" for column, path in FIELDS.items()
+        )
+        received = self._seconds(
+            "coalesce(get_json_object(json, '$.at'), get_json_object(json, '$.receivedAt'), "
+            "get_json_object(json, '$.timestamp'))"
+        )
+        happened = self._seconds("get_json_object(json, '$.timestamp')")
+        self.table(
+            "staged",
+            f"SELECT seq, row_number() OVER (PARTITION BY file ORDER BY seq) AS record, file, "
+            f"{columns}, {received} AS received_at, {happened} AS happened FROM raw_messages",
+        )
+        return int(self.rows("SELECT count(*) FROM staged")[0][0])
+
+    @staticmethod
+    def _seconds(value: str) -> str:
+        return (
+            f"CASE WHEN {value} RLIKE '^-?[0-9]+(\\\\.[0-9]*)?$' THEN CAST({value} AS DOUBLE) "
+            f"ELSE CAST(to_timestamp({value}) AS DOUBLE) END"
+        )
+
+    def table(self, name: str, select: str) -> None:
+        frame = self.spark.sql(select).cache()
+        frame.createOrReplaceTempView(name)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.spark.sql(sql).collect()]
+
+    def day(self, seconds: str) -> str:
+        return f"date_format(timestamp_seconds({seconds}), 'yyyy-MM-dd')"
+
+    def write_parquet(self, select: str, path: Path) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="cio-anon-audit-"))
+        try:
+            self.spark.sql(select).coalesce(1).write.mode("overwrite").parquet(str(folder / "out"))
+            (part,) = (folder / "out").glob("part-*.parquet")
+            shutil.move(str(part), path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        self.spark.catalog.clearCache()
+
+
+def engine(name: str, *, memory_limit: str | None = None, master: str | None = None) -> Engine:
+    if name == "duckdb":
+        return DuckDB(memory_limit)
+    if name == "spark":
+        return Spark(master)
+    raise InvalidInput(f"The engine {name!r} is not one of {', '.join(ENGINES)}.")
+
+
+# -- the shared statements ------------------------------------------------------------
+
+
+def stage(db: Engine, paths: Sequence[Path]) -> int:
+    """Read the exports and stage the rows `setrules` places; how many records were read."""
+    records = db.load(paths)
+    _check_settings(db)
+    refused = db.rows(
+        "SELECT file, record, coalesce(op, method) FROM staged "
+        "WHERE (op IS NOT NULL AND op NOT IN ('expect', 'settings')) OR method IS NOT NULL "
+        "ORDER BY seq LIMIT 1"
+    )
+    if refused:
+        file, record, kind = refused[0]
         what = f"a {kind} record" if kind in ("purge", "settings") else f"an HTTP call ({kind})"
         raise AuditError(
             f"{file}: record {record} is {what}, which only a replay in order can apply; "
             "audit reads Data Pipelines messages (use `cio-anon replay` for this file)."
         )
-    received = _seconds("coalesce(json->'$.at', (json->'$.receivedAt'), (json->'$.timestamp'))")
-    happened = _seconds("(json->'$.timestamp')")
-    semantic = ", ".join("'" + name.replace("'", "''") + "'" for name in SEMANTIC_EVENTS)
-    conn.execute(
-        f"""
-        CREATE TABLE staged AS SELECT
-            seq, record, file,
-            (json->>'$.type') AS type,
-            nullif(trim((json->>'$.userId')), '') AS user_id,
-            nullif(trim((json->>'$.anonymousId')), '') AS anonymous_id,
-            nullif(trim((json->>'$.messageId')), '') AS message_id,
-            (json->>'$.traits.email') AS trait_email,
-            (json->>'$.event') AS event,
-            coalesce((json->>'$.context.library.name'), 'unknown') AS source,
-            {received} AS received_at,
-            CASE WHEN (json->'$.timestamp') IS NULL THEN {received} ELSE {happened} END
-                AS happened
-        FROM messages WHERE (json->>'$.op') IS NULL
-        """
+    missing = db.rows(
+        "SELECT file, record FROM staged WHERE op IS NULL AND received_at IS NULL "
+        "ORDER BY seq LIMIT 1"
     )
-    missing = conn.execute(
-        "SELECT file, record FROM staged WHERE received_at IS NULL ORDER BY seq LIMIT 1"
-    ).fetchone()
-    if missing is not None:
-        raise AuditError(f"{missing[0]}: record {missing[1]} has no receive time.")
-    conn.execute(
+    if missing:
+        raise AuditError(f"{missing[0][0]}: record {missing[0][1]} has no receive time.")
+    semantic = ", ".join(_quoted(name) for name in SEMANTIC_EVENTS)
+    db.table(
+        "staged_events",
         f"""
-        CREATE TABLE staged_events AS
-        SELECT seq, coalesce(message_id, 'seq:' || seq) AS event_id, user_id AS person,
-               CASE WHEN user_id IS NULL THEN anonymous_id END AS anonymous_id,
-               received_at, happened AS timestamp
+        SELECT seq, coalesce(nullif(trim(message_id), ''), 'seq:' || seq) AS event_id,
+               nullif(trim(user_id), '') AS person,
+               CASE WHEN nullif(trim(user_id), '') IS NULL
+                    THEN nullif(trim(anonymous_id), '') END AS anonymous_id,
+               received_at, coalesce(happened, received_at) AS timestamp
         FROM staged
-        WHERE type IN ('track', 'page', 'screen')
-          AND (user_id IS NOT NULL OR anonymous_id IS NOT NULL)
+        WHERE op IS NULL AND type IN ('track', 'page', 'screen')
+          AND coalesce(nullif(trim(user_id), ''), nullif(trim(anonymous_id), '')) IS NOT NULL
           AND (type != 'track' OR event NOT IN ({semantic}))
-        """
+        """,
     )
-    conn.execute(
+    db.table(
+        "staged_identifies",
         """
-        CREATE TABLE staged_identifies AS
-        SELECT seq, coalesce(user_id, trait_email) AS person, anonymous_id, message_id,
-               received_at
-        FROM staged WHERE type = 'identify' AND coalesce(user_id, trait_email) IS NOT NULL
-        """
+        SELECT seq, coalesce(nullif(trim(user_id), ''), trait_email) AS person,
+               nullif(trim(anonymous_id), '') AS anonymous_id,
+               nullif(trim(message_id), '') AS message_id, received_at
+        FROM staged
+        WHERE op IS NULL AND type = 'identify'
+          AND coalesce(nullif(trim(user_id), ''), trait_email) IS NOT NULL
+        """,
     )
-    return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    return records
 
 
-def _check_settings(conn: Any) -> None:
+def _check_settings(db: Engine) -> None:
     """Settings records are taken before the first message, when they leave merging on
     (the set-based pass places with merging on); anywhere else they are refused."""
-    from cio_anon import rules
-    from cio_anon.clock import parse_time
-
-    first = conn.execute("SELECT min(seq) FROM messages WHERE (json->>'$.op') IS NULL").fetchone()[
-        0
-    ]
+    first = db.rows("SELECT min(seq) FROM staged WHERE op IS NULL")[0][0]
     merge_on = True
-    for file, seq, record, merge, created in conn.execute(
-        "SELECT file, seq, record, (json->>'$.anonymous_merge'), (json->>'$.created_at') "
-        "FROM messages WHERE (json->>'$.op') = 'settings' ORDER BY seq"
-    ).fetchall():
+    for file, seq, record, merge, created in db.rows(
+        "SELECT file, seq, record, anonymous_merge, created_at FROM staged "
+        "WHERE op = 'settings' ORDER BY seq"
+    ):
         if first is not None and seq > first:
             raise AuditError(
                 f"{file}: record {record} changes settings in the middle of the stream; "
@@ -211,79 +378,73 @@ def _check_settings(conn: Any) -> None:
         )
 
 
-def place(conn: Any) -> None:
-    """Place every staged event with `setrules`' statement (into `placements`)."""
-    conn.execute(f"CREATE TABLE placements AS {setrules.PLACEMENTS}")
-
-
-def placements(paths: Sequence[Path], memory_limit: str | None = None) -> list[setrules.Placement]:
+def placements(
+    paths: Sequence[Path], *, engine_name: str = "duckdb", **options: Any
+) -> list[setrules.Placement]:
     """Every event of the exports with its rule and person, in stream order."""
-    conn = connect(memory_limit)
+    db = engine(engine_name, **options)
     try:
-        stage(conn, paths)
-        place(conn)
-        rows = conn.execute("SELECT event_id, rule, person FROM placements").fetchall()
+        stage(db, paths)
+        db.table("placements", setrules.PLACEMENTS)
+        rows = db.rows("SELECT event_id, rule, person FROM placements")
         return [setrules.Placement(*row) for row in rows]
     finally:
-        conn.close()
+        db.close()
 
 
 def audit(
     paths: Sequence[Path],
     *,
-    memory_limit: str | None = None,
+    engine_name: str = "duckdb",
     placements_out: Path | None = None,
+    **options: Any,
 ) -> AuditReport:
     """Place the exports' events and count them: per rule, per day, per source; and the
     identity findings a set-based pass sees (reused and placeholder ids, late events)."""
-    conn = connect(memory_limit)
+    db = engine(engine_name, **options)
     try:
-        records = stage(conn, paths)
-        place(conn)
-        conn.execute(
-            "CREATE TABLE placed AS SELECT p.*, s.source, "
-            "strftime(to_timestamp(s.received_at), '%Y-%m-%d') AS day "
-            "FROM placements p JOIN staged_events e USING (event_id) "
-            "JOIN staged s ON s.seq = e.seq"
+        records = stage(db, paths)
+        db.table("placements", setrules.PLACEMENTS)
+        db.table(
+            "placed",
+            f"SELECT p.event_id, p.rule, p.person, coalesce(s.source, 'unknown') AS source, "
+            f"{db.day('s.received_at')} AS day FROM placements p "
+            "JOIN staged_events e ON e.event_id = p.event_id JOIN staged s ON s.seq = e.seq",
         )
         if placements_out is not None:
-            target = str(placements_out).replace("'", "''")
-            conn.execute(
-                f"COPY (SELECT event_id, rule, person FROM placements) TO '{target}' "
-                "(FORMAT parquet)"
-            )
-        rules = dict(conn.execute("SELECT rule, count(*) FROM placed GROUP BY 1").fetchall())
-        report = AuditReport(
+            db.write_parquet("SELECT event_id, rule, person FROM placements", placements_out)
+        counts = dict(db.rows("SELECT rule, count(*) FROM placed GROUP BY rule"))
+        return AuditReport(
             files=[str(p) for p in paths],
+            engine=db.name,
             records=records,
-            events=sum(rules.values()),
-            rules=dict(sorted(rules.items())),
-            by_day=_pivot(conn, "day"),
-            by_source=_pivot(conn, "source"),
+            events=sum(counts.values()),
+            rules=dict(sorted(counts.items())),
+            by_day=_pivot(db, "day"),
+            by_source=_pivot(db, "source"),
+            findings=_findings(db),
         )
-        report.findings = _findings(conn)
-        return report
     finally:
-        conn.close()
+        db.close()
 
 
-def _pivot(conn: Any, column: str) -> dict[str, dict[str, int]]:
+def _pivot(db: Engine, column: str) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    rows = conn.execute(
-        f"SELECT {column}, rule, count(*) FROM placed GROUP BY 1, 2 ORDER BY 1, 2"
-    ).fetchall()
-    for key, rule, count in rows:
+    for key, rule, count in db.rows(
+        f"SELECT {column}, rule, count(*) FROM placed GROUP BY {column}, rule "
+        f"ORDER BY {column}, rule"
+    ):
         out.setdefault(str(key), {})[rule] = count
     return out
 
 
-def _findings(conn: Any) -> list[dict[str, Any]]:
+def _findings(db: Engine) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    for anonymous_id, people in conn.execute(
-        "SELECT anonymous_id, count(DISTINCT person) FROM staged_identifies "
-        "WHERE anonymous_id IS NOT NULL GROUP BY 1 HAVING count(DISTINCT person) > 1 "
-        "ORDER BY 2 DESC, 1 LIMIT 50"
-    ).fetchall():
+    for anonymous_id, people in db.rows(
+        "SELECT anonymous_id, count(DISTINCT person) AS people FROM staged_identifies "
+        "WHERE anonymous_id IS NOT NULL GROUP BY anonymous_id "
+        "HAVING count(DISTINCT person) > 1 ORDER BY people DESC, anonymous_id LIMIT 50"
+    ):
         found.append(
             {
                 "code": "anonymous_id_reused",
@@ -292,11 +453,12 @@ def _findings(conn: Any) -> list[dict[str, Any]]:
                 "only the first got its events.",
             }
         )
-    marks = ", ".join(f"'{value}'" for value in PLACEHOLDERS)
-    for value, count in conn.execute(
-        f"SELECT lower(id), count(*) FROM (SELECT user_id AS id FROM staged UNION ALL "
-        f"SELECT anonymous_id FROM staged) WHERE lower(id) IN ({marks}) GROUP BY 1 ORDER BY 2 DESC"
-    ).fetchall():
+    marks = ", ".join(_quoted(value) for value in PLACEHOLDERS)
+    for value, count in db.rows(
+        "SELECT lower(id) AS id, count(*) AS n FROM (SELECT user_id AS id FROM staged "
+        "UNION ALL SELECT anonymous_id AS id FROM staged) ids "
+        f"WHERE lower(id) IN ({marks}) GROUP BY lower(id) ORDER BY n DESC"
+    ):
         found.append(
             {
                 "code": "placeholder_id",
@@ -304,7 +466,7 @@ def _findings(conn: Any) -> list[dict[str, Any]]:
                 "message": f"{count:,} record(s) use the placeholder id {value!r}.",
             }
         )
-    (late,) = conn.execute("SELECT count(*) FROM placed WHERE rule = 'window_closed'").fetchone()
+    (late,) = db.rows("SELECT count(*) FROM placed WHERE rule = 'window_closed'")[0]
     if late:
         found.append(
             {

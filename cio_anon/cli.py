@@ -87,6 +87,11 @@ FormatOption = Annotated[
 ]
 
 
+class AuditEngine(StrEnum):
+    DUCKDB = "duckdb"
+    SPARK = "spark"
+
+
 class PlanDialect(StrEnum):
     NATIVE = "native"
     SEGMENT = "segment"
@@ -225,6 +230,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
             "cio-anon audit archive/2026-03-*/part-*.ndjson.gz",
             "cio-anon audit exports/ --json | jq .rules",
             "cio-anon audit month.parquet --placements placements.parquet --memory-limit 2GB",
+            "cio-anon audit s3-copy/ --engine spark --spark-master spark://host:7077",
         ),
         "0 audited, no error-level finding; 1 an error-level finding, or an export the "
         "audit cannot read or place set-based; 2 usage",
@@ -1054,21 +1060,40 @@ def audit(
             metavar="FILE", dir_okay=False, help="Write one row per event (Parquet) here."
         ),
     ] = None,
+    engine: Annotated[
+        AuditEngine,
+        typer.Option(
+            "--engine", help="duckdb (embedded) or spark (pip install 'cio-anon[spark]')."
+        ),
+    ] = AuditEngine.DUCKDB,
     memory_limit: Annotated[
         str | None,
         typer.Option(metavar="SIZE", help="DuckDB's memory limit, e.g. 2GB (beyond it, disk)."),
+    ] = None,
+    spark_master: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Spark's master (default: local, every core)."),
     ] = None,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The same placement rules, set-based on DuckDB, over exports too large for a
-    workspace: events per rule, per day and per source, and identity findings."""
+    """The same placement rules, set-based on DuckDB or Spark, over exports too large for
+    a workspace: events per rule, per day and per source, and identity findings."""
     from cio_anon import audit as audit_module
     from cio_anon import documents, render
 
+    if engine is AuditEngine.DUCKDB and spark_master:
+        raise typer.BadParameter("--spark-master goes with --engine spark")
+    if engine is AuditEngine.SPARK and memory_limit:
+        raise typer.BadParameter("--memory-limit goes with --engine duckdb")
+    options = (
+        {"memory_limit": memory_limit} if engine is AuditEngine.DUCKDB else {"master": spark_master}
+    )
     paths = audit_module.exports(exports)
-    report = audit_module.audit(paths, memory_limit=memory_limit, placements_out=placements)
+    report = audit_module.audit(
+        paths, engine_name=engine.value, placements_out=placements, **options
+    )
     emit(as_json, documents.audit_json(report), lambda: render.audit_text(report))
     if any(finding["severity"] == "error" for finding in report.findings):
         raise typer.Exit(1)

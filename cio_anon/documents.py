@@ -403,6 +403,7 @@ def demo_json(result: DemoResult) -> dict[str, Any]:
 def audit_json(report: AuditReport) -> dict[str, Any]:
     return {
         "files": report.files,
+        "engine": report.engine,
         "records": report.records,
         "events": report.events,
         "rules": report.rules,

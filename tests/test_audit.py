@@ -59,12 +59,12 @@ def test_every_format_gives_the_same_placements(tmp_path: Path) -> None:
     array = tmp_path / "day.json"
     array.write_text(json.dumps(records))
     parquet = tmp_path / "day.parquet"
-    conn = audit.connect()
-    conn.execute(
+    duck = audit.DuckDB()
+    duck.conn.execute(
         f"COPY (SELECT * FROM read_json_auto('{ndjson}', format = 'newline_delimited')) "
         f"TO '{parquet}' (FORMAT parquet)"
     )
-    conn.close()
+    duck.close()
     for export in (zipped, array, parquet):
         assert audit.placements([export]) == expected, export.name
     # an export split in parts, named by a glob or by its folder, is one stream
@@ -117,9 +117,9 @@ def test_the_report_counts_rules_days_sources_and_findings(cli: Cli, tmp_path: P
     assert report["by_source"]["analytics.js"] == {"merged_on_identify": 1}
     codes = sorted(f["code"] for f in report["findings"])
     assert codes == ["anonymous_id_reused", "late_anonymous_event", "placeholder_id"]
-    conn = audit.connect()
-    rows = conn.execute(f"SELECT event_id, rule, person FROM '{out}' ORDER BY event_id").fetchall()
-    conn.close()
+    duck = audit.DuckDB()
+    rows = duck.rows(f"SELECT event_id, rule, person FROM '{out}' ORDER BY event_id")
+    duck.close()
     assert rows == [
         ("m1", "merged_on_identify", "u1"),
         ("m2", "window_closed", None),
@@ -155,3 +155,65 @@ def test_merging_off_is_refused(cli: Cli, tmp_path: Path) -> None:
         ],
     )
     assert "merging off" in cli("audit", str(export), code=1).stderr
+
+
+# -- the Spark engine (local mode) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spark_ready() -> None:
+    import os
+    import shutil
+
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("PySpark is missing: it is a test dependency")
+        pytest.skip("PySpark is not installed")
+    if shutil.which("java") is None:
+        if os.environ.get("CI"):
+            pytest.fail("no Java runtime: .ci/run installs Debian's default-jre-headless")
+        pytest.skip("no Java runtime here")
+
+
+@pytest.mark.slow
+def test_spark_agrees_with_duckdb_and_replay(spark_ready: None, tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_fixture import records as generated
+
+    records = [r for r in generated(3_000, seed=13) if "method" not in r]
+    ndjson = _write(tmp_path / "day.ndjson", records)
+    zipped = tmp_path / "day.ndjson.gz"
+    zipped.write_bytes(gzip.compress(ndjson.read_bytes()))
+    expected = engine_placements(tmp_path, records)
+    assert audit.placements([ndjson], engine_name="spark") == expected
+    assert audit.placements([zipped], engine_name="spark") == expected
+    shopper = ROOT / "fixtures" / "shopper.ndjson"
+    assert audit.placements([shopper], engine_name="spark") == audit.placements([shopper])
+    duck = audit.audit([ndjson])
+    spark = audit.audit([ndjson], engine_name="spark")
+    assert (spark.rules, spark.by_day, spark.by_source, spark.findings) == (
+        duck.rules,
+        duck.by_day,
+        duck.by_source,
+        duck.findings,
+    )
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(specs=_stream())
+@pytest.mark.slow
+def test_spark_generated_streams(
+    spark_ready: None, tmp_path: Path, specs: list[dict[str, Any]]
+) -> None:
+    records = [_message(spec) for spec in specs]
+    export = _write(tmp_path / "stream.ndjson", records)
+    expected = engine_placements(tmp_path, records)
+    assert audit.placements([export], engine_name="spark") == expected
