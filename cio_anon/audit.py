@@ -21,12 +21,16 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cio_anon import rules, setrules
 from cio_anon.clock import parse_time
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import SEMANTIC_EVENTS
+
+if TYPE_CHECKING:
+    from cio_anon.check import Finding
+    from cio_anon.check import Report as CheckReport
 
 PLACEHOLDERS = ("null", "undefined", "none", "nil", "0", "-1", "anonymous", "[object object]")
 """Identifier values that are a client's bug, not an identity."""
@@ -61,7 +65,13 @@ class AuditReport:
     rules: dict[str, int]
     by_day: dict[str, dict[str, int]]
     by_source: dict[str, dict[str, int]]
-    findings: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    def as_check_report(self) -> CheckReport:
+        """The findings as `check` reports them (for its JUnit, SARIF and GitHub forms)."""
+        from cio_anon.check import Report
+
+        return Report(self.files, None, list(self.findings), self.records)
 
 
 def exports(patterns: Sequence[str]) -> list[Path]:
@@ -422,7 +432,7 @@ def audit(
             rules=dict(sorted(counts.items())),
             by_day=_pivot(db, "day"),
             by_source=_pivot(db, "source"),
-            findings=_findings(db),
+            findings=findings(db),
         )
     finally:
         db.close()
@@ -438,42 +448,79 @@ def _pivot(db: Engine, column: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def _findings(db: Engine) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for anonymous_id, people in db.rows(
-        "SELECT anonymous_id, count(DISTINCT person) AS people FROM staged_identifies "
-        "WHERE anonymous_id IS NOT NULL GROUP BY anonymous_id "
-        "HAVING count(DISTINCT person) > 1 ORDER BY people DESC, anonymous_id LIMIT 50"
+def findings(db: Engine) -> list[Finding]:
+    """The identity findings a set-based pass sees, each at the first record showing it:
+    anonymous ids identified to several people, placeholder ids, late anonymous events."""
+    from cio_anon.check import Finding
+
+    found: list[Finding] = []
+    for anonymous_id, people, file, record in db.rows(
+        "WITH claims AS (SELECT anonymous_id, person, seq, first_value(person) OVER "
+        "(PARTITION BY anonymous_id ORDER BY seq) AS owner FROM staged_identifies "
+        "WHERE anonymous_id IS NOT NULL), "
+        "reused AS (SELECT anonymous_id, min(seq) AS seq, count(DISTINCT person) + 1 AS people "
+        "FROM claims WHERE person != owner GROUP BY anonymous_id) "
+        "SELECT r.anonymous_id, r.people, s.file, s.record FROM reused r "
+        "JOIN staged s ON s.seq = r.seq ORDER BY r.people DESC, r.anonymous_id LIMIT 50"
     ):
-        found.append(
-            {
-                "code": "anonymous_id_reused",
-                "severity": "error",
-                "message": f"anonymous_id {anonymous_id!r} was identified to {people} people; "
-                "only the first got its events.",
-            }
+        message = (
+            f"anonymous_id {anonymous_id!r} was identified to {people} people; only the first "
+            "got its events."
         )
+        found.append(Finding("anonymous_id_reused", file, record, message))
     marks = ", ".join(_quoted(value) for value in PLACEHOLDERS)
-    for value, count in db.rows(
-        "SELECT lower(id) AS id, count(*) AS n FROM (SELECT user_id AS id FROM staged "
-        "UNION ALL SELECT anonymous_id AS id FROM staged) ids "
-        f"WHERE lower(id) IN ({marks}) GROUP BY lower(id) ORDER BY n DESC"
+    for value, count, file, record in db.rows(
+        "WITH ids AS (SELECT lower(user_id) AS id, seq FROM staged UNION ALL "
+        "SELECT lower(anonymous_id) AS id, seq FROM staged), "
+        f"marked AS (SELECT id, count(*) AS n, min(seq) AS seq FROM ids WHERE id IN ({marks}) "
+        "GROUP BY id) "
+        "SELECT m.id, m.n, s.file, s.record FROM marked m JOIN staged s ON s.seq = m.seq "
+        "ORDER BY m.n DESC"
     ):
-        found.append(
-            {
-                "code": "placeholder_id",
-                "severity": "error",
-                "message": f"{count:,} record(s) use the placeholder id {value!r}.",
-            }
+        message = f"{count:,} record(s) use the placeholder id {value!r}."
+        found.append(Finding("placeholder_id", file, record, message))
+    late = db.rows(
+        "SELECT count(*) AS n, min(e.seq) AS seq FROM placed p "
+        "JOIN staged_events e ON e.event_id = p.event_id WHERE p.rule = 'window_closed'"
+    )[0]
+    if late[0]:
+        file, record = db.rows(f"SELECT file, record FROM staged WHERE seq = {int(late[1])}")[0]
+        message = (
+            f"{late[0]:,} anonymous event(s) arrived after the 5-minute window that followed "
+            "their identify: they stay anonymous."
         )
-    (late,) = db.rows("SELECT count(*) FROM placed WHERE rule = 'window_closed'")[0]
-    if late:
-        found.append(
-            {
-                "code": "late_anonymous_event",
-                "severity": "warning",
-                "message": f"{late:,} anonymous event(s) arrived after the 5-minute window "
-                "that followed their identify: they stay anonymous.",
-            }
-        )
+        found.append(Finding("late_anonymous_event", file, record, message))
     return found
+
+
+def materialize(paths: Sequence[Path], workspace: Path, now: Any) -> None:
+    """Replay the exports, in order, into a workspace — the exact engine, for a result
+    small enough to look at with `log`, `show`, `explain` and `ui`. Gzipped NDJSON and
+    Parquet are turned into NDJSON first."""
+    import gzip
+
+    from cio_anon.replay import replay_into
+
+    with tempfile.TemporaryDirectory() as folder:
+        plain = []
+        for index, path in enumerate(paths):
+            if path.name.endswith(".gz"):
+                target = Path(folder) / f"{index}.ndjson"
+                with gzip.open(path, "rb") as source, target.open("wb") as out:
+                    shutil.copyfileobj(source, out)
+            elif path.name.endswith(".parquet"):
+                target = Path(folder) / f"{index}.ndjson"
+                duck = DuckDB()
+                try:
+                    duck.conn.execute(
+                        f"COPY (SELECT * FROM read_parquet({_quoted(str(path))})) "
+                        f"TO {_quoted(str(target))} (FORMAT json)"
+                    )
+                finally:
+                    duck.close()
+            else:
+                target = path
+            plain.append(target)
+        summary = replay_into(workspace, now, plain)
+    if summary.invalid:
+        raise AuditError(f"The workspace could not take the exports: {summary.invalid[0]}")

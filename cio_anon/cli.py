@@ -1074,6 +1074,26 @@ def audit(
         str | None,
         typer.Option(metavar="URL", help="Spark's master (default: local, every core)."),
     ] = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="text, json, or the findings as junit, sarif, github.",
+        ),
+    ] = "text",
+    output: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", dir_okay=False, help="Write junit/sarif/github here."),
+    ] = None,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            help="Also replay the exports into this workspace (for log, show, explain, ui).",
+        ),
+    ] = None,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
@@ -1082,6 +1102,7 @@ def audit(
     a workspace: events per rule, per day and per source, and identity findings."""
     from cio_anon import audit as audit_module
     from cio_anon import documents, render
+    from cio_anon import report as report_module
 
     if engine is AuditEngine.DUCKDB and spark_master:
         raise typer.BadParameter("--spark-master goes with --engine spark")
@@ -1090,12 +1111,22 @@ def audit(
     options = (
         {"memory_limit": memory_limit} if engine is AuditEngine.DUCKDB else {"master": spark_master}
     )
+    if as_json and format not in ("text", "json"):
+        raise typer.BadParameter(f"--json and --format {format} conflict: give one")
+    fmt = "json" if as_json else format
+    if fmt not in ("text", *report_module.FORMATS):
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(report_module.FORMATS)}")
     paths = audit_module.exports(exports)
     report = audit_module.audit(
         paths, engine_name=engine.value, placements_out=placements, **options
     )
-    emit(as_json, documents.audit_json(report), lambda: render.audit_text(report))
-    if any(finding["severity"] == "error" for finding in report.findings):
+    if workspace is not None:
+        audit_module.materialize(paths, workspace, resolve_now(at))
+    if fmt in ("text", "json"):
+        emit(fmt == "json", documents.audit_json(report), lambda: render.audit_text(report))
+    else:
+        write_out(str(report_module.render(report.as_check_report(), fmt)), output)
+    if any(finding.severity == "error" for finding in report.findings):
         raise typer.Exit(1)
 
 

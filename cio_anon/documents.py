@@ -409,5 +409,14 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
         "rules": report.rules,
         "by_day": report.by_day,
         "by_source": report.by_source,
-        "findings": report.findings,
+        "findings": [
+            {
+                "code": f.code,
+                "severity": f.severity,
+                "file": f.file,
+                "record": f.line,
+                "message": f.message,
+            }
+            for f in report.findings
+        ],
     }

@@ -340,6 +340,9 @@ def audit_text(report: AuditReport) -> RenderableType:
         _add_row(by_source, source, *(f"{counts.get(rule, 0):,}" for rule in rules))
     parts: list[RenderableType] = [per_rule, by_day, by_source]
     for finding in report.findings:
-        style = "red" if finding["severity"] == "error" else "yellow"
-        parts.append(_text(f"{finding['severity']} {finding['code']}: {finding['message']}", style))
+        style = "red" if finding.severity == "error" else "yellow"
+        where = f"{finding.file}:{finding.line}"
+        parts.append(
+            _text(f"{finding.severity} {finding.code} ({where}): {finding.message}", style)
+        )
     return Group(*parts)

@@ -217,3 +217,35 @@ def test_spark_generated_streams(
     export = _write(tmp_path / "stream.ndjson", records)
     expected = engine_placements(tmp_path, records)
     assert audit.placements([export], engine_name="spark") == expected
+
+
+def test_findings_in_checks_formats_and_a_workspace_to_look_at(cli: Cli, tmp_path: Path) -> None:
+    records = [
+        {
+            "type": "track",
+            "anonymousId": "a1",
+            "event": "x",
+            "messageId": "m1",
+            "receivedAt": 1772000000,
+        },
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "receivedAt": 1772000010},
+        {"type": "identify", "userId": "u2", "anonymousId": "a1", "receivedAt": 1772000020},
+    ]
+    export = _write(tmp_path / "e.ndjson", records)
+    sarif = json.loads(cli("audit", str(export), "--format", "sarif", code=1).stdout)
+    (result,) = sarif["runs"][0]["results"]
+    assert result["ruleId"] == "anonymous_id_reused"
+    location = result["locations"][0]["physicalLocation"]
+    assert location["region"]["startLine"] == 3  # the second person's identify
+    github = cli("audit", str(export), "--format", "github", code=1).stdout
+    assert github.startswith("::error") and "anonymous_id_reused" in github
+    junit = tmp_path / "audit.xml"
+    cli("audit", str(export), "--format", "junit", "--output", str(junit), code=1)
+    assert "<testsuite" in junit.read_text()
+    assert cli("audit", str(export), "--json", "--format", "sarif", code=2).exit_code == 2
+    workspace = tmp_path / "look.db"
+    cli("audit", str(export), "--workspace", str(workspace), "--at", "2026-03-01", code=1)
+    shown = cli("show", "u1", "--db", str(workspace), "--json", "--at", "2026-03-01")
+    assert shown["events"]["merged"] == 1
+    explained = cli("explain", "m1", "--db", str(workspace), "--json", "--at", "2026-03-01")
+    assert explained["rule"] == "merged_on_identify"
