@@ -169,26 +169,26 @@ class DuckDB(Engine):
             except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
                 raise AuditError(f"{path}: cannot be read as an export ({error}).") from None
             offset = self.rows("SELECT coalesce(max(seq), 0) FROM messages")[0][0]
-        columns = ", ".join(f"(json->>'{path}') AS {column}" for column, path in FIELDS.items())
-        received = self._seconds(
-            "coalesce(json->'$.at', json->'$.receivedAt', json->'$.timestamp')"
-        )
-        happened = self._seconds("(json->'$.timestamp')")
+        # one parse per record: every field at once, as a list of strings
+        json_paths = [*FIELDS.values(), "$.at", "$.receivedAt", "$.timestamp"]
+        listed = ", ".join(_quoted(path) for path in json_paths)
+        columns = ", ".join(f"f[{index + 1}] AS {column}" for index, column in enumerate(FIELDS))
+        at, received_at, timestamp = (f"f[{len(FIELDS) + n}]" for n in (1, 2, 3))
+        received = self._seconds(f"coalesce({at}, {received_at}, {timestamp})")
         self.conn.execute(
             f"CREATE TABLE staged AS SELECT seq, record, file, {columns}, "
-            f"{received} AS received_at, {happened} AS happened FROM messages"
+            f"{received} AS received_at, {self._seconds(timestamp)} AS happened "
+            f"FROM (SELECT seq, record, file, json_extract_string(json, [{listed}]) AS f "
+            "FROM messages)"
         )
         return int(self.rows("SELECT count(*) FROM messages")[0][0])
 
     @staticmethod
-    def _seconds(value: str) -> str:
-        """Unix seconds from a JSON value: a number, a numeric string, or ISO-8601 (UTC
-        when it names no offset, as everywhere in cio-anon)."""
-        text = f"json_extract_string({value}, '$')"
+    def _seconds(text: str) -> str:
+        """Unix seconds from a JSON value's text: a number (or a numeric string), or
+        ISO-8601 (UTC when it names no offset, as everywhere in cio-anon)."""
         return (
-            f"CASE WHEN json_type({value}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
-            f"THEN CAST({value} AS DOUBLE) "
-            f"WHEN TRY_CAST({text} AS DOUBLE) IS NOT NULL THEN TRY_CAST({text} AS DOUBLE) "
+            f"CASE WHEN TRY_CAST({text} AS DOUBLE) IS NOT NULL THEN TRY_CAST({text} AS DOUBLE) "
             f"ELSE epoch(CAST({text} AS TIMESTAMPTZ)) END"
         )
 
