@@ -450,7 +450,8 @@ def _pivot(db: Engine, column: str) -> dict[str, dict[str, int]]:
 
 def findings(db: Engine) -> list[Finding]:
     """The identity findings a set-based pass sees, each at the first record showing it:
-    anonymous ids identified to several people, placeholder ids, late anonymous events."""
+    anonymous ids identified to several people, placeholder ids, one email under several
+    userIds (split profiles), late anonymous events."""
     from cio_anon.check import Finding
 
     found: list[Finding] = []
@@ -479,6 +480,21 @@ def findings(db: Engine) -> list[Finding]:
     ):
         message = f"{count:,} record(s) use the placeholder id {value!r}."
         found.append(Finding("placeholder_id", file, record, message))
+    for email, people, file, record in db.rows(
+        "WITH named AS (SELECT lower(trait_email) AS email, nullif(trim(user_id), '') AS id, seq "
+        "FROM staged WHERE op IS NULL AND type = 'identify' AND trait_email IS NOT NULL), "
+        "owners AS (SELECT email, id, seq, first_value(id) OVER (PARTITION BY email ORDER BY seq) "
+        "AS first FROM named WHERE id IS NOT NULL), "
+        "split AS (SELECT email, min(seq) AS seq, count(DISTINCT id) + 1 AS people FROM owners "
+        "WHERE id != first GROUP BY email) "
+        "SELECT x.email, x.people, s.file, s.record FROM split x JOIN staged s ON s.seq = x.seq "
+        "ORDER BY x.people DESC, x.email LIMIT 50"
+    ):
+        message = (
+            f"the email {email!r} is sent as a trait under {people} userIds: one person, "
+            "split across profiles."
+        )
+        found.append(Finding("split_profile", file, record, message))
     late = db.rows(
         "SELECT count(*) AS n, min(e.seq) AS seq FROM placed p "
         "JOIN staged_events e ON e.event_id = p.event_id WHERE p.rule = 'window_closed'"

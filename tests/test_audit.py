@@ -103,6 +103,8 @@ def test_the_report_counts_rules_days_sources_and_findings(cli: Cli, tmp_path: P
             "messageId": "m3",
             "receivedAt": 1772086400,
         },
+        {"type": "identify", "userId": "u3", "traits": {"email": "Dee@x.io"}, "at": 1772086401},
+        {"type": "identify", "userId": "u4", "traits": {"email": "dee@x.io"}, "at": 1772086402},
     ]
     export = _write(tmp_path / "e.ndjson", records)
     out = tmp_path / "placements.parquet"
@@ -116,7 +118,12 @@ def test_the_report_counts_rules_days_sources_and_findings(cli: Cli, tmp_path: P
     }
     assert report["by_source"]["analytics.js"] == {"merged_on_identify": 1}
     codes = sorted(f["code"] for f in report["findings"])
-    assert codes == ["anonymous_id_reused", "late_anonymous_event", "placeholder_id"]
+    assert codes == [
+        "anonymous_id_reused",
+        "late_anonymous_event",
+        "placeholder_id",
+        "split_profile",
+    ]
     duck = audit.DuckDB()
     rows = duck.rows(f"SELECT event_id, rule, person FROM '{out}' ORDER BY event_id")
     duck.close()
