@@ -9,6 +9,7 @@ one place (`handle_errors`); usage errors exit 2.
 import contextlib
 import functools
 import io
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -368,11 +369,27 @@ def emit(
     """Print the JSON document, or the Rich rendering, on stdout; diagnostics and
     warnings on stderr (with --json too: the document also holds them)."""
     if diagnostics:
-        console(stderr=True).print(*diagnostics, sep="\n")
+        if not _plain_lines(diagnostics, sys.stderr):
+            console(stderr=True).print(*diagnostics, sep="\n")
     if as_json:
         sys.stdout.write(jsonio.dumps_indented(document) + "\n")
     else:
-        console().print(text())
+        rendered = text()
+        if not _plain_lines([rendered], sys.stdout):
+            console().print(rendered)
+
+
+def _plain_lines(renderables: Sequence[Any], stream: Any) -> bool:
+    """Write one-line Rich texts to a stream that is not a terminal as plain lines, as
+    the console would, without loading it (start-up); False when that does not apply."""
+    from rich.text import Text
+
+    if stream.isatty() or os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE"):
+        return False
+    if not all(isinstance(r, Text) and "\n" not in r.plain for r in renderables):
+        return False
+    stream.write("".join(f"{r.plain}\n" for r in renderables))
+    return True
 
 
 def _refuse_json_with(format: Format, as_json: bool) -> None:

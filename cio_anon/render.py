@@ -7,7 +7,6 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Group, RenderableType
 from rich.text import Text
 
 from cio_anon import jsonio
@@ -31,6 +30,7 @@ from cio_anon.words import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.table import Table
 
     from cio_anon.audit import AuditReport
@@ -50,6 +50,13 @@ def visible(text: str) -> str:
 def _text(text: str, style: str = "") -> Text:
     """Printed text holding user data: never markup, no control characters."""
     return Text(visible(text), style=style)
+
+
+def _group(*parts: RenderableType) -> RenderableType:
+    """Renderables one under the other (rich.console is imported only to print them)."""
+    from rich.console import Group
+
+    return Group(*parts)
 
 
 def _table(*columns: str, **options: Any) -> Table:
@@ -114,12 +121,12 @@ def log_text(page: LogPage) -> RenderableType:
         elif page.next_anonymous:
             table.caption = f"older: --before {page.next_anonymous}"
         parts.append(table)
-    return Group(*parts)
+    return _group(*parts)
 
 
 def track_text(result: TrackResult) -> RenderableType:
     if not result.stored:
-        return Group()  # the duplicate warning says it all
+        return _group()  # the duplicate warning says it all
     where = {
         "identified": f"on {result.person.label if result.person else '?'}",
         "anonymous": f"anonymous ({result.anonymous_id})",
@@ -139,7 +146,7 @@ def identify_text(result: IdentifyResult) -> RenderableType:
         lines.append(
             _text(f"Merged {len(result.merged)} anonymous event(s) from {result.anonymous_id}")
         )
-    return Group(*lines)
+    return _group(*lines)
 
 
 def merge_text(result: MergeResult) -> RenderableType:
@@ -151,7 +158,7 @@ def merge_text(result: MergeResult) -> RenderableType:
         _text(f"  attributes filled: {', '.join(result.filled) or 'none'}"),
         _text(f"  anonymous ids moved: {', '.join(result.anonymous_ids) or 'none'}"),
     ]
-    return Group(*lines)
+    return _group(*lines)
 
 
 def purge_text(result: PurgeResult) -> RenderableType:
@@ -222,7 +229,7 @@ def profile_text(profile: Profile) -> RenderableType:
         for r in profile.relationships:
             _add_row(related, r.object_type_id, r.object_id, jsonio.dumps(r.object_attributes))
         parts.append(related)
-    return Group(*parts)
+    return _group(*parts)
 
 
 def people_text(people: list[tuple[Person, int]]) -> RenderableType:
@@ -263,7 +270,7 @@ def explain_text(explanation: Explanation) -> RenderableType:
     for name, value in decision.facts.items():
         _add_row(facts, name, time_text(value) if isinstance(value, datetime) else str(value))
     lines.append(facts)
-    return Group(*lines)
+    return _group(*lines)
 
 
 # -- replay and delete --------------------------------------------------------------
@@ -289,7 +296,7 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
     lines: list[RenderableType] = [table]
     if summary.ok:
         lines.append(_text("All records applied; every expectation held.", style="green"))
-    return Group(*lines)
+    return _group(*lines)
 
 
 def replay_diagnostics(summary: ReplaySummary) -> list[Text]:
@@ -322,7 +329,7 @@ def demo_text(result: DemoResult) -> RenderableType:
         f"{tally.merged} merged, {tally.expectations} expectations checked.",
         style="bold",
     )
-    return Group(head, log_text(result.log), profile_text(result.profile))
+    return _group(head, log_text(result.log), profile_text(result.profile))
 
 
 def audit_text(report: AuditReport) -> RenderableType:
@@ -345,4 +352,4 @@ def audit_text(report: AuditReport) -> RenderableType:
         parts.append(
             _text(f"{finding.severity} {finding.code} ({where}): {finding.message}", style)
         )
-    return Group(*parts)
+    return _group(*parts)

@@ -27,6 +27,8 @@ def _terminal(*, stderr: bool = False) -> Console:
 
 
 cli.console = _terminal
+# The README shows what a terminal shows: no plain-line shortcut for pipes.
+cli._plain_lines = lambda renderables, stream: False  # type: ignore[attr-defined]
 
 WIDTH = "100"
 
