@@ -692,8 +692,8 @@ def log(
     write_records(
         format, documents.log_records(page), documents.LOG_CSV_COLUMNS, documents.log_csv_row
     )
-    for name, cursor in (("identified", page.next_identified), ("anonymous", page.next_anonymous)):
-        if cursor:
+    for name in service.TABS:
+        if cursor := page.next_of(name):
             typer.echo(f"More {name} rows: --before {cursor}", err=True)
 
 

@@ -62,13 +62,14 @@ def activity_summary(row: LogRow) -> str:
     return row.name or ""
 
 
-def log_note(row: LogRow) -> str:
-    """The Note column: where a row came from (was anonymous, inherited, merged in)."""
+def log_note(row: LogRow, *, marker: bool = True) -> str:
+    """The Note column: where a row came from (inherited, was anonymous, merged in);
+    `marker=False` leaves out the was-anonymous marker (the web view draws its own)."""
     notes = []
     event = row.event
     if event is not None and event.provenance is rules.Provenance.INHERITED:
         notes.append("⇢ inherited")
-    if event is not None and event.was_anonymous:
+    if marker and event is not None and event.was_anonymous:
         notes.append(MERGED_MARKER)
     if row.merged_from is not None:
         notes.append(f"⇢ from {row.merged_from.label}")

@@ -1065,11 +1065,24 @@ class Workspace:
         keep = mark - self._journal_flushed
         del self._journal_rows[max(keep, 0) :]
 
-    def journal(self) -> Iterator[JournalEntry]:
-        """The journal, oldest first."""
+    def journal(
+        self, *, merges_and: Sequence[str] | None = None, anonymous_ids: Sequence[str] = ()
+    ) -> Iterator[JournalEntry]:
+        """The journal, oldest first. With `merges_and` (cio_ids): only the profile merges,
+        the entries naming one of those people, and those about `anonymous_ids` — what
+        forgetting a deleted person needs, without reading the whole journal."""
         self._flush_journal()
+        where, params = "", []
+        if merges_and is not None:
+            named = " OR ".join(
+                ["instr(' ' || people || ' ', ' ' || ? || ' ') > 0"] * len(merges_and)
+            )
+            marks = ", ".join("?" * len(anonymous_ids))
+            where = f"WHERE kind = 'MergePeople' OR {named or '0'} OR anonymous_id IN ({marks})"
+            params = [*merges_and, *anonymous_ids]
         cursor = self.conn.execute(
-            "SELECT seq, at, kind, record, people, anonymous_id FROM journal ORDER BY seq"
+            f"SELECT seq, at, kind, record, people, anonymous_id FROM journal {where} ORDER BY seq",
+            params,
         )
         for row in cursor:
             yield JournalEntry(

@@ -189,8 +189,10 @@ def forget_person(
     workspace: Workspace, now: datetime, person: Person, anonymous_ids: Sequence[str]
 ) -> None:
     """Rewrite the journal for a person being deleted (before their events go), and
-    journal the delete of their stand-in."""
-    entries = list(workspace.journal())
+    journal the delete of their stand-in. Only the entries about them are read: the
+    merges (to find who was merged into them), then what names them or their ids."""
+    members = family(list(workspace.journal(merges_and=[])), person.cio_id)
+    entries = list(workspace.journal(merges_and=sorted(members), anonymous_ids=anonymous_ids))
     erased = workspace.event_ids_of(person.cio_id)
     identifiers = [value for value in (person.id, person.email) if value]
     workspace.rewrite_journal(forget(entries, person.cio_id, erased, anonymous_ids, identifiers))

@@ -41,6 +41,10 @@ class LogPage:
     next_identified: str | None = None
     next_anonymous: str | None = None
 
+    def next_of(self, tab: str) -> str | None:
+        """The cursor of a tab's next page (None: this was the last)."""
+        return self.next_identified if tab == "identified" else self.next_anonymous
+
 
 def _cursor(tab: str, rows: list[LogRow] | None, limit: int) -> str | None:
     """Where the next page of a tab starts, when this page was full."""

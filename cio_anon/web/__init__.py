@@ -23,7 +23,6 @@ from starlette.routing import Route
 
 from cio_anon import jsonio, rules, service, words
 from cio_anon.errors import CioAnonError, NotFound
-from cio_anon.models import LogRow
 from cio_anon.workspace import Workspace
 
 PAGE = 50
@@ -48,7 +47,7 @@ def environment() -> jinja2.Environment:
         ago=_ago,
         path=lambda value: quote(str(value), safe=""),
         summary=words.activity_summary,
-        note_extra=_note_extra,
+        note_extra=lambda row: words.log_note(row, marker=False),
         retention=words.retention_left,
         tojson_text=jsonio.dumps,
     )
@@ -67,16 +66,6 @@ def _ago(moment: datetime, now: datetime) -> str:
         return "(now)"
     span = words.duration_text(abs(seconds))
     return f"({span} ago)" if seconds > 0 else f"(in {span})"
-
-
-def _note_extra(row: LogRow) -> str:
-    """The Note column beyond the was-anonymous marker: inherited, moved from."""
-    notes = []
-    if row.event is not None and row.event.provenance is rules.Provenance.INHERITED:
-        notes.append("⇢ inherited")
-    if row.merged_from is not None:
-        notes.append(f"⇢ from {row.merged_from.label}")
-    return ", ".join(notes)
 
 
 def render(template: str, **context: Any) -> str:
@@ -109,7 +98,7 @@ def person_page(
             workspace, now, person=ident, tab=tab, limit=PAGE, before=before
         )
         sections = [(tab, getattr(page, tab))]
-        following = page.next_identified if tab == "identified" else page.next_anonymous
+        following = page.next_of(tab)
     return render(
         "person.html",
         title=profile.person.ref().label,
@@ -211,7 +200,7 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
 
         found, log = await ask(read)
         rows = [row for row in getattr(log, tab) if row.event is not None]
-        following = log.next_identified if tab == "identified" else log.next_anonymous
+        following = log.next_of(tab)
         return render(
             "anonymous.html",
             title=anonymous_id,
