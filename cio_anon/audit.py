@@ -18,7 +18,8 @@ from __future__ import annotations
 import glob
 import shutil
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,8 @@ PLACEHOLDERS = ("null", "undefined", "none", "nil", "0", "-1", "anonymous", "[ob
 """Identifier values that are a client's bug, not an identity."""
 SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".parquet")
 ENGINES = ("duckdb", "spark")
+PROGRESS_POLL = 0.1
+"""Seconds between two looks at a running statement's progress."""
 # The fields every engine stages, from each record's JSON (path → column).
 FIELDS = {
     "op": "$.op",
@@ -52,6 +55,11 @@ FIELDS = {
 }
 
 
+Progress = Callable[[str, float | None], None]
+"""Told what an audit is doing: the step, and how far its running statement is (0 to 1;
+None where the engine cannot say)."""
+
+
 class AuditError(CioAnonError):
     """An export the audit cannot read, or a record it cannot place set-based."""
 
@@ -65,6 +73,9 @@ class AuditReport:
     rules: dict[str, int]
     by_day: dict[str, dict[str, int]]
     by_source: dict[str, dict[str, int]]
+    campaigns: dict[str, int] = field(default_factory=dict)
+    """The events on a person: how many can trigger campaigns, how many count for
+    segments only."""
     findings: list[Finding] = field(default_factory=list)
 
     def as_check_report(self) -> CheckReport:
@@ -113,6 +124,14 @@ class Engine:
     Parquet. Everything else is the shared SQL below."""
 
     name = ""
+    progress: Progress | None = None
+    step = ""
+
+    def begin(self, step: str) -> None:
+        """Say that a new step starts (to `progress`, if anyone listens)."""
+        self.step = step
+        if self.progress is not None:
+            self.progress(step, None)
 
     def load(self, paths: Sequence[Path]) -> int:
         raise NotImplementedError
@@ -121,6 +140,10 @@ class Engine:
         raise NotImplementedError
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def moment(self, seconds: str) -> str:
+        """The SQL turning Unix seconds into a timestamp (UTC)."""
         raise NotImplementedError
 
     def day(self, seconds: str) -> str:
@@ -142,6 +165,9 @@ class DuckDB(Engine):
         self.conn = duckdb.connect()
         self.conn.execute("SET preserve_insertion_order = true")
         self.conn.execute("SET TimeZone = 'UTC'")
+        # DuckDB tracks each statement's progress for query_progress(), printing nothing
+        self.conn.execute("SET enable_progress_bar = true")
+        self.conn.execute("SET enable_progress_bar_print = false")
         if memory_limit:
             try:
                 self.conn.execute(f"SET memory_limit = {_quoted(memory_limit)}")
@@ -161,7 +187,7 @@ class DuckDB(Engine):
                 kind = "array" if _is_array(path) else "newline_delimited"
                 source = f"read_json_objects({name}, format = '{kind}')"
             try:
-                self.conn.execute(
+                self._execute(
                     f"INSERT INTO messages SELECT n + {offset}, n, ?, json FROM "
                     f"(SELECT row_number() OVER () AS n, json FROM {source})",
                     [str(path)],
@@ -175,7 +201,7 @@ class DuckDB(Engine):
         columns = ", ".join(f"f[{index + 1}] AS {column}" for index, column in enumerate(FIELDS))
         at, received_at, timestamp = (f"f[{len(FIELDS) + n}]" for n in (1, 2, 3))
         received = self._seconds(f"coalesce({at}, {received_at}, {timestamp})")
-        self.conn.execute(
+        self._execute(
             f"CREATE TABLE staged AS SELECT seq, record, file, {columns}, "
             f"{received} AS received_at, {self._seconds(timestamp)} AS happened "
             f"FROM (SELECT seq, record, file, json_extract_string(json, [{listed}]) AS f "
@@ -192,17 +218,51 @@ class DuckDB(Engine):
             f"ELSE epoch(CAST({text} AS TIMESTAMPTZ)) END"
         )
 
+    def _execute(self, sql: str, params: list[Any] | None = None) -> Any:
+        """Run a statement; with someone listening, in a worker thread while this one
+        reports DuckDB's progress on it (and interrupts it on Ctrl-C)."""
+        if self.progress is None:
+            return self.conn.execute(sql, params)
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = self.conn.execute(sql, params)
+            except BaseException as error:  # noqa: BLE001 (re-raised in the caller)
+                outcome["error"] = error
+
+        worker = threading.Thread(target=work, name="cio-anon-audit", daemon=True)
+        worker.start()
+        try:
+            while True:
+                worker.join(PROGRESS_POLL)
+                if not worker.is_alive():
+                    break
+                done = self.conn.query_progress()
+                if done >= 0:
+                    self.progress(self.step, min(done, 100.0) / 100)
+        except KeyboardInterrupt:
+            self.conn.interrupt()
+            worker.join()
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
     def table(self, name: str, select: str) -> None:
-        self.conn.execute(f"CREATE TABLE {name} AS {select}")
+        self._execute(f"CREATE TABLE {name} AS {select}")
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        return list(self.conn.execute(sql).fetchall())
+        return list(self._execute(sql).fetchall())
+
+    def moment(self, seconds: str) -> str:
+        return f"to_timestamp({seconds})"
 
     def day(self, seconds: str) -> str:
-        return f"strftime(to_timestamp({seconds}), '%Y-%m-%d')"
+        return f"strftime({self.moment(seconds)}, '%Y-%m-%d')"
 
     def write_parquet(self, select: str, path: Path) -> None:
-        self.conn.execute(f"COPY ({select}) TO {_quoted(str(path))} (FORMAT parquet)")
+        self._execute(f"COPY ({select}) TO {_quoted(str(path))} (FORMAT parquet)")
 
     def close(self) -> None:
         self.conn.close()
@@ -285,8 +345,11 @@ class Spark(Engine):
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.spark.sql(sql).collect()]
 
+    def moment(self, seconds: str) -> str:
+        return f"timestamp_seconds({seconds})"
+
     def day(self, seconds: str) -> str:
-        return f"date_format(timestamp_seconds({seconds}), 'yyyy-MM-dd')"
+        return f"date_format({self.moment(seconds)}, 'yyyy-MM-dd')"
 
     def write_parquet(self, select: str, path: Path) -> None:
         folder = Path(tempfile.mkdtemp(prefix="cio-anon-audit-"))
@@ -314,7 +377,9 @@ def engine(name: str, *, memory_limit: str | None = None, master: str | None = N
 
 def stage(db: Engine, paths: Sequence[Path]) -> int:
     """Read the exports and stage the rows `setrules` places; how many records were read."""
+    db.begin("Reading the exports")
     records = db.load(paths)
+    db.begin("Staging events and identifies")
     _check_settings(db)
     refused = db.rows(
         "SELECT file, record, coalesce(op, method) FROM staged "
@@ -396,8 +461,8 @@ def placements(
     try:
         stage(db, paths)
         db.table("placements", setrules.PLACEMENTS)
-        rows = db.rows("SELECT event_id, rule, person FROM placements")
-        return [setrules.Placement(*row) for row in rows]
+        rows = db.rows("SELECT event_id, rule, person, merged_at, can_trigger FROM placements")
+        return setrules.placed(rows)
     finally:
         db.close()
 
@@ -407,32 +472,59 @@ def audit(
     *,
     engine_name: str = "duckdb",
     placements_out: Path | None = None,
+    progress: Progress | None = None,
     **options: Any,
 ) -> AuditReport:
     """Place the exports' events and count them: per rule, per day, per source; and the
-    identity findings a set-based pass sees (reused and placeholder ids, late events)."""
+    identity findings a set-based pass sees (reused and placeholder ids, late events).
+    `progress` is told each step and how far it is."""
+    if progress is not None:
+        progress(f"Starting {engine_name}", None)
     db = engine(engine_name, **options)
+    db.progress = progress
     try:
         records = stage(db, paths)
+        db.begin("Placing events")
         db.table("placements", setrules.PLACEMENTS)
+        db.begin("Counting")
+        # every staged event: placed, or a duplicate of an event id seen before
         db.table(
             "placed",
-            f"SELECT p.event_id, p.rule, p.person, coalesce(s.source, 'unknown') AS source, "
-            f"{db.day('s.received_at')} AS day FROM placements p "
-            "JOIN staged_events e ON e.event_id = p.event_id JOIN staged s ON s.seq = e.seq",
+            "SELECT e.seq, e.event_id, coalesce(p.rule, 'duplicate') AS rule, p.person, "
+            "coalesce(p.can_trigger, false) AS can_trigger, "
+            f"coalesce(s.source, 'unknown') AS source, {db.day('s.received_at')} AS day "
+            "FROM staged_events e JOIN staged s ON s.seq = e.seq "
+            "LEFT JOIN placements p ON p.seq = e.seq",
         )
         if placements_out is not None:
-            db.write_parquet("SELECT event_id, rule, person FROM placements", placements_out)
+            db.begin("Writing placements")
+            db.write_parquet(
+                "SELECT event_id, anonymous_id, person, rule, "
+                f"{db.moment('merged_at')} AS merged_at, can_trigger AS can_trigger_campaigns "
+                "FROM placements",
+                placements_out,
+            )
+        db.begin("Counting")
         counts = dict(db.rows("SELECT rule, count(*) FROM placed GROUP BY rule"))
+        campaigns = dict(
+            db.rows(
+                "SELECT CASE WHEN can_trigger THEN 'can_trigger' ELSE 'segment_only' END, "
+                "count(*) FROM placed WHERE person IS NOT NULL GROUP BY 1"
+            )
+        )
+        by_day, by_source = _pivot(db, "day"), _pivot(db, "source")
+        db.begin("Looking for identity findings")
+        found = findings(db)
         return AuditReport(
             files=[str(p) for p in paths],
             engine=db.name,
             records=records,
             events=sum(counts.values()),
             rules=dict(sorted(counts.items())),
-            by_day=_pivot(db, "day"),
-            by_source=_pivot(db, "source"),
-            findings=findings(db),
+            campaigns={key: campaigns.get(key, 0) for key in ("can_trigger", "segment_only")},
+            by_day=by_day,
+            by_source=by_source,
+            findings=found,
         )
     finally:
         db.close()
@@ -496,8 +588,7 @@ def findings(db: Engine) -> list[Finding]:
         )
         found.append(Finding("split_profile", file, record, message))
     late = db.rows(
-        "SELECT count(*) AS n, min(e.seq) AS seq FROM placed p "
-        "JOIN staged_events e ON e.event_id = p.event_id WHERE p.rule = 'window_closed'"
+        "SELECT count(*) AS n, min(seq) AS seq FROM placed WHERE rule = 'window_closed'"
     )[0]
     if late[0]:
         file, record = db.rows(f"SELECT file, record FROM staged WHERE seq = {int(late[1])}")[0]

@@ -887,6 +887,31 @@ def _progress(files: list[Path]) -> Iterator[Callable[[int], None] | None]:
         yield lambda n: bar.advance(task, n)
 
 
+@contextlib.contextmanager
+def _steps() -> Iterator[Callable[[str, float | None], None] | None]:
+    """A progress bar on stderr, when it is a terminal, for work told in steps: each
+    step's name, and its bar when how far it is is known (a pulse when not)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+    with Progress(
+        *columns, TimeElapsedColumn(), console=Console(stderr=True), transient=True
+    ) as bar:
+        task = bar.add_task("Starting", total=None)
+
+        def show(step: str, fraction: float | None) -> None:
+            if fraction is None:
+                bar.update(task, description=step, total=None, completed=0)
+            else:
+                bar.update(task, description=step, total=1.0, completed=fraction)
+
+        yield show
+
+
 PROGRESS_THRESHOLD = 1_000_000
 """Bytes of fixtures above which a terminal gets a progress bar (sized by bytes: the
 files are read once, as they are replayed)."""
@@ -1134,9 +1159,10 @@ def audit(
     if fmt not in ("text", *report_module.FORMATS):
         raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(report_module.FORMATS)}")
     paths = audit_module.exports(exports)
-    report = audit_module.audit(
-        paths, engine_name=engine.value, placements_out=placements, **options
-    )
+    with _steps() as progress:
+        report = audit_module.audit(
+            paths, engine_name=engine.value, placements_out=placements, progress=progress, **options
+        )
     if workspace is not None:
         audit_module.materialize(paths, workspace, resolve_now(at))
     if fmt in ("text", "json"):

@@ -409,6 +409,7 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
         "rules": report.rules,
         "by_day": report.by_day,
         "by_source": report.by_source,
+        "campaigns": report.campaigns,
         "findings": [
             {
                 "code": f.code,

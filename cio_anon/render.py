@@ -332,6 +332,23 @@ def demo_text(result: DemoResult) -> RenderableType:
     return _group(head, log_text(result.log), profile_text(result.profile))
 
 
+def _rules_table(
+    key: str, rules: list[str], title: str, counts: dict[str, dict[str, int]]
+) -> Table:
+    """Counts per rule for each day or source: the key never cut, rule names wrapped at
+    their underscores so eight of them fit a terminal."""
+    table = _table(key, *(rule.replace("_", " ") for rule in rules), title=title)
+    table.columns[0].no_wrap = True
+    cells = {name: [f"{row.get(rule, 0):,}" for rule in rules] for name, row in counts.items()}
+    for index, (column, rule) in enumerate(zip(table.columns[1:], rules, strict=True)):
+        column.justify = "right"
+        widest = [len(word) for word in rule.split("_")] + [len(c[index]) for c in cells.values()]
+        column.min_width = column.max_width = max(widest)
+    for name, row_cells in cells.items():
+        _add_row(table, name, *row_cells)
+    return table
+
+
 def audit_text(report: AuditReport) -> RenderableType:
     rules = sorted({rule for day in report.by_day.values() for rule in day})
     per_rule = _table(
@@ -339,13 +356,15 @@ def audit_text(report: AuditReport) -> RenderableType:
     )
     for rule, count in report.rules.items():
         _add_row(per_rule, rule, f"{count:,}")
-    by_day = _table("day", *rules, title="Per day (received, UTC)")
-    for day, counts in report.by_day.items():
-        _add_row(by_day, day, *(f"{counts.get(rule, 0):,}" for rule in rules))
-    by_source = _table("source", *rules, title="Per source (context.library.name)")
-    for source, counts in report.by_source.items():
-        _add_row(by_source, source, *(f"{counts.get(rule, 0):,}" for rule in rules))
-    parts: list[RenderableType] = [per_rule, by_day, by_source]
+    by_day = _rules_table("day", rules, "Per day (received, UTC)", report.by_day)
+    by_source = _rules_table("source", rules, "Per source (context.library.name)", report.by_source)
+    on_people = sum(report.campaigns.values())
+    campaigns = _text(
+        f"Of the {on_people:,} events on a person, {report.campaigns.get('can_trigger', 0):,} "
+        f"can trigger campaigns and {report.campaigns.get('segment_only', 0):,} count for "
+        "segments only."
+    )
+    parts: list[RenderableType] = [per_rule, campaigns, by_day, by_source]
     for finding in report.findings:
         style = "red" if finding.severity == "error" else "yellow"
         where = f"{finding.file}:{finding.line}"

@@ -18,7 +18,7 @@ workspace.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,8 @@ WITH identifies AS (
     SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY seq) AS copy
     FROM staged_events
 ), placed AS (
-    SELECT e.event_id, e.seq, e.person AS own, e.received_at, e.timestamp, a.person AS assignee,
+    SELECT e.event_id, e.seq, e.person AS own, e.anonymous_id, e.received_at, e.timestamp,
+           a.person AS assignee,
            a.assigned_at,
            CASE WHEN e.received_at > a.assigned_at THEN e.received_at ELSE a.assigned_at END
                AS merged_at
@@ -85,7 +86,19 @@ SELECT event_id,
            WHEN own IS NOT NULL THEN own
            WHEN assignee IS NOT NULL AND received_at <= assigned_at + {WINDOW}
                 AND timestamp >= merged_at - {RETENTION} THEN assignee
-       END AS person
+       END AS person,
+       CASE
+           WHEN own IS NULL AND assignee IS NOT NULL AND received_at <= assigned_at + {WINDOW}
+                AND timestamp >= merged_at - {RETENTION} THEN merged_at
+       END AS merged_at,
+       CASE
+           WHEN own IS NOT NULL THEN received_at - timestamp <= {CAMPAIGN}
+           WHEN assignee IS NOT NULL AND received_at <= assigned_at + {WINDOW}
+                AND timestamp >= merged_at - {RETENTION} THEN merged_at - timestamp <= {CAMPAIGN}
+           ELSE false
+       END AS can_trigger,
+       anonymous_id,
+       seq
 FROM placed
 ORDER BY seq
 """
@@ -97,6 +110,10 @@ class Placement:
     rule: str
     person: str | None
     """The identifier (userId) of the person it belongs to, None while anonymous."""
+    merged_at: float | None = None
+    """When an anonymous event became the person's (Unix seconds), None otherwise."""
+    can_trigger: bool = False
+    """Whether it can trigger campaigns (a person's event, within 72 hours)."""
 
 
 class NotSetBased(CioAnonError):
@@ -111,9 +128,17 @@ def place(records: Iterable[Mapping[str, Any]]) -> list[Placement]:
     try:
         conn.executescript(STAGING)
         stage(conn, records)
-        return [Placement(*row) for row in conn.execute(PLACEMENTS)]
+        return placed(conn.execute(PLACEMENTS))
     finally:
         conn.close()
+
+
+def placed(rows: Iterable[Sequence[Any]]) -> list[Placement]:
+    """Placements from the rows PLACEMENTS selects (booleans as any engine returns them)."""
+    return [
+        Placement(event_id, rule, person, merged_at, bool(can_trigger))
+        for event_id, rule, person, merged_at, can_trigger, *_ in rows
+    ]
 
 
 def stage(conn: Any, records: Iterable[Mapping[str, Any]]) -> None:

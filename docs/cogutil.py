@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ cli.console = _terminal
 cli._plain_lines = lambda renderables, stream: False  # type: ignore[attr-defined]
 
 WIDTH = "100"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @contextmanager
@@ -45,16 +48,32 @@ def _environment(db: str) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def session(*commands: str) -> str:
-    """Run `cio-anon` command lines in one fresh workspace; a console transcript."""
+def session(*commands: str, folder: bool = False) -> str:
+    """Run `cio-anon` command lines in one fresh workspace; a console transcript.
+
+    With `folder`, they run in a fresh folder, where `python bench/...` lines run the
+    repository's scripts."""
     lines: list[str] = []
+    here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp, _environment(os.path.join(tmp, "cio_anon.db")):
         runner = CliRunner()
-        for command in commands:
-            args = shlex.split(command)
-            result = runner.invoke(app, args[1:], terminal_width=int(WIDTH))
-            lines.append(f"$ {command}")
-            lines.append(result.output.rstrip("\n"))
+        if folder:
+            os.chdir(tmp)
+        try:
+            for command in commands:
+                args = shlex.split(command)
+                lines.append(f"$ {command}")
+                if args[0] == "python":
+                    script = os.path.join(ROOT, args[1])
+                    done = subprocess.run(
+                        [sys.executable, script, *args[2:]], capture_output=True, text=True
+                    )
+                    lines.append((done.stdout + done.stderr).rstrip("\n"))
+                    continue
+                result = runner.invoke(app, args[1:], terminal_width=int(WIDTH))
+                lines.append(result.output.rstrip("\n"))
+        finally:
+            os.chdir(here)
     return (
         "```console\n"
         + "\n".join(line.rstrip() for line in "\n".join(lines).splitlines())

@@ -87,6 +87,14 @@ def test_the_report_counts_rules_days_sources_and_findings(cli: Cli, tmp_path: P
             "receivedAt": 1772000000,
             "context": {"library": {"name": "analytics.js"}},
         },
+        {  # a client's retry of the first message: a duplicate
+            "type": "track",
+            "anonymousId": "a1",
+            "event": "x",
+            "messageId": "m1",
+            "receivedAt": 1772000005,
+            "context": {"library": {"name": "analytics.js"}},
+        },
         {"type": "identify", "userId": "u1", "anonymousId": "a1", "receivedAt": 1772000010},
         {"type": "identify", "userId": "u2", "anonymousId": "a1", "receivedAt": 1772000020},
         {
@@ -111,12 +119,18 @@ def test_the_report_counts_rules_days_sources_and_findings(cli: Cli, tmp_path: P
     report = json.loads(
         cli("audit", str(export), "--placements", str(out), "--json", code=1).stdout
     )
-    assert report["rules"] == {"anonymous": 1, "merged_on_identify": 1, "window_closed": 1}
+    assert report["rules"] == {
+        "anonymous": 1,
+        "duplicate": 1,
+        "merged_on_identify": 1,
+        "window_closed": 1,
+    }
     assert report["by_day"] == {
-        "2026-02-25": {"merged_on_identify": 1, "window_closed": 1},
+        "2026-02-25": {"duplicate": 1, "merged_on_identify": 1, "window_closed": 1},
         "2026-02-26": {"anonymous": 1},
     }
-    assert report["by_source"]["analytics.js"] == {"merged_on_identify": 1}
+    assert report["by_source"]["analytics.js"] == {"duplicate": 1, "merged_on_identify": 1}
+    assert report["campaigns"] == {"can_trigger": 1, "segment_only": 0}
     codes = sorted(f["code"] for f in report["findings"])
     assert codes == [
         "anonymous_id_reused",
@@ -125,15 +139,19 @@ def test_the_report_counts_rules_days_sources_and_findings(cli: Cli, tmp_path: P
         "split_profile",
     ]
     duck = audit.DuckDB()
-    rows = duck.rows(f"SELECT event_id, rule, person FROM '{out}' ORDER BY event_id")
+    rows = duck.rows(
+        "SELECT event_id, anonymous_id, person, rule, epoch(merged_at), can_trigger_campaigns "
+        f"FROM '{out}' ORDER BY event_id"
+    )
     duck.close()
     assert rows == [
-        ("m1", "merged_on_identify", "u1"),
-        ("m2", "window_closed", None),
-        ("m3", "anonymous", None),
+        ("m1", "a1", "u1", "merged_on_identify", 1772000010, True),
+        ("m2", "a1", None, "window_closed", None, False),
+        ("m3", "undefined", None, "anonymous", None, False),
     ]
     text = cli("audit", str(export), code=1).stdout
     assert "anonymous_id_reused" in text and "2026-02-26" in text
+    assert "Of the 1 events on a person, 1 can trigger campaigns and 0 count" in text
 
 
 @pytest.mark.parametrize(
@@ -256,3 +274,93 @@ def test_findings_in_checks_formats_and_a_workspace_to_look_at(cli: Cli, tmp_pat
     assert shown["events"]["merged"] == 1
     explained = cli("explain", "m1", "--db", str(workspace), "--json", "--at", "2026-03-01")
     assert explained["rule"] == "merged_on_identify"
+
+
+# -- progress -----------------------------------------------------------------------
+
+
+def _generated_export(tmp_path: Path, count: int) -> Path:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_fixture import records as generated
+
+    return _write(
+        tmp_path / "month.ndjson", [r for r in generated(count, seed=17) if "method" not in r]
+    )
+
+
+def test_progress_is_told_each_step_and_how_far_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "PROGRESS_POLL", 0.005)
+    export = _generated_export(tmp_path, 60_000)
+    told: list[tuple[str, float | None]] = []
+    report = audit.audit([export], progress=lambda step, done: told.append((step, done)))
+    steps = list(dict.fromkeys(step for step, _ in told))
+    assert steps == [
+        "Starting duckdb",
+        "Reading the exports",
+        "Staging events and identifies",
+        "Placing events",
+        "Counting",
+        "Looking for identity findings",
+    ]
+    fractions = [done for _, done in told if done is not None]
+    assert fractions and all(0 <= done <= 1 for done in fractions)
+    # the report is the one an audit without a listener gives
+    assert report.rules == audit.audit([export]).rules
+
+
+def test_a_terminal_sees_the_steps_and_a_pipe_does_not(tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    export = _generated_export(tmp_path, 60_000)
+    command = [sys.executable, "-m", "cio_anon", "audit", str(export), "--json"]
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=follower, env={**os.environ, "COLUMNS": "100"}
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process is done with it
+            break
+        if not chunk:
+            break
+        seen += chunk
+    stdout, _ = process.communicate(timeout=120)
+    os.close(leader)
+    assert process.returncode in (0, 1)
+    assert b"Reading the exports" in seen or b"Placing events" in seen, seen[-500:]
+    assert json.loads(stdout)["records"] == len(export.read_text().splitlines())
+    piped = subprocess.run(command, capture_output=True, timeout=120)
+    assert piped.stderr == b""
+    assert json.loads(piped.stdout) == json.loads(stdout)
+
+
+def test_a_generated_month_archive_agrees_with_replay(tmp_path: Path) -> None:
+    """The worked example's archive (day folders of gzipped parts, ISO times, three
+    libraries, retries, late and offline events, a shared tablet, a placeholder id)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import make_month
+
+    archive = tmp_path / "archive"
+    make_month.write(archive, days=3, per_day=1_500, seed=5)
+    paths = audit.exports([str(archive)])
+    assert [p.parent.name for p in paths] == ["2026-03-01", "2026-03-02", "2026-03-03"]
+    records = [json.loads(line) for p in paths for line in gzip.open(p, "rt")]
+    placed = audit.placements(paths)
+    assert placed == engine_placements(tmp_path, records)
+    rules_seen = {p.rule for p in placed}
+    assert {"merged_on_identify", "merged_in_window", "window_closed"} <= rules_seen
+    report = audit.audit(paths)
+    assert report.rules["duplicate"] > 0
+    assert set(report.by_source) == {"analytics.js", "analytics-ios", "analytics-android"}

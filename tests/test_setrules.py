@@ -39,7 +39,12 @@ def engine_placements(tmp_path: Path, records: list[dict[str, Any]]) -> list[set
             person = None
             if event.cio_id is not None:
                 person = workspace.person_refs([event.cio_id])[event.cio_id].id
-            placed.append(setrules.Placement(event.event_id, str(event.rule), person))
+            merged_at = None if event.merged_at is None else event.merged_at.timestamp()
+            placed.append(
+                setrules.Placement(
+                    event.event_id, str(event.rule), person, merged_at, event.can_trigger
+                )
+            )
     return placed
 
 
