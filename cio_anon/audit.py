@@ -139,6 +139,10 @@ class Engine:
     def table(self, name: str, select: str) -> None:
         raise NotImplementedError
 
+    def view(self, name: str, select: str) -> None:
+        """A name for a query, computed where it is used (not stored)."""
+        raise NotImplementedError
+
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
@@ -252,6 +256,9 @@ class DuckDB(Engine):
     def table(self, name: str, select: str) -> None:
         self._execute(f"CREATE TABLE {name} AS {select}")
 
+    def view(self, name: str, select: str) -> None:
+        self._execute(f"CREATE VIEW {name} AS {select}")
+
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return list(self._execute(sql).fetchall())
 
@@ -342,6 +349,9 @@ class Spark(Engine):
         frame = self.spark.sql(select).cache()
         frame.createOrReplaceTempView(name)
 
+    def view(self, name: str, select: str) -> None:
+        self.spark.sql(select).createOrReplaceTempView(name)
+
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.spark.sql(sql).collect()]
 
@@ -400,29 +410,65 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     if missing:
         raise AuditError(f"{missing[0][0]}: record {missing[0][1]} has no receive time.")
     semantic = ", ".join(_quoted(name) for name in SEMANTIC_EVENTS)
+    # whom each message names: its userId, or (an identify without one, and without an
+    # anonymousId, which would make it traits for that id) its traits.email
+    db.view(
+        "named",
+        f"""
+        SELECT seq, type, who, nullif(trim(anonymous_id), '') AS anonymous_id,
+               nullif(trim(message_id), '') AS message_id, received_at,
+               coalesce(happened, received_at) AS timestamp,
+               CASE WHEN who LIKE '%@%' THEN lower(who) END AS email,
+               nullif(trim(trait_email), '') AS trait_email
+        FROM (SELECT *, coalesce(nullif(trim(user_id), ''),
+                                 CASE WHEN type = 'identify' AND nullif(trim(anonymous_id), '')
+                                      IS NULL THEN nullif(trim(trait_email), '') END) AS who
+              FROM staged
+              WHERE op IS NULL
+                AND (type IN ('identify', 'page', 'screen')
+                     OR (type = 'track' AND event NOT IN ({semantic})))) m
+        """,
+    )
+    # An email names the person who has it: the first who had it — the person an email
+    # created (sent as the userId), or the first userId that sent it as traits.email
+    # (later ones cannot take it from them). Emails compare case-insensitively.
+    db.table(
+        "email_holders",
+        """
+        SELECT email, holder, seq FROM (
+            SELECT email, holder, seq,
+                   row_number() OVER (PARTITION BY email ORDER BY seq) AS claim
+            FROM (SELECT email, who AS holder, seq FROM named WHERE email IS NOT NULL
+                  UNION ALL
+                  SELECT lower(trait_email), who, seq FROM named
+                  WHERE type = 'identify' AND email IS NULL AND who IS NOT NULL
+                    AND trait_email IS NOT NULL) claims
+        ) ranked WHERE claim = 1
+        """,
+    )
+    db.view(
+        "people_named",
+        """
+        SELECT n.*, CASE WHEN n.email IS NULL THEN n.who ELSE coalesce(h.holder, n.who) END
+                    AS person
+        FROM named n LEFT JOIN email_holders h ON h.email = n.email AND h.seq <= n.seq
+        WHERE n.who IS NOT NULL OR n.anonymous_id IS NOT NULL
+        """,
+    )
     db.table(
         "staged_events",
-        f"""
-        SELECT seq, coalesce(nullif(trim(message_id), ''), 'seq:' || seq) AS event_id,
-               nullif(trim(user_id), '') AS person,
-               CASE WHEN nullif(trim(user_id), '') IS NULL
-                    THEN nullif(trim(anonymous_id), '') END AS anonymous_id,
-               received_at, coalesce(happened, received_at) AS timestamp
-        FROM staged
-        WHERE op IS NULL AND type IN ('track', 'page', 'screen')
-          AND coalesce(nullif(trim(user_id), ''), nullif(trim(anonymous_id), '')) IS NOT NULL
-          AND (type != 'track' OR event NOT IN ({semantic}))
+        """
+        SELECT seq, coalesce(message_id, 'seq:' || seq) AS event_id, person,
+               CASE WHEN person IS NULL THEN anonymous_id END AS anonymous_id,
+               received_at, timestamp
+        FROM people_named WHERE type != 'identify'
         """,
     )
     db.table(
         "staged_identifies",
         """
-        SELECT seq, coalesce(nullif(trim(user_id), ''), trait_email) AS person,
-               nullif(trim(anonymous_id), '') AS anonymous_id,
-               nullif(trim(message_id), '') AS message_id, received_at
-        FROM staged
-        WHERE op IS NULL AND type = 'identify'
-          AND coalesce(nullif(trim(user_id), ''), trait_email) IS NOT NULL
+        SELECT seq, person, anonymous_id, message_id, received_at
+        FROM people_named WHERE type = 'identify' AND person IS NOT NULL
         """,
     )
     return records

@@ -44,6 +44,41 @@ def test_generated_streams_agree_with_replay(tmp_path: Path, specs: list[dict[st
     assert audit.placements([export]) == engine_placements(tmp_path, records)
 
 
+def test_people_named_by_email_are_the_people_who_have_it(tmp_path: Path) -> None:
+    """An email sent as the userId names whoever has that email (case aside): the first
+    userId that sent it as traits.email, or the person it created; an identify with an
+    anonymousId and no userId is traits for that id, not an identify."""
+
+    def message(kind: str, at: int, **fields: Any) -> dict[str, Any]:
+        extra = {"event": "x"} if kind == "track" else {}
+        return {"type": kind, "receivedAt": 1_772_000_000 + at, **extra, **fields}
+
+    records = [
+        message("track", 0, anonymousId="a1", messageId="m1"),
+        message("identify", 10, userId="u1", anonymousId="a1", traits={"email": "Lee@x.io"}),
+        message("track", 20, anonymousId="a2", messageId="m2"),
+        message("identify", 30, userId="lee@x.io", anonymousId="a2"),
+        message("track", 40, userId="LEE@x.io", messageId="m3"),
+        message("track", 50, userId="dee@x.io", messageId="m4"),
+        message("identify", 60, userId="u2", anonymousId="a3", traits={"email": "dee@x.io"}),
+        message("track", 70, anonymousId="a3", messageId="m5"),
+        message("identify", 80, traits={"email": "kim@x.io"}),
+        message("identify", 90, anonymousId="a4", traits={"email": "kim@x.io"}),
+        message("track", 95, anonymousId="a4", messageId="m6"),
+    ]
+    export = _write(tmp_path / "e.ndjson", records)
+    placed = audit.placements([export])
+    assert placed == engine_placements(tmp_path, records)
+    assert {p.event_id: p.person for p in placed} == {
+        "m1": "u1",
+        "m2": "u1",
+        "m3": "u1",
+        "m4": "dee@x.io",
+        "m5": "u2",
+        "m6": None,
+    }
+
+
 def test_every_format_gives_the_same_placements(tmp_path: Path) -> None:
     import sys
 

@@ -38,7 +38,8 @@ def engine_placements(tmp_path: Path, records: list[dict[str, Any]]) -> list[set
             assert event is not None, placement.event_id
             person = None
             if event.cio_id is not None:
-                person = workspace.person_refs([event.cio_id])[event.cio_id].id
+                ref = workspace.person_refs([event.cio_id])[event.cio_id]
+                person = ref.id if ref.id is not None else ref.email
             merged_at = None if event.merged_at is None else event.merged_at.timestamp()
             placed.append(
                 setrules.Placement(
