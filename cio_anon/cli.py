@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -277,8 +277,23 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
         except CioAnonError as error:
             typer.echo(f"Error: {error}", err=True)
             raise typer.Exit(1) from None
+        except BrokenPipeError:
+            _reader_gone()
 
     return wrapper
+
+
+READER_GONE = 141
+"""The exit code when the reader of stdout stopped reading (`| head`): what a process
+killed by SIGPIPE reports, as git, jq and seq do."""
+
+
+def _reader_gone() -> NoReturn:
+    """Stop quietly: whatever is still buffered for stdout goes nowhere, not into a
+    traceback at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(READER_GONE)
 
 
 def _refuse_undecodable(values: dict[str, Any]) -> None:
@@ -1322,5 +1337,14 @@ def _options(
 
 
 def main() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point. A reader that stops reading ends the command quietly with
+    READER_GONE, also when what is left in stdout's buffer meets the closed pipe."""
+    try:
+        app()
+    except SystemExit as done:
+        if done.code in (0, None):
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _reader_gone()
+        raise

@@ -232,3 +232,36 @@ def test_commands_import_only_what_they_run(tmp_path: Path) -> None:
         imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
         loaded = sorted(m for m in imported if m.split(".")[0] in heavy or m.startswith(heavy))
         assert not loaded, (args, loaded)
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`cio-anon export | head -1` through a real shell pipe: the reader closes it after
+    one line; the command stops without a traceback and exits 141, as git and jq do."""
+    db = tmp_path / "many.db"
+    fixture = tmp_path / "many.ndjson"
+    fixture.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "track",
+                    "anonymousId": f"a{i}",
+                    "event": "Viewed",
+                    "messageId": f"m{i}",
+                    "receivedAt": 1_772_000_000 + i,
+                }
+            )
+            + "\n"
+            for i in range(3_000)
+        )
+    )
+    run(db, "replay", str(fixture)).check_returncode()
+    env = {**os.environ, "CIO_ANON_DB": str(db)}
+    for command in ("export", "export --json", "log --format ndjson --limit 3000"):
+        shell = f'{sys.executable} -m cio_anon {command} | head -1; echo "exit ${{PIPESTATUS[0]}}"'
+        done = subprocess.run(
+            ["bash", "-c", shell], capture_output=True, text=True, env=env, check=True
+        )
+        first, status = done.stdout.splitlines()
+        assert first.strip(), command
+        assert status == "exit 141", command
+        assert done.stderr == "", command
