@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,13 @@ FIELDS = {
 Progress = Callable[[str, float | None], None]
 """Told what an audit is doing: the step, and how far its running statement is (0 to 1;
 None where the engine cannot say)."""
+
+
+# What the limit pre-check reads from each record (path → name), not kept in `staged`.
+LIMITED = {
+    "url": "$.properties.url",
+    "name": "$.name",
+}
 
 
 class AuditError(CioAnonError):
@@ -146,8 +154,29 @@ class Engine:
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
+    raw = ""
+    """The table of every record's JSON text by seq."""
+    refused: list[tuple[int, str, int, str]] = []
+    """The records Customer.io would refuse for a limit (see `refusals`)."""
+
     def moment(self, seconds: str) -> str:
         """The SQL turning Unix seconds into a timestamp (UTC)."""
+        raise NotImplementedError
+
+    def size(self, text: str) -> str:
+        """The SQL for a text's size in UTF-8 bytes."""
+        raise NotImplementedError
+
+    def longest_key(self, json_object: str) -> str:
+        """The SQL for the size of a JSON object's longest key, in UTF-8 bytes."""
+        raise NotImplementedError
+
+    def traits(self, record: str) -> str:
+        """The SQL for a record's traits, as JSON text."""
+        raise NotImplementedError
+
+    def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        """A table of rows made here (`columns`: its SQL column definitions)."""
         raise NotImplementedError
 
     def day(self, seconds: str) -> str:
@@ -200,16 +229,23 @@ class DuckDB(Engine):
                 raise AuditError(f"{path}: cannot be read as an export ({error}).") from None
             offset = self.rows("SELECT coalesce(max(seq), 0) FROM messages")[0][0]
         # one parse per record: every field at once, as a list of strings
-        json_paths = [*FIELDS.values(), "$.at", "$.receivedAt", "$.timestamp"]
+        names = [*FIELDS, "at", "received", "timestamp", *LIMITED]
+        json_paths = [*FIELDS.values(), "$.at", "$.receivedAt", "$.timestamp", *LIMITED.values()]
         listed = ", ".join(_quoted(path) for path in json_paths)
-        columns = ", ".join(f"f[{index + 1}] AS {column}" for index, column in enumerate(FIELDS))
-        at, received_at, timestamp = (f"f[{len(FIELDS) + n}]" for n in (1, 2, 3))
-        received = self._seconds(f"coalesce({at}, {received_at}, {timestamp})")
+
+        def field(name: str) -> str:
+            return f"f[{names.index(name) + 1}]"
+
+        columns = ", ".join(f"{field(column)} AS {column}" for column in FIELDS)
+        received = self._seconds(
+            f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
+        )
         self._execute(
             f"CREATE TABLE staged AS SELECT seq, record, file, {columns}, "
-            f"{received} AS received_at, {self._seconds(timestamp)} AS happened "
-            f"FROM (SELECT seq, record, file, json_extract_string(json, [{listed}]) AS f "
-            "FROM messages)"
+            f"{received} AS received_at, {self._seconds(field('timestamp'))} AS happened, "
+            f"{suspect(self, field, 'json::VARCHAR')} AS suspect "
+            f"FROM (SELECT seq, record, file, json, "
+            f"json_extract_string(json, [{listed}]) AS f FROM messages)"
         )
         return int(self.rows("SELECT count(*) FROM messages")[0][0])
 
@@ -262,8 +298,25 @@ class DuckDB(Engine):
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return list(self._execute(sql).fetchall())
 
+    raw = "messages"
+
     def moment(self, seconds: str) -> str:
         return f"to_timestamp({seconds})"
+
+    def size(self, text: str) -> str:
+        return f"strlen({text})"
+
+    def longest_key(self, json_object: str) -> str:
+        return f"list_max(list_transform(json_keys({json_object}), lambda k: strlen(k)))"
+
+    def traits(self, record: str) -> str:
+        return f"json_extract_string({record}, '$.traits')"
+
+    def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.execute(f"CREATE TABLE {name} ({columns})")
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            self.conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
 
     def day(self, seconds: str) -> str:
         return f"strftime({self.moment(seconds)}, '%Y-%m-%d')"
@@ -326,6 +379,10 @@ class Spark(Engine):
         columns = ", ".join(
             f"get_json_object(json, '{path}') AS {column}" for column, path in FIELDS.items()
         )
+
+        def field(name: str) -> str:
+            return f"get_json_object(json, '{({**FIELDS, **LIMITED})[name]}')"
+
         received = self._seconds(
             "coalesce(get_json_object(json, '$.at'), get_json_object(json, '$.receivedAt'), "
             "get_json_object(json, '$.timestamp'))"
@@ -334,7 +391,8 @@ class Spark(Engine):
         self.table(
             "staged",
             f"SELECT seq, row_number() OVER (PARTITION BY file ORDER BY seq) AS record, file, "
-            f"{columns}, {received} AS received_at, {happened} AS happened FROM raw_messages",
+            f"{columns}, {received} AS received_at, {happened} AS happened, "
+            f"{suspect(self, field, 'json')} AS suspect FROM raw_messages",
         )
         return int(self.rows("SELECT count(*) FROM staged")[0][0])
 
@@ -355,8 +413,23 @@ class Spark(Engine):
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.spark.sql(sql).collect()]
 
+    raw = "raw_messages"
+
     def moment(self, seconds: str) -> str:
         return f"timestamp_seconds({seconds})"
+
+    def size(self, text: str) -> str:
+        return f"octet_length({text})"
+
+    def longest_key(self, json_object: str) -> str:
+        keys = f"map_keys(from_json({json_object}, 'map<string,string>'))"
+        return f"array_max(transform({keys}, k -> octet_length(k)))"
+
+    def traits(self, record: str) -> str:
+        return f"get_json_object({record}, '$.traits')"
+
+    def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        self.spark.createDataFrame(rows, columns).createOrReplaceTempView(name)
 
     def day(self, seconds: str) -> str:
         return f"date_format({self.moment(seconds)}, 'yyyy-MM-dd')"
@@ -385,11 +458,69 @@ def engine(name: str, *, memory_limit: str | None = None, master: str | None = N
 # -- the shared statements ------------------------------------------------------------
 
 
+def suspect(db: Engine, field: Callable[[str], str], record: str) -> str:
+    """SQL: whether a record might break one of Customer.io's limits on a call (ids,
+    event names, data, attribute names and values), from its fields and the size of
+    its JSON text (`record`). Cheap and generous: `refusals` then checks the few it
+    flags exactly, with the very checks a replay runs."""
+    size = db.size
+    checks = [
+        f"{size(field(name))} > {rules.IDENTIFIER_MAX_BYTES}"
+        for name in ("user_id", "anonymous_id", "message_id")
+    ]
+    checks += [f"{size(field(name))} > {rules.EVENT_NAME_MAX_BYTES}" for name in LIMITED]
+    checks.append(f"{size(field('event'))} > {rules.EVENT_NAME_MAX_BYTES}")
+    # data beyond its limit needs a record beyond it
+    checks.append(f"{size(record)} > {rules.EVENT_DATA_MAX_BYTES}")
+    # an attribute's name or value beyond its limit needs traits beyond it
+    traits = db.traits(record)
+    name_limit, value_limit = rules.ATTRIBUTE_NAME_MAX_BYTES, rules.ATTRIBUTE_VALUE_MAX_BYTES
+    checks.append(
+        f"(CASE WHEN {field('type')} = 'identify' AND {size(record)} > {name_limit} THEN "
+        f"{size(traits)} > {value_limit} OR {db.longest_key(traits)} > {name_limit} END)"
+    )
+    return "(" + " OR ".join(f"coalesce({check}, false)" for check in checks) + ")"
+
+
+def refusals(db: Engine) -> list[tuple[int, str, int, str]]:
+    """The records Customer.io would refuse for a limit (seq, file, record, why), found
+    among those `suspect` flags by applying each, as a replay does, to a scratch
+    workspace: its call changes nothing, as with `replay --keep-going`."""
+    import orjson
+
+    from cio_anon import service
+    from cio_anon.errors import RuleViolation
+    from cio_anon.ingest.fixtures import to_operations
+    from cio_anon.pipeline import Source, Tally, apply_operation
+
+    flagged = db.rows(
+        f"SELECT s.seq, s.file, s.record, r.json FROM staged s JOIN {db.raw} r "
+        "ON r.seq = s.seq WHERE s.suspect ORDER BY s.seq"
+    )
+    refused: list[tuple[int, str, int, str]] = []
+    if not flagged:
+        return refused
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory() as folder:
+        with service.opened(Path(folder) / "scratch.db", now, write=True) as scratch:
+            for seq, file, record, text in flagged:
+                try:
+                    with scratch.savepoint(keep=False):
+                        for timed in to_operations(orjson.loads(text), now):
+                            apply_operation(scratch, timed, Source(file, record), Tally())
+                except RuleViolation as violation:
+                    if violation.rule == str(rules.Rule.LIMIT_EXCEEDED):
+                        refused.append((int(seq), str(file), int(record), str(violation)))
+                except CioAnonError:
+                    continue  # not a limit: the set-based staging reads it as a replay would
+    return refused
+
+
 def stage(db: Engine, paths: Sequence[Path]) -> int:
     """Read the exports and stage the rows `setrules` places; how many records were read."""
     db.begin("Reading the exports")
     records = db.load(paths)
-    db.begin("Staging events and identifies")
+    db.begin("Checking settings and Customer.io's limits")
     _check_settings(db)
     refused = db.rows(
         "SELECT file, record, coalesce(op, method) FROM staged "
@@ -409,6 +540,9 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     )
     if missing:
         raise AuditError(f"{missing[0][0]}: record {missing[0][1]} has no receive time.")
+    db.refused = refusals(db)
+    db.rows_table("refused", "seq BIGINT", [(seq,) for seq, *_ in db.refused])
+    db.begin("Staging events and identifies")
     semantic = ", ".join(_quoted(name) for name in SEMANTIC_EVENTS)
     # whom each message names: its userId, or (an identify without one, and without an
     # anonymousId, which would make it traits for that id) its traits.email
@@ -424,7 +558,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
                                  CASE WHEN type = 'identify' AND nullif(trim(anonymous_id), '')
                                       IS NULL THEN nullif(trim(trait_email), '') END) AS who
               FROM staged
-              WHERE op IS NULL
+              WHERE op IS NULL AND seq NOT IN (SELECT seq FROM refused)
                 AND (type IN ('identify', 'page', 'screen')
                      OR (type = 'track' AND event NOT IN ({semantic})))) m
         """,
@@ -593,6 +727,14 @@ def findings(db: Engine) -> list[Finding]:
     from cio_anon.check import Finding
 
     found: list[Finding] = []
+    if db.refused:
+        _, file, record, why = db.refused[0]
+        message = (
+            f"{len(db.refused):,} record(s) break Customer.io's limits, so their calls are "
+            f"refused and change nothing (an identify among them assigns no anonymous id); "
+            f"the first: {why}"
+        )
+        found.append(Finding("limit_exceeded", file, record, message))
     for anonymous_id, people, file, record in db.rows(
         "WITH claims AS (SELECT anonymous_id, person, seq, first_value(person) OVER "
         "(PARTITION BY anonymous_id ORDER BY seq) AS owner FROM staged_identifies "

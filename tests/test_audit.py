@@ -79,6 +79,52 @@ def test_people_named_by_email_are_the_people_who_have_it(tmp_path: Path) -> Non
     }
 
 
+def test_calls_beyond_customerios_limits_are_refused_as_a_replay_refuses_them(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A call breaking a limit is refused whole: its events are not stored, its identify
+    assigns nothing (the next identify gets the id) — `replay --keep-going` alike."""
+
+    def message(kind: str, at: int, **fields: Any) -> dict[str, Any]:
+        return {"type": kind, "receivedAt": 1_772_000_000 + at, **fields}
+
+    records = [
+        message("track", 0, anonymousId="a1", event="x", messageId="m1"),
+        message("identify", 10, userId="u1", anonymousId="a1", traits={"bio": "b" * 1001}),
+        message("identify", 20, userId="u2", anonymousId="a1", traits={"bio": "b" * 1000}),
+        message("track", 30, anonymousId="a2", event="e" * 101, messageId="m2"),
+        message("track", 40, anonymousId="a2", event="ok", messageId="m3"),
+        message("identify", 50, userId="u3", anonymousId="a2", traits={"k" * 151: 1}),
+        message(
+            "page",
+            60,
+            anonymousId="a3",
+            messageId="m4",
+            properties={"url": "https://example.com/" + "p" * 90},
+        ),
+        message("track", 70, userId="u" * 151, event="x", messageId="m5"),
+        message(
+            "track",
+            80,
+            anonymousId="a3",
+            event="big",
+            messageId="m6",
+            properties={"blob": "z" * 100_001},
+        ),
+    ]
+    export = _write(tmp_path / "e.ndjson", records)
+    placed = audit.placements([export])
+    assert placed == engine_placements(tmp_path, records, keep_going=True)
+    assert {p.event_id: (p.rule, p.person) for p in placed} == {
+        "m1": ("merged_on_identify", "u2"),
+        "m3": ("anonymous", None),
+    }
+    report = json.loads(cli("audit", str(export), "--json", code=1).stdout)
+    (finding,) = [f for f in report["findings"] if f["code"] == "limit_exceeded"]
+    assert finding["record"] == 2 and "6 record(s)" in finding["message"]
+    assert "'bio' is 1001 bytes" in finding["message"]
+
+
 def test_every_format_gives_the_same_placements(tmp_path: Path) -> None:
     import sys
 
@@ -336,6 +382,7 @@ def test_progress_is_told_each_step_and_how_far_it_is(
     assert steps == [
         "Starting duckdb",
         "Reading the exports",
+        "Checking settings and Customer.io's limits",
         "Staging events and identifies",
         "Placing events",
         "Counting",

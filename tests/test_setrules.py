@@ -22,19 +22,24 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 BASE = 1_772_000_000
 
 
-def engine_placements(tmp_path: Path, records: list[dict[str, Any]]) -> list[setrules.Placement]:
-    """Replay the records one call at a time; where each event ended up."""
+def engine_placements(
+    tmp_path: Path, records: list[dict[str, Any]], *, keep_going: bool = False
+) -> list[setrules.Placement]:
+    """Replay the records one call at a time; where each event ended up (with
+    `keep_going`, records the engine refuses are skipped, as the API refuses the call)."""
     fixture = tmp_path / "stream.ndjson"
     fixture.write_text("".join(json.dumps(r) + "\n" for r in records))
     db = tmp_path / "engine.db"
     if db.exists():
         db.unlink()
-    summary = replay_into(db, NOW, [fixture])
-    assert summary.ok, summary.invalid
+    summary = replay_into(db, NOW, [fixture], keep_going=keep_going)
+    assert keep_going or summary.ok, summary.invalid
     placed = []
     with service.opened(db, NOW, write=False) as workspace:
         for placement in setrules.place(records):
             event = workspace.get_event(placement.event_id)
+            if event is None and keep_going:
+                continue  # refused
             assert event is not None, placement.event_id
             person = None
             if event.cio_id is not None:
