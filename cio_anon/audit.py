@@ -15,6 +15,7 @@ merges, deletes). `expect` records are skipped: they assert, they change nothing
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import shutil
 import tempfile
@@ -112,6 +113,78 @@ def exports(patterns: Sequence[str]) -> list[Path]:
     return found
 
 
+@dataclass(frozen=True)
+class Export:
+    """A file an engine reads: `path`, reported as `name`; `lined`: each record carries
+    `_line`, its line in `name` (a recording unwrapped into its messages)."""
+
+    path: Path
+    name: str
+    lined: bool = False
+
+
+def readable(paths: Sequence[Path], folder: Path) -> list[Export]:
+    """What the engines read for these exports. A `serve --record` file (its first
+    record an HTTP call) is unwrapped into `folder`: each Data Pipelines request becomes
+    its messages — a batch's items in order — received when the request was, as a
+    replay applies them; its other records stay as they are."""
+    out = []
+    for index, path in enumerate(paths):
+        if path.name.endswith((".parquet", ".gz")) or not _is_recording(path):
+            out.append(Export(path, str(path)))
+            continue
+        target = folder / f"recording-{index}.ndjson"
+        with path.open("rb") as source, target.open("wb") as unwrapped:
+            for line, text in enumerate(source, 1):
+                if text.strip():
+                    unwrapped.writelines(_unwrapped(text, line))
+        out.append(Export(target, str(path), lined=True))
+    return out
+
+
+def _is_recording(path: Path) -> bool:
+    import orjson
+
+    with path.open("rb") as head:
+        for text in head:
+            if text.strip():
+                try:
+                    first = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    return False
+                return isinstance(first, dict) and "method" in first
+    return False
+
+
+def _unwrapped(text: bytes, line: int) -> list[bytes]:
+    """One recorded line as the messages it carried, each with `_line`."""
+    import orjson
+
+    from cio_anon.ingest.pipelines import PATHS
+
+    try:
+        record = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return [text if text.endswith(b"\n") else text + b"\n"]  # the engine says why
+    if not isinstance(record, dict):
+        return [orjson.dumps(record) + b"\n"]
+    route = str(record.get("path", "")).split("?", 1)[0].rstrip("/")
+    body = record.get("body")
+    if isinstance(body, str):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            body = orjson.loads(body)
+    if record.get("method") != "POST" or not isinstance(body, dict):
+        return [orjson.dumps({**record, "_line": line}) + b"\n"]
+    if route == "/v1/batch" and isinstance(body.get("batch"), list):
+        messages = [item for item in body["batch"] if isinstance(item, dict)]
+    elif route in PATHS:
+        messages = [{**body, "type": PATHS[route]}]
+    else:  # another API's call: refused with its line, as before
+        return [orjson.dumps({**record, "_line": line}) + b"\n"]
+    at = record.get("at")
+    return [orjson.dumps({**m, "at": at, "_line": line}) + b"\n" for m in messages]
+
+
 def _is_array(path: Path) -> bool:
     import gzip
 
@@ -135,13 +208,25 @@ class Engine:
     progress: Progress | None = None
     step = ""
 
+    _scratch: Path | None = None
+
+    def scratch(self) -> Path:
+        """A folder of the engine's own, removed when it closes (Spark reads lazily)."""
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="cio-anon-audit-"))
+        return self._scratch
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
     def begin(self, step: str) -> None:
         """Say that a new step starts (to `progress`, if anyone listens)."""
         self.step = step
         if self.progress is not None:
             self.progress(step, None)
 
-    def load(self, paths: Sequence[Path]) -> int:
+    def load(self, exports: Sequence[Export]) -> int:
         raise NotImplementedError
 
     def table(self, name: str, select: str) -> None:
@@ -207,13 +292,15 @@ class DuckDB(Engine):
             except duckdb.Error as error:
                 raise InvalidInput(f"--memory-limit {memory_limit!r}: {error}") from None
 
-    def load(self, paths: Sequence[Path]) -> int:
+    def load(self, exports: Sequence[Export]) -> int:
         self.conn.execute(
             "CREATE TABLE messages (seq BIGINT, record BIGINT, file VARCHAR, json JSON)"
         )
         offset = 0
-        for path in paths:
+        for export in exports:
+            path = export.path
             name = _quoted(str(path))
+            record = "CAST(json_extract_string(json, '$._line') AS BIGINT)" if export.lined else "n"
             if path.name.endswith(".parquet"):
                 source = f"(SELECT to_json(t) AS json FROM read_parquet({name}) t)"
             else:
@@ -221,12 +308,12 @@ class DuckDB(Engine):
                 source = f"read_json_objects({name}, format = '{kind}')"
             try:
                 self._execute(
-                    f"INSERT INTO messages SELECT n + {offset}, n, ?, json FROM "
+                    f"INSERT INTO messages SELECT n + {offset}, {record}, ?, json FROM "
                     f"(SELECT row_number() OVER () AS n, json FROM {source})",
-                    [str(path)],
+                    [export.name],
                 )
             except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
-                raise AuditError(f"{path}: cannot be read as an export ({error}).") from None
+                raise AuditError(f"{export.name}: cannot be read as an export ({error}).") from None
             offset = self.rows("SELECT coalesce(max(seq), 0) FROM messages")[0][0]
         # one parse per record: every field at once, as a list of strings
         names = [*FIELDS, "at", "received", "timestamp", *LIMITED]
@@ -326,6 +413,7 @@ class DuckDB(Engine):
 
     def close(self) -> None:
         self.conn.close()
+        self._remove_scratch()
 
 
 class Spark(Engine):
@@ -350,25 +438,33 @@ class Spark(Engine):
         )
         self.spark.sparkContext.setLogLevel("ERROR")
 
-    def load(self, paths: Sequence[Path]) -> int:
+    def load(self, exports: Sequence[Export]) -> int:
         from pyspark.sql import functions
 
         frames = []
         offset = 0
-        for path in paths:
+        for export in exports:
+            path = export.path
             if path.name.endswith(".parquet"):
                 frame = self.spark.read.parquet(str(path))
                 frame = frame.select(functions.to_json(functions.struct("*")).alias("value"))
             elif _is_array(path):
-                raise AuditError(f"{path}: a JSON array; --engine spark reads NDJSON or Parquet.")
+                raise AuditError(
+                    f"{export.name}: a JSON array; --engine spark reads NDJSON or Parquet."
+                )
             else:
                 frame = self.spark.read.text(str(path))
                 frame = frame.where(functions.trim("value") != "")
             # ids increase in file order: file index first, then the position
             frame = frame.select(
                 (functions.monotonically_increasing_id() + functions.lit(offset)).alias("seq"),
-                functions.lit(str(path)).alias("file"),
+                functions.lit(export.name).alias("file"),
                 functions.col("value").alias("json"),
+                (
+                    functions.get_json_object("value", "$._line").cast("bigint")
+                    if export.lined
+                    else functions.lit(None).cast("bigint")
+                ).alias("line"),
             )
             frames.append(frame)
             offset += 1 << 50
@@ -390,7 +486,8 @@ class Spark(Engine):
         happened = self._seconds("get_json_object(json, '$.timestamp')")
         self.table(
             "staged",
-            f"SELECT seq, row_number() OVER (PARTITION BY file ORDER BY seq) AS record, file, "
+            "SELECT seq, coalesce(line, row_number() OVER (PARTITION BY file ORDER BY seq)) "
+            "AS record, file, "
             f"{columns}, {received} AS received_at, {happened} AS happened, "
             f"{suspect(self, field, 'json')} AS suspect FROM raw_messages",
         )
@@ -445,6 +542,7 @@ class Spark(Engine):
 
     def close(self) -> None:
         self.spark.catalog.clearCache()
+        self._remove_scratch()
 
 
 def engine(name: str, *, memory_limit: str | None = None, master: str | None = None) -> Engine:
@@ -517,9 +615,10 @@ def refusals(db: Engine) -> list[tuple[int, str, int, str]]:
 
 
 def stage(db: Engine, paths: Sequence[Path]) -> int:
-    """Read the exports and stage the rows `setrules` places; how many records were read."""
+    """Read the exports and stage the rows `setrules` places; how many records were read
+    (a recorded request counts once per message it carried)."""
     db.begin("Reading the exports")
-    records = db.load(paths)
+    records = db.load(readable(paths, db.scratch()))
     db.begin("Checking settings and Customer.io's limits")
     _check_settings(db)
     refused = db.rows(

@@ -299,6 +299,30 @@ def test_spark_agrees_with_duckdb_and_replay(spark_ready: None, tmp_path: Path) 
     assert audit.placements([zipped], engine_name="spark") == expected
     shopper = ROOT / "fixtures" / "shopper.ndjson"
     assert audit.placements([shopper], engine_name="spark") == audit.placements([shopper])
+    recording = tmp_path / "recorded.ndjson"
+    batch = {
+        "batch": [
+            {"type": "track", "anonymousId": "r1", "event": "x", "messageId": "r-1"},
+            {"type": "identify", "userId": "ru", "anonymousId": "r1"},
+        ]
+    }
+    single = {"anonymousId": "r1", "event": "y", "messageId": "r-2"}
+    recording.write_text(
+        json.dumps(
+            {"at": "2026-03-01T09:00:00Z", "method": "POST", "path": "/v1/batch", "body": batch}
+        )
+        + "\n"
+        + json.dumps(
+            {"at": "2026-03-01T09:01:00Z", "method": "POST", "path": "/v1/track", "body": single}
+        )
+        + "\n"
+    )
+    on_duck = audit.placements([recording])
+    assert [(p.event_id, p.rule, p.person) for p in on_duck] == [
+        ("r-1", "merged_on_identify", "ru"),
+        ("r-2", "merged_in_window", "ru"),
+    ]
+    assert audit.placements([recording], engine_name="spark") == on_duck
     duck = audit.audit([ndjson])
     spark = audit.audit([ndjson], engine_name="spark")
     assert (spark.rules, spark.by_day, spark.by_source, spark.findings) == (
@@ -446,3 +470,73 @@ def test_a_generated_month_archive_agrees_with_replay(tmp_path: Path) -> None:
     report = audit.audit(paths)
     assert report.rules["duplicate"] > 0
     assert set(report.by_source) == {"analytics.js", "analytics-ios", "analytics-android"}
+
+
+def test_a_serve_recording_of_the_official_client_is_audited_as_replayed(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """customerio-cdp-analytics (batched, so /v1/batch) and single calls against a real
+    `serve --record`; the recording audits to what replaying it stores, event by event,
+    and a Track API call in it is refused at its own line."""
+    from customerio.analytics import Client
+
+    from cio_anon import service
+    from tests.conftest import T0
+    from tests.test_serve import WRITE, start
+
+    record = tmp_path / "traffic.ndjson"
+    running, instance = start(tmp_path, write_key=WRITE, record=record, fixed_now=T0)
+    try:
+        client = Client(WRITE, host=running.url, sync_mode=False, upload_interval=0.05)
+        for visitor in range(6):
+            anonymous_id = f"a-{visitor}"
+            client.page(anonymous_id=anonymous_id, name="Home", properties={"url": "https://x.io/"})
+            client.track(anonymous_id=anonymous_id, event="Added to Cart", properties={"n": 1})
+            if visitor % 2 == 0:
+                client.identify(user_id=f"u-{visitor}", anonymous_id=anonymous_id)
+                client.track(user_id=f"u-{visitor}", event="Order Completed")
+        client.flush()
+        client.join()
+        single = {"anonymousId": "a-1", "event": "Came Back", "messageId": "back-1"}
+        headers = {"Authorization": f"Bearer {WRITE}"}
+        assert running.call("POST", "/v1/track", single, headers=headers)[0] == 200
+    finally:
+        instance.shutdown()
+    lines = record.read_text().splitlines()
+    assert any('"/v1/batch"' in line for line in lines) and any(
+        '"/v1/track"' in line for line in lines
+    )
+    placed = audit.placements([record])
+    db = tmp_path / "replayed.db"
+    assert replay_into_ok(db, record)
+    with service.opened(db, T0, write=False) as workspace:
+        assert workspace.summary()["events"] == len(placed) == 6 * 2 + 3 * 1 + 1
+        for placement in placed:
+            event = workspace.get_event(placement.event_id)
+            assert event is not None
+            person = None
+            if event.cio_id is not None:
+                person = workspace.person_refs([event.cio_id])[event.cio_id].id
+            assert (placement.rule, placement.person, placement.can_trigger) == (
+                str(event.rule),
+                person,
+                event.can_trigger,
+            )
+    assert {p.rule for p in placed} >= {"merged_on_identify", "anonymous", "campaign_eligible"}
+    # another API's call in a recording is refused, at its own line
+    track_call = {
+        "at": "2026-03-01T10:00:00Z",
+        "method": "POST",
+        "path": "/api/v1/events",
+        "body": {"name": "x", "anonymous_id": "z"},
+    }
+    record.write_text(record.read_text() + json.dumps(track_call) + "\n")
+    refused = cli("audit", str(record), code=1)
+    assert f"{record}: record {len(lines) + 1} is an HTTP call" in refused.stderr
+
+
+def replay_into_ok(db: Path, fixture: Path) -> bool:
+    from cio_anon.replay import replay_into
+    from tests.conftest import T0
+
+    return replay_into(db, T0, [fixture]).ok
