@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import re
 import shutil
 import tempfile
 import threading
@@ -192,6 +193,28 @@ def _is_array(path: Path) -> bool:
         return head.read(4096).lstrip().startswith(b"[")
 
 
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+PROCESS_ALLOWANCE = 160 * 2**20
+"""What the audit process needs beside DuckDB's buffers (Python, parsing, results):
+measured at 100–140 MiB over DuckDB's limit on 2M records."""
+DUCKDB_FLOOR = 64 * 2**20
+
+
+def duckdb_budget(limit: str) -> int:
+    """DuckDB's memory limit, in bytes, for a whole process held to `limit` (e.g. 2GB,
+    512MiB): the limit less PROCESS_ALLOWANCE, and never under DUCKDB_FLOOR."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", limit)
+    unit = found.group(2).lower() if found else ""
+    if found is None or unit not in UNITS:
+        raise InvalidInput(
+            f"--memory-limit {limit!r} is not a size: give a number and a unit (MB, GB, MiB, "
+            "GiB), e.g. 2GB."
+        )
+    total = int(float(found.group(1)) * UNITS[unit])
+    return max(total - PROCESS_ALLOWANCE, DUCKDB_FLOOR)
+
+
 def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -286,11 +309,11 @@ class DuckDB(Engine):
         # DuckDB tracks each statement's progress for query_progress(), printing nothing
         self.conn.execute("SET enable_progress_bar = true")
         self.conn.execute("SET enable_progress_bar_print = false")
+        self.out_of_memory = duckdb.OutOfMemoryException
+        self.memory_limit = memory_limit
         if memory_limit:
-            try:
-                self.conn.execute(f"SET memory_limit = {_quoted(memory_limit)}")
-            except duckdb.Error as error:
-                raise InvalidInput(f"--memory-limit {memory_limit!r}: {error}") from None
+            budget = duckdb_budget(memory_limit)
+            self.conn.execute(f"SET memory_limit = '{budget}B'")
 
     def load(self, exports: Sequence[Export]) -> int:
         self.conn.execute(
@@ -312,6 +335,8 @@ class DuckDB(Engine):
                     f"(SELECT row_number() OVER () AS n, json FROM {source})",
                     [export.name],
                 )
+            except AuditError:
+                raise
             except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
                 raise AuditError(f"{export.name}: cannot be read as an export ({error}).") from None
             offset = self.rows("SELECT coalesce(max(seq), 0) FROM messages")[0][0]
@@ -346,6 +371,17 @@ class DuckDB(Engine):
         )
 
     def _execute(self, sql: str, params: list[Any] | None = None) -> Any:
+        """Run a statement (see `_run`); running out of memory is said in a sentence."""
+        try:
+            return self._run(sql, params)
+        except self.out_of_memory:
+            held = f"under --memory-limit {self.memory_limit}" if self.memory_limit else ""
+            raise AuditError(
+                f"DuckDB ran out of memory {held or 'on this machine'}: give it more with "
+                "--memory-limit (it spills to disk beyond it, but needs some room to work)."
+            ) from None
+
+    def _run(self, sql: str, params: list[Any] | None) -> Any:
         """Run a statement; with someone listening, in a worker thread while this one
         reports DuckDB's progress on it (and interrupts it on Ctrl-C)."""
         if self.progress is None:

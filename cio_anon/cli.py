@@ -1125,7 +1125,10 @@ def audit(
     ] = AuditEngine.DUCKDB,
     memory_limit: Annotated[
         str | None,
-        typer.Option(metavar="SIZE", help="DuckDB's memory limit, e.g. 2GB (beyond it, disk)."),
+        typer.Option(
+            metavar="SIZE",
+            help="The process's memory, e.g. 2GB: DuckDB works within it (beyond it, disk).",
+        ),
     ] = None,
     spark_master: Annotated[
         str | None,
@@ -1165,6 +1168,11 @@ def audit(
         raise typer.BadParameter("--spark-master goes with --engine spark")
     if engine is AuditEngine.SPARK and memory_limit:
         raise typer.BadParameter("--memory-limit goes with --engine duckdb")
+    if memory_limit:
+        try:
+            audit_module.duckdb_budget(memory_limit)
+        except CioAnonError as error:
+            raise typer.BadParameter(str(error)) from None
     options = (
         {"memory_limit": memory_limit} if engine is AuditEngine.DUCKDB else {"master": spark_master}
     )

@@ -540,3 +540,20 @@ def replay_into_ok(db: Path, fixture: Path) -> bool:
     from tests.conftest import T0
 
     return replay_into(db, T0, [fixture]).ok
+
+
+def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """--memory-limit holds the process: DuckDB gets it less what the process needs
+    beside it; too little ends in a sentence (exit 1), a size that is none in exit 2."""
+    mib = 2**20
+    assert audit.duckdb_budget("1GB") == 10**9 - audit.PROCESS_ALLOWANCE
+    assert audit.duckdb_budget("2 GiB") == 2 * 2**30 - audit.PROCESS_ALLOWANCE
+    assert audit.duckdb_budget("100MB") == audit.DUCKDB_FLOOR == 64 * mib
+    export = _generated_export(tmp_path, 60_000)
+    starved = cli("audit", str(export), "--memory-limit", "100MB", code=1)
+    assert "DuckDB ran out of memory under --memory-limit 100MB" in starved.stderr
+    assert "Traceback" not in starved.stderr
+    assert "is not a size" in cli("audit", str(export), "--memory-limit", "lots", code=2).stderr
+    assert cli("audit", str(export), "--memory-limit", "1GB", "--json")["records"] > 50_000
