@@ -316,31 +316,8 @@ class DuckDB(Engine):
             self.conn.execute(f"SET memory_limit = '{budget}B'")
 
     def load(self, exports: Sequence[Export]) -> int:
-        self.conn.execute(
-            "CREATE TABLE messages (seq BIGINT, record BIGINT, file VARCHAR, json JSON)"
-        )
-        offset = 0
-        for export in exports:
-            path = export.path
-            name = _quoted(str(path))
-            record = "CAST(json_extract_string(json, '$._line') AS BIGINT)" if export.lined else "n"
-            if path.name.endswith(".parquet"):
-                source = f"(SELECT to_json(t) AS json FROM read_parquet({name}) t)"
-            else:
-                kind = "array" if _is_array(path) else "newline_delimited"
-                source = f"read_json_objects({name}, format = '{kind}')"
-            try:
-                self._execute(
-                    f"INSERT INTO messages SELECT n + {offset}, {record}, ?, json FROM "
-                    f"(SELECT row_number() OVER () AS n, json FROM {source})",
-                    [export.name],
-                )
-            except AuditError:
-                raise
-            except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
-                raise AuditError(f"{export.name}: cannot be read as an export ({error}).") from None
-            offset = self.rows("SELECT coalesce(max(seq), 0) FROM messages")[0][0]
-        # one parse per record: every field at once, as a list of strings
+        # One pass per file, straight into `staged`: every field at once (one parse per
+        # record), the records themselves not kept — only those `suspect` flags.
         names = [*FIELDS, "at", "received", "timestamp", *LIMITED]
         json_paths = [*FIELDS.values(), "$.at", "$.receivedAt", "$.timestamp", *LIMITED.values()]
         listed = ", ".join(_quoted(path) for path in json_paths)
@@ -352,14 +329,34 @@ class DuckDB(Engine):
         received = self._seconds(
             f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
         )
-        self._execute(
-            f"CREATE TABLE staged AS SELECT seq, record, file, {columns}, "
-            f"{received} AS received_at, {self._seconds(field('timestamp'))} AS happened, "
-            f"{suspect(self, field, 'json::VARCHAR')} AS suspect "
-            f"FROM (SELECT seq, record, file, json, "
-            f"json_extract_string(json, [{listed}]) AS f FROM messages)"
-        )
-        return int(self.rows("SELECT count(*) FROM messages")[0][0])
+        offset = 0
+        for index, export in enumerate(exports):
+            path = export.path
+            name = _quoted(str(path))
+            if path.name.endswith(".parquet"):
+                source = f"(SELECT to_json(t) AS json FROM read_parquet({name}) t)"
+            else:
+                kind = "array" if _is_array(path) else "newline_delimited"
+                source = f"read_json_objects({name}, format = '{kind}')"
+            record = "CAST(json_extract_string(json, '$._line') AS BIGINT)" if export.lined else "n"
+            select = (
+                f"SELECT n + {offset} AS seq, {record} AS record, ? AS file, {columns}, "
+                f"{received} AS received_at, {self._seconds(field('timestamp'))} AS happened, "
+                "suspect, CASE WHEN suspect THEN json::VARCHAR END AS raw "
+                f"FROM (SELECT *, {suspect(self, field, 'json::VARCHAR')} AS suspect FROM "
+                f"(SELECT row_number() OVER () AS n, json, "
+                f"json_extract_string(json, [{listed}]) AS f FROM {source}))"
+            )
+            into = "CREATE TABLE staged AS " if index == 0 else "INSERT INTO staged "
+            try:
+                self._execute(into + select, [export.name])
+            except AuditError:
+                raise
+            except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
+                raise AuditError(f"{export.name}: cannot be read as an export ({error}).") from None
+            offset = self.rows("SELECT coalesce(max(seq), 0) FROM staged")[0][0]
+        self.view(self.raw, "SELECT seq, raw AS json FROM staged WHERE raw IS NOT NULL")
+        return int(self.rows("SELECT count(*) FROM staged")[0][0])
 
     @staticmethod
     def _seconds(text: str) -> str:
@@ -421,7 +418,7 @@ class DuckDB(Engine):
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return list(self._execute(sql).fetchall())
 
-    raw = "messages"
+    raw = "suspect_records"
 
     def moment(self, seconds: str) -> str:
         return f"to_timestamp({seconds})"
