@@ -3,14 +3,18 @@ on DuckDB (embedded, the default) or on Spark.
 
 Exports are read as teams keep them — NDJSON (gzipped too), JSON arrays, Parquet; files,
 globs and folders — straight into the engine, never through Python one record at a
-time. Each engine reads and stages the messages its own way (`Engine.load`) into one
-table shape; from there every statement is shared, and the placement is the very
-statement `setrules` holds to the replay engine, so an audit and a replay agree event by
-event, on either engine.
+time. Python touches only what it must: a `serve --record` file's Data Pipelines
+requests are unwrapped into their messages first (`readable`), and the few records that
+come near one of Customer.io's limits are checked by the replay's own code
+(`refusals`). Each engine reads and stages the messages its own way (`Engine.load`)
+into one table shape; from there every statement is shared, and the placement is the
+very statement `setrules` holds to the replay engine, so an audit and a replay agree
+event by event, on either engine.
 
 What a set-based pass cannot know the way a sequential replay does is refused with a
-sentence: settings changes after the first message, purges, and HTTP calls (profile
-merges, deletes). `expect` records are skipped: they assert, they change nothing.
+sentence: settings changes after the first message, purges, and HTTP calls other than
+recorded Data Pipelines requests (profile merges, deletes, the Track API). `expect`
+records are skipped: they assert, they change nothing.
 """
 
 from __future__ import annotations
