@@ -71,6 +71,7 @@ None where the engine cannot say)."""
 LIMITED = {
     "url": "$.properties.url",
     "name": "$.name",
+    "traits": "$.traits",
 }
 
 
@@ -283,10 +284,6 @@ class Engine:
         """The SQL for the size of a JSON object's longest key, in UTF-8 bytes."""
         raise NotImplementedError
 
-    def traits(self, record: str) -> str:
-        """The SQL for a record's traits, as JSON text."""
-        raise NotImplementedError
-
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         """A table of rows made here (`columns`: its SQL column definitions)."""
         raise NotImplementedError
@@ -338,18 +335,23 @@ class DuckDB(Engine):
             path = export.path
             name = _quoted(str(path))
             if path.name.endswith(".parquet"):
-                source = f"(SELECT to_json(t) AS json FROM read_parquet({name}) t)"
-            else:
+                numbered = (
+                    "(SELECT row_number() OVER () AS n, to_json(t) AS json "
+                    f"FROM read_parquet({name}) t)"
+                )
+            else:  # numbered as read (file order), far cheaper than a window function
                 kind = "array" if _is_array(path) else "newline_delimited"
-                source = f"read_json_objects({name}, format = '{kind}')"
+                numbered = (
+                    "(SELECT ordinality AS n, json FROM "
+                    f"read_json_objects({name}, format = '{kind}') WITH ORDINALITY)"
+                )
             record = "CAST(json_extract_string(json, '$._line') AS BIGINT)" if export.lined else "n"
             select = (
                 f"SELECT n + {offset} AS seq, {record} AS record, ? AS file, {columns}, "
                 f"{received} AS received_at, {self._seconds(field('timestamp'))} AS happened, "
                 "suspect, CASE WHEN suspect THEN json::VARCHAR END AS raw "
                 f"FROM (SELECT *, {suspect(self, field, 'json::VARCHAR')} AS suspect FROM "
-                f"(SELECT row_number() OVER () AS n, json, "
-                f"json_extract_string(json, [{listed}]) AS f FROM {source}))"
+                f"(SELECT n, json, json_extract_string(json, [{listed}]) AS f FROM {numbered}))"
             )
             into = "CREATE TABLE staged AS " if index == 0 else "INSERT INTO staged "
             try:
@@ -432,9 +434,6 @@ class DuckDB(Engine):
 
     def longest_key(self, json_object: str) -> str:
         return f"list_max(list_transform(json_keys({json_object}), lambda k: strlen(k)))"
-
-    def traits(self, record: str) -> str:
-        return f"json_extract_string({record}, '$.traits')"
 
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         self.conn.execute(f"CREATE TABLE {name} ({columns})")
@@ -559,9 +558,6 @@ class Spark(Engine):
         keys = f"map_keys(from_json({json_object}, 'map<string,string>'))"
         return f"array_max(transform({keys}, k -> octet_length(k)))"
 
-    def traits(self, record: str) -> str:
-        return f"get_json_object({record}, '$.traits')"
-
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         self.spark.createDataFrame(rows, columns).createOrReplaceTempView(name)
 
@@ -603,15 +599,16 @@ def suspect(db: Engine, field: Callable[[str], str], record: str) -> str:
         f"{size(field(name))} > {rules.IDENTIFIER_MAX_BYTES}"
         for name in ("user_id", "anonymous_id", "message_id")
     ]
-    checks += [f"{size(field(name))} > {rules.EVENT_NAME_MAX_BYTES}" for name in LIMITED]
-    checks.append(f"{size(field('event'))} > {rules.EVENT_NAME_MAX_BYTES}")
+    checks += [
+        f"{size(field(name))} > {rules.EVENT_NAME_MAX_BYTES}" for name in ("event", "url", "name")
+    ]
     # data beyond its limit needs a record beyond it
     checks.append(f"{size(record)} > {rules.EVENT_DATA_MAX_BYTES}")
     # an attribute's name or value beyond its limit needs traits beyond it
-    traits = db.traits(record)
+    traits = field("traits")
     name_limit, value_limit = rules.ATTRIBUTE_NAME_MAX_BYTES, rules.ATTRIBUTE_VALUE_MAX_BYTES
     checks.append(
-        f"(CASE WHEN {field('type')} = 'identify' AND {size(record)} > {name_limit} THEN "
+        f"(CASE WHEN {size(traits)} > {name_limit} THEN "
         f"{size(traits)} > {value_limit} OR {db.longest_key(traits)} > {name_limit} END)"
     )
     return "(" + " OR ".join(f"coalesce({check}, false)" for check in checks) + ")"
@@ -686,7 +683,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         "named",
         f"""
         SELECT seq, type, who, nullif(trim(anonymous_id), '') AS anonymous_id,
-               nullif(trim(message_id), '') AS message_id, received_at,
+               nullif(trim(message_id), '') AS message_id, received_at, source,
                coalesce(happened, received_at) AS timestamp,
                CASE WHEN who LIKE '%@%' THEN lower(who) END AS email,
                nullif(trim(trait_email), '') AS trait_email
@@ -712,7 +709,10 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
                   UNION ALL
                   SELECT lower(trait_email), who, seq FROM named
                   WHERE type = 'identify' AND email IS NULL AND who IS NOT NULL
-                    AND trait_email IS NOT NULL) claims
+                    AND trait_email IS NOT NULL
+                    -- only emails some message names someone by
+                    AND lower(trait_email) IN (SELECT email FROM named
+                                               WHERE email IS NOT NULL)) claims
         ) ranked WHERE claim = 1
         """,
     )
@@ -730,7 +730,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         """
         SELECT seq, coalesce(message_id, 'seq:' || seq) AS event_id, person,
                CASE WHEN person IS NULL THEN anonymous_id END AS anonymous_id,
-               received_at, timestamp
+               received_at, timestamp, coalesce(source, 'unknown') AS source
         FROM people_named WHERE type != 'identify'
         """,
     )
@@ -807,10 +807,9 @@ def audit(
         db.table(
             "placed",
             "SELECT e.seq, e.event_id, coalesce(p.rule, 'duplicate') AS rule, p.person, "
-            "coalesce(p.can_trigger, false) AS can_trigger, "
-            f"coalesce(s.source, 'unknown') AS source, {db.day('s.received_at')} AS day "
-            "FROM staged_events e JOIN staged s ON s.seq = e.seq "
-            "LEFT JOIN placements p ON p.seq = e.seq",
+            "coalesce(p.can_trigger, false) AS can_trigger, e.source, "
+            f"{db.day('e.received_at')} AS day "
+            "FROM staged_events e LEFT JOIN placements p ON p.seq = e.seq",
         )
         if placements_out is not None:
             db.begin("Writing placements")
