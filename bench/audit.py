@@ -20,20 +20,31 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_fixture import records as generated  # noqa: E402
+from make_fixture import SLICE, stream  # noqa: E402
+
+BASE = 2_000_000
 
 
 def write(path: Path, count: int) -> None:
-    """`count` records of the replay benchmark's traffic (profile merges left out), written
-    in slices so memory stays flat."""
+    """`count` records of the replay benchmark's traffic as an export holds it (profile
+    merges left out), every slice's ids its own (`make_fixture.stream`). Beyond BASE
+    records, copies of the first BASE with their slices renamed again: the same traffic
+    from other people, written in seconds instead of generated for minutes."""
+    base = b"".join(orjson.dumps(r) + b"\n" for r in stream(min(count, BASE), merges=False))
+    slices = BASE // SLICE
     with path.open("wb") as out:
-        made = 0
-        seed = 0
-        while made < count:
-            batch = [r for r in generated(min(500_000, count - made), seed) if "method" not in r]
-            out.write(b"".join(orjson.dumps(r) + b"\n" for r in batch))
-            made += len(batch)
-            seed += 1
+        out.write(base)
+        written, copy = base.count(b"\n"), 1
+        while written < count:
+            renamed = base
+            for index in range(slices):
+                renamed = renamed.replace(
+                    f'"s{index}-'.encode(), f'"s{copy * slices + index}-'.encode()
+                )
+            lines = renamed.splitlines(keepends=True)[: count - written]
+            out.write(b"".join(lines))
+            written += len(lines)
+            copy += 1
 
 
 def main() -> None:

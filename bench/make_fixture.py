@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 START = 1_772_000_000  # 2026-02-25, Unix seconds
 
@@ -100,6 +102,38 @@ def records(count: int, seed: int) -> list[dict[str, object]]:
                 }
             )
     return out
+
+
+SLICE = 500_000
+SLICE_DAYS = 20
+"""A slice of SLICE records spans about 9 days; the next starts SLICE_DAYS later."""
+
+
+def stream(count: int, *, merges: bool = True) -> Iterator[dict[str, object]]:
+    """`count` records in slices of `records`, each slice's ids its own (prefixed
+    `s<k>-`, so no slice repeats another's message ids or people) and its times after
+    the previous slice's; memory stays that of one slice. Without `merges`, the profile
+    merges (HTTP calls) are left out, as a Data Pipelines export holds none."""
+    for index in range(0, count, SLICE):
+        prefix, shift = f"s{index // SLICE}-", index // SLICE * SLICE_DAYS * 86_400
+        for record in records(min(SLICE, count - index), seed=index // SLICE):
+            if not merges and "method" in record:
+                continue
+            record = _renamed(record, prefix)
+            for key in ("at", "receivedAt", "timestamp"):
+                value = record.get(key)
+                if isinstance(value, int):
+                    record[key] = value + shift
+            yield record
+
+
+def _renamed(value: Any, prefix: str) -> Any:
+    """The slice's own names for ids (anonymous ids, people, message ids)."""
+    if isinstance(value, str) and value.startswith(("anon-", "cust-", "m-")):
+        return prefix + value
+    if isinstance(value, dict):
+        return {key: _renamed(item, prefix) for key, item in value.items()}
+    return value
 
 
 def main() -> None:

@@ -20,39 +20,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_fixture import records as generated  # noqa: E402
-
-SLICE = 500_000
-DAY = 86_400
-
-
-def _renamed(value: Any, prefix: str) -> Any:
-    """The slice's own names for ids (anonymous ids, people, message ids)."""
-    if isinstance(value, str) and value.startswith(("anon-", "cust-", "m-")):
-        return prefix + value
-    if isinstance(value, dict):
-        return {key: _renamed(item, prefix) for key, item in value.items()}
-    return value
+from make_fixture import SLICE, stream  # noqa: E402
 
 
 def write(path: Path, count: int) -> None:
     with path.open("wb") as out:
-        made = 0
-        for index in range(0, count, SLICE):
-            size = min(SLICE, count - made)
-            shift = index // SLICE * 20 * DAY  # a slice spans about 9 days
-            for record in generated(size, seed=index // SLICE):
-                record = _renamed(record, f"s{index // SLICE}-")
-                for key in ("at", "receivedAt", "timestamp"):
-                    if isinstance(record.get(key), int):
-                        record[key] += shift
-                out.write(orjson.dumps(record) + b"\n")
-            made += size
+        for record in stream(count):
+            out.write(orjson.dumps(record) + b"\n")
 
 
 def timed(command: list[str]) -> tuple[float, str]:

@@ -25,6 +25,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -229,7 +230,7 @@ def _quoted(text: str) -> str:
 
 class Engine:
     """What differs between engines: reading the exports into `staged` (seq, record,
-    file, the FIELDS, received_at, happened), naming tables, the day of a time, writing
+    file, the FIELDS, received_at, happened), naming tables, timestamps, writing
     Parquet. Everything else is the shared SQL below."""
 
     name = ""
@@ -286,9 +287,6 @@ class Engine:
 
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         """A table of rows made here (`columns`: its SQL column definitions)."""
-        raise NotImplementedError
-
-    def day(self, seconds: str) -> str:
         raise NotImplementedError
 
     def write_parquet(self, select: str, path: Path) -> None:
@@ -441,9 +439,6 @@ class DuckDB(Engine):
             marks = ", ".join("?" * len(rows[0]))
             self.conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
 
-    def day(self, seconds: str) -> str:
-        return f"strftime({self.moment(seconds)}, '%Y-%m-%d')"
-
     def write_parquet(self, select: str, path: Path) -> None:
         self._execute(f"COPY ({select}) TO {_quoted(str(path))} (FORMAT parquet)")
 
@@ -469,6 +464,7 @@ class Spark(Engine):
             SparkSession.builder.master(master or "local[*]")
             .appName("cio-anon audit")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")  # stderr is for our own words
             .config("spark.sql.session.timeZone", "UTC")
             .getOrCreate()
         )
@@ -560,9 +556,6 @@ class Spark(Engine):
 
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         self.spark.createDataFrame(rows, columns).createOrReplaceTempView(name)
-
-    def day(self, seconds: str) -> str:
-        return f"date_format({self.moment(seconds)}, 'yyyy-MM-dd')"
 
     def write_parquet(self, select: str, path: Path) -> None:
         folder = Path(tempfile.mkdtemp(prefix="cio-anon-audit-"))
@@ -808,7 +801,7 @@ def audit(
             "placed",
             "SELECT e.seq, e.event_id, coalesce(p.rule, 'duplicate') AS rule, p.person, "
             "coalesce(p.can_trigger, false) AS can_trigger, e.source, "
-            f"{db.day('e.received_at')} AS day "
+            "CAST(floor(e.received_at / 86400) AS BIGINT) AS day "
             "FROM staged_events e LEFT JOIN placements p ON p.seq = e.seq",
         )
         if placements_out is not None:
@@ -820,39 +813,53 @@ def audit(
                 placements_out,
             )
         db.begin("Counting")
-        counts = dict(db.rows("SELECT rule, count(*) FROM placed GROUP BY rule"))
-        campaigns = dict(
+        tally = _tally(
             db.rows(
-                "SELECT CASE WHEN can_trigger THEN 'can_trigger' ELSE 'segment_only' END, "
-                "count(*) FROM placed WHERE person IS NOT NULL GROUP BY 1"
+                "SELECT day, source, rule, person IS NOT NULL, can_trigger, count(*) "
+                "FROM placed GROUP BY day, source, rule, person IS NOT NULL, can_trigger"
             )
         )
-        by_day, by_source = _pivot(db, "day"), _pivot(db, "source")
         db.begin("Looking for identity findings")
         found = findings(db)
         return AuditReport(
             files=[str(p) for p in paths],
             engine=db.name,
             records=records,
-            events=sum(counts.values()),
-            rules=dict(sorted(counts.items())),
-            campaigns={key: campaigns.get(key, 0) for key in ("can_trigger", "segment_only")},
-            by_day=by_day,
-            by_source=by_source,
+            events=sum(tally.rules.values()),
+            rules=_sorted(tally.rules),
+            campaigns={key: tally.campaigns[key] for key in ("can_trigger", "segment_only")},
+            by_day={day: _sorted(rules) for day, rules in sorted(tally.by_day.items())},
+            by_source={name: _sorted(rules) for name, rules in sorted(tally.by_source.items())},
             findings=found,
         )
     finally:
         db.close()
 
 
-def _pivot(db: Engine, column: str) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for key, rule, count in db.rows(
-        f"SELECT {column}, rule, count(*) FROM placed GROUP BY {column}, rule "
-        f"ORDER BY {column}, rule"
-    ):
-        out.setdefault(str(key), {})[rule] = count
-    return out
+@dataclass
+class _Tally:
+    rules: Counter[str] = field(default_factory=Counter)
+    campaigns: Counter[str] = field(default_factory=Counter)
+    by_day: dict[str, Counter[str]] = field(default_factory=dict)
+    by_source: dict[str, Counter[str]] = field(default_factory=dict)
+
+
+def _tally(rows: Sequence[tuple[Any, ...]]) -> _Tally:
+    """The report's counts from one grouping of the placed events (day number, source,
+    rule, on a person, can trigger, count)."""
+    tally = _Tally()
+    for day, source, rule, on_person, can_trigger, count in rows:
+        date = datetime.fromtimestamp(int(day) * 86_400, UTC).date().isoformat()
+        tally.rules[rule] += count
+        tally.by_day.setdefault(date, Counter())[rule] += count
+        tally.by_source.setdefault(str(source), Counter())[rule] += count
+        if on_person:
+            tally.campaigns["can_trigger" if can_trigger else "segment_only"] += count
+    return tally
+
+
+def _sorted(counts: Counter[str]) -> dict[str, int]:
+    return dict(sorted(counts.items()))
 
 
 def findings(db: Engine) -> list[Finding]:
