@@ -43,22 +43,24 @@ CREATE TABLE staged_identifies (
 """
 
 PLACEMENTS = f"""
-WITH identifies AS (
+WITH first_identifies AS (
     -- an identify whose messageId was handled before is a duplicate: skipped
-    SELECT *, row_number() OVER (PARTITION BY coalesce(message_id, 'seq:' || seq)
-                                 ORDER BY seq) AS copy
-    FROM staged_identifies
-), claims AS (
-    SELECT anonymous_id, person, received_at,
-           row_number() OVER (PARTITION BY anonymous_id ORDER BY seq) AS claim
-    FROM identifies WHERE copy = 1 AND anonymous_id IS NOT NULL
-), assignments AS (
+    SELECT min(seq) AS seq FROM staged_identifies
+    GROUP BY coalesce(message_id, 'seq:' || seq)
+), identifies AS (
+    SELECT i.* FROM staged_identifies i JOIN first_identifies f ON f.seq = i.seq
+), first_claims AS (
     -- an anonymous id is assigned once: to the first identify that carries it
-    SELECT anonymous_id, person, received_at AS assigned_at FROM claims WHERE claim = 1
-), events AS (
+    SELECT min(seq) AS seq FROM identifies WHERE anonymous_id IS NOT NULL
+    GROUP BY anonymous_id
+), assignments AS (
+    SELECT i.anonymous_id, i.person, i.received_at AS assigned_at
+    FROM identifies i JOIN first_claims c ON c.seq = i.seq
+), first_events AS (
     -- an event id seen before is a duplicate: the first one stays
-    SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY seq) AS copy
-    FROM staged_events
+    SELECT min(seq) AS seq FROM staged_events GROUP BY event_id
+), events AS (
+    SELECT e.* FROM staged_events e JOIN first_events f ON f.seq = e.seq
 ), placed AS (
     SELECT e.event_id, e.seq, e.person AS own, e.anonymous_id, e.received_at, e.timestamp,
            a.person AS assignee,
@@ -66,7 +68,6 @@ WITH identifies AS (
            CASE WHEN e.received_at > a.assigned_at THEN e.received_at ELSE a.assigned_at END
                AS merged_at
     FROM events e LEFT JOIN assignments a ON a.anonymous_id = e.anonymous_id
-    WHERE e.copy = 1
 )
 SELECT event_id,
        CASE

@@ -548,8 +548,8 @@ def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
     """--memory-limit holds the process: DuckDB gets it less what the process needs
     beside it; too little ends in a sentence (exit 1), a size that is none in exit 2."""
     mib = 2**20
-    assert audit.duckdb_budget("1GB") == 10**9 - audit.PROCESS_ALLOWANCE
-    assert audit.duckdb_budget("2 GiB") == 2 * 2**30 - audit.PROCESS_ALLOWANCE
+    assert audit.duckdb_budget("1GB") == 10**9 - int(10**9 * audit.PROCESS_SHARE)
+    assert audit.duckdb_budget("600MB") == 600 * 10**6 - audit.PROCESS_ALLOWANCE
     assert audit.duckdb_budget("100MB") == audit.DUCKDB_FLOOR == 64 * mib
     export = _generated_export(tmp_path, 60_000)
     starved = cli("audit", str(export), "--memory-limit", "100MB", code=1)
