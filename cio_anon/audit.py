@@ -144,7 +144,7 @@ def readable(paths: Sequence[Path], folder: Path) -> list[Export]:
         with path.open("rb") as source, target.open("wb") as unwrapped:
             for line, text in enumerate(source, 1):
                 if text.strip():
-                    unwrapped.writelines(_unwrapped(text, line))
+                    unwrapped.writelines(_unwrapped(text, line, path))
         out.append(Export(target, str(path), lined=True))
     return out
 
@@ -163,7 +163,7 @@ def _is_recording(path: Path) -> bool:
     return False
 
 
-def _unwrapped(text: bytes, line: int) -> list[bytes]:
+def _unwrapped(text: bytes, line: int, name: Path) -> list[bytes]:
     """One recorded line as the messages it carried, each with `_line`."""
     import orjson
 
@@ -171,8 +171,8 @@ def _unwrapped(text: bytes, line: int) -> list[bytes]:
 
     try:
         record = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return [text if text.endswith(b"\n") else text + b"\n"]  # the engine says why
+    except orjson.JSONDecodeError as error:
+        raise AuditError(f"{name}: record {line} is not JSON ({error}).") from None
     if not isinstance(record, dict):
         return [orjson.dumps(record) + b"\n"]
     route = str(record.get("path", "")).split("?", 1)[0].rstrip("/")
@@ -331,9 +331,9 @@ class DuckDB(Engine):
             return f"f[{names.index(name) + 1}]"
 
         columns = ", ".join(f"{field(column)} AS {column}" for column in FIELDS)
-        received = self._seconds(
-            f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
-        )
+        given = f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
+        received, happened = self._seconds(given), self._seconds(field("timestamp"))
+        unreadable = unreadable_time(given, received, field("timestamp"), happened)
         offset = 0
         for index, export in enumerate(exports):
             path = export.path
@@ -352,7 +352,8 @@ class DuckDB(Engine):
             record = "CAST(json_extract_string(json, '$._line') AS BIGINT)" if export.lined else "n"
             select = (
                 f"SELECT n + {offset} AS seq, {record} AS record, ? AS file, {columns}, "
-                f"{received} AS received_at, {self._seconds(field('timestamp'))} AS happened, "
+                f"{received} AS received_at, {happened} AS happened, "
+                f"{unreadable} AS bad_time, "
                 "suspect, CASE WHEN suspect THEN json::VARCHAR END AS raw "
                 f"FROM (SELECT *, {suspect(self, field, 'json::VARCHAR')} AS suspect FROM "
                 f"(SELECT n, json, json_extract_string(json, [{listed}]) AS f FROM {numbered}))"
@@ -363,7 +364,8 @@ class DuckDB(Engine):
             except AuditError:
                 raise
             except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
-                raise AuditError(f"{export.name}: cannot be read as an export ({error}).") from None
+                why = str(error).strip().splitlines()[0]  # not the SQL it quotes after
+                raise AuditError(f"{export.name}: cannot be read as an export ({why})") from None
             offset = self.rows("SELECT coalesce(max(seq), 0) FROM staged")[0][0]
         self.view(self.raw, "SELECT seq, raw AS json FROM staged WHERE raw IS NOT NULL")
         return int(self.rows("SELECT count(*) FROM staged")[0][0])
@@ -374,7 +376,7 @@ class DuckDB(Engine):
         ISO-8601 (UTC when it names no offset, as everywhere in cio-anon)."""
         return (
             f"CASE WHEN TRY_CAST({text} AS DOUBLE) IS NOT NULL THEN TRY_CAST({text} AS DOUBLE) "
-            f"ELSE epoch(CAST({text} AS TIMESTAMPTZ)) END"
+            f"ELSE epoch(TRY_CAST({text} AS TIMESTAMPTZ)) END"
         )
 
     def _execute(self, sql: str, params: list[Any] | None = None) -> Any:
@@ -517,16 +519,19 @@ class Spark(Engine):
         def field(name: str) -> str:
             return f"get_json_object(json, '{({**FIELDS, **LIMITED})[name]}')"
 
-        received = self._seconds(
+        given = (
             "coalesce(get_json_object(json, '$.at'), get_json_object(json, '$.receivedAt'), "
             "get_json_object(json, '$.timestamp'))"
         )
-        happened = self._seconds("get_json_object(json, '$.timestamp')")
+        stamp = "get_json_object(json, '$.timestamp')"
+        received, happened = self._seconds(given), self._seconds(stamp)
+        unreadable = unreadable_time(given, received, stamp, happened)
         self.table(
             "staged",
             "SELECT seq, coalesce(line, row_number() OVER (PARTITION BY file ORDER BY seq)) "
             "AS record, file, "
             f"{columns}, {received} AS received_at, {happened} AS happened, "
+            f"{unreadable} AS bad_time, "
             f"{suspect(self, field, 'json')} AS suspect FROM raw_messages",
         )
         return int(self.rows("SELECT count(*) FROM staged")[0][0])
@@ -535,7 +540,7 @@ class Spark(Engine):
     def _seconds(value: str) -> str:
         return (
             f"CASE WHEN {value} RLIKE '^-?[0-9]+(\\\\.[0-9]*)?$' THEN CAST({value} AS DOUBLE) "
-            f"ELSE CAST(to_timestamp({value}) AS DOUBLE) END"
+            f"ELSE CAST(try_to_timestamp({value}) AS DOUBLE) END"
         )
 
     def table(self, name: str, select: str) -> None:
@@ -586,6 +591,15 @@ def engine(name: str, *, memory_limit: str | None = None, master: str | None = N
 
 
 # -- the shared statements ------------------------------------------------------------
+
+
+def unreadable_time(given: str, received: str, stamp: str, happened: str) -> str:
+    """SQL: whether a record gives a receive time or a timestamp that is not a time (a
+    replay refuses such a record)."""
+    return (
+        f"(({given}) IS NOT NULL AND ({received}) IS NULL) "
+        f"OR (({stamp}) IS NOT NULL AND ({happened}) IS NULL)"
+    )
 
 
 def suspect(db: Engine, field: Callable[[str], str], record: str) -> str:
@@ -665,6 +679,13 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         raise AuditError(
             f"{file}: record {record} is {what}, which only a replay in order can apply; "
             "audit reads Data Pipelines messages (use `cio-anon replay` for this file)."
+        )
+    unreadable = db.rows("SELECT file, record FROM staged WHERE bad_time ORDER BY seq LIMIT 1")
+    if unreadable:
+        file, record = unreadable[0]
+        raise AuditError(
+            f"{file}: record {record} has a time that is not one: give `at`, `receivedAt` "
+            "and `timestamp` as ISO-8601 or Unix seconds."
         )
     missing = db.rows(
         "SELECT file, record FROM staged WHERE op IS NULL AND received_at IS NULL "

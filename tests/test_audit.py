@@ -557,3 +557,40 @@ def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
     assert "Traceback" not in starved.stderr
     assert "is not a size" in cli("audit", str(export), "--memory-limit", "lots", code=2).stderr
     assert cli("audit", str(export), "--memory-limit", "1GB", "--json")["records"] > 50_000
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            [
+                '{"type":"track","anonymousId":"a","event":"x","messageId":"m","receivedAt":"yesterday"}'
+            ],
+            "record 1 has a time that is not one",
+        ),
+        (
+            [
+                '{"type":"track","anonymousId":"a","event":"x","messageId":"m","receivedAt":1,'
+                '"timestamp":"soon"}'
+            ],
+            "record 1 has a time that is not one",
+        ),
+        (
+            [
+                '{"at":"2026-03-01T00:00:00Z","method":"POST","path":"/v1/track","body":{}}',
+                "not json at all",
+            ],
+            "record 2 is not JSON",
+        ),
+        (["\x00\x01 binary"], "cannot be read as an export (Invalid Input Error"),
+    ],
+)
+def test_unreadable_exports_are_a_sentence_naming_the_record(
+    cli: Cli, tmp_path: Path, lines: list[str], message: str
+) -> None:
+    export = tmp_path / "bad.ndjson"
+    export.write_text("\n".join(lines) + "\n")
+    refused = cli("audit", str(export), code=1)
+    assert message in refused.stderr, refused.stderr
+    assert "LINE 1" not in refused.stderr and "Traceback" not in refused.stderr
+    assert str(tmp_path / "cio-anon-audit") not in refused.stderr
