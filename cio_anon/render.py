@@ -350,6 +350,8 @@ def _rules_table(
 
 
 def audit_text(report: AuditReport) -> RenderableType:
+    if not report.events:
+        return _text(f"No events in {report.records:,} records: nothing to place.")
     rules = sorted({rule for day in report.by_day.values() for rule in day})
     per_rule = _table(
         "rule", "events", title=f"{report.events:,} events in {report.records:,} records"

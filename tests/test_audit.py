@@ -594,3 +594,9 @@ def test_unreadable_exports_are_a_sentence_naming_the_record(
     assert message in refused.stderr, refused.stderr
     assert "LINE 1" not in refused.stderr and "Traceback" not in refused.stderr
     assert str(tmp_path / "cio-anon-audit") not in refused.stderr
+
+
+def test_exports_without_events_say_so(cli: Cli, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("")
+    assert cli("audit", str(empty)).stdout.strip() == "No events in 0 records: nothing to place."
