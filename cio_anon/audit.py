@@ -28,12 +28,11 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cio_anon import rules, setrules
-from cio_anon.clock import parse_time
+from cio_anon.clock import from_unix, parse_time
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import SEMANTIC_EVENTS
 
@@ -645,7 +644,7 @@ def refusals(db: Engine) -> list[tuple[int, str, int, str]]:
     refused: list[tuple[int, str, int, str]] = []
     if not flagged:
         return refused
-    now = datetime.now(UTC)
+    now = from_unix(0)  # the scratch workspace's own time: no limit looks at the clock
     with tempfile.TemporaryDirectory() as folder:
         with service.opened(Path(folder) / "scratch.db", now, write=True) as scratch:
             for seq, file, record, text in flagged:
@@ -878,7 +877,7 @@ def _tally(rows: Sequence[tuple[Any, ...]]) -> _Tally:
     rule, on a person, can trigger, count)."""
     tally = _Tally()
     for day, source, rule, on_person, can_trigger, count in rows:
-        date = datetime.fromtimestamp(int(day) * 86_400, UTC).date().isoformat()
+        date = from_unix(int(day) * 86_400).date().isoformat()
         tally.rules[rule] += count
         tally.by_day.setdefault(date, Counter())[rule] += count
         tally.by_source.setdefault(str(source), Counter())[rule] += count
