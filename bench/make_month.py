@@ -130,40 +130,24 @@ class Month:
                 )
             )
         roll = rng.random()
+        flaw = None  # (received after the identify, event, happened before it)
         if roll < 0.2:  # flushed just after the identify: merges in the window
-            out.append(
-                self._message(
-                    "track",
-                    at + timedelta(seconds=rng.randint(1, 240)),
-                    library,
-                    anonymousId=anonymous_id,
-                    event="Signup Viewed",
-                    properties={},
-                    happened=at - timedelta(seconds=2),
-                )
-            )
+            flaw = (timedelta(seconds=rng.randint(1, 240)), "Signup Viewed", timedelta(seconds=2))
         elif roll < 0.25:  # ten minutes late: the window has closed
-            out.append(
-                self._message(
-                    "track",
-                    at + timedelta(minutes=10),
-                    library,
-                    anonymousId=anonymous_id,
-                    event="Banner Clicked",
-                    properties={},
-                    happened=at - timedelta(seconds=30),
-                )
-            )
+            flaw = (timedelta(minutes=10), "Banner Clicked", timedelta(seconds=30))
         elif roll < 0.26:  # an offline queue sent weeks later
+            flaw = (timedelta(minutes=1), "Offline View", timedelta(days=35))
+        if flaw is not None:
+            delay, event, age = flaw
             out.append(
                 self._message(
                     "track",
-                    at + timedelta(minutes=1),
+                    at + delay,
                     library,
                     anonymousId=anonymous_id,
-                    event="Offline View",
+                    event=event,
                     properties={},
-                    happened=at - timedelta(days=35),
+                    happened=at - age,
                 )
             )
         for _ in range(rng.choice([0, 0, 1, 2])):
