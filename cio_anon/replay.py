@@ -15,10 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 from cio_anon import service
+from cio_anon.batch import Batch, plain
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest import (
-    Timed,
-)
 from cio_anon.ingest.fixtures import Record, display_name, iter_records, to_operations
 from cio_anon.pipeline import Observer, Problem, Source, Tally, apply_operation
 from cio_anon.workspace import Workspace
@@ -82,20 +80,24 @@ def replay(
     keep_going: bool = False,
     progress: Progress | None = None,
     observer: Observer | None = None,
+    bulk: bool = True,
 ) -> ReplaySummary:
     """Apply fixture files in order. Without `keep_going` an invalid record rejects its
     whole file (the workspace keeps nothing of it); with it, only that record is
-    skipped. Either way the invalid records are listed."""
+    skipped. Either way the invalid records are listed.
+
+    With `bulk` (and neither `keep_going` nor an `observer`, which follow each call),
+    runs of plain Data Pipelines calls take the bulk path (`batch`); the workspace is
+    the same either way."""
     paths = list(paths)
     summary = ReplaySummary(files=[display_name(p) for p in paths])
     for path in paths:
         name = display_name(path)
         tally = Tally()
+        context = _File(workspace, now, name, tally, summary, keep_going, observer)
         try:
             with workspace.savepoint():
-                _replay_file(
-                    workspace, now, path, name, tally, summary, keep_going, progress, observer
-                )
+                _replay_file(context, path, progress, bulk and not keep_going and not observer)
         except _Rejected as rejected:
             summary.invalid.append(rejected.problem)
             summary.rejected_files.append(name)
@@ -106,66 +108,82 @@ def replay(
     return summary
 
 
-def _replay_file(
-    workspace: Workspace,
-    now: datetime,
-    path: Path,
-    name: str,
-    tally: Tally,
-    summary: ReplaySummary,
-    keep_going: bool,
-    progress: Progress | None,
-    observer: Observer | None,
-) -> None:
-    """Apply one file's records as they are read (memory does not grow with the file)."""
+@dataclass
+class _File:
+    """One file's replay: where it goes, what it is called, what it has done."""
+
+    workspace: Workspace
+    now: datetime
+    name: str
+    tally: Tally
+    summary: ReplaySummary
+    keep_going: bool
+    observer: Observer | None
     previous: datetime | None = None
+    """The receive time of the last record applied (control records without one)."""
+
+    def applied(self, at: datetime | None) -> None:
+        self.tally.applied += 1
+        self.previous = at or self.previous
+        self.summary.last_at = max(
+            filter(None, (self.summary.last_at, self.previous)), default=None
+        )
+
+    def exact(self, record: Record) -> datetime | None:
+        """Apply a record's operations through the service (not counted: see `applied`);
+        their receive time. _Rejected when the record is invalid or refused."""
+        if record.error is not None:
+            raise _Rejected(Problem(self.name, record.line, record.error))
+        try:
+            # Without --keep-going the whole file is one savepoint: a failed record
+            # rejects all of it, so it needs none of its own.
+            with self.workspace.savepoint() if self.keep_going else contextlib.nullcontext():
+                timed = to_operations(record.value, self.previous or self.now)
+                for item in timed:
+                    apply_operation(
+                        self.workspace,
+                        item,
+                        Source(self.name, record.line),
+                        self.tally,
+                        self.observer,
+                    )
+        except CioAnonError as error:
+            raise _Rejected(
+                Problem(self.name, record.line, str(error), getattr(error, "rule", None))
+            ) from None
+        return timed[-1].at if timed else None
+
+
+def _replay_file(file: _File, path: Path, progress: Progress | None, bulk: bool) -> None:
+    """Apply one file's records as they are read (memory does not grow with the file)."""
+    tally = file.tally
+    batch = Batch(file.workspace, file.name, tally, file.exact) if bulk else None
     try:
         records = iter_records(path)
-        for record in records:
-            tally.records += 1
-            if progress is not None:
-                progress(record.size)
-            try:
-                timed = _apply_record(
-                    workspace, now, record, previous, name, tally, keep_going, observer
-                )
-            except _Rejected as rejected:
-                if not keep_going:
-                    tally.records += sum(1 for _ in records)  # all are reported, not applied
-                    raise
-                summary.invalid.append(rejected.problem)
-                continue
-            tally.applied += 1
-            previous = timed[-1].at if timed else previous
-            summary.last_at = max(filter(None, (summary.last_at, previous)), default=None)
+        try:
+            for record in records:
+                tally.records += 1
+                if progress is not None:
+                    progress(record.size)
+                call = None if batch is None else plain(record)
+                if call is not None and batch is not None:
+                    batch.add(call)
+                    file.applied(call.at)
+                    continue
+                try:
+                    if batch is not None:
+                        batch.flush()
+                    file.applied(file.exact(record))
+                except _Rejected as rejected:
+                    if not file.keep_going:
+                        raise
+                    file.summary.invalid.append(rejected.problem)
+            if batch is not None:
+                batch.flush()
+        except _Rejected:
+            tally.records += sum(1 for _ in records)  # all are reported, not applied
+            raise
     except CioAnonError as error:  # the file cannot be read
-        raise _Rejected(Problem(name, 0, str(error).removeprefix(f"{path}: "))) from None
+        raise _Rejected(Problem(file.name, 0, str(error).removeprefix(f"{path}: "))) from None
     if not tally.records:
-        tally.notes.append(Problem(name, 0, "the file holds no records"))
-
-
-def _apply_record(
-    workspace: Workspace,
-    now: datetime,
-    record: Record,
-    previous: datetime | None,
-    name: str,
-    tally: Tally,
-    keep_going: bool,
-    observer: Observer | None,
-) -> list[Timed]:
-    """One record's operations, applied; _Rejected when it is invalid or refused."""
-    if record.error is not None:
-        raise _Rejected(Problem(name, record.line, record.error))
-    try:
-        # Without --keep-going the whole file is one savepoint: a failed record rejects
-        # all of it, so it needs none of its own.
-        with workspace.savepoint() if keep_going else contextlib.nullcontext():
-            timed = to_operations(record.value, previous or now)
-            for item in timed:
-                apply_operation(workspace, item, Source(name, record.line), tally, observer)
-    except CioAnonError as error:
-        raise _Rejected(
-            Problem(name, record.line, str(error), getattr(error, "rule", None))
-        ) from None
-    return timed
+        tally.notes.append(Problem(file.name, 0, "the file holds no records"))

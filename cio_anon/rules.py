@@ -220,6 +220,44 @@ def classify_unattached(anonymous_id: str | None, recipient: str | None) -> Deci
     )
 
 
+def placement_rule(
+    *,
+    received_at: datetime,
+    timestamp: datetime,
+    assignment: Assignment | None,
+    merge_enabled: bool,
+) -> tuple[Rule, datetime | None]:
+    """The rule `place_anonymous_event` decides, and the merge time when the event
+    merges (None when it does not), without the facts and the sentence: replay's bulk
+    path decides millions of these."""
+    if assignment is None:
+        return Rule.ANONYMOUS, None
+    if received_at > assignment.assigned_at + MERGE_WINDOW:
+        return Rule.WINDOW_CLOSED, None
+    if assignment.cio_id is None:
+        return Rule.ANONYMOUS, None
+    if not merge_enabled:
+        return Rule.MERGE_DISABLED, None
+    in_window = received_at > assignment.assigned_at
+    merged_at = received_at if in_window else assignment.assigned_at
+    if timestamp < merged_at - RETENTION:
+        return Rule.RETENTION_EXPIRED, None
+    return (Rule.MERGED_IN_WINDOW if in_window else Rule.MERGED_ON_IDENTIFY), merged_at
+
+
+_PLACEMENT_REASONS = {
+    Rule.WINDOW_CLOSED: "It arrived after the 5-minute window that followed the identify which "
+    "assigned its anonymous_id; re-identifying does not reopen the window.",
+    Rule.MERGE_DISABLED: "Anonymous event merging is turned off in this workspace.",
+    Rule.RETENTION_EXPIRED: "It happened more than 30 days before the merge, so it was past "
+    "retention.",
+    Rule.MERGED_IN_WINDOW: "It arrived within 5 minutes after the identify that assigned its "
+    "anonymous_id, so it merged on arrival.",
+    Rule.MERGED_ON_IDENTIFY: "It was received before the identify that assigned its "
+    "anonymous_id and happened within the 30 days before it, so it merged then.",
+}
+
+
 def place_anonymous_event(
     *,
     received_at: datetime,
@@ -235,74 +273,34 @@ def place_anonymous_event(
     minutes after it merges on arrival, later ones stay anonymous. Retention is
     judged at the moment of the merge.
     """
+    rule, merged_at = placement_rule(
+        received_at=received_at,
+        timestamp=timestamp,
+        assignment=assignment,
+        merge_enabled=merge_enabled,
+    )
     facts: dict[str, datetime | str | int | bool | None] = {
         "timestamp": timestamp,
         "received_at": received_at,
     }
     if assignment is None:
-        return Placement(
-            Decision(
-                Rule.ANONYMOUS,
-                "Its anonymous_id has not been assigned to anyone yet.",
-                facts,
-            )
-        )
+        reason = "Its anonymous_id has not been assigned to anyone yet."
+        return Placement(Decision(rule, reason, facts))
     facts["assigned_at"] = assignment.assigned_at
-    window_closes_at = assignment.assigned_at + MERGE_WINDOW
-    facts["window_closes_at"] = window_closes_at
-    if received_at > window_closes_at:
-        return Placement(
-            Decision(
-                Rule.WINDOW_CLOSED,
-                "It arrived after the 5-minute window that followed the identify which "
-                "assigned its anonymous_id; re-identifying does not reopen the window.",
-                facts,
-            )
+    facts["window_closes_at"] = assignment.assigned_at + MERGE_WINDOW
+    if rule is Rule.ANONYMOUS:
+        reason = (
+            "Its anonymous_id was assigned to a person who has since been deleted; "
+            "nothing merges into a deleted profile, and the id cannot be assigned again."
         )
-    if assignment.cio_id is None:
-        return Placement(
-            Decision(
-                Rule.ANONYMOUS,
-                "Its anonymous_id was assigned to a person who has since been deleted; "
-                "nothing merges into a deleted profile, and the id cannot be assigned again.",
-                facts,
-            )
-        )
-    if not merge_enabled:
-        return Placement(
-            Decision(
-                Rule.MERGE_DISABLED,
-                "Anonymous event merging is turned off in this workspace.",
-                facts,
-            )
-        )
-    in_window = received_at > assignment.assigned_at
-    merged_at = received_at if in_window else assignment.assigned_at
-    facts["merged_at"] = merged_at
-    oldest_allowed = merged_at - RETENTION
-    facts["retention_cutoff"] = oldest_allowed
-    if timestamp < oldest_allowed:
-        return Placement(
-            Decision(
-                Rule.RETENTION_EXPIRED,
-                "It happened more than 30 days before the merge, so it was past retention.",
-                facts,
-            )
-        )
-    if in_window:
-        decision = Decision(
-            Rule.MERGED_IN_WINDOW,
-            "It arrived within 5 minutes after the identify that assigned its "
-            "anonymous_id, so it merged on arrival.",
-            facts,
-        )
-    else:
-        decision = Decision(
-            Rule.MERGED_ON_IDENTIFY,
-            "It was received before the identify that assigned its anonymous_id and "
-            "happened within the 30 days before it, so it merged then.",
-            facts,
-        )
+        return Placement(Decision(rule, reason, facts))
+    if rule in (Rule.RETENTION_EXPIRED, Rule.MERGED_IN_WINDOW, Rule.MERGED_ON_IDENTIFY):
+        at = received_at if received_at > assignment.assigned_at else assignment.assigned_at
+        facts["merged_at"] = at
+        facts["retention_cutoff"] = at - RETENTION
+    decision = Decision(rule, _PLACEMENT_REASONS[rule], facts)
+    if merged_at is None:
+        return Placement(decision)
     return Placement(decision, cio_id=assignment.cio_id, merged_at=merged_at)
 
 
@@ -434,7 +432,8 @@ def decide_pending(
 ) -> Decision:
     """Why an anonymous event that is still anonymous stays so, judged at `now`."""
     decision = placement.decision
-    if decision.rule is Rule.WINDOW_CLOSED:
+    rule = pending_rule(decision.rule, timestamp, now, claimed_while_disabled)
+    if rule is Rule.WINDOW_CLOSED:
         return decision
     facts = {**decision.facts, "retention_expires_at": retention_deadline(timestamp)}
     if is_expired(timestamp, now):
@@ -443,14 +442,27 @@ def decide_pending(
             "It happened more than 30 days ago, so it will never merge; purge deletes it.",
             facts,
         )
-    if claimed_while_disabled and decision.rule is Rule.ANONYMOUS:
+    if rule is not decision.rule:
         return Decision(
-            Rule.MERGE_DISABLED,
+            rule,
             "A person carries this anonymous_id, but it was identified while anonymous "
             "merging was off; identify them again with merging on to merge it.",
             facts,
         )
     return Decision(decision.rule, decision.reason, facts)
+
+
+def pending_rule(
+    placed: Rule, timestamp: datetime, now: datetime, claimed_while_disabled: bool = False
+) -> Rule:
+    """The rule `decide_pending` decides for an event placed with `placed`, alone."""
+    if placed is Rule.WINDOW_CLOSED:
+        return placed
+    if is_expired(timestamp, now):
+        return Rule.RETENTION_EXPIRED
+    if claimed_while_disabled and placed is Rule.ANONYMOUS:
+        return Rule.MERGE_DISABLED
+    return placed
 
 
 # -- campaigns ----------------------------------------------------------------------
@@ -480,7 +492,7 @@ def campaign_eligibility(
     facts["attached_at"] = attached_at
     facts["campaign_window_ends_at"] = timestamp + CAMPAIGN_WINDOW
     when = "received" if provenance is Provenance.TRACKED else "merged"
-    if attached_at - timestamp <= CAMPAIGN_WINDOW:
+    if can_trigger(timestamp, attached_at):
         return Decision(
             Rule.CAMPAIGN_ELIGIBLE,
             f"It was {when} within 72 hours of happening, so it can trigger campaigns.",
@@ -492,6 +504,12 @@ def campaign_eligibility(
         "but cannot trigger campaigns.",
         facts,
     )
+
+
+def can_trigger(timestamp: datetime, attached_at: datetime) -> bool:
+    """Whether an event that became a person's at `attached_at` can trigger campaigns
+    (`campaign_eligibility`'s answer, alone)."""
+    return attached_at - timestamp <= CAMPAIGN_WINDOW
 
 
 def invite_campaign(*, timestamp: datetime, received_at: datetime) -> Decision:

@@ -90,6 +90,39 @@ _EVENT_COLUMNS = (
 _ACTIVITY_COLUMNS = "cio_id, type, timestamp, data, anonymous_id, merged_from, seq"
 
 
+def _event_values(event: Event, data_json: str | None) -> tuple[Any, ...]:
+    """An event as the values of `_EVENT_COLUMNS`."""
+    return (
+        event.event_id,
+        event.name,
+        event.type,
+        _json(event.data) if data_json is None else data_json,
+        event.timestamp.timestamp(),
+        event.received_at.timestamp(),
+        event.cio_id,
+        event.anonymous_id,
+        event.recipient,
+        None if event.provenance is None else str(event.provenance),
+        _ts(event.merged_at),
+        str(event.rule),
+        int(event.can_trigger),
+        event.source,
+        int(event.was_anonymous),
+    )
+
+
+def _person_values(person: Person) -> tuple[Any, ...]:
+    return (
+        person.cio_id,
+        person.id,
+        person.email,
+        None if person.email is None else email_key(person.email),
+        _json(person.attributes),
+        person.created_at.timestamp(),
+        person.updated_at.timestamp(),
+    )
+
+
 def _ts(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
@@ -399,22 +432,43 @@ class Workspace:
         ).fetchone()
         return None if row is None else self._person(row)
 
+    _SAVE_PERSON = (
+        "INSERT INTO people (cio_id, id, email, email_key, attributes, created_at, "
+        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cio_id) DO UPDATE SET "
+        "id = excluded.id, email = excluded.email, email_key = excluded.email_key, "
+        "attributes = excluded.attributes, updated_at = excluded.updated_at"
+    )
+
     def save_person(self, person: Person) -> None:
         """Insert or update a person (identifiers, attributes, times)."""
+        self.conn.execute(self._SAVE_PERSON, _person_values(person))
+
+    def save_people(self, people: Iterable[Person]) -> None:
+        """`save_person` for many. People whose id or email moves from one to another
+        are saved in the order given, each with no one holding its new identifiers."""
+        self.conn.executemany(self._SAVE_PERSON, [_person_values(p) for p in people])
+
+    def people_by(self, kind: IdentifierKind, values: Sequence[str]) -> dict[str, Person]:
+        """The people with these ids (kind ID) or email keys (kind EMAIL), by that value."""
+        column = {IdentifierKind.ID: "id", IdentifierKind.EMAIL: "email_key"}[kind]
+        rows = self.conn.execute(
+            f"SELECT {self._PERSON_COLUMNS}, {column} AS found_by FROM people "
+            f"WHERE {column} IN (SELECT value FROM json_each(?))",
+            (_json(list(values)),),
+        )
+        return {row["found_by"]: self._person(row) for row in rows}
+
+    def people_created(self) -> int:
+        """How many cio_ids `next_cio_id` has handed out."""
+        value = self._scalar("SELECT value FROM settings WHERE key = 'people_created'")
+        return 0 if value is None else int(value)
+
+    def set_people_created(self, count: int) -> None:
+        """Record that `count` cio_ids are handed out (after allocating them in bulk)."""
         self.conn.execute(
-            "INSERT INTO people (cio_id, id, email, email_key, attributes, created_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cio_id) DO UPDATE SET "
-            "id = excluded.id, email = excluded.email, email_key = excluded.email_key, "
-            "attributes = excluded.attributes, updated_at = excluded.updated_at",
-            (
-                person.cio_id,
-                person.id,
-                person.email,
-                None if person.email is None else email_key(person.email),
-                _json(person.attributes),
-                person.created_at.timestamp(),
-                person.updated_at.timestamp(),
-            ),
+            "INSERT INTO settings (key, value) VALUES ('people_created', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(count),),
         )
 
     def delete_person(self, cio_id: str) -> None:
@@ -522,25 +576,44 @@ class Workspace:
         cursor = self.conn.execute(
             f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT (event_id) DO NOTHING",
-            (
-                event.event_id,
-                event.name,
-                event.type,
-                _json(event.data) if data_json is None else data_json,
-                event.timestamp.timestamp(),
-                event.received_at.timestamp(),
-                event.cio_id,
-                event.anonymous_id,
-                event.recipient,
-                None if event.provenance is None else str(event.provenance),
-                _ts(event.merged_at),
-                str(event.rule),
-                int(event.can_trigger),
-                event.source,
-                int(event.was_anonymous),
-            ),
+            _event_values(event, data_json),
         )
         return cursor.rowcount == 1
+
+    def insert_events(self, events: Iterable[tuple[Event, str]]) -> None:
+        """Store new events, each with its data serialised; their ids must be new (see
+        `known_event_ids`)."""
+        self.conn.executemany(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [_event_values(event, data_json) for event, data_json in events],
+        )
+
+    def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these ids an event has or had (then another with it is a duplicate)."""
+        found = self._among("SELECT event_id FROM events WHERE event_id IN {}", event_ids)
+        if self._has_tombstones():
+            found |= self._among("SELECT event_id FROM tombstones WHERE event_id IN {}", event_ids)
+        return found
+
+    def _among(self, sql: str, values: Sequence[str]) -> set[str]:
+        """The first column of `sql` (whose `{}` becomes the set of `values`), as a set."""
+        rows = self.conn.execute(
+            sql.format("(SELECT value FROM json_each(?))"), (_json(list(values)),)
+        )
+        return {row[0] for row in rows}
+
+    def pending_of(self, anonymous_ids: Sequence[str]) -> dict[str, list[Event]]:
+        """`pending_events` (without data) of many anonymous ids at once."""
+        columns = _EVENT_COLUMNS.replace("data", "'{}' AS data")
+        rows = self.conn.execute(
+            f"SELECT {columns} FROM events WHERE cio_id IS NULL AND anonymous_id IN "
+            "(SELECT value FROM json_each(?)) ORDER BY received_at, seq",
+            (_json(list(anonymous_ids)),),
+        )
+        found: dict[str, list[Event]] = {}
+        for row in rows:
+            found.setdefault(row["anonymous_id"], []).append(self._event(row))
+        return found
 
     def _has_tombstones(self) -> bool:
         if self._tombstones is None:
@@ -728,6 +801,38 @@ class Workspace:
             (assignment.anonymous_id, assignment.cio_id, assignment.assigned_at.timestamp()),
         )
 
+    def assignments_for(self, anonymous_ids: Sequence[str]) -> dict[str, Assignment]:
+        """The assignments of these anonymous ids (those that have one)."""
+        rows = self.conn.execute(
+            "SELECT anonymous_id, cio_id, assigned_at FROM assignments WHERE anonymous_id IN "
+            "(SELECT value FROM json_each(?))",
+            (_json(list(anonymous_ids)),),
+        )
+        return {row["anonymous_id"]: _assignment(row) for row in rows}
+
+    def add_assignments(self, assignments: Sequence[Assignment]) -> None:
+        for assignment in assignments:
+            self._assignments[assignment.anonymous_id] = assignment
+        self.conn.executemany(
+            "INSERT INTO assignments (anonymous_id, cio_id, assigned_at) VALUES (?, ?, ?)",
+            [(a.anonymous_id, a.cio_id, a.assigned_at.timestamp()) for a in assignments],
+        )
+
+    def with_anonymous_traits(self, anonymous_ids: Sequence[str]) -> set[str]:
+        """Which of these anonymous ids have traits (an anonymous profile)."""
+        if not self.anonymous_traits_exist():
+            return set()
+        return self._among(
+            "SELECT anonymous_id FROM anonymous_profiles WHERE anonymous_id IN {}", anonymous_ids
+        )
+
+    def anonymous_traits_exist(self) -> bool:
+        if self._anonymous_profiles is None:
+            self._anonymous_profiles = bool(
+                self._scalar("SELECT EXISTS (SELECT 1 FROM anonymous_profiles)")
+            )
+        return self._anonymous_profiles
+
     def assignments_of(self, cio_id: str) -> list[Assignment]:
         rows = self.conn.execute(
             "SELECT anonymous_id, cio_id, assigned_at FROM assignments WHERE cio_id = ? "
@@ -737,11 +842,7 @@ class Workspace:
         return [_assignment(row) for row in rows]
 
     def anonymous_traits(self, anonymous_id: str) -> dict[str, Any]:
-        if self._anonymous_profiles is None:
-            self._anonymous_profiles = bool(
-                self._scalar("SELECT EXISTS (SELECT 1 FROM anonymous_profiles)")
-            )
-        if not self._anonymous_profiles:
+        if not self.anonymous_traits_exist():
             return {}
         value = self._scalar(
             "SELECT traits FROM anonymous_profiles WHERE anonymous_id = ?", (anonymous_id,)
@@ -768,6 +869,19 @@ class Workspace:
             (message_id, received_at.timestamp()),
         )
         return cursor.rowcount == 1
+
+    def handled_among(self, message_ids: Sequence[str]) -> set[str]:
+        """Which of these message ids were handled before."""
+        return self._among(
+            "SELECT message_id FROM handled_messages WHERE message_id IN {}", message_ids
+        )
+
+    def mark_messages(self, handled: Sequence[tuple[str, datetime]]) -> None:
+        """Record message ids handled (new ones: see `handled_among`) and when."""
+        self.conn.executemany(
+            "INSERT INTO handled_messages (message_id, received_at) VALUES (?, ?)",
+            [(message_id, at.timestamp()) for message_id, at in handled],
+        )
 
     # -- activities -------------------------------------------------------------------
 
@@ -937,6 +1051,9 @@ class Workspace:
             "DELETE FROM suppressions WHERE kind = ? AND value = ?", (kind, value)
         )
         return cursor.rowcount > 0
+
+    def any_suppressed(self) -> bool:
+        return bool(self._scalar("SELECT EXISTS (SELECT 1 FROM suppressions)"))
 
     def is_suppressed(self, kind: str, value: str) -> bool:
         return bool(

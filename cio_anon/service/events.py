@@ -130,9 +130,9 @@ def track(
         )
         if placement.merges:
             assert placement.cio_id is not None and placement.merged_at is not None
-            attach(event, placement)
+            attach(event, placement.cio_id, placement.decision.rule, placement.merged_at)
             merge = anon_merge_activity(
-                placement.cio_id, anonymous_id, [event], placement.merged_at
+                placement.cio_id, anonymous_id, [event.timestamp], placement.merged_at
             )
             status = "identified"
             ref = workspace.person_refs([placement.cio_id])[placement.cio_id]

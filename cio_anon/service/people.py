@@ -8,7 +8,7 @@ calls them assembles its result from those.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -55,10 +55,25 @@ def _identifier_value(name: str, value: Any) -> str:
     return text
 
 
-def _update_person(
-    workspace: Workspace, person: Person, updates: Mapping[str, Any], now: datetime
+Holder = Callable[[IdentifierKind, str], "str | None"]
+"""Who holds an id or email now: their cio_id, or None."""
+
+
+def holder_in(workspace: Workspace) -> Holder:
+    """Who holds an identifier, as the workspace says."""
+
+    def holder(kind: IdentifierKind, value: str) -> str | None:
+        found = workspace.find_person(kind, value)
+        return None if found is None else found.cio_id
+
+    return holder
+
+
+def update_person(
+    holder_of: Holder, person: Person, updates: Mapping[str, Any], now: datetime
 ) -> PersonUpdate:
-    """Apply attributes to a person (in memory; the caller saves them)."""
+    """Apply attributes to a person (in memory; the caller saves them). `holder_of`
+    says who holds an id or email the updates give the person."""
     update = PersonUpdate()
     plain: dict[str, Any] = {}
     for name, value in updates.items():
@@ -68,9 +83,7 @@ def _update_person(
         text = None if rules.is_removal(value) else _identifier_value(name, value)
         holder = None
         if text is not None:
-            kind = IdentifierKind.ID if name == "id" else IdentifierKind.EMAIL
-            found = workspace.find_person(kind, text)
-            holder = None if found is None else found.cio_id
+            holder = holder_of(IdentifierKind.ID if name == "id" else IdentifierKind.EMAIL, text)
         outcome = rules.change_identifier(
             name,
             before=getattr(person, name),
@@ -113,7 +126,7 @@ def _fill_from_traits(
     }
     present = {name: value for name, value in traits.items() if not rules.is_removal(value)}
     missing = rules.fill_missing(current, present)
-    return _update_person(workspace, person, missing, now) if missing else PersonUpdate()
+    return update_person(holder_in(workspace), person, missing, now) if missing else PersonUpdate()
 
 
 # -- identify -------------------------------------------------------------------------
@@ -197,7 +210,7 @@ def identify(
             updated_at=now,
         )
     call = replace(call, identifier=lasting_identifier(identifier, person))
-    update = _update_person(workspace, person, updates, now)
+    update = update_person(holder_in(workspace), person, updates, now)
     assigned = None if anonymous_id is None else _assign(workspace, now, person, anonymous_id)
     person.updated_at = now
     workspace.save_person(person)
@@ -266,7 +279,8 @@ def _assign(workspace: Workspace, now: datetime, person: Person, anonymous_id: s
     for event in pending:
         placement = place(event, assignment, merge_enabled)
         if placement.merges:
-            attach(event, placement)
+            assert placement.cio_id is not None and placement.merged_at is not None
+            attach(event, placement.cio_id, placement.decision.rule, placement.merged_at)
             merged.append(event)
         else:
             stayed_rules.append((event.event_id, _left_anonymous(event, placement.decision, now)))
@@ -277,7 +291,9 @@ def _assign(workspace: Workspace, now: datetime, person: Person, anonymous_id: s
         decision.rule,
         merged=merged,
         traits=traits,
-        activities=[anon_merge_activity(person.cio_id, anonymous_id, merged, now)]
+        activities=[
+            anon_merge_activity(person.cio_id, anonymous_id, [e.timestamp for e in merged], now)
+        ]
         if merged
         else [],
         warnings=[

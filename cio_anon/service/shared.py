@@ -102,21 +102,22 @@ def place(event: Event, assignment: Assignment | None, merge_enabled: bool) -> r
     )
 
 
-def attach(event: Event, placement: rules.Placement) -> None:
-    """Make an anonymous event its person's, as `placement` decided."""
-    event.cio_id = placement.cio_id
+def attach(event: Event, cio_id: str, rule: Rule, merged_at: datetime) -> None:
+    """Make an anonymous event person `cio_id`'s, merged at `merged_at` by `rule`."""
+    event.cio_id = cio_id
     event.provenance = Provenance.MERGED
-    event.merged_at = placement.merged_at
-    event.rule = placement.decision.rule
+    event.merged_at = merged_at
+    event.rule = rule
     event.was_anonymous = True
-    event.can_trigger = campaign_of(event).rule is Rule.CAMPAIGN_ELIGIBLE
+    event.can_trigger = rules.can_trigger(event.timestamp, merged_at)
 
 
 def anon_merge_activity(
-    cio_id: str, anonymous_id: str, merged: Sequence[Event], at: datetime
+    cio_id: str, anonymous_id: str, merged: Sequence[datetime], at: datetime
 ) -> Activity:
-    """The "Anonymous Data Merged" activity for events merged together."""
-    oldest = min(event.timestamp for event in merged)
+    """The "Anonymous Data Merged" activity for events merged together (`merged`: when
+    each happened)."""
+    oldest = min(merged)
     return Activity(
         cio_id=cio_id,
         type=ActivityType.ANON_MERGE,

@@ -1,0 +1,219 @@
+"""Replay's bulk path (`batch`) against the service, one call at a time: the same
+files replayed both ways must leave the same workspace — every row of every table —
+and the same summary. Bundled fixtures, the benchmark's traffic, and Hypothesis
+streams with out-of-order arrival, duplicates, re-identifies, emails that clash,
+merging off and on, purges, profile merges, deletes, suppressions and invalid
+records."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cio_anon import batch, service
+from cio_anon.replay import replay
+from cio_anon.service import events
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+BASE = 1_772_000_000
+FIXTURES = sorted(p for p in (ROOT / "fixtures").iterdir() if p.suffix in (".ndjson", ".json"))
+
+
+def replayed(
+    db: Path, files: list[Path], bulk: bool, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, Any]]:
+    """Every table's rows after replaying `files` into a new workspace, and the summary.
+    Event ids made up for events without one are numbered, so both ways agree."""
+    numbers = itertools.count(1)
+    made_up = lambda now: f"E{next(numbers):06d}"  # noqa: E731
+    monkeypatch.setattr(events, "new_event_id", made_up)
+    monkeypatch.setattr(batch, "new_event_id", made_up)
+    with service.opened(db, NOW, write=True) as workspace:
+        summary = replay(workspace, NOW, files, bulk=bulk)
+    conn = sqlite3.connect(db)
+    names = [
+        row[0]
+        for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")
+    ]
+    tables = {
+        name: conn.execute(f"SELECT * FROM {name} ORDER BY rowid").fetchall() for name in names
+    }
+    conn.close()
+    return tables, asdict(summary)
+
+
+def assert_same_both_ways(
+    tmp_path: Path, files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, list[tuple[Any, ...]]]:
+    tables, summary = replayed(tmp_path / "bulk.db", files, True, monkeypatch)
+    one_by_one, expected = replayed(tmp_path / "service.db", files, False, monkeypatch)
+    assert summary == expected
+    assert tables.keys() == one_by_one.keys()
+    for name in tables:
+        assert tables[name] == one_by_one[name], name
+    (tmp_path / "bulk.db").unlink()
+    (tmp_path / "service.db").unlink()
+    return tables
+
+
+def write(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[p.name for p in FIXTURES])
+def test_each_bundled_fixture(
+    tmp_path: Path, fixture: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert_same_both_ways(tmp_path, [fixture], monkeypatch)
+
+
+def test_all_bundled_fixtures_into_one_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tables = assert_same_both_ways(tmp_path, FIXTURES, monkeypatch)
+    assert len(tables["events"]) > 20 and len(tables["journal"]) > 80
+
+
+def test_the_benchmark_traffic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """30,000 records of the replay benchmark, profile merges included, in two files
+    (the second's anonymous ids meet the first's assignments and pending events)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_fixture import records as generated
+
+    records = generated(30_000, seed=11)
+    files = [
+        write(tmp_path / "one.ndjson", records[:17_000]),
+        write(tmp_path / "two.ndjson", records[17_000:]),
+    ]
+    tables = assert_same_both_ways(tmp_path, files, monkeypatch)
+    rules_seen = {row[12] for row in tables["events"]}
+    assert {"anonymous", "merged_on_identify", "window_closed", "campaign_eligible"} <= rules_seen
+
+
+def test_chunks_end_where_the_service_takes_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More plain calls than one chunk holds, with calls the bulk path leaves to the
+    service (a re-identify, a track creating its person) in the middle of a chunk."""
+    monkeypatch.setattr(batch, "CHUNK", 7)
+    records: list[dict[str, Any]] = []
+    for i in range(40):
+        at = BASE + i * 20
+        records.append(_track(at, anonymousId=f"a{i % 6}", messageId=f"t{i}"))
+        if i % 5 == 4:
+            records.append(_identify(at + 1, f"u{i % 3}", anonymousId=f"a{i % 6}"))
+        if i % 9 == 8:
+            records.append(_track(at + 2, userId=f"new{i}", messageId=f"n{i}"))
+    assert_same_both_ways(tmp_path, [write(tmp_path / "s.ndjson", records)], monkeypatch)
+
+
+def test_an_email_changing_hands_within_a_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """u1 gives up x@ for y@, then u2 takes x@: the service lets u2 have it."""
+    records = [
+        _identify(BASE, "u1", traits={"email": "x@example.com"}),
+        _identify(BASE + 1, "u2", traits={"plan": "a"}),
+        _identify(BASE + 2, "u1", traits={"email": "y@example.com"}),
+        _identify(BASE + 3, "u2", traits={"email": "X@example.com"}),
+    ]
+    tables = assert_same_both_ways(tmp_path, [write(tmp_path / "e.ndjson", records)], monkeypatch)
+    assert sorted(row[2] for row in tables["people"]) == ["X@example.com", "y@example.com"]
+
+
+def _track(at: int, age: int = 0, **ids: Any) -> dict[str, Any]:
+    return {"type": "track", "event": "Viewed", "receivedAt": at, "timestamp": at - age, **ids}
+
+
+def _identify(at: int, user: str, **rest: Any) -> dict[str, Any]:
+    return {"type": "identify", "userId": user, "receivedAt": at, "traits": {}, **rest}
+
+
+AGES = [0, 30, 200, 86_400 * 3 + 1, 86_400 * 29, 86_400 * 31]
+
+
+def _records() -> st.SearchStrategy[list[dict[str, Any]]]:
+    anonymous_ids = st.sampled_from(["a1", "a2", "a3", "a4", "a5"])
+    users = st.sampled_from(["u1", "u2", "u3", "u4"])
+    offsets = st.integers(min_value=0, max_value=3_000)
+    message_ids = st.sampled_from([f"m{i}" for i in range(10)])
+    emails = st.sampled_from(["x@example.com", "X@Example.com", "y@example.com", ""])
+    track = st.builds(
+        lambda offset, age, ids, name: _track(BASE + offset, age, event=name, **ids),
+        offsets,
+        st.sampled_from(AGES),
+        st.fixed_dictionaries(
+            {}, optional={"anonymousId": anonymous_ids, "userId": users, "messageId": message_ids}
+        ),
+        st.sampled_from(["Viewed", "Added", "  Padded  "]),
+    )
+    identify = st.builds(
+        lambda offset, user, rest, traits: _identify(BASE + offset, user, **rest, traits=traits),
+        offsets,
+        users,
+        st.fixed_dictionaries(
+            {}, optional={"anonymousId": anonymous_ids, "messageId": message_ids.map("i".__add__)}
+        ),
+        st.fixed_dictionaries({}, optional={"email": emails, "plan": st.sampled_from(["a", "b"])}),
+    )
+    traits = st.builds(
+        lambda offset, anonymous_id: {
+            "type": "identify",
+            "anonymousId": anonymous_id,
+            "receivedAt": BASE + offset,
+            "traits": {"plan": "trial", "email": "z@example.com"},
+        },
+        offsets,
+        anonymous_ids,
+    )
+    control = st.sampled_from(
+        [
+            {"op": "settings", "anonymous_merge": False},
+            {"op": "settings", "anonymous_merge": True},
+            {"op": "purge"},
+            {
+                "method": "POST",
+                "path": "/api/v1/merge_customers",
+                "body": {"primary": {"id": "u1"}, "secondary": {"id": "u2"}},
+            },
+            {"method": "DELETE", "path": "/api/v1/customers/u3"},
+            {"method": "POST", "path": "/api/v1/customers/u4/suppress"},
+            {"method": "POST", "path": "/api/v1/customers/u4/unsuppress"},
+        ]
+    ).flatmap(lambda record: offsets.map(lambda offset: {**record, "at": BASE + offset}))
+    invalid = st.just({"type": "track", "anonymousId": "a1", "receivedAt": BASE})  # no event
+    mostly_plain = st.one_of(track, track, track, identify, identify, traits, control)
+    then_maybe_invalid = st.one_of(track, track, identify, control, invalid)
+    return st.tuples(
+        st.lists(mostly_plain, max_size=40), st.lists(then_maybe_invalid, max_size=15)
+    ).map(lambda parts: parts[0] + parts[1])
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(records=_records(), split=st.integers(min_value=0, max_value=60))
+def test_generated_streams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, records: list[dict[str, Any]], split: int
+) -> None:
+    files = [
+        write(tmp_path / "first.ndjson", records[:split]),
+        write(tmp_path / "second.ndjson", records[split:]),
+    ]
+    with monkeypatch.context() as patched:
+        patched.setattr(batch, "CHUNK", 5)
+        assert_same_both_ways(tmp_path, files, patched)
