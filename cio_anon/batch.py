@@ -30,10 +30,11 @@ from typing import Any
 from cio_anon import jsonio, rules
 from cio_anon.clock import parse_time, to_iso
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest import SEMANTIC_EVENTS, Identify, Track
+from cio_anon.ingest import SEMANTIC_EVENTS, Identify
+from cio_anon.ingest.emit import track_record
 from cio_anon.ingest.fixtures import Record, receive_time
 from cio_anon.models import Activity, ActivityType, Event, Person
-from cio_anon.pipeline import Source, Tally
+from cio_anon.pipeline import Tally
 from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule
 from cio_anon.service.events import new_event_id
 from cio_anon.service.people import update_person
@@ -71,7 +72,9 @@ def plain(record: Record) -> Call | None:
     if record.error is not None or not isinstance(value, dict):
         return None
     kind = value.get("type")
-    if kind not in ("track", "identify") or any(k in value for k in ("op", "method", "path")):
+    if kind not in ("track", "identify") or "op" in value or "method" in value:
+        return None
+    if "path" in value:
         return None
     try:
         at = receive_time(value)
@@ -100,10 +103,13 @@ def _text(value: dict[str, Any], key: str) -> str | None:
     text = value.get(key)
     if text is None or text == "":
         return None
-    if not isinstance(text, str) or not text.strip():
+    if type(text) is not str:
         raise _NotPlain
-    rules.check_identifier_limit(text.strip())
-    return text.strip()
+    text = text.strip()
+    if not text:
+        raise _NotPlain
+    rules.check_identifier_limit(text)
+    return text
 
 
 def _track(call: Call, value: dict[str, Any]) -> Call | None:
@@ -274,7 +280,7 @@ class _Run:
             recipient=recipient.strip()
             if isinstance(recipient, str) and recipient.strip()
             else None,
-            source=str(Source(self.file, call.record.line)),
+            source=f"{self.file}:{call.record.line}",  # as str(Source(...)) says it
         )
         if event.event_id in self.known:
             self.tally.duplicates += 1
@@ -310,7 +316,7 @@ class _Run:
                 self.waiting.setdefault(anonymous_id, []).append(event)
         self.events.append((event, call.data_json))
         self.tally.stored += 1
-        journal = Track(
+        record = track_record(
             call.name,
             call.user_id,
             anonymous_id,
@@ -319,9 +325,8 @@ class _Run:
             to_iso(happened),
             event.event_id,
         )
-        self.workspace.add_journal(
-            at, journal, [event.cio_id] if event.cio_id else [], anonymous_id
-        )
+        people = [event.cio_id] if event.cio_id else []
+        self.workspace.add_journal_record(at, "Track", record, people, anonymous_id)
         return True
 
     # -- identify -----------------------------------------------------------------------

@@ -43,6 +43,8 @@ def parse_time(value: object, *, what: str = "time") -> datetime:
 
     Raises InvalidInput naming `what` when the value is not a usable time.
     """
+    if type(value) is int and 0 <= value <= _MAX_SECONDS:  # the common case, at once
+        return datetime.fromtimestamp(value, UTC)
     if isinstance(value, bool):
         raise InvalidInput(f"The {what} {value!r} is not a time: use ISO-8601 or Unix seconds.")
     if isinstance(value, int | float):

@@ -21,7 +21,7 @@ class Settings:
     anonymous_merge: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class Person:
     cio_id: str
     id: str | None
@@ -47,7 +47,7 @@ class PersonRef:
         return self.email or self.id or f"cio_{self.cio_id}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     event_id: str
     name: str
@@ -123,7 +123,7 @@ class Relationship:
     created_at: datetime
 
 
-@dataclass
+@dataclass(slots=True)
 class Activity:
     cio_id: str
     type: str

@@ -86,9 +86,9 @@ def replay(
     whole file (the workspace keeps nothing of it); with it, only that record is
     skipped. Either way the invalid records are listed.
 
-    With `bulk` (and neither `keep_going` nor an `observer`, which follow each call),
-    runs of plain Data Pipelines calls take the bulk path (`batch`); the workspace is
-    the same either way."""
+    With `bulk` (and no `observer`, which follows each call), runs of plain Data
+    Pipelines calls take the bulk path (`batch`); the workspace is the same either
+    way."""
     paths = list(paths)
     summary = ReplaySummary(files=[display_name(p) for p in paths])
     for path in paths:
@@ -97,7 +97,7 @@ def replay(
         context = _File(workspace, now, name, tally, summary, keep_going, observer)
         try:
             with workspace.savepoint():
-                _replay_file(context, path, progress, bulk and not keep_going and not observer)
+                _replay_file(context, path, progress, bulk and observer is None)
         except _Rejected as rejected:
             summary.invalid.append(rejected.problem)
             summary.rejected_files.append(name)
@@ -124,10 +124,22 @@ class _File:
 
     def applied(self, at: datetime | None) -> None:
         self.tally.applied += 1
-        self.previous = at or self.previous
-        self.summary.last_at = max(
-            filter(None, (self.summary.last_at, self.previous)), default=None
-        )
+        if at is not None:
+            self.previous = at
+            last = self.summary.last_at
+            if last is None or at > last:
+                self.summary.last_at = at
+
+    def fallback(self, record: Record) -> None:
+        """Apply a record the bulk path read as plain (and counted as applied) but
+        leaves to the service after all."""
+        try:
+            self.exact(record)
+        except _Rejected as rejected:
+            if not self.keep_going:
+                raise
+            self.tally.applied -= 1
+            self.summary.invalid.append(rejected.problem)
 
     def exact(self, record: Record) -> datetime | None:
         """Apply a record's operations through the service (not counted: see `applied`);
@@ -157,7 +169,7 @@ class _File:
 def _replay_file(file: _File, path: Path, progress: Progress | None, bulk: bool) -> None:
     """Apply one file's records as they are read (memory does not grow with the file)."""
     tally = file.tally
-    batch = Batch(file.workspace, file.name, tally, file.exact) if bulk else None
+    batch = Batch(file.workspace, file.name, tally, file.fallback) if bulk else None
     try:
         records = iter_records(path)
         try:

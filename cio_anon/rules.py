@@ -145,6 +145,12 @@ def _size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+def _within(text: str, limit: int) -> bool:
+    """Whether `text` is at most `limit` bytes: at once when it is short enough that
+    it must be (a character is at most 4 bytes), else by encoding it."""
+    return len(text) * 4 <= limit or _size(text) <= limit
+
+
 def _too_big(what: str, size: int, limit: int) -> RuleViolation:
     return RuleViolation(
         Rule.LIMIT_EXCEEDED,
@@ -153,9 +159,8 @@ def _too_big(what: str, size: int, limit: int) -> RuleViolation:
 
 
 def check_identifier_limit(value: str) -> None:
-    size = _size(value)
-    if size > IDENTIFIER_MAX_BYTES:
-        raise _too_big(f"identifier {value[:40]!r}...", size, IDENTIFIER_MAX_BYTES)
+    if not _within(value, IDENTIFIER_MAX_BYTES):
+        raise _too_big(f"identifier {value[:40]!r}...", _size(value), IDENTIFIER_MAX_BYTES)
 
 
 def check_attribute_limits(attributes: Mapping[str, Any]) -> None:
@@ -169,8 +174,8 @@ def check_attribute_limits(attributes: Mapping[str, Any]) -> None:
     for name, value in attributes.items():
         if not name.strip():
             raise InvalidInput("An attribute name cannot be empty.")
-        size = _size(name)
-        if size > ATTRIBUTE_NAME_MAX_BYTES:
+        if not _within(name, ATTRIBUTE_NAME_MAX_BYTES):
+            size = _size(name)
             raise _too_big(f"attribute name {name[:40]!r}...", size, ATTRIBUTE_NAME_MAX_BYTES)
         # measured as stored and sent: the text itself, or compact UTF-8 JSON
         try:
@@ -179,8 +184,8 @@ def check_attribute_limits(attributes: Mapping[str, Any]) -> None:
             raise InvalidInput(
                 f"The value of attribute {name!r} cannot be stored as JSON: {error}."
             ) from None
-        size = _size(text)
-        if size > ATTRIBUTE_VALUE_MAX_BYTES:
+        if not _within(text, ATTRIBUTE_VALUE_MAX_BYTES):
+            size = _size(text)
             raise _too_big(f"value of attribute {name!r}", size, ATTRIBUTE_VALUE_MAX_BYTES)
 
 
@@ -188,12 +193,10 @@ def check_event_limits(name: str, data_json: str) -> None:
     """Customer.io's limits on one event: name length and data size (as JSON)."""
     if not name:
         raise InvalidInput("An event needs a name.")
-    size = _size(name)
-    if size > EVENT_NAME_MAX_BYTES:
-        raise _too_big(f"event name {name[:40]!r}...", size, EVENT_NAME_MAX_BYTES)
-    size = _size(data_json)
-    if size > EVENT_DATA_MAX_BYTES:
-        raise _too_big(f"data of event {name!r}", size, EVENT_DATA_MAX_BYTES)
+    if not _within(name, EVENT_NAME_MAX_BYTES):
+        raise _too_big(f"event name {name[:40]!r}...", _size(name), EVENT_NAME_MAX_BYTES)
+    if not _within(data_json, EVENT_DATA_MAX_BYTES):
+        raise _too_big(f"data of event {name!r}", _size(data_json), EVENT_DATA_MAX_BYTES)
 
 
 # -- where an incoming event belongs ------------------------------------------------

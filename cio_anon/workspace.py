@@ -1155,14 +1155,20 @@ class Workspace:
         touched: cio_ids in `people`, and an `anonymous_id`. Rows are written in bulk
         (`JOURNAL_BATCH` at a time, and before the commit); a savepoint rolled back drops
         the rows it added."""
+        self.add_journal_record(at, type(op).__name__, to_record(op), people, anonymous_id)
+
+    def add_journal_record(
+        self,
+        at: datetime,
+        kind: str,
+        record: dict[str, Any],
+        people: Iterable[str] = (),
+        anonymous_id: str | None = None,
+    ) -> None:
+        """`add_journal` with the operation already written as its record (`kind`: the
+        operation's class name)."""
         self._journal_rows.append(
-            (
-                at.timestamp(),
-                type(op).__name__,
-                _json(to_record(op)),
-                " ".join(people) or None,
-                anonymous_id,
-            )
+            (at.timestamp(), kind, _json(record), " ".join(people) or None, anonymous_id)
         )
         if len(self._journal_rows) >= JOURNAL_BATCH:
             self._flush_journal()

@@ -31,7 +31,11 @@ FIXTURES = sorted(p for p in (ROOT / "fixtures").iterdir() if p.suffix in (".ndj
 
 
 def replayed(
-    db: Path, files: list[Path], bulk: bool, monkeypatch: pytest.MonkeyPatch
+    db: Path,
+    files: list[Path],
+    bulk: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    keep_going: bool = False,
 ) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, Any]]:
     """Every table's rows after replaying `files` into a new workspace, and the summary.
     Event ids made up for events without one are numbered, so both ways agree."""
@@ -40,7 +44,7 @@ def replayed(
     monkeypatch.setattr(events, "new_event_id", made_up)
     monkeypatch.setattr(batch, "new_event_id", made_up)
     with service.opened(db, NOW, write=True) as workspace:
-        summary = replay(workspace, NOW, files, bulk=bulk)
+        summary = replay(workspace, NOW, files, bulk=bulk, keep_going=keep_going)
     conn = sqlite3.connect(db)
     names = [
         row[0]
@@ -54,10 +58,10 @@ def replayed(
 
 
 def assert_same_both_ways(
-    tmp_path: Path, files: list[Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, files: list[Path], monkeypatch: pytest.MonkeyPatch, keep_going: bool = False
 ) -> dict[str, list[tuple[Any, ...]]]:
-    tables, summary = replayed(tmp_path / "bulk.db", files, True, monkeypatch)
-    one_by_one, expected = replayed(tmp_path / "service.db", files, False, monkeypatch)
+    tables, summary = replayed(tmp_path / "bulk.db", files, True, monkeypatch, keep_going)
+    one_by_one, expected = replayed(tmp_path / "service.db", files, False, monkeypatch, keep_going)
     assert summary == expected
     assert tables.keys() == one_by_one.keys()
     for name in tables:
@@ -206,9 +210,13 @@ def _records() -> st.SearchStrategy[list[dict[str, Any]]]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(records=_records(), split=st.integers(min_value=0, max_value=60))
+@given(records=_records(), split=st.integers(min_value=0, max_value=60), keep_going=st.booleans())
 def test_generated_streams(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, records: list[dict[str, Any]], split: int
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    records: list[dict[str, Any]],
+    split: int,
+    keep_going: bool,
 ) -> None:
     files = [
         write(tmp_path / "first.ndjson", records[:split]),
@@ -216,4 +224,4 @@ def test_generated_streams(
     ]
     with monkeypatch.context() as patched:
         patched.setattr(batch, "CHUNK", 5)
-        assert_same_both_ways(tmp_path, files, patched)
+        assert_same_both_ways(tmp_path, files, patched, keep_going)

@@ -11,6 +11,7 @@ back (a test holds the two directions together).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -120,15 +121,31 @@ def to_record(op: Operation) -> dict[str, Any]:
 
 
 def _track(op: Track) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": op.name, "type": op.type, "data": dict(op.data)}
-    if op.timestamp is not None:
-        body["timestamp"] = op.timestamp
-    if op.event_id is not None:
-        body["id"] = op.event_id
-    if op.person is not None:
-        return _call("POST", f"/api/v1/customers/{_segment(op.person)}/events", body)
-    if op.anonymous_id is not None:
-        body["anonymous_id"] = op.anonymous_id
+    return track_record(
+        op.name, op.person, op.anonymous_id, op.type, op.data, op.timestamp, op.event_id
+    )
+
+
+def track_record(
+    name: str,
+    person: str | None,
+    anonymous_id: str | None,
+    type: str,
+    data: Mapping[str, Any],
+    timestamp: object,
+    event_id: str | None,
+) -> dict[str, Any]:
+    """The record of a `Track` with these fields (replay's bulk path makes millions of
+    these, and skips making the operation first)."""
+    body: dict[str, Any] = {"name": name, "type": type, "data": dict(data)}
+    if timestamp is not None:
+        body["timestamp"] = timestamp
+    if event_id is not None:
+        body["id"] = event_id
+    if person is not None:
+        return _call("POST", f"/api/v1/customers/{_segment(person)}/events", body)
+    if anonymous_id is not None:
+        body["anonymous_id"] = anonymous_id
     return _call("POST", "/api/v1/events", body)
 
 
