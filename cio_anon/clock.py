@@ -106,5 +106,6 @@ def resolve_now(at: str | None, environ: dict[str, str] | None = None) -> dateti
 
 def to_iso(moment: datetime) -> str:
     """ISO-8601 in UTC with a `Z`, with microseconds only when there are any."""
-    text = moment.astimezone(UTC).isoformat().removesuffix("+00:00")
+    text = (moment if moment.tzinfo is UTC else moment.astimezone(UTC)).isoformat()
+    text = text.removesuffix("+00:00")
     return f"{text}Z"
