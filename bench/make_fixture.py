@@ -141,9 +141,16 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--slices",
+        action="store_true",
+        help=f"write `stream`: slices of {SLICE:,} records, each with its own ids (for "
+        "millions of records; one slice's generator slows down as it grows)",
+    )
     args = parser.parse_args()
+    made = stream(args.records) if args.slices else records(args.records, args.seed)
     with args.out.open("w") as handle:
-        for record in records(args.records, args.seed):
+        for record in made:
             handle.write(json.dumps(record, separators=(",", ":")) + "\n")
 
 

@@ -3,8 +3,9 @@ and not growing with the number of records).
 
     python bench/replay_memory.py [--records 1000000 5000000]
 
-Each replay runs in its own process; its peak resident set size is read from the
-kernel when it ends (`ru_maxrss`).
+The fixture is the replay benchmark's traffic in slices of 500,000 records with their
+own ids (`make_fixture.py --slices`). Each replay runs in its own process; its peak
+resident set size is read from the kernel when it ends (`ru_maxrss`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
                     str(fixture),
                     "--records",
                     str(count),
+                    "--slices",
                 ],
                 check=True,
             )

@@ -347,8 +347,8 @@ class _Run:
         ):
             return False
         person = self.people.get(call.user_id)
-        email = call.traits.get("email")
-        if person is not None and person.email not in (None, email and email.strip()):
+        email = call.traits.get("email")  # a string with text, or absent (see `plain`)
+        if person is not None and email is not None and person.email not in (None, email.strip()):
             return False  # an email changing: the service saves the one who gave it up first
         created = person is None
         if person is None:

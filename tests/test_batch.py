@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cio_anon import batch, service
+from cio_anon import replay as replay_module
 from cio_anon.replay import replay
 from cio_anon.service import events
 
@@ -92,7 +93,8 @@ def test_all_bundled_fixtures_into_one_workspace(
 
 def test_the_benchmark_traffic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """30,000 records of the replay benchmark, profile merges included, in two files
-    (the second's anonymous ids meet the first's assignments and pending events)."""
+    (the second's anonymous ids meet the first's assignments and pending events). Every
+    Data Pipelines record of it is plain, and none is left to the service after all."""
     sys.path.insert(0, str(ROOT / "bench"))
     from make_fixture import records as generated
 
@@ -101,6 +103,20 @@ def test_the_benchmark_traffic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         write(tmp_path / "one.ndjson", records[:17_000]),
         write(tmp_path / "two.ndjson", records[17_000:]),
     ]
+    taken: list[batch.Call] = []
+    left: list[Any] = []
+    add, fallback = batch.Batch.add, replay_module._File.fallback
+    monkeypatch.setattr(
+        batch.Batch, "add", lambda self, call: taken.append(call) or add(self, call)
+    )
+    monkeypatch.setattr(
+        replay_module._File, "fallback", lambda self, r: left.append(r) or fallback(self, r)
+    )
+    with service.opened(tmp_path / "count.db", NOW, write=True) as workspace:
+        replay(workspace, NOW, files[:1])
+    assert len(taken) == sum(1 for r in records[:17_000] if "type" in r) and not left
+    monkeypatch.undo()
+
     tables = assert_same_both_ways(tmp_path, files, monkeypatch)
     rules_seen = {row[12] for row in tables["events"]}
     assert {"anonymous", "merged_on_identify", "window_closed", "campaign_eligible"} <= rules_seen
