@@ -43,6 +43,7 @@ from cio_anon.workspace import Workspace
 
 CHUNK = 2_000
 """Plain calls decided together: what they read is read in one go."""
+_SEMANTIC_EVENTS = frozenset(SEMANTIC_EVENTS)
 
 
 class _NotPlain(Exception):
@@ -115,7 +116,10 @@ def _text(value: dict[str, Any], key: str) -> str | None:
 def _track(call: Call, value: dict[str, Any]) -> Call | None:
     name = value.get("event")
     properties = value.get("properties")
-    if not isinstance(name, str) or not name.strip() or name.strip() in SEMANTIC_EVENTS:
+    if type(name) is not str:
+        return None
+    name = name.strip()
+    if not name or name in _SEMANTIC_EVENTS:
         return None
     if properties is not None and not isinstance(properties, dict):
         return None
@@ -123,7 +127,7 @@ def _track(call: Call, value: dict[str, Any]) -> Call | None:
         return None
     if call.user_id is not None:
         call.anonymous_id = None  # a person's event: its anonymousId plays no part
-    call.name = name.strip()
+    call.name = name
     call.data = dict(properties or {})
     try:
         call.data_json = jsonio.dumps(call.data)

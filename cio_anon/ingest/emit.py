@@ -12,6 +12,7 @@ back (a test holds the two directions together).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -153,6 +154,7 @@ def _call(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"method": method, "path": path, "body": body}
 
 
+@lru_cache(maxsize=4096)  # replay names the same people over and over
 def _segment(identifier: str) -> str:
     return quote(identifier, safe="")
 
