@@ -39,7 +39,7 @@ from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule
 from cio_anon.service.events import new_event_id
 from cio_anon.service.people import update_person
 from cio_anon.service.shared import anon_merge_activity, attach
-from cio_anon.workspace import Workspace
+from cio_anon.workspace import Workspace, cio_id_of
 
 CHUNK = 2_000
 """Plain calls decided together: what they read is read in one go."""
@@ -419,4 +419,4 @@ class _Run:
         if self.created is None:
             self.created = self.workspace.people_created()
         self.created += 1
-        return f"{self.created:08x}"
+        return cio_id_of(self.created)

@@ -90,6 +90,11 @@ _EVENT_COLUMNS = (
 _ACTIVITY_COLUMNS = "cio_id, type, timestamp, data, anonymous_id, merged_from, seq"
 
 
+def cio_id_of(number: int) -> str:
+    """The cio_id of the `number`th person a workspace created."""
+    return f"{number:08x}"
+
+
 def _event_values(event: Event, data_json: str | None) -> tuple[Any, ...]:
     """An event as the values of `_EVENT_COLUMNS`."""
     return (
@@ -404,7 +409,7 @@ class Workspace:
             "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 "
             "RETURNING value"
         )
-        return f"{int(number):08x}"
+        return cio_id_of(int(number))
 
     # -- people -----------------------------------------------------------------------
 
@@ -444,8 +449,8 @@ class Workspace:
         self.conn.execute(self._SAVE_PERSON, _person_values(person))
 
     def save_people(self, people: Iterable[Person]) -> None:
-        """`save_person` for many. People whose id or email moves from one to another
-        are saved in the order given, each with no one holding its new identifiers."""
+        """`save_person` for many, in the order given (an id or email a person takes
+        must not be held by one saved later: the bulk path never moves one)."""
         self.conn.executemany(self._SAVE_PERSON, [_person_values(p) for p in people])
 
     def people_by(self, kind: IdentifierKind, values: Sequence[str]) -> dict[str, Person]:
