@@ -38,7 +38,7 @@ from cio_anon.pipeline import Tally
 from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule
 from cio_anon.service.events import new_event_id
 from cio_anon.service.people import update_person
-from cio_anon.service.shared import anon_merge_activity, attach
+from cio_anon.service.shared import anon_merge_activity, attach, recipient_in
 from cio_anon.workspace import Workspace, cio_id_of
 
 CHUNK = 2_000
@@ -271,7 +271,6 @@ class _Run:
             owner = self.people.get(call.user_id)
             if owner is None:
                 return False  # the service creates the person, as identify would
-        recipient = call.data.get("recipient")
         event = Event(
             event_id=call.message_id or new_event_id(at),
             name=call.name,
@@ -281,9 +280,7 @@ class _Run:
             received_at=at,
             rule=Rule.INVITE,
             anonymous_id=call.anonymous_id,
-            recipient=recipient.strip()
-            if isinstance(recipient, str) and recipient.strip()
-            else None,
+            recipient=recipient_in(call.data),
             source=f"{self.file}:{call.record.line}",  # as str(Source(...)) says it
         )
         if event.event_id in self.known:
@@ -295,8 +292,8 @@ class _Run:
         if owner is not None:
             event.cio_id = owner.cio_id
             event.provenance = Provenance.TRACKED
-            event.can_trigger = rules.can_trigger(happened, at)
-            event.rule = Rule.CAMPAIGN_ELIGIBLE if event.can_trigger else Rule.SEGMENT_ONLY
+            event.rule = rules.campaign_rule(happened, at)
+            event.can_trigger = event.rule is Rule.CAMPAIGN_ELIGIBLE
         else:
             assert anonymous_id is not None
             assignment = self.assignments.get(anonymous_id)

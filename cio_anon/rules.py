@@ -515,6 +515,12 @@ def can_trigger(timestamp: datetime, attached_at: datetime) -> bool:
     return attached_at - timestamp <= CAMPAIGN_WINDOW
 
 
+def campaign_rule(timestamp: datetime, attached_at: datetime) -> Rule:
+    """The rule `campaign_eligibility` decides for an event tracked or merged at
+    `attached_at`, alone."""
+    return Rule.CAMPAIGN_ELIGIBLE if can_trigger(timestamp, attached_at) else Rule.SEGMENT_ONLY
+
+
 def invite_campaign(*, timestamp: datetime, received_at: datetime) -> Decision:
     """Whether an invite event can trigger campaigns: Customer.io lets invites trigger
     campaigns to people who are not in the workspace, within 72 hours of happening."""

@@ -26,6 +26,7 @@ from cio_anon.service.shared import (
     find_person,
     lasting_identifier,
     place,
+    recipient_in,
     stored_json,
 )
 from cio_anon.workspace import Workspace
@@ -92,8 +93,7 @@ def track(
         anonymous_id = anonymous_id.strip() or None
     if anonymous_id is not None:
         rules.check_identifier_limit(anonymous_id)
-    to = payload.get("recipient")
-    to = to.strip() if isinstance(to, str) and to.strip() else None
+    to = recipient_in(payload)
 
     owner, created = None, False
     if person is not None:

@@ -3,7 +3,7 @@ event goes (placing it, attaching it, the activity a merge writes)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,6 +78,12 @@ def stored_json(value: Any, what: str) -> str:
         return jsonio.dumps(value)
     except TypeError as error:
         raise InvalidInput(f"The {what} cannot be stored as JSON: {error}.") from None
+
+
+def recipient_in(data: Mapping[str, Any]) -> str | None:
+    """The recipient an event's data names (`data.recipient`, stripped), if any."""
+    to = data.get("recipient")
+    return to.strip() if isinstance(to, str) and to.strip() else None
 
 
 def campaign_of(event: Event) -> Decision:
