@@ -21,7 +21,6 @@ is written with one `executemany` per table. The differential tests
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +37,12 @@ from cio_anon.pipeline import Tally
 from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule
 from cio_anon.service.events import new_event_id
 from cio_anon.service.people import update_person
-from cio_anon.service.shared import anon_merge_activity, attach, recipient_in
+from cio_anon.service.shared import (
+    anon_merge_activity,
+    attach,
+    merge_pending,
+    recipient_in,
+)
 from cio_anon.workspace import Workspace, cio_id_of
 
 CHUNK = 2_000
@@ -382,29 +386,17 @@ class _Run:
         self.assignments[anonymous_id] = assignment
         self.assigned.append(assignment)
         stored = self.stored_pending.pop(anonymous_id, [])
-        merged: list[datetime] = []
-        stayed: Counter[Rule] = Counter()
-        for event in stored + self.waiting.pop(anonymous_id, []):
-            rule, merged_at = rules.placement_rule(
-                received_at=event.received_at,
-                timestamp=event.timestamp,
-                assignment=assignment,
-                merge_enabled=True,
-            )
-            if merged_at is not None:
-                attach(event, cio_id, rule, merged_at)
-                merged.append(event.timestamp)
-            else:
-                event.rule = rules.pending_rule(rule, event.timestamp, at)
-                stayed[event.rule] += 1
-        for event in stored:
+        merged, stayed = merge_pending(stored + self.waiting.pop(anonymous_id, []), assignment, at)
+        for event in stored:  # this run's own events are written as they are now
             if event.cio_id is None:
                 self.decided.append((event.event_id, event.rule))
             else:
                 self.attached.append(event)
         self.tally.merged += len(merged)
-        self.tally.warnings.update({str(rule): 1 for rule in stayed})
-        return [anon_merge_activity(cio_id, anonymous_id, merged, at)] if merged else []
+        self.tally.warnings.update({str(rule): 1 for rule in {e.rule for e in stayed}})
+        if not merged:
+            return []
+        return [anon_merge_activity(cio_id, anonymous_id, [e.timestamp for e in merged], at)]
 
     def _holder(self, kind: IdentifierKind, value: str) -> str | None:
         if kind is IdentifierKind.EMAIL:

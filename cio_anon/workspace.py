@@ -456,10 +456,10 @@ class Workspace:
     def people_by(self, kind: IdentifierKind, values: Sequence[str]) -> dict[str, Person]:
         """The people with these ids (kind ID) or email keys (kind EMAIL), by that value."""
         column = {IdentifierKind.ID: "id", IdentifierKind.EMAIL: "email_key"}[kind]
-        rows = self.conn.execute(
+        rows = self._rows_among(
             f"SELECT {self._PERSON_COLUMNS}, {column} AS found_by FROM people "
-            f"WHERE {column} IN (SELECT value FROM json_each(?))",
-            (_json(list(values)),),
+            f"WHERE {column} IN {{ids}}",
+            values,
         )
         return {row["found_by"]: self._person(row) for row in rows}
 
@@ -595,25 +595,32 @@ class Workspace:
 
     def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
         """Which of these ids an event has or had (then another with it is a duplicate)."""
-        found = self._among("SELECT event_id FROM events WHERE event_id IN {}", event_ids)
+        found = self._among("SELECT event_id FROM events WHERE event_id IN {ids}", event_ids)
         if self._has_tombstones():
-            found |= self._among("SELECT event_id FROM tombstones WHERE event_id IN {}", event_ids)
+            found |= self._among(
+                "SELECT event_id FROM tombstones WHERE event_id IN {ids}", event_ids
+            )
         return found
 
+    def _rows_among(self, sql: str, values: Sequence[str]) -> list[sqlite3.Row]:
+        """The rows of `sql`, whose `{ids}` becomes the set of `values` (one parameter,
+        however many values); none, without a query, when there are no values."""
+        if not values:
+            return []
+        query = sql.replace("{ids}", "(SELECT value FROM json_each(?))")
+        return self.conn.execute(query, (_json(list(values)),)).fetchall()
+
     def _among(self, sql: str, values: Sequence[str]) -> set[str]:
-        """The first column of `sql` (whose `{}` becomes the set of `values`), as a set."""
-        rows = self.conn.execute(
-            sql.format("(SELECT value FROM json_each(?))"), (_json(list(values)),)
-        )
-        return {row[0] for row in rows}
+        """The first column of `_rows_among`, as a set."""
+        return {row[0] for row in self._rows_among(sql, values)}
 
     def pending_of(self, anonymous_ids: Sequence[str]) -> dict[str, list[Event]]:
         """`pending_events` (without data) of many anonymous ids at once."""
         columns = _EVENT_COLUMNS.replace("data", "'{}' AS data")
-        rows = self.conn.execute(
-            f"SELECT {columns} FROM events WHERE cio_id IS NULL AND anonymous_id IN "
-            "(SELECT value FROM json_each(?)) ORDER BY received_at, seq",
-            (_json(list(anonymous_ids)),),
+        rows = self._rows_among(
+            f"SELECT {columns} FROM events WHERE cio_id IS NULL AND anonymous_id IN {{ids}} "
+            "ORDER BY received_at, seq",
+            anonymous_ids,
         )
         found: dict[str, list[Event]] = {}
         for row in rows:
@@ -800,18 +807,13 @@ class Workspace:
         return found
 
     def add_assignment(self, assignment: Assignment) -> None:
-        self._assignments[assignment.anonymous_id] = assignment
-        self.conn.execute(
-            "INSERT INTO assignments (anonymous_id, cio_id, assigned_at) VALUES (?, ?, ?)",
-            (assignment.anonymous_id, assignment.cio_id, assignment.assigned_at.timestamp()),
-        )
+        self.add_assignments([assignment])
 
     def assignments_for(self, anonymous_ids: Sequence[str]) -> dict[str, Assignment]:
         """The assignments of these anonymous ids (those that have one)."""
-        rows = self.conn.execute(
-            "SELECT anonymous_id, cio_id, assigned_at FROM assignments WHERE anonymous_id IN "
-            "(SELECT value FROM json_each(?))",
-            (_json(list(anonymous_ids)),),
+        rows = self._rows_among(
+            "SELECT anonymous_id, cio_id, assigned_at FROM assignments WHERE anonymous_id IN {ids}",
+            anonymous_ids,
         )
         return {row["anonymous_id"]: _assignment(row) for row in rows}
 
@@ -828,7 +830,7 @@ class Workspace:
         if not self.anonymous_traits_exist():
             return set()
         return self._among(
-            "SELECT anonymous_id FROM anonymous_profiles WHERE anonymous_id IN {}", anonymous_ids
+            "SELECT anonymous_id FROM anonymous_profiles WHERE anonymous_id IN {ids}", anonymous_ids
         )
 
     def anonymous_traits_exist(self) -> bool:
@@ -878,7 +880,7 @@ class Workspace:
     def handled_among(self, message_ids: Sequence[str]) -> set[str]:
         """Which of these message ids were handled before."""
         return self._among(
-            "SELECT message_id FROM handled_messages WHERE message_id IN {}", message_ids
+            "SELECT message_id FROM handled_messages WHERE message_id IN {ids}", message_ids
         )
 
     def mark_messages(self, handled: Sequence[tuple[str, datetime]]) -> None:

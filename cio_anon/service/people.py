@@ -23,10 +23,9 @@ from cio_anon.service.shared import (
     Warning,
     anon_merge_activity,
     anonymous_ids_of,
-    attach,
     find_person,
     lasting_identifier,
-    place,
+    merge_pending,
     refuse_suppressed,
     stored_json,
 )
@@ -252,7 +251,8 @@ def _assign(workspace: Workspace, now: datetime, person: Person, anonymous_id: s
     pending = workspace.pending_events(anonymous_id, with_data=False)
     if decision.rule is Rule.MERGE_DISABLED:
         workspace.record_rules(
-            (event.event_id, _left_anonymous(event, decision, now)) for event in pending
+            (event.event_id, rules.pending_rule(decision.rule, event.timestamp, now))
+            for event in pending
         )
         return Assigned(decision.rule, warnings=[Warning(decision.rule, decision.reason)])
     if not decision.facts.get("newly_assigned"):
@@ -274,19 +274,10 @@ def _assign(workspace: Workspace, now: datetime, person: Person, anonymous_id: s
     assignment = Assignment(anonymous_id, person.cio_id, now)
     workspace.add_assignment(assignment)
     traits = _fill_from_traits(workspace, person, workspace.anonymous_traits(anonymous_id), now)
-    merged: list[Event] = []
-    stayed_rules: list[tuple[str, Rule]] = []
-    for event in pending:
-        placement = place(event, assignment, merge_enabled)
-        if placement.merges:
-            assert placement.cio_id is not None and placement.merged_at is not None
-            attach(event, placement.cio_id, placement.decision.rule, placement.merged_at)
-            merged.append(event)
-        else:
-            stayed_rules.append((event.event_id, _left_anonymous(event, placement.decision, now)))
+    merged, left = merge_pending(pending, assignment, now)
     workspace.attach_events(merged)
-    workspace.record_rules(stayed_rules)
-    stayed = Counter(rule for _, rule in stayed_rules)
+    workspace.record_rules((event.event_id, event.rule) for event in left)
+    stayed = Counter(event.rule for event in left)
     return Assigned(
         decision.rule,
         merged=merged,
@@ -303,16 +294,6 @@ def _assign(workspace: Workspace, now: datetime, person: Person, anonymous_id: s
             for rule, count in sorted(stayed.items())
         ],
     )
-
-
-def _left_anonymous(event: Event, decision: rules.Decision, now: datetime) -> Rule:
-    """The rule an event that stays anonymous is left with by `decision`, taken `now`."""
-    return rules.decide_pending(
-        placement=rules.Placement(decision),
-        timestamp=event.timestamp,
-        claimed_while_disabled=False,
-        now=now,
-    ).rule
 
 
 # -- traits of an anonymous profile ---------------------------------------------------

@@ -118,6 +118,31 @@ def attach(event: Event, cio_id: str, rule: Rule, merged_at: datetime) -> None:
     event.can_trigger = rules.can_trigger(event.timestamp, merged_at)
 
 
+def merge_pending(
+    events: Sequence[Event], assignment: Assignment, now: datetime
+) -> tuple[list[Event], list[Event]]:
+    """Place an anonymous id's pending events against its new assignment (merging on):
+    those that merge are attached; the others keep the rule they are left with, decided
+    `now`. The merged, then the stayed."""
+    merged: list[Event] = []
+    stayed: list[Event] = []
+    for event in events:
+        rule, merged_at = rules.placement_rule(
+            received_at=event.received_at,
+            timestamp=event.timestamp,
+            assignment=assignment,
+            merge_enabled=True,
+        )
+        if merged_at is not None:
+            assert assignment.cio_id is not None  # a new assignment names its person
+            attach(event, assignment.cio_id, rule, merged_at)
+            merged.append(event)
+        else:
+            event.rule = rules.pending_rule(rule, event.timestamp, now)
+            stayed.append(event)
+    return merged, stayed
+
+
 def anon_merge_activity(
     cio_id: str, anonymous_id: str, merged: Sequence[datetime], at: datetime
 ) -> Activity:
