@@ -542,21 +542,60 @@ def replay_into_ok(db: Path, fixture: Path) -> bool:
     return replay_into(db, T0, [fixture]).ok
 
 
+class _StarvedConnection:
+    """A real DuckDB connection that runs out of memory where the test says: DuckDB's own
+    OutOfMemoryException, raised at the boundary cio-anon translates, whatever the
+    installed release would do with the memory it is given."""
+
+    def __init__(self, real: Any, starve: str) -> None:
+        self.real, self.starve = real, starve
+        self.statements: list[str] = []
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        import duckdb
+
+        self.statements.append(sql)
+        if self.starve in sql:
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+        return self.real.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
 def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
-    cli: Cli, tmp_path: Path
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--memory-limit holds the process: DuckDB gets it less what the process needs
-    beside it; too little ends in a sentence (exit 1), a size that is none in exit 2."""
+    beside it; running out ends in a sentence (exit 1), a size that is none in exit 2."""
+    import duckdb
+
     mib = 2**20
     assert audit.duckdb_budget("1GB") == 10**9 - int(10**9 * audit.PROCESS_SHARE)
     assert audit.duckdb_budget("600MB") == 600 * 10**6 - audit.PROCESS_ALLOWANCE
     assert audit.duckdb_budget("100MB") == audit.DUCKDB_FLOOR == 64 * mib
-    export = _generated_export(tmp_path, 60_000)
+    export = _generated_export(tmp_path, 2_000)
+    connections: list[_StarvedConnection] = []
+    real_connect = duckdb.connect
+
+    def starved_connect(*args: Any, **kwargs: Any) -> _StarvedConnection:
+        connections.append(_StarvedConnection(real_connect(*args, **kwargs), "placed"))
+        return connections[-1]
+
+    monkeypatch.setattr(duckdb, "connect", starved_connect)
     starved = cli("audit", str(export), "--memory-limit", "100MB", code=1)
     assert "DuckDB ran out of memory under --memory-limit 100MB" in starved.stderr
     assert "Traceback" not in starved.stderr
+    # the limit DuckDB was given is the process's limit less the allowance
+    assert f"SET memory_limit = '{audit.DUCKDB_FLOOR}B'" in connections[0].statements
+    assert "on this machine" in cli("audit", str(export), code=1).stderr
+    # with a listener the statement runs in a worker thread: the error crosses back whole
+    monkeypatch.setattr(audit, "PROGRESS_POLL", 0.005)
+    with pytest.raises(audit.AuditError, match="DuckDB ran out of memory under --memory-limit"):
+        audit.audit([export], memory_limit="100MB", progress=lambda step, done: None)
     assert "is not a size" in cli("audit", str(export), "--memory-limit", "lots", code=2).stderr
-    assert cli("audit", str(export), "--memory-limit", "1GB", "--json")["records"] > 50_000
+    monkeypatch.setattr(duckdb, "connect", real_connect)
+    assert cli("audit", str(export), "--memory-limit", "1GB", "--json")["records"] > 1_500
 
 
 @pytest.mark.parametrize(
@@ -582,7 +621,7 @@ def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
             ],
             "record 2 is not JSON",
         ),
-        (["\x00\x01 binary"], "cannot be read as an export (Invalid Input Error"),
+        (["\x00\x01 binary"], "bad.ndjson: cannot be read as an export ("),
     ],
 )
 def test_unreadable_exports_are_a_sentence_naming_the_record(
