@@ -166,7 +166,7 @@ def _unwrapped(text: bytes, line: int, name: Path) -> list[bytes]:
     """One recorded line as the messages it carried, each with `_line`."""
     import orjson
 
-    from cio_anon.ingest.pipelines import PATHS
+    from cio_anon.ingest.pipelines import BATCH_PATHS, PATHS
 
     try:
         record = orjson.loads(text)
@@ -181,7 +181,7 @@ def _unwrapped(text: bytes, line: int, name: Path) -> list[bytes]:
             body = orjson.loads(body)
     if record.get("method") != "POST" or not isinstance(body, dict):
         return [orjson.dumps({**record, "_line": line}) + b"\n"]
-    if route == "/v1/batch" and isinstance(body.get("batch"), list):
+    if route in BATCH_PATHS and isinstance(body.get("batch"), list):
         messages = [item for item in body["batch"] if isinstance(item, dict)]
     elif route in PATHS:
         messages = [{**body, "type": PATHS[route]}]

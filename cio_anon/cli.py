@@ -1014,6 +1014,22 @@ def serve(
             help="Also answer requests whose Host header is NAME (repeatable).",
         ),
     ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ORIGIN",
+            help="Also take the APIs' calls from web pages of ORIGIN, e.g. "
+            "http://myapp.test:3000 (repeatable; loopback pages always may).",
+        ),
+    ] = None,
+    decisions: Annotated[
+        bool | None,
+        typer.Option(
+            "--decisions/--no-decisions",
+            help="One line per event and identify on stdout as they arrive (default: on a "
+            "terminal).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No access log on stderr.")] = False,
     clock_start: Annotated[
         str | None,
@@ -1032,9 +1048,11 @@ def serve(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Serve Customer.io's Track API v1/v2 and Data Pipelines locally, plus an inspection
-    API under /_cio-anon/. With any credential given, every route needs one. One access
-    log line per request on stderr. Ctrl-C or SIGTERM stops it cleanly."""
+    """Serve Customer.io's Track API v1/v2 and Data Pipelines locally — to server clients,
+    web pages running the browser SDKs (CORS for loopback pages and --cors-origin) and
+    apps — plus an inspection API under /_cio-anon/. With any credential given, every
+    route needs one. One access log line per request on stderr. Ctrl-C or SIGTERM stops
+    it cleanly."""
     from cio_anon import server
 
     config = server.ServerConfig(
@@ -1052,12 +1070,15 @@ def serve(
         clock_start=None if clock_start is None else parse_time(clock_start, what="--clock-start"),
         tls_cert=tls_cert,
         tls_key=tls_key,
+        cors_origins=tuple(cors_origin or ()),
+        decisions=sys.stdout.isatty() and not as_json if decisions is None else decisions,
     )
     running = server.Server(config)
     if as_json:
         typer.echo(jsonio.dumps({"listening": running.url, "workspace": str(db)}))
-    else:  # one unwrapped line: scripts wait for it
+    else:  # one unwrapped line first: scripts wait for it
         typer.echo(f"cio-anon serve: listening on {running.url}, writing {db}")
+        typer.echo("\n".join(running.browser_setup()))
     sys.stdout.flush()
     server.run_until_stopped(running)
 

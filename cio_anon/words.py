@@ -88,3 +88,27 @@ def retention_left(event: Event, now: datetime) -> str:
         return "expired (purge deletes it)"
     deadline = rules.retention_deadline(event.timestamp)
     return f"{duration_text((deadline - now).total_seconds())} left"
+
+
+def decision_line(name: str, result: object) -> str:
+    """One line for a call as it arrives (`serve` on a terminal): where a tracked event
+    went, or whom an identify named and what it merged, with the rule code."""
+    from cio_anon.service import IdentifyResult, TrackResult
+
+    if isinstance(result, TrackResult):
+        if not result.stored:
+            return f"{name!r} {result.event_id}: a copy already stored, ignored [{result.rule}]"
+        where = {
+            "identified": f"→ {result.person.label if result.person else '?'}",
+            "anonymous": f"→ anonymous {result.anonymous_id}",
+            "invite": "→ an invite event",
+        }[result.status]
+        return f"{name!r} {where} [{result.rule}]"
+    if isinstance(result, IdentifyResult):
+        verb = "created" if result.created else "updated"
+        line = f"identify {name} → {result.person.label} ({verb})"
+        if result.anonymous_id:
+            merged = f", {len(result.merged)} anonymous event(s) merged" if result.merged else ""
+            line += f", anonymous {result.anonymous_id}{merged}"
+        return line + (f" [{result.rule}]" if result.rule else "")
+    return name

@@ -320,6 +320,10 @@ class Workspace:
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    def wait_for_locks(self, seconds: float) -> None:
+        """How long a statement waits for a lock another connection holds."""
+        self.conn.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
+
     def close(self) -> None:
         self.conn.close()
 
@@ -951,6 +955,15 @@ class Workspace:
         )
 
     # -- whole-workspace --------------------------------------------------------------
+
+    def change_mark(self) -> str:
+        """A value that changes whenever a call changes the workspace (the web view polls
+        it to show new activity)."""
+        row = self.conn.execute(
+            "SELECT (SELECT max(seq) FROM journal), (SELECT count(*) FROM journal), "
+            "(SELECT count(*) FROM events), (SELECT count(*) FROM people)"
+        ).fetchone()
+        return ":".join(str(value) for value in row)
 
     def summary(self) -> dict[str, int]:
         """Counts of what the workspace holds."""

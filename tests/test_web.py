@@ -223,3 +223,35 @@ def test_show_html_is_one_self_contained_file(browser: Any, tmp_path: Path, cli:
     assert requests == [out.as_uri()]  # nothing fetched from anywhere else
     assert "Wishlist Viewed" in page.inner_text("table#anonymous")
     assert "Anonymous Data Merged" in page.inner_text("table#identified")
+
+
+def test_pages_show_new_activity_without_a_reload(browser: Any, tmp_path: Path) -> None:
+    """Someone clicking through their app watches the web view: serve's pages, and `ui`'s
+    over a workspace another process writes, show each new call by themselves."""
+    import contextlib
+    import json
+    import urllib.request
+
+    db = tmp_path / "live.db"
+    for pages_only in (False, True):  # serve's pages, then `ui` over what serve wrote
+        serving = contextlib.contextmanager(_serve)(db, pages_only=pages_only)
+        space = serving.__enter__()
+        page = browser.new_page()
+        page.goto(space.url + "/people")
+        person = f"live-{int(pages_only)}"
+        if pages_only:
+            with service.opened(db, READ_AT, write=True) as workspace:
+                service.identify(workspace, READ_AT, identifier=person)
+        else:
+            body = json.dumps({"userId": person, "traits": {"plan": "pro"}}).encode()
+            request = urllib.request.Request(
+                space.url + "/v1/identify",
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 200
+        page.get_by_role("link", name=person).wait_for(timeout=10_000)
+        page.close()
+        serving.__exit__(None, None, None)

@@ -29,7 +29,7 @@ class HttpApi:
     """(method, path, body) of one request → its operations (raises for a bad one)."""
     errors: Callable[[Sequence[Failure], bool], dict[str, Any]]
     """(failures, in a batch) → the error body, in the API's own shape."""
-    batch_path: str | None = None
+    batch_paths: frozenset[str] = frozenset()
     """Where a batch of independent items is posted; each item stands alone."""
     parse_item: Callable[[Mapping[str, Any], str], list[Operation]] | None = None
     """One batch item (and how to name it in a message) → its operations."""

@@ -31,18 +31,27 @@ from cio_anon.ingest import (
 from cio_anon.ingest.http import Failure, HttpApi
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "alias", "group")
-PATHS = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
+PATHS = {
+    **{f"/v1/{kind}": kind for kind in MESSAGE_TYPES},
+    # the browser SDKs (Customer.io's and Segment's analytics-next) post to the type's
+    # first letter: /v1/t, /v1/i, /v1/p, /v1/s, /v1/a, /v1/g
+    **{f"/v1/{kind[0]}": kind for kind in MESSAGE_TYPES},
+}
+"""A single message's path → its type."""
+BATCH_PATHS = frozenset({"/v1/batch", "/v1/b", "/v1/import"})
+"""Where a batch is posted: the long path, the browser SDKs' short one, and Segment's
+historical import path."""
 
 
 def parse(method: str, path: str, body: object) -> list[Operation]:
     """The operations one Data Pipelines HTTP request asks for."""
     route = path.split("?", 1)[0].rstrip("/")
-    if route != "/v1/batch" and route not in PATHS:
+    if route not in BATCH_PATHS and route not in PATHS:
         raise UnknownPath(f"{method} {path} is not a Data Pipelines call cio-anon knows.")
     if method != "POST":
         raise MethodNotAllowed(f"{method} is not allowed on {path}.")
     payload = require_object(body, f"The body of {method} {path}")
-    if route == "/v1/batch":
+    if route in BATCH_PATHS:
         batch = payload.get("batch")
         if not isinstance(batch, list):
             raise InvalidInput("A Data Pipelines batch needs `batch` as an array.")
@@ -133,7 +142,7 @@ API = HttpApi(
     "pipelines",
     parse,
     errors,
-    batch_path="/v1/batch",
+    batch_paths=BATCH_PATHS,
     parse_item=lambda message, what: [parse_message(message, what)],
     permissive=True,
 )

@@ -169,7 +169,7 @@ API = HttpApi(
     "track",
     parse,
     errors,
-    batch_path="/api/v2/batch",
+    batch_paths=frozenset({"/api/v2/batch"}),
     parse_item=parse_entity,
     partial_status=207,
 )

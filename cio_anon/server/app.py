@@ -26,6 +26,7 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cio_anon.errors import InvalidInput, WorkspaceError
+from cio_anon.server.origins import Origins
 from cio_anon.server.routes import BODY_SECONDS, Credentials, Settings, application
 from cio_anon.server.writer import RecordFile, Writer
 
@@ -62,6 +63,13 @@ class ServerConfig:
     """`cio-anon ui`: the web view alone, on an existing workspace, changing nothing."""
     label: str | None = None
     """How the pages name the workspace (default: its path)."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins, beyond loopback pages, whose pages may call the APIs (`--cors-origin`)."""
+    lock_seconds: float | None = None
+    """How long a write waits for a lock another process holds on the workspace before
+    it is answered 503 (None: the workspace's own busy timeout)."""
+    decisions: bool = False
+    """One line per decision on stdout as traffic arrives (`serve` on a terminal)."""
 
     @property
     def credentials(self) -> Credentials:
@@ -79,7 +87,8 @@ class ServerConfig:
 
 def check_bind(config: ServerConfig) -> None:
     """Refuse to listen beyond loopback unless every route is protected (with any
-    credential configured, every route needs one)."""
+    credential configured, every route needs one), and origins that are none."""
+    Origins(config.cors_origins)
     if not config.loopback and not config.credentials.configured:
         raise InvalidInput(
             f"Listening on {config.host} (not loopback) needs credentials: give --site-id "
@@ -119,13 +128,21 @@ class Server:
         self.clock = clock or make_clock(config)
         self.stopped = threading.Event()
         self.log = AccessLog(enabled=not config.quiet)
+        self.told = AccessLog(enabled=config.decisions, stream="stdout")
         with contextlib.ExitStack() as undo:
             self.socket = _bind(config)
             undo.callback(self.socket.close)
             self.record = None if config.record is None else RecordFile.open(config.record)
             if self.record is not None:
                 undo.callback(self.record.close)
-            self.writer = Writer(config.db, self.clock(), self.record, create=not config.pages_only)
+            self.writer = Writer(
+                config.db,
+                self.clock(),
+                self.record,
+                create=not config.pages_only,
+                lock_seconds=config.lock_seconds,
+                decisions=self.told.say if config.decisions else None,
+            )
             undo.callback(self.writer.workspace.close)
             app = application(
                 Settings(
@@ -137,6 +154,7 @@ class Server:
                     body_seconds=config.body_seconds,
                     pages_only=config.pages_only,
                     label=config.label or str(config.db),
+                    origins=Origins(config.cors_origins),
                 )
             )
             self.uvicorn = uvicorn.Server(self._uvicorn_config(self.log.wrap(app)))
@@ -174,6 +192,22 @@ class Server:
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         return f"{scheme}://{host}:{self.port}"
 
+    def browser_setup(self) -> list[str]:
+        """What a web page needs to send its browser SDK's calls here: the lines to paste,
+        for Customer.io's SDK and for Segment's."""
+        key = self.config.write_key or "dev"
+        api_host = self.url.split("://", 1)[1] + "/v1"
+        return [
+            "A web page (served from loopback, or from an origin given with --cors-origin):",
+            "  Customer.io (npm @customerio/cdp-analytics-browser):",
+            f"    AnalyticsBrowser.load({{ writeKey: '{key}', cdnURL: '{self.url}' }})",
+            "  Segment (npm @segment/analytics-next):",
+            f"    AnalyticsBrowser.load({{ writeKey: '{key}', cdnURL: '{self.url}/segment' }})",
+            "  a CDN snippet: before analytics.load(...), set",
+            f"    analytics._cdn = '{self.url}'  (Segment's: '{self.url}/segment')",
+            f"  apiHost (the settings give it): {api_host}",
+        ]
+
     def serve_forever(self) -> None:
         """Serve until `shutdown` (in this thread: uvicorn's own event loop)."""
         try:
@@ -190,6 +224,7 @@ class Server:
             self.record.close()
         self.socket.close()
         self.log.close()
+        self.told.close()
 
 
 def _bind(config: ServerConfig) -> socket.socket:
@@ -245,11 +280,13 @@ def run_until_stopped(server: Server) -> None:
 @dataclass
 class AccessLog:
     """One line per request on stderr (`ADDRESS "METHOD TARGET" STATUS MS`), and
-    uvicorn's own warnings as one line each. Lines pass through a bounded queue to a
-    thread that writes them: a stderr nobody reads costs dropped lines, never a stuck
-    server or a stop that does not finish."""
+    uvicorn's own warnings as one line each; or, on stdout, serve's decisions. Lines pass
+    through a bounded queue to a thread that writes them: a stream nobody reads costs
+    dropped lines, never a stuck server or a stop that does not finish."""
 
     enabled: bool = True
+    stream: str = "stderr"
+    """Where the lines go: `stderr` (the access log) or `stdout` (the decisions)."""
     lines: queue.Queue[str] = field(default_factory=lambda: queue.Queue(maxsize=10_000))
     dropped: int = 0
 
@@ -270,9 +307,10 @@ class AccessLog:
     def _drain(self) -> None:
         while True:
             line = self.lines.get()
+            stream = sys.stdout if self.stream == "stdout" else sys.stderr
             try:
-                sys.stderr.write(line + "\n")
-                sys.stderr.flush()
+                stream.write(line + "\n")
+                stream.flush()
             except (OSError, ValueError):
                 pass
 

@@ -43,10 +43,18 @@ from cio_anon.ingest.http import Failure, HttpApi
 from cio_anon.models import MAX_LIMIT, ActivityType
 from cio_anon.pipeline import Source
 from cio_anon.rules import EventType
+from cio_anon.server.origins import OriginCheck, Origins
 from cio_anon.server.writer import Call, Job, Writer
 
 APIS: tuple[HttpApi, ...] = (track_v1.API, track_v1.UNSUBSCRIBE, track_v2.API, pipelines.API)
 INSPECT = "/_cio-anon"
+SDK_SETTINGS = {
+    # what the browser SDKs fetch from their `cdnURL` before sending anything: Customer.io's
+    # SDK from serve's own address, Segment's from /segment (each SDK loads a destination
+    # bundle from its CDN when the settings name more than its own integration)
+    "": "Customer.io Data Pipelines",
+    "/segment": "Segment.io",
+}
 OPERATION_LIMIT = 32 * 1024
 """Customer.io's documented limit on one operation (a v2 entity, a v1 call, a message)."""
 BATCH_LIMIT = 500 * 1024
@@ -112,6 +120,24 @@ class Credentials:
         )
         return track or write or token
 
+    def allows_write_key(self, key: str | None) -> bool:
+        """Whether a write key sent in a body opens the Data Pipelines routes."""
+        return bool(self.write_key) and _same(key, self.write_key)
+
+
+def without_write_key(body: Any) -> str | None:
+    """The write key a Data Pipelines body carries (the browser SDKs put it in the body,
+    and in each message), taken out of it: a credential is neither data nor recorded."""
+    if not isinstance(body, dict):
+        return None
+    key = body.pop("writeKey", None)
+    batch = body.get("batch")
+    for item in batch if isinstance(batch, list) else [body]:
+        if isinstance(item, dict):
+            found = item.pop("writeKey", None)
+            key = key if key is not None else found
+    return key if isinstance(key, str) else None
+
 
 def _basic(value: str) -> tuple[str | None, str | None]:
     try:
@@ -146,6 +172,8 @@ class Settings:
     """Only the web view (`cio-anon ui`): no API, no inspection."""
     label: str = ""
     """How the pages name the workspace."""
+    origins: Origins = Origins()
+    """The web pages whose requests the ingest routes take (CORS)."""
 
 
 def application(settings: Settings) -> ASGIApp:
@@ -154,6 +182,10 @@ def application(settings: Settings) -> ASGIApp:
 
     routes: list[Route] = []
     if not settings.pages_only:
+        routes += [
+            Route(f"{prefix}/v1/projects/{{key}}/settings", _sdk_settings(name, settings))
+            for prefix, name in SDK_SETTINGS.items()
+        ]
         routes += [
             Route(f"{api.prefix}{{rest:path}}", _api_endpoint(api, settings), methods=_ANY)
             for api in APIS
@@ -164,7 +196,17 @@ def application(settings: Settings) -> ASGIApp:
     )
     routes.append(Route("/{rest:path}", _not_found, methods=_ANY))
     app = Starlette(routes=routes)
-    return HostCheck(app, settings.allowed_hosts)
+    ingest = (lambda path: False) if settings.pages_only else ingest_path
+    return HostCheck(OriginCheck(app, settings.origins, ingest), settings.allowed_hosts)
+
+
+INGEST_PREFIXES = (*(api.prefix for api in APIS), *(f"{p}/v1/projects/" for p in SDK_SETTINGS))
+
+
+def ingest_path(path: str) -> bool:
+    """Whether a path is one of the ingest routes (an API, or the SDK settings), the only
+    ones a page of another origin may call."""
+    return path.startswith(INGEST_PREFIXES)
 
 
 _ANY = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
@@ -176,7 +218,7 @@ def reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 def refusal_reply(error: CioAnonError) -> Response:
     """The one place an error becomes a response outside an API's own shape."""
-    headers = error.headers if isinstance(error, Refusal) else None
+    headers: dict[str, str] | None = getattr(error, "headers", None)
     return reply(error.status, {"error": str(error)}, headers)
 
 
@@ -198,6 +240,41 @@ def _page_guard(settings: Settings) -> Callable[[Request], Response | None]:
     return guard
 
 
+def _sdk_settings(integration: str, settings: Settings) -> Callable[[Request], Awaitable[Response]]:
+    """The settings a browser SDK fetches from `{cdnURL}/v1/projects/{writeKey}/settings`:
+    its own integration, sending to this server (as the request reached it)."""
+
+    async def endpoint(request: Request) -> Response:
+        key = request.path_params["key"]
+        write_key = settings.credentials.write_key
+        if write_key and not _same(key, write_key):
+            return reply(
+                404,
+                {"error": "No source has this write key: load the SDK with serve's --write-key."},
+            )
+        host = request.headers.get("host", "")
+        return reply(
+            200,
+            {
+                "integrations": {
+                    integration: {
+                        "apiKey": key,
+                        "apiHost": f"{host}/v1",
+                        "protocol": request.url.scheme,
+                    }
+                },
+                "plan": {},
+                "middlewareSettings": {},
+                "enabledMiddleware": {},
+                "metrics": {"sampleRate": 0},
+                "legacyVideoPluginsEnabled": False,
+                "remotePlugins": [],
+            },
+        )
+
+    return endpoint
+
+
 async def _not_found(request: Request) -> Response:
     return reply(404, {"meta": {"errors": [f"No such path: {request.url.path}"]}})
 
@@ -206,24 +283,31 @@ async def _not_found(request: Request) -> Response:
 
 
 def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Awaitable[Response]]:
+    unauthorized = reply(
+        401,
+        api.errors([(None, InvalidInput("Unauthorized: wrong or missing credentials."))], False),
+        {"WWW-Authenticate": 'Basic realm="cio-anon"'},
+    )
+
     async def endpoint(request: Request) -> Response:
         strict = request.headers.get("x-strict-mode") == "1"
-        if not settings.credentials.allows(api.scheme, request.headers.get("authorization")):
-            return reply(
-                401,
-                api.errors(
-                    [(None, InvalidInput("Unauthorized: wrong or missing credentials."))], False
-                ),
-                {"WWW-Authenticate": 'Basic realm="cio-anon"'},
-            )
+        credentials = settings.credentials
+        authorized = credentials.allows(api.scheme, request.headers.get("authorization"))
+        # Customer.io's browser SDK sends the write key in the body only: such a request
+        # is read (within the size limits) before its key is checked
+        if not authorized and not (api.scheme == "pipelines" and credentials.write_key):
+            return unauthorized
         method, target = request.method, _raw_target(request.scope)
         path = target.split("?", 1)[0]
         if method == "GET" and api.answers and path in api.answers:
             return reply(200, api.answers[path])
-        batch = api.batch_path is not None and path.rstrip("/") == api.batch_path
+        batch = path.rstrip("/") in api.batch_paths
         try:
             raw = await read_body(request, settings.body_seconds)
             body = decode(request.headers, raw, BATCH_LIMIT if batch else OPERATION_LIMIT)
+            key = without_write_key(body) if api.scheme == "pipelines" else None
+            if not authorized and not credentials.allows_write_key(key):
+                return unauthorized
             items = _parse(api, method, path, body, batch)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody to answer; nothing applied

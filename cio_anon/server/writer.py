@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -21,9 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cio_anon import jsonio, rules
+from cio_anon import jsonio, rules, words
 from cio_anon.errors import CioAnonError, InvalidInput
-from cio_anon.ingest import Timed
+from cio_anon.ingest import Identify, Operation, Timed, Track
 from cio_anon.models import Settings
 from cio_anon.pipeline import Source, Tally, apply_operation
 from cio_anon.workspace import Workspace
@@ -42,6 +43,14 @@ class NotRecorded(CioAnonError):
     """The `--record` file could not be written: nothing of the group was stored."""
 
     status = 503
+
+
+class WorkspaceBusy(CioAnonError):
+    """Another process held the workspace's lock too long: nothing was stored, and the
+    client may send the same request again (the SDKs retry a 503)."""
+
+    status = 503
+    headers = {"Retry-After": "1"}
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,14 @@ class Writer(threading.Thread):
     """The one thread that touches the workspace."""
 
     def __init__(
-        self, db: Path, now: datetime, record: RecordFile | None = None, *, create: bool = True
+        self,
+        db: Path,
+        now: datetime,
+        record: RecordFile | None = None,
+        *,
+        create: bool = True,
+        lock_seconds: float | None = None,
+        decisions: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(name="cio-anon-writer", daemon=True)
         self.jobs: queue.Queue[Job | None] = queue.Queue()
@@ -149,6 +165,11 @@ class Writer(threading.Thread):
             initial=Settings(created_at=now, anonymous_merge=rules.default_anonymous_merge(now)),
             threaded=True,
         )
+        if lock_seconds is not None:
+            self.workspace.wait_for_locks(lock_seconds)
+        self.decisions = decisions
+        self.said: list[str] = []
+        """The decisions of the group being applied, told once it is stored."""
 
     def submit(self, job: Job) -> Future[Any]:
         self.jobs.put(job)
@@ -196,10 +217,15 @@ class Writer(threading.Thread):
         except BaseException as error:  # the group failed as a whole: so did every job
             if self.record is not None and size is not None and lines:
                 self.record.cut(size)
+            self.said.clear()
             failure = error if isinstance(error, CioAnonError) else _internal(error)
             for job in group:
                 job.done.set_exception(failure)
             return
+        if self.decisions is not None:
+            for line in self.said:
+                self.decisions(line)
+            self.said.clear()
         for job, result in zip(group, results, strict=True):
             if isinstance(result, BaseException):
                 job.done.set_exception(result)
@@ -208,6 +234,7 @@ class Writer(threading.Thread):
 
     def _job(self, job: Job, lines: list[str]) -> Any:
         """One job in its own savepoint: its outcomes, or the error that undid it."""
+        said = len(self.said)
         try:
             with self.workspace.savepoint():
                 if job.query is not None:
@@ -231,8 +258,10 @@ class Writer(threading.Thread):
                     lines.append(line)
                 return outcomes
         except _Undone as undone:
+            del self.said[said:]
             return undone.result
         except CioAnonError as error:
+            del self.said[said:]
             return error
 
     def _operation(self, timed: Timed, source: Source) -> CioAnonError | None:
@@ -244,7 +273,14 @@ class Writer(threading.Thread):
         with self.workspace.savepoint():
             # A fresh tally: the server keeps no notes (an alias note per request would
             # grow without end).
-            apply_operation(self.workspace, timed, source, Tally())
+            observer = None if self.decisions is None else self._observe
+            apply_operation(self.workspace, timed, source, Tally(), observer)
+
+    def _observe(self, source: Source, op: Operation, result: Any) -> None:
+        name = (
+            op.name if isinstance(op, Track) else op.identifier if isinstance(op, Identify) else ""
+        )
+        self.said.append(words.decision_line(name, result))
 
 
 def _guarded(work: Callable[[], Any]) -> Any:
@@ -262,5 +298,9 @@ def _guarded(work: Callable[[], Any]) -> Any:
         return _internal(error)
 
 
-def _internal(error: BaseException) -> InternalError:
+def _internal(error: BaseException) -> CioAnonError:
+    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+        return WorkspaceBusy(
+            "The workspace is locked by another process: nothing was stored; send it again."
+        )
     return InternalError(f"internal error: {type(error).__name__}")

@@ -4,7 +4,9 @@ an anonymous id, the workspace — served by `cio-anon serve` beside the APIs an
 `cio-anon ui`; and one person as a self-contained file (`show --html`).
 
 Pages are rendered on the server (Jinja2, autoescaped: every value from the workspace
-is text, never markup) and need no JavaScript; the stylesheet ships in the package.
+is text, never markup) and need no JavaScript; the stylesheet ships in the package. With
+JavaScript on, a page reloads itself when the workspace changes (`/changes`), so someone
+clicking through their app sees its calls arrive.
 """
 
 from __future__ import annotations
@@ -57,7 +59,11 @@ def environment() -> jinja2.Environment:
 
 
 def stylesheet() -> str:
-    return resources.files("cio_anon.web").joinpath("static/style.css").read_text("utf-8")
+    return static("style.css")
+
+
+def static(name: str) -> str:
+    return resources.files("cio_anon.web").joinpath(f"static/{name}").read_text("utf-8")
 
 
 def _ago(moment: datetime, now: datetime) -> str:
@@ -212,12 +218,26 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
             workspace=label,
         )
 
-    async def style(request: Request) -> Response:
+    def shipped(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            refused = guard(request)
+            if refused is not None:
+                return refused
+            return Response(
+                static(name), media_type=media_type, headers={"Cache-Control": "max-age=300"}
+            )
+
+        return endpoint
+
+    async def changes(request: Request) -> Response:
         refused = guard(request)
         if refused is not None:
             return refused
+        mark = await ask(lambda ws: ws.change_mark())
         return Response(
-            stylesheet(), media_type="text/css", headers={"Cache-Control": "max-age=300"}
+            jsonio.dumps({"mark": mark}),
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
         )
 
     methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
@@ -227,7 +247,13 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
         Route("/person/{ident:path}", page(person), methods=methods),
         Route("/event/{event_id:path}", page(event), methods=methods),
         Route("/anonymous/{anonymous_id:path}", page(anonymous), methods=methods),
-        Route("/static/style.css", style, methods=["GET", "HEAD"]),
+        Route("/static/style.css", shipped("style.css", "text/css"), methods=["GET", "HEAD"]),
+        Route(
+            "/static/live.js",
+            shipped("live.js", "text/javascript"),
+            methods=["GET", "HEAD"],
+        ),
+        Route("/changes", changes, methods=["GET", "HEAD"]),
     ]
 
 
