@@ -980,7 +980,7 @@ def serve(
         typer.Option(
             metavar="ID",
             envvar="CIO_ANON_SITE_ID",
-            help="Track API Basic auth user (env CIO_ANON_SITE_ID).",
+            help="Track API Basic auth user, with --api-key (env CIO_ANON_SITE_ID).",
         ),
     ] = None,
     api_key: Annotated[
@@ -988,7 +988,8 @@ def serve(
         typer.Option(
             metavar="KEY",
             envvar="CIO_ANON_API_KEY",
-            help="Track API Basic auth password (env CIO_ANON_API_KEY).",
+            help="Track API Basic auth password, with --site-id (env CIO_ANON_API_KEY; an "
+            "option's value is visible in the process list, the environment's is not).",
         ),
     ] = None,
     write_key: Annotated[
@@ -996,7 +997,7 @@ def serve(
         typer.Option(
             metavar="KEY",
             envvar="CIO_ANON_WRITE_KEY",
-            help="Data Pipelines API key (env CIO_ANON_WRITE_KEY).",
+            help="Data Pipelines write key; opens the APIs only (env CIO_ANON_WRITE_KEY).",
         ),
     ] = None,
     inspect_token: Annotated[
@@ -1004,7 +1005,8 @@ def serve(
         typer.Option(
             metavar="TOKEN",
             envvar="CIO_ANON_INSPECT_TOKEN",
-            help="Bearer token for the inspection API (env CIO_ANON_INSPECT_TOKEN).",
+            help="The token the inspection API and the pages need once any credential is "
+            "given: Bearer TOKEN, or the Basic password (env CIO_ANON_INSPECT_TOKEN).",
         ),
     ] = None,
     allowed_host: Annotated[
@@ -1055,6 +1057,8 @@ def serve(
     it cleanly."""
     from cio_anon import server
 
+    if bool(site_id) != bool(api_key):
+        raise typer.BadParameter("--site-id and --api-key go together: give both or neither")
     config = server.ServerConfig(
         db=db,
         host=host,

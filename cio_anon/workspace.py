@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from cio_anon import jsonio
 from cio_anon.clock import from_unix
-from cio_anon.errors import WorkspaceError
+from cio_anon.errors import WorkspaceBusy, WorkspaceError
 from cio_anon.ingest import ChangeSettings, Operation
 from cio_anon.ingest.emit import to_record
 from cio_anon.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
@@ -40,6 +40,31 @@ PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
 )
 BUSY_TIMEOUT_SECONDS = 30.0
+FAULTS = {
+    "SQLITE_FULL": "the disk is full, or a file-size limit was reached",
+    "SQLITE_IOERR": "the disk refused a write (is it full, or a file-size limit reached?)",
+    "SQLITE_READONLY": "it, or its folder, may not be written to",
+    "SQLITE_CANTOPEN": "it cannot be opened (does its folder exist, and may it be written?)",
+    "SQLITE_CORRUPT": "it is damaged: recover what it holds with `sqlite3 FILE .recover`",
+}
+"""SQLite's failures that are the machine's, not a bug: what each means, in words."""
+
+
+def fault_sentence(path: Path, error: sqlite3.DatabaseError) -> str:
+    name = getattr(error, "sqlite_errorname", "")
+    why = next(
+        (words for code, words in FAULTS.items() if name.startswith(code)),
+        f"SQLite said: {error}",
+    )
+    return f"Cannot use the workspace {path}: {why}. Nothing was changed."
+
+
+def _locked(error: sqlite3.DatabaseError) -> bool:
+    return getattr(error, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED") or (
+        "database is locked" in str(error)
+    )
+
+
 ASSIGNMENT_CACHE = 100_000
 """Anonymous ids whose assignment is remembered within a transaction, at most."""
 JOURNAL_BATCH = 1_000
@@ -236,11 +261,12 @@ class Workspace:
             raise WorkspaceError(f"Cannot open the workspace {path}: {error}.") from None
         conn.row_factory = sqlite3.Row
         workspace = cls(path, conn)
+        workspace.busy_seconds = BUSY_TIMEOUT_SECONDS
         try:
             for pragma in PRAGMAS:
                 conn.execute(pragma)
-        except sqlite3.DatabaseError:
-            workspace._refuse_foreign()
+        except sqlite3.DatabaseError as error:
+            workspace._refuse(error)
         return workspace
 
     @classmethod
@@ -254,8 +280,11 @@ class Workspace:
         except OSError as error:
             raise WorkspaceError(f"Cannot create the workspace {path}: {error.strerror}.") from None
         try:
-            made = cls._connect(spare)
-            made._migrate(initial)
+            try:
+                made = cls._connect(spare)
+                made._migrate(initial)
+            except WorkspaceError as error:  # said of the spare file: say it of `path`
+                raise WorkspaceError(str(error).replace(str(spare), str(path))) from None
             made.close()  # the last connection: the WAL is checkpointed into the file
             try:
                 os.link(spare, path)
@@ -274,17 +303,20 @@ class Workspace:
         """Bring the schema up to date; on any refusal the connection is closed."""
         try:
             self._migrate_steps(initial)
-        except sqlite3.DatabaseError:
-            self._refuse_foreign()
+        except sqlite3.DatabaseError as error:
+            self._refuse(error)
         except BaseException:
             self.close()
             raise
 
-    def _refuse_foreign(self) -> NoReturn:
+    def _refuse(self, error: sqlite3.DatabaseError) -> NoReturn:
+        """Close, and say why the file cannot be used: not a database, or a fault."""
         self.close()
-        raise WorkspaceError(
-            f"{self.path} is not a cio-anon workspace (it is not a SQLite database)."
-        ) from None
+        if getattr(error, "sqlite_errorname", "") == "SQLITE_NOTADB":
+            raise WorkspaceError(
+                f"{self.path} is not a cio-anon workspace (it is not a SQLite database)."
+            ) from None
+        raise WorkspaceError(fault_sentence(self.path, error)) from None
 
     def _migrate_steps(self, initial: Settings | None) -> None:
         version = self._scalar("PRAGMA user_version")
@@ -296,14 +328,14 @@ class Workspace:
             )
         if version == SCHEMA_VERSION and app_id == APPLICATION_ID:
             return
+        # a file that is not a workspace is refused before anything writes to it (the
+        # journal mode is written into the file's header)
+        self._refuse_unless_ours(version, app_id)
         self.conn.execute("PRAGMA journal_mode=WAL")
         with self.transaction():
             version = self._scalar("PRAGMA user_version")
             app_id = self._scalar("PRAGMA application_id")
-            tables = self._scalar("SELECT count(*) FROM sqlite_master")
-            fresh: bool = version == 0 and tables == 0
-            if not fresh and app_id != APPLICATION_ID:
-                raise WorkspaceError(f"{self.path} is a SQLite file but not a cio-anon workspace.")
+            fresh = self._refuse_unless_ours(version, app_id)
             from sqlite_utils import Database  # only when a schema step runs
 
             db = Database(self.conn, execute_plugins=False, recursive_triggers=False)
@@ -320,9 +352,39 @@ class Workspace:
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    def _refuse_unless_ours(self, version: int, app_id: int) -> bool:
+        """Whether the file is fresh (no schema yet); refused if it holds another's."""
+        tables = self._scalar("SELECT count(*) FROM sqlite_master")
+        fresh: bool = version == 0 and tables == 0
+        if not fresh and app_id != APPLICATION_ID:
+            raise WorkspaceError(f"{self.path} is a SQLite file but not a cio-anon workspace.")
+        return fresh
+
+    busy_seconds = BUSY_TIMEOUT_SECONDS
+
+    def _rollback(self) -> None:
+        """Undo the open transaction (SQLite may have undone it already: a full disk)."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self._forget()
+
     def wait_for_locks(self, seconds: float) -> None:
         """How long a statement waits for a lock another connection holds."""
         self.conn.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
+        self.busy_seconds = seconds
+
+    def _fault(self, error: sqlite3.DatabaseError) -> Exception:
+        """The store's failure as a sentence: a lock held past the wait, a full disk, a
+        read-only file, a damaged one; any other error (a bug) as it was."""
+        name = getattr(error, "sqlite_errorname", "")
+        if not _locked(error) and not any(name.startswith(code) for code in FAULTS):
+            return error
+        if not _locked(error):
+            return WorkspaceError(fault_sentence(self.path, error))
+        return WorkspaceBusy(
+            f"The workspace {self.path} is busy: another process has held it for "
+            f"{self.busy_seconds:g} s; nothing was changed. Try again when it is done."
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -333,25 +395,31 @@ class Workspace:
 
     @contextlib.contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[None]:
-        """One transaction: IMMEDIATE for writes so concurrent writers queue, not fail."""
-        self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        """One transaction: IMMEDIATE for writes so concurrent writers queue, not fail
+        (for the busy timeout; past it, a sentence)."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.OperationalError as error:
+            raise self._fault(error) from None
         self._forget()
         self._journal_rows.clear()
         self._scrub_after_commit = False
         try:
             yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            self._forget()
+        except BaseException as error:
+            self._rollback()
             self._journal_rows.clear()
+            if isinstance(error, sqlite3.DatabaseError):
+                raise self._fault(error) from None
             raise
         try:
             self._flush_journal()
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            self._forget()
+            self.conn.execute("COMMIT")
+        except BaseException as error:
+            self._rollback()
+            if isinstance(error, sqlite3.DatabaseError):
+                raise self._fault(error) from None
             raise
-        self.conn.execute("COMMIT")
         if self._scrub_after_commit:
             # Copy the zeroed pages into the file and empty the WAL of the old ones.
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -506,6 +574,26 @@ class Workspace:
         ).rowcount
         self.delete_person(cio_id)
         return counts
+
+    def invite_recipients(self) -> list[tuple[str, str]]:
+        """Every invite event's id and recipient."""
+        rows = self.conn.execute(
+            "SELECT event_id, recipient FROM events WHERE cio_id IS NULL AND recipient IS NOT NULL"
+        ).fetchall()
+        return [(row["event_id"], row["recipient"]) for row in rows]
+
+    def erase_mentions(self, event_ids: Sequence[str], texts: Sequence[str]) -> int:
+        """Delete the events `event_ids` (invites to a deleted person) and the stored
+        calls whose body holds one of `texts` (their identifiers, lower case); how many
+        rows went."""
+        gone = self.conn.executemany(
+            "DELETE FROM events WHERE event_id = ?", [(e,) for e in event_ids]
+        ).rowcount
+        for text in texts:
+            gone += self.conn.execute(
+                "DELETE FROM other_calls WHERE instr(lower(body), ?) > 0", (text.lower(),)
+            ).rowcount
+        return gone
 
     def people(self, limit: int) -> list[tuple[Person, int]]:
         """People, newest first, with their event counts."""
@@ -1209,20 +1297,28 @@ class Workspace:
         del self._journal_rows[max(keep, 0) :]
 
     def journal(
-        self, *, merges_and: Sequence[str] | None = None, anonymous_ids: Sequence[str] = ()
+        self,
+        *,
+        merges_and: Sequence[str] | None = None,
+        anonymous_ids: Sequence[str] = (),
+        mentioning: Sequence[str] = (),
     ) -> Iterator[JournalEntry]:
         """The journal, oldest first. With `merges_and` (cio_ids): only the profile merges,
-        the entries naming one of those people, and those about `anonymous_ids` — what
-        forgetting a deleted person needs, without reading the whole journal."""
+        the entries naming one of those people, those about `anonymous_ids` and those whose
+        record holds one of the texts `mentioning` — what forgetting a deleted person
+        needs, without reading the whole journal."""
         self._flush_journal()
         where, params = "", []
         if merges_and is not None:
             named = " OR ".join(
                 ["instr(' ' || people || ' ', ' ' || ? || ' ') > 0"] * len(merges_and)
             )
+            told = "".join([" OR instr(lower(record), ?) > 0"] * len(mentioning))
             marks = ", ".join("?" * len(anonymous_ids))
-            where = f"WHERE kind = 'MergePeople' OR {named or '0'} OR anonymous_id IN ({marks})"
-            params = [*merges_and, *anonymous_ids]
+            where = (
+                f"WHERE kind = 'MergePeople' OR {named or '0'} OR anonymous_id IN ({marks})" + told
+            )
+            params = [*merges_and, *anonymous_ids, *(text.lower() for text in mentioning)]
         cursor = self.conn.execute(
             f"SELECT seq, at, kind, record, people, anonymous_id FROM journal {where} ORDER BY seq",
             params,

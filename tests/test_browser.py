@@ -188,6 +188,8 @@ def visiting(
     page: dict[str, str] | None = None,
     **serve: Any,
 ) -> Iterator[Visit]:
+    if serve.get("write_key"):  # the inspection API then needs a token of its own
+        serve.setdefault("inspect_token", "inspect-secret")
     config = server.ServerConfig(db=tmp_path / "served.db", port=0, **serve)
     instance = server.Server(config)
     threading.Thread(target=instance.serve_forever, daemon=True).start()

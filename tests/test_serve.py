@@ -25,6 +25,7 @@ from cio_anon.replay import replay_into
 from tests.conftest import T0
 
 SITE, KEY, WRITE = "site-1", "api-secret", "cdp-secret"
+INSPECT = "inspect-secret"
 TRACK_AUTH = "Basic " + base64.b64encode(f"{SITE}:{KEY}".encode()).decode()
 
 
@@ -37,14 +38,8 @@ class Running:
         if ca is not None:
             ca.cert_pem.write_to_path(str(self.ca_pem))
         config = instance.config
-        # the inspection API takes any configured credential
-        self.inspect_auth = (
-            TRACK_AUTH
-            if config.site_id
-            else f"Bearer {config.write_key}"
-            if config.write_key
-            else None
-        )
+        # the inspection API takes the inspection token (needed once any credential is)
+        self.inspect_auth = f"Bearer {config.inspect_token}" if config.inspect_token else None
 
     def call(
         self,
@@ -92,6 +87,9 @@ def start(tmp_path: Path, *, tls: bool = False, **options: Any) -> tuple[Running
         cert = ca.issue_cert("127.0.0.1")
         cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
         options.update(tls_cert=tmp_path / "server.pem", tls_key=tmp_path / "server.pem")
+    credentials = ("site_id", "api_key", "write_key")
+    if any(options.get(name) for name in credentials):
+        options.setdefault("inspect_token", INSPECT)
     config = server.ServerConfig(db=tmp_path / "served.db", port=0, **options)
     instance = server.Server(config)
     loop = threading.Thread(target=instance.serve_forever, daemon=True)
@@ -276,7 +274,8 @@ def test_pipelines_auth_and_strict_mode(tmp_path: Path) -> None:
 def test_bad_requests_never_500_and_store_nothing(
     served: Running, method: str, path: str, kwargs: dict[str, Any], status: int
 ) -> None:
-    headers = {"Authorization": TRACK_AUTH, **kwargs.pop("headers", {})}
+    auth = served.inspect_auth if path.startswith("/_cio-anon") else TRACK_AUTH
+    headers = {"Authorization": auth or "", **kwargs.pop("headers", {})}
     before = served.inspect("summary")
     got, body = served.call(method, path, headers=headers, **kwargs)
     assert got == status, body
@@ -470,7 +469,9 @@ def test_a_mobile_apps_batches_reach_the_same_profile_as_its_fixture(tmp_path: P
     fixture = Path(__file__).parent.parent / "fixtures" / "mobile_app.ndjson"
     records = [json.loads(line) for line in fixture.read_text().splitlines()]
     now = [T0]
-    config = server.ServerConfig(db=tmp_path / "app.db", port=0, write_key=WRITE)
+    config = server.ServerConfig(
+        db=tmp_path / "app.db", port=0, write_key=WRITE, inspect_token=INSPECT
+    )
     instance = server.Server(config, clock=lambda: now[0])
     threading.Thread(target=instance.serve_forever, daemon=True).start()
     running = Running(instance, None, tmp_path)

@@ -110,8 +110,12 @@ def test_the_inspection_api_needs_a_credential_when_any_is_configured(guarded: R
         status, _ = guarded.call("GET", f"/_cio-anon/{path}", headers={"Authorization": ""})
         assert status == 401, path
     assert guarded.call("POST", "/_cio-anon/reset", headers={"Authorization": ""})[0] == 401
-    for auth in (TRACK_AUTH, f"Bearer {TOKEN}", f"bearer {TOKEN}"):
+    for auth in (f"Bearer {TOKEN}", f"bearer {TOKEN}"):
         assert guarded.call("GET", "/_cio-anon/summary", headers={"Authorization": auth})[0] == 200
+    # an API's credential is not a reader's: the write key ships in every web page
+    assert (
+        guarded.call("GET", "/_cio-anon/summary", headers={"Authorization": TRACK_AUTH})[0] == 401
+    )
     # the inspection token opens inspection only
     event = {"anonymous_id": "a", "name": "x"}
     status, _ = guarded.call(
@@ -542,3 +546,10 @@ def test_a_strict_pipelines_batch_is_all_or_nothing(tmp_path: Path) -> None:
         # permissive (the default): the valid items apply, the answer is 200
         assert running.call("POST", "/v1/batch", batch)[0] == 200
         assert summary(running)["events"] == 1
+
+
+@pytest.mark.parametrize("given", [["--site-id", "s"], ["--api-key", "k"]])
+def test_half_of_the_track_apis_credentials_is_a_usage_error(cli: Any, given: list[str]) -> None:
+    """`--site-id` alone used to leave every route open with no word."""
+    refused = cli("serve", "--port", "0", *given, code=2)
+    assert "--site-id and --api-key go together" in refused.output

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cio_anon.errors import InvalidInput, WorkspaceError
 from cio_anon.server.origins import Origins
 from cio_anon.server.routes import BODY_SECONDS, Credentials, Settings, application
-from cio_anon.server.writer import RecordFile, Writer
+from cio_anon.server.writer import Reader, RecordFile, Writer
 
 IDLE_SECONDS = 60
 """How long a keep-alive connection may wait for its next request."""
@@ -89,6 +89,10 @@ def check_bind(config: ServerConfig) -> None:
     """Refuse to listen beyond loopback unless every route is protected (with any
     credential configured, every route needs one), and origins that are none."""
     Origins(config.cors_origins)
+    if bool(config.site_id) != bool(config.api_key):
+        raise InvalidInput(
+            "The Track API's credentials are a pair: give --site-id and --api-key together."
+        )
     if not config.loopback and not config.credentials.configured:
         raise InvalidInput(
             f"Listening on {config.host} (not loopback) needs credentials: give --site-id "
@@ -144,6 +148,7 @@ class Server:
                 decisions=self.told.say if config.decisions else None,
             )
             undo.callback(self.writer.workspace.close)
+            self.reader = Reader(config.db)
             app = application(
                 Settings(
                     self.writer,
@@ -155,6 +160,7 @@ class Server:
                     pages_only=config.pages_only,
                     label=config.label or str(config.db),
                     origins=Origins(config.cors_origins),
+                    reader=self.reader,
                 )
             )
             self.uvicorn = uvicorn.Server(self._uvicorn_config(self.log.wrap(app)))
@@ -219,6 +225,7 @@ class Server:
         """Stop accepting, let requests in flight finish, commit, close."""
         self.uvicorn.should_exit = True
         self.stopped.wait(STOP_SECONDS + 5)
+        self.reader.close()
         self.writer.stop()
         if self.record is not None:
             self.record.close()

@@ -44,7 +44,7 @@ from cio_anon.models import MAX_LIMIT, ActivityType
 from cio_anon.pipeline import Source
 from cio_anon.rules import EventType
 from cio_anon.server.origins import OriginCheck, Origins
-from cio_anon.server.writer import Call, Job, Writer
+from cio_anon.server.writer import Call, Job, Reader, Writer
 
 APIS: tuple[HttpApi, ...] = (track_v1.API, track_v1.UNSUBSCRIBE, track_v2.API, pipelines.API)
 INSPECT = "/_cio-anon"
@@ -82,8 +82,10 @@ class Refusal(CioAnonError):
 @dataclass(frozen=True)
 class Credentials:
     """What `serve` was given. When anything is configured, every route needs a
-    credential: an API's own, else (for an API without its own, and for inspection)
-    any configured one; the inspection token works on inspection routes only."""
+    credential: an API's own, else (for an API without its own) any configured API
+    credential. The inspection API and the pages take the inspection token only: the
+    write key is public by nature (every page using a browser SDK ships it) and the Track
+    API's key is a client's, neither a reader's; without a token they are closed."""
 
     site_id: str | None = None
     api_key: str | None = None
@@ -111,14 +113,13 @@ class Credentials:
         write = bool(self.write_key) and (
             _same(user, self.write_key) or _same(bearer, self.write_key)
         )
+        if scheme == "inspect":
+            return _same(bearer, self.inspect_token) or _same(password, self.inspect_token)
         if scheme == "track" and self.track:
             return track
         if scheme == "pipelines" and self.write_key:
             return write
-        token = scheme == "inspect" and (
-            _same(bearer, self.inspect_token) or _same(password, self.inspect_token)
-        )
-        return track or write or token
+        return track or write
 
     def allows_write_key(self, key: str | None) -> bool:
         """Whether a write key sent in a body opens the Data Pipelines routes."""
@@ -174,6 +175,8 @@ class Settings:
     """How the pages name the workspace."""
     origins: Origins = Origins()
     """The web pages whose requests the ingest routes take (CORS)."""
+    reader: Reader | None = None
+    """Where reads go (None: to the writer)."""
 
 
 def application(settings: Settings) -> ASGIApp:
@@ -224,14 +227,13 @@ def refusal_reply(error: CioAnonError) -> Response:
 
 def _page_guard(settings: Settings) -> Callable[[Request], Response | None]:
     """The pages take what the inspection API takes; a browser is asked for Basic
-    credentials (any configured one, or the inspection token as the password)."""
+    credentials (the inspection token as the password, any user name)."""
 
     def guard(request: Request) -> Response | None:
         if settings.credentials.allows("inspect", request.headers.get("authorization")):
             return None
         return Response(
-            "Credentials are needed: use the Track API site id and key, the Data Pipelines "
-            "write key, or the inspection token as the password.",
+            "Credentials are needed: the inspection token as the password (serve --inspect-token).",
             401,
             {"WWW-Authenticate": 'Basic realm="cio-anon", charset="UTF-8"'},
             media_type="text/plain",
@@ -335,8 +337,9 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
             [Timed(at, op) for _, op in valid],
             Source(f"serve {method} {path}"),
             atomic=atomic,
-            call=Call(at, method, target, body) if settings.record else None,
+            call=Call(at, method, target, body, batch) if settings.record else None,
             refused={index for index, _ in failures if index is not None},
+            items=[index for index, _ in valid],
         )
         try:
             outcomes = await asyncio.wrap_future(settings.writer.submit(job))
@@ -484,7 +487,7 @@ async def _inspect(request: Request, settings: Settings) -> Response:
         if method != "POST":
             raise Refusal(405, "Use POST /_cio-anon/reset.")
         _refuse_cross_site(request)
-        await _ask(settings, lambda ws: ws.reset())
+        await asyncio.wrap_future(settings.writer.submit(Job(query=lambda ws: ws.reset())))
         return reply(200, {"reset": True})
     if method != "GET":
         raise Refusal(405, f"{method} is not allowed on {path}.")
@@ -522,6 +525,9 @@ async def _inspect(request: Request, settings: Settings) -> Response:
 
 
 async def _ask(settings: Settings, query: Callable[[Any], Any]) -> Any:
+    """A read: on the reader's connection, not behind the writes."""
+    if settings.reader is not None:
+        return await asyncio.wrap_future(settings.reader.submit(query))
     return await asyncio.wrap_future(settings.writer.submit(Job(query=query)))
 
 

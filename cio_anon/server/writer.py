@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,14 +44,6 @@ class NotRecorded(CioAnonError):
     status = 503
 
 
-class WorkspaceBusy(CioAnonError):
-    """Another process held the workspace's lock too long: nothing was stored, and the
-    client may send the same request again (the SDKs retry a 503)."""
-
-    status = 503
-    headers = {"Retry-After": "1"}
-
-
 @dataclass(frozen=True)
 class Call:
     """A request as `--record` writes it: replaying the line applies what was applied."""
@@ -61,11 +52,15 @@ class Call:
     method: str
     target: str
     body: Any
+    batch: bool = False
+    """The body is a batch whose items stand alone (`batch` of a Data Pipelines or Track
+    API v2 batch): the record keeps the items that were stored."""
 
     def line(self, refused: set[int]) -> str:
-        """The fixture record, without the batch items that were refused."""
+        """The fixture record, without the batch items that were refused (by their index
+        in the request's batch)."""
         body = self.body
-        if refused and isinstance(body, dict) and isinstance(body.get("batch"), list):
+        if self.batch and isinstance(body, dict) and isinstance(body.get("batch"), list):
             body = {**body, "batch": [e for i, e in enumerate(body["batch"]) if i not in refused]}
         record = {"at": self.at.isoformat(), "method": self.method, "path": self.target}
         return jsonio.dumps({**record, "body": body}) + "\n"
@@ -76,14 +71,16 @@ class Job:
     """Work for the writer: operations to apply (each its own outcome), or a query.
 
     `atomic`: any refused operation undoes the whole job. `call`: the request, recorded
-    when anything of it was applied; `refused` are batch items refused before they got
-    here (left out of the record)."""
+    when anything of it was stored, with exactly the items that were; `refused` are batch
+    items refused before they got here. `items`: the request item each operation came
+    from (an item's operations are stored all or none)."""
 
     operations: list[Timed] = field(default_factory=list)
     source: Source = Source("serve")
     atomic: bool = False
     call: Call | None = None
     refused: set[int] = field(default_factory=set)
+    items: list[int] | None = None
     query: Callable[[Workspace], Any] | None = None
     done: Future[Any] = field(default_factory=Future)
 
@@ -243,13 +240,13 @@ class Writer(threading.Thread):
                     if isinstance(answer, CioAnonError):
                         raise _Undone(answer)
                     return answer
-                outcomes = [self._operation(timed, job.source) for timed in job.operations]
+                outcomes, stored = self._items(job)
                 if job.atomic and any(outcomes):
                     raise _Undone(outcomes)
-                applied = len(outcomes) - sum(1 for o in outcomes if o is not None)
                 call = job.call
-                if call is not None and (applied or not outcomes):
-                    refused = job.refused | {i for i, o in enumerate(outcomes) if o is not None}
+                if call is not None and stored:
+                    items = job.items or list(range(len(job.operations)))
+                    refused = job.refused | (set(items) - stored)
                     line = _guarded(lambda: call.line(refused))
                     if isinstance(line, CioAnonError):
                         raise _Undone(
@@ -263,6 +260,33 @@ class Writer(threading.Thread):
         except CioAnonError as error:
             del self.said[said:]
             return error
+
+    def _items(self, job: Job) -> tuple[list[CioAnonError | None], set[int]]:
+        """Apply the job's operations item by item, each item in a savepoint of its own
+        (one refused operation undoes its item's others): each operation's outcome, and
+        the items stored."""
+        items = job.items or list(range(len(job.operations)))
+        outcomes: list[CioAnonError | None] = []
+        stored: set[int] = set()
+        start = 0
+        while start < len(items):
+            end = start
+            while end < len(items) and items[end] == items[start]:
+                end += 1
+            said = len(self.said)
+            try:
+                with self.workspace.savepoint():
+                    done = [self._operation(t, job.source) for t in job.operations[start:end]]
+                    if any(done):
+                        raise _Undone(done)
+                stored.add(items[start])
+            except _Undone as undone:
+                assert isinstance(undone.result, list)
+                done = undone.result
+                del self.said[said:]
+            outcomes += done
+            start = end
+        return outcomes, stored
 
     def _operation(self, timed: Timed, source: Source) -> CioAnonError | None:
         """Apply one operation in its own savepoint; what refused it, if anything."""
@@ -283,6 +307,35 @@ class Writer(threading.Thread):
         self.said.append(words.decision_line(name, result))
 
 
+class Reader:
+    """Reads (the inspection API, the pages) on a connection of their own, in a thread of
+    their own: WAL lets them see what was committed while the writer works or another
+    process holds the lock, so they never wait behind writes."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cio-anon-reader")
+        self.workspace: Workspace | None = None
+
+    def submit(self, query: Callable[[Workspace], Any]) -> Future[Any]:
+        return self.pool.submit(self._read, query)
+
+    def _read(self, query: Callable[[Workspace], Any]) -> Any:
+        if self.workspace is None:  # opened in this thread, after the writer made the file
+            self.workspace = Workspace.open(self.db, create=False, threaded=True)
+        workspace = self.workspace
+        with workspace.transaction(write=False):
+            answer = _guarded(lambda: query(workspace))
+        if isinstance(answer, CioAnonError):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        if self.workspace is not None:
+            self.workspace.close()
+
+
 def _guarded(work: Callable[[], Any]) -> Any:
     """Run `work`; a failure becomes the error to answer with, never an exception that
     would undo the neighbours."""
@@ -298,9 +351,5 @@ def _guarded(work: Callable[[], Any]) -> Any:
         return _internal(error)
 
 
-def _internal(error: BaseException) -> CioAnonError:
-    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
-        return WorkspaceBusy(
-            "The workspace is locked by another process: nothing was stored; send it again."
-        )
+def _internal(error: BaseException) -> InternalError:
     return InternalError(f"internal error: {type(error).__name__}")

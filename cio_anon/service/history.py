@@ -126,8 +126,10 @@ def forget(
     for entry in entries:
         touched = [c for c in entry.people if c in members]
         if not touched:
-            if (entry.kind == "Track" and _event_id(entry) in erased) or (
-                entry.kind == "AnonymousTraits" and entry.anonymous_id in profiles
+            if (
+                (entry.kind == "Track" and _event_id(entry) in erased)
+                or (entry.kind == "AnonymousTraits" and entry.anonymous_id in profiles)
+                or (entry.kind == "Unmodelled" and _mentions(entry.record, identifiers))
             ):
                 rewrites.append(JournalRewrite(entry.seq, None))
             continue
@@ -185,15 +187,37 @@ def _event_id(entry: JournalEntry) -> str | None:
     return body.get("id") if isinstance(body, dict) else None
 
 
+def as_values(person: Person) -> list[str]:
+    """A person's id and email as they stand in JSON text, as a whole string value (so
+    `bo` is not found in `body`), lower case: what finds the calls that carried them."""
+    return [jsonio.dumps(value).lower() for value in (person.id, person.email) if value]
+
+
+def _mentions(record: str, identifiers: Sequence[str]) -> bool:
+    """Whether a journal record holds one of the identifiers as a JSON string value (as
+    `Workspace.erase_mentions` finds a stored call's body)."""
+    text = record.lower()
+    return any(jsonio.dumps(value).lower() in text for value in identifiers)
+
+
 def forget_person(
-    workspace: Workspace, now: datetime, person: Person, anonymous_ids: Sequence[str]
+    workspace: Workspace,
+    now: datetime,
+    person: Person,
+    anonymous_ids: Sequence[str],
+    invites: Sequence[str] = (),
 ) -> None:
     """Rewrite the journal for a person being deleted (before their events go), and
     journal the delete of their stand-in. Only the entries about them are read: the
-    merges (to find who was merged into them), then what names them or their ids."""
+    merges (to find who was merged into them), then what names them, their ids or their
+    identifiers. `invites`: the invite events addressed to them, erased with them."""
     members = family(list(workspace.journal(merges_and=[])), person.cio_id)
-    entries = list(workspace.journal(merges_and=sorted(members), anonymous_ids=anonymous_ids))
-    erased = workspace.event_ids_of(person.cio_id)
     identifiers = [value for value in (person.id, person.email) if value]
+    entries = list(
+        workspace.journal(
+            merges_and=sorted(members), anonymous_ids=anonymous_ids, mentioning=as_values(person)
+        )
+    )
+    erased = {*workspace.event_ids_of(person.cio_id), *invites}
     workspace.rewrite_journal(forget(entries, person.cio_id, erased, anonymous_ids, identifiers))
     workspace.add_journal(now, DeletePerson(stand_in(person.cio_id)), [person.cio_id])

@@ -368,7 +368,18 @@ def delete_person(workspace: Workspace, now: datetime, *, identifier: str) -> De
     stay assigned (to nobody): an id is assigned once, ever."""
     person = find_person(workspace, identifier)
     anonymous_ids = anonymous_ids_of(workspace, person)
-    history.forget_person(workspace, now, person, anonymous_ids)
+    # what names them without being theirs: invites addressed to their email, calls
+    # (a form) that carried their id or email before they were a person
+    invites = []
+    if person.email:
+        key = rules.email_key(person.email)
+        invites = [
+            event_id
+            for event_id, recipient in workspace.invite_recipients()
+            if rules.email_key(recipient) == key
+        ]
+    history.forget_person(workspace, now, person, anonymous_ids, invites)
+    workspace.erase_mentions(invites, history.as_values(person))
     counts = workspace.erase_person(person.cio_id, anonymous_ids)
     return DeleteResult(
         person.ref(),
