@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +41,8 @@ PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
 )
 BUSY_TIMEOUT_SECONDS = 30.0
+PURGED_NAME = "(purged)"
+"""The name a purged event's tombstone and its journal stand-in carry: not its own."""
 FAULTS = {
     "SQLITE_FULL": "the disk is full, or a file-size limit was reached",
     "SQLITE_IOERR": "the disk refused a write (is it full, or a file-size limit reached?)",
@@ -793,30 +796,34 @@ class Workspace:
 
     def purge_expired(
         self, cutoff: datetime, removed_at: datetime, reason: str, limit: int
-    ) -> dict[str, int]:
-        """Delete up to `limit` of the oldest expired anonymous events, leaving tombstones;
-        the counts deleted per anonymous id."""
+    ) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        """Delete up to `limit` of the oldest expired anonymous events, leaving tombstones
+        that keep only what deduplication and `explain` need (the id, the times, why: not
+        the name, the data or the anonymous id), and overwrite the freed space; the
+        counts deleted per anonymous id, and each deleted event's id and anonymous id."""
         chosen = f"SELECT seq {self._EXPIRED} ORDER BY timestamp, seq LIMIT ?"
         params = (cutoff.timestamp(), limit)
-        counts = dict(
-            self.conn.execute(
-                "SELECT anonymous_id, count(*) FROM events "
-                f"WHERE seq IN ({chosen}) GROUP BY anonymous_id",
-                params,
-            ).fetchall()
-        )
+        purged = [
+            (row["event_id"], row["anonymous_id"])
+            for row in self.conn.execute(
+                f"SELECT event_id, anonymous_id FROM events WHERE seq IN ({chosen})", params
+            )
+        ]
+        counts = dict(Counter(anonymous_id for _, anonymous_id in purged))
         if not counts:
-            return counts
+            return counts, purged
         self._tombstones = True
+        self._scrub_after_commit = True
+        self.conn.execute("PRAGMA secure_delete=ON")
         self.conn.execute(
             "INSERT OR REPLACE INTO tombstones (event_id, name, anonymous_id, cio_id, "
-            "timestamp, received_at, removed_at, rule, reason) SELECT event_id, name, "
-            f"anonymous_id, NULL, timestamp, received_at, ?, ?, ? FROM events "
+            "timestamp, received_at, removed_at, rule, reason) SELECT event_id, ?, "
+            f"NULL, NULL, timestamp, received_at, ?, ?, ? FROM events "
             f"WHERE seq IN ({chosen})",
-            (removed_at.timestamp(), str(Rule.RETENTION_EXPIRED), reason, *params),
+            (PURGED_NAME, removed_at.timestamp(), str(Rule.RETENTION_EXPIRED), reason, *params),
         )
         self.conn.execute(f"DELETE FROM events WHERE seq IN ({chosen})", params)
-        return counts
+        return counts, purged
 
     def remove_events(self, tombstones: Sequence[Tombstone]) -> None:
         """Delete events, keeping a tombstone of each so `explain` can say what happened."""
@@ -1296,6 +1303,20 @@ class Workspace:
         keep = mark - self._journal_flushed
         del self._journal_rows[max(keep, 0) :]
 
+    def journal_tracks(self, anonymous_ids: Sequence[str]) -> Iterator[JournalEntry]:
+        """The journal's tracked events sent with one of `anonymous_ids`, oldest first."""
+        self._flush_journal()
+        for start in range(0, len(anonymous_ids), 500):
+            chunk = anonymous_ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            cursor = self.conn.execute(
+                "SELECT seq, at, kind, record, people, anonymous_id FROM journal "
+                f"WHERE kind = 'Track' AND anonymous_id IN ({marks}) ORDER BY seq",
+                chunk,
+            )
+            for row in cursor:
+                yield self._journal_entry(row)
+
     def journal(
         self,
         *,
@@ -1324,14 +1345,18 @@ class Workspace:
             params,
         )
         for row in cursor:
-            yield JournalEntry(
-                row["seq"],
-                from_unix(row["at"]),
-                row["kind"],
-                row["record"],
-                tuple((row["people"] or "").split()),
-                row["anonymous_id"],
-            )
+            yield self._journal_entry(row)
+
+    @staticmethod
+    def _journal_entry(row: sqlite3.Row) -> JournalEntry:
+        return JournalEntry(
+            row["seq"],
+            from_unix(row["at"]),
+            row["kind"],
+            row["record"],
+            tuple((row["people"] or "").split()),
+            row["anonymous_id"],
+        )
 
     def rewrite_journal(self, rewrites: Iterable[JournalRewrite]) -> None:
         """Replace entries with other operations, or (operation None) remove them."""
@@ -1339,11 +1364,14 @@ class Workspace:
             if rewrite.operation is None:
                 self.conn.execute("DELETE FROM journal WHERE seq = ?", (rewrite.seq,))
             else:
+                # the anonymous id the entry is about follows its new operation's
                 self.conn.execute(
-                    "UPDATE journal SET kind = ?, record = ? WHERE seq = ?",
+                    "UPDATE journal SET kind = ?, record = ?, "
+                    "anonymous_id = coalesce(?, anonymous_id) WHERE seq = ?",
                     (
                         type(rewrite.operation).__name__,
                         _json(to_record(rewrite.operation)),
+                        getattr(rewrite.operation, "anonymous_id", None),
                         rewrite.seq,
                     ),
                 )

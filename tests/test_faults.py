@@ -206,3 +206,152 @@ def test_delete_leaves_nothing_of_the_person_in_the_file(cli: Any, tmp_path: Pat
         assert value.encode() not in raw, value
         assert value not in exported.lower(), value
     assert "someone-else" in exported
+
+
+def test_purge_keeps_only_what_deduplication_needs(cli: Any, tmp_path: Path) -> None:
+    """A purged event's name, data and anonymous id are gone from the file, the WAL and
+    `export`; its id still refuses a copy, and `explain` still says why it is gone."""
+    db = tmp_path / "ws.db"
+    then = ("--db", str(db), "--at", "2026-01-01T00:00:00Z")
+    later = ("--db", str(db), "--at", "2026-03-01T00:00:00Z")
+    secret = ("--data", '{"card": "purge-me-4242"}', "--event-id", "ev-old")
+    cli("track", "Secret Viewed", "--anonymous-id", "anon-purge-1", *secret, *then)
+    cli("track", "Kept", "--anonymous-id", "anon-kept", "--event-id", "ev-new", *later)
+    cli("purge", *later)
+    cli("log", *later)
+    exported = cli("export", *later).stdout
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("ws.db*"))
+    for value in ("purge-me-4242", "Secret Viewed", "anon-purge-1"):
+        assert value.encode() not in raw, value
+        assert value not in exported, value
+    assert "ev-old" in exported and "anon-kept" in exported
+    explained = cli("explain", "ev-old", "--json", *later)
+    assert explained["status"] == "purged" and explained["rule"] == "retention_expired"
+    again = cli("track", "Secret Viewed", "--anonymous-id", "x", *secret, *later)
+    assert "duplicate" in again.stderr
+    # the export replays to the same workspace: the stand-in is placed and purged again
+    copy = tmp_path / "copy.db"
+    (tmp_path / "export.ndjson").write_text(exported)
+    cli("replay", str(tmp_path / "export.ndjson"), "--db", str(copy), "--at", later[3])
+    assert cli("explain", "ev-old", "--json", "--db", str(copy), "--at", later[3]) == explained
+
+
+def test_connections_that_never_finish_their_headers_are_closed(tmp_path: Path) -> None:
+    """Slots held by clients that open connections and never finish a request's headers
+    are given back: real clients are served again once the header time limit passes."""
+    import socket
+    import time
+
+    from tests.test_serve_probes import raw, status_of
+
+    with serving(tmp_path, fixed_now=T0, connections=16, header_seconds=0.5) as running:
+        idle = []
+        for _ in range(40):
+            sock = socket.create_connection(("127.0.0.1", running.port))
+            sock.sendall(b"GET /_cio-anon/summary HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            idle.append(sock)
+        time.sleep(1.5)
+        answers = []
+        for sock in idle:
+            sock.settimeout(2)
+            try:
+                answers.append(sock.recv(1024))
+            except OSError:
+                answers.append(b"?")
+            sock.close()
+        assert all(a.startswith(b"HTTP/1.1 408") or a == b"" for a in answers), answers[:3]
+        message = b'{"anonymous_id": "a", "name": "x"}'
+        request = (
+            b"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+            b"\r\nContent-Length: " + str(len(message)).encode() + b"\r\n\r\n" + message
+        )
+        assert status_of(raw(running.port, request)) == 200
+
+
+def test_a_body_is_read_no_further_than_the_route_accepts(tmp_path: Path) -> None:
+    """A chunked body past the 500 KB a batch may be is refused when it passes it, not
+    buffered to the 5 MB ceiling; a declared one before a byte of it is read."""
+    import socket
+
+    from tests.test_serve_probes import status_of
+
+    with serving(tmp_path, fixed_now=T0) as running:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: application/json\r\n\r\n"
+            )
+            chunk = b"x" * 65536
+            answer = b""
+            for _ in range(40):  # 2.5 MB offered; the answer comes after about 500 KB
+                try:
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                except OSError:
+                    break
+                sock.settimeout(0.05)
+                try:
+                    answer = sock.recv(4096)
+                except TimeoutError:
+                    continue
+                if answer:
+                    break
+        assert status_of(answer) == 400 and b"at most 500 KB" in answer, answer[:200]
+        declared = b"POST /v1/track HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 40000\r\n\r\n{"
+        from tests.test_serve_probes import raw
+
+        refused = raw(running.port, declared)
+        assert status_of(refused) == 400 and b"at most 32 KB" in refused
+        assert running.inspect("summary")["events"] == 0
+
+
+def test_what_cannot_be_kept_exactly_is_refused_not_folded(cli: Any, tmp_path: Path) -> None:
+    """An integer beyond 64 bits is refused (it became a float); path bytes that are not
+    UTF-8 are refused (`%ff` and `%fe` became the same person); a path no route matches
+    still answers JSON; the pages say what a browser may do with them."""
+    import json
+
+    refused = cli(
+        "track",
+        "Viewed",
+        "--anonymous-id",
+        "a",
+        "--data",
+        '{"n": 18446744073709551616}',
+        "--db",
+        str(tmp_path / "cli.db"),
+        code=1,
+    )
+    assert "beyond 64 bits (send it as a string)" in refused.stderr
+    kept = cli(
+        "track",
+        "Viewed",
+        "--anonymous-id",
+        "a",
+        "--data",
+        '{"n": 18446744073709551615}',
+        "--event-id",
+        "big",
+        "--db",
+        str(tmp_path / "cli.db"),
+        "--json",
+    )
+    assert kept["stored"]
+    log = cli("log", "--json", "--db", str(tmp_path / "cli.db"))
+    assert [row["data"] for row in log["anonymous"]] == [{"n": 18446744073709551615}]
+    with serving(tmp_path, fixed_now=T0) as running:
+        status, answer = running.call("PUT", "/api/v1/customers/%ff", {"plan": "a"})
+        assert status == 400 and "not UTF-8" in json.dumps(answer)
+        assert running.call("PUT", "/api/v1/customers/%fe", {"plan": "b"})[0] == 400
+        assert running.inspect("summary")["people"] == 0
+        status, answer = running.call(
+            "POST",
+            "/api/v1/events",
+            raw=b'{"anonymous_id": "a", "name": "x", "data": {"n": 99999999999999999999}}',
+        )
+        assert status == 400 and "beyond 64 bits" in json.dumps(answer)
+        status, body, _ = ask(running, "GET", "/api/v1/customers/a%0Ab")
+        assert status == 404 and json.loads(body)["meta"]["errors"]
+        status, _, headers = ask(running, "GET", "/people")
+        assert status == 200 and headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"

@@ -203,6 +203,17 @@ class Timed:
 # -- small shape checks shared by the dialects ----------------------------------------
 
 
+def path_part(part: str, path: str) -> str:
+    """One percent-escaped segment of a request path as text; bytes that are not UTF-8
+    are refused (replacing them would fold `%ff` and `%fe` into one id)."""
+    from urllib.parse import unquote
+
+    try:
+        return unquote(part, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"The path {path} holds bytes that are not UTF-8 text.") from None
+
+
 def require_object(value: object, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object, not {_kind(value)}.")

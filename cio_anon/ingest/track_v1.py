@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote
 
 from cio_anon.errors import InvalidInput
 from cio_anon.ingest import (
@@ -21,6 +20,7 @@ from cio_anon.ingest import (
     Unmodelled,
     optional_object,
     optional_text,
+    path_part,
     require_object,
     require_text,
 )
@@ -31,7 +31,7 @@ PREFIX = "/api/v1/"
 
 def parse(method: str, path: str, body: object) -> list[Operation]:
     """The operations one Track API v1 request asks for."""
-    parts = [unquote(part) for part in path.split("?", 1)[0][len(PREFIX) :].split("/")]
+    parts = [path_part(part, path) for part in path.split("?", 1)[0][len(PREFIX) :].split("/")]
     call = f"{method} {path}"
     match parts:
         case ["customers", identifier] if identifier:
@@ -168,7 +168,7 @@ def parse_unsubscribe(method: str, path: str, body: object) -> list[Operation]:
     if method != "POST":
         raise MethodNotAllowed(f"{method} is not allowed on {path}.")
     payload = require_object(body, f"The body of {method} {path}")
-    what = f"unsubscribe via delivery {unquote(parts[1])}"
+    what = f"unsubscribe via delivery {path_part(parts[1], path)}"
     return [_unmodelled(what, method, path, payload)]
 
 

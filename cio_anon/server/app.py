@@ -8,6 +8,7 @@ undoes the steps before it, so a port in use or a missing folder leaves no works
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from cio_anon.errors import InvalidInput, WorkspaceError
 from cio_anon.server.origins import Origins
@@ -38,6 +40,10 @@ BACKLOG = 4096
 """Connections the kernel queues before they are accepted."""
 STOP_SECONDS = 5
 """On a stop, requests in flight get this long to finish."""
+HEADER_SECONDS = 10.0
+"""A request's headers must arrive whole within this time of its first byte (or of the
+connection): a client that opens connections and never finishes them cannot hold the
+connection slots that real clients need."""
 
 
 @dataclass
@@ -70,6 +76,7 @@ class ServerConfig:
     it is answered 503 (None: the workspace's own busy timeout)."""
     decisions: bool = False
     """One line per decision on stdout as traffic arrives (`serve` on a terminal)."""
+    header_seconds: float = HEADER_SECONDS
 
     @property
     def credentials(self) -> Credentials:
@@ -170,6 +177,7 @@ class Server:
     def _uvicorn_config(self, app: ASGIApp) -> uvicorn.Config:
         config = uvicorn.Config(
             app,
+            http=_timed_headers(self.config.header_seconds),
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -232,6 +240,51 @@ class Server:
         self.socket.close()
         self.log.close()
         self.told.close()
+
+
+def _timed_headers(seconds: float) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol (httptools), closing a connection whose request headers
+    have not arrived whole `seconds` after the connection or the request's first byte
+    (uvicorn limits the time between requests and cio-anon the body's, not this)."""
+
+    class TimedHeaders(HttpToolsProtocol):
+        _headers_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._headers_timer is None:
+                self._headers_timer = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._headers_timer is not None:
+                self._headers_timer.cancel()
+                self._headers_timer = None
+
+        def _too_slow(self) -> None:
+            self._headers_timer = None
+            if not self.transport.is_closing():
+                self.transport.write(
+                    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                    b"Content-Length: 0\r\n\r\n"
+                )
+                self.transport.close()
+
+    return TimedHeaders
 
 
 def _bind(config: ServerConfig) -> socket.socket:

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -34,6 +33,7 @@ from cio_anon.ingest import (
     MethodNotAllowed,
     Operation,
     Timed,
+    path_part,
     pipelines,
     require_object,
     track_v1,
@@ -61,6 +61,11 @@ BATCH_LIMIT = 500 * 1024
 """Customer.io's documented limit on one batch request."""
 BODY_CEILING = 5 * 1024 * 1024
 """A body (as sent, or unzipped) larger than this is not read on (413)."""
+BODY_SLACK = 1024
+"""What a gzipped body may be beyond the limit on the unzipped one (gzip's own bytes)."""
+BUFFERED_CEILING = 64 * 1024 * 1024
+"""The bodies being read, all connections together, hold at most this much: beyond it a
+request is answered 503 (Retry-After) before its body is read on."""
 BODY_SECONDS = 30.0
 """A body must arrive whole within this time (408)."""
 LOG_TYPES = frozenset({*EventType, "invite", *ActivityType.ALL})
@@ -199,6 +204,7 @@ def application(settings: Settings) -> ASGIApp:
     )
     routes.append(Route("/{rest:path}", _not_found, methods=_ANY))
     app = Starlette(routes=routes)
+    app.router.default = _no_route  # a path no route can match (a newline in it): JSON too
     ingest = (lambda path: False) if settings.pages_only else ingest_path
     return HostCheck(OriginCheck(app, settings.origins, ingest), settings.allowed_hosts)
 
@@ -277,6 +283,11 @@ def _sdk_settings(integration: str, settings: Settings) -> Callable[[Request], A
     return endpoint
 
 
+async def _no_route(scope: Scope, receive: Receive, send: Send) -> None:
+    response = await _not_found(Request(scope, receive))
+    await response(scope, receive, send)
+
+
 async def _not_found(request: Request) -> Response:
     return reply(404, {"meta": {"errors": [f"No such path: {request.url.path}"]}})
 
@@ -304,9 +315,10 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         if method == "GET" and api.answers and path in api.answers:
             return reply(200, api.answers[path])
         batch = path.rstrip("/") in api.batch_paths
+        limit = BATCH_LIMIT if batch else OPERATION_LIMIT
         try:
-            raw = await read_body(request, settings.body_seconds)
-            body = decode(request.headers, raw, BATCH_LIMIT if batch else OPERATION_LIMIT)
+            raw = await read_body(request, settings.body_seconds, limit)
+            body = decode(request.headers, raw, limit)
             key = without_write_key(body) if api.scheme == "pipelines" else None
             if not authorized and not credentials.allows_write_key(key):
                 return unauthorized
@@ -314,6 +326,8 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         except ClientDisconnect:
             return Response(status_code=400)  # nobody to answer; nothing applied
         except Refusal as error:
+            if error.status == 400:  # too large: said in the API's own shape
+                return reply(400, api.errors([(None, error)], False), error.headers)
             return refusal_reply(error)
         except CioAnonError as error:
             if error.status in (404, 405):
@@ -406,30 +420,57 @@ def _raw_target(scope: Scope) -> str:
     return f"{target}?{query.decode('latin-1')}" if query else target
 
 
-async def read_body(request: Request, seconds: float) -> bytes:
-    """The whole body, however it is framed (Content-Length or chunked): 413 past the
-    ceiling (declared or counted), 408 when it does not arrive in time, ClientDisconnect
-    when the client goes away."""
+async def read_body(request: Request, seconds: float, limit: int = BODY_CEILING) -> bytes:
+    """The whole body, however it is framed (Content-Length or chunked), read no further
+    than the route accepts: 413 past the ceiling, 400 past `limit` (declared or counted,
+    with gzip's slack), 503 when the bodies being read already hold BUFFERED_CEILING, 408
+    when it does not arrive in time, ClientDisconnect when the client goes away."""
+    global _buffered
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise Refusal(400, "The Content-Length is not a number.", {"Connection": "close"})
         if int(declared) > BODY_CEILING:
             raise _too_large()
+        if int(declared) > limit + BODY_SLACK:
+            raise _over(limit, int(declared))
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(seconds):
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > BODY_CEILING:
-                    raise _too_large()
+                if size > limit + BODY_SLACK:
+                    raise _over(limit, size)
+                if _buffered + len(chunk) > BUFFERED_CEILING:
+                    raise Refusal(
+                        503,
+                        "serve is reading too many bodies at once; send it again.",
+                        {"Connection": "close", "Retry-After": "1"},
+                    )
+                _buffered += len(chunk)
                 chunks.append(chunk)
     except TimeoutError:
         raise Refusal(
             408, f"The body did not arrive within {seconds:g} s.", {"Connection": "close"}
         ) from None
+    finally:
+        _buffered -= sum(len(chunk) for chunk in chunks)
     return b"".join(chunks)
+
+
+_buffered = 0
+"""The bytes of the bodies being read now (the event loop's one thread counts them)."""
+
+
+def _over(limit: int, size: int) -> Refusal:
+    what = "a batch" if limit == BATCH_LIMIT else "one operation"
+    return Refusal(
+        400,
+        f"The body is {size:,} bytes or more; Customer.io accepts at most {limit // 1024} KB "
+        f"for {what}.",
+        {"Connection": "close"},
+    )
 
 
 def _too_large() -> Refusal:
@@ -481,7 +522,7 @@ async def _inspect(request: Request, settings: Settings) -> Response:
             {"WWW-Authenticate": 'Bearer realm="cio-anon"'},
         )
     path = _raw_target(request.scope).split("?", 1)[0]
-    route = [unquote(part) for part in path[len(INSPECT) :].strip("/").split("/")]
+    route = [path_part(part, path) for part in path[len(INSPECT) :].strip("/").split("/")]
     name, method, query = route[0], request.method, request.query_params
     if name == "reset":
         if method != "POST":

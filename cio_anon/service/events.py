@@ -16,6 +16,7 @@ from cio_anon.errors import InvalidInput
 from cio_anon.ingest import Purge, Track
 from cio_anon.models import Activity, Event, Person, PersonRef
 from cio_anon.rules import Provenance, Rule
+from cio_anon.service import history
 from cio_anon.service.people import identify
 from cio_anon.service.session import opened
 from cio_anon.service.shared import (
@@ -221,10 +222,10 @@ def purge(
     cutoff = rules.retention_cutoff(now)
     if dry_run:
         return PurgeResult(deleted=workspace.count_expired(cutoff), dry_run=True)
-    result = PurgeResult(
-        deleted=workspace.purge_expired(cutoff, now, PURGED, limit or -1), dry_run=False
-    )
+    deleted, purged = workspace.purge_expired(cutoff, now, PURGED, limit or -1)
+    result = PurgeResult(deleted=deleted, dry_run=False)
     if result.total:
+        history.forget_purged(workspace, purged)
         workspace.add_journal(now, Purge())
     return result
 

@@ -17,10 +17,10 @@ from typing import Any
 from cio_anon import jsonio
 from cio_anon.clock import to_iso
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest import DeletePerson, Identify, MergePeople, Unmodelled
+from cio_anon.ingest import DeletePerson, Identify, MergePeople, Track, Unmodelled
 from cio_anon.models import Person
 from cio_anon.service.shared import find_person
-from cio_anon.workspace import JournalEntry, JournalRewrite, Workspace
+from cio_anon.workspace import PURGED_NAME, JournalEntry, JournalRewrite, Workspace
 
 GLOBAL_KINDS = frozenset({"ChangeSettings", "Purge"})
 """Calls that touch no one in particular; every export keeps them."""
@@ -185,6 +185,28 @@ def stand_in(cio_id: str) -> str:
 def _event_id(entry: JournalEntry) -> str | None:
     body = jsonio.loads(entry.record).get("body", {})
     return body.get("id") if isinstance(body, dict) else None
+
+
+def forget_purged(workspace: Workspace, purged: Sequence[tuple[str, str]]) -> None:
+    """Rewrite the journal for purged events: each is kept as a stand-in with its id and
+    time only (a nameless event of an anonymous id of its own, which no one is ever
+    identified with), so `export` writes none of what was purged, yet a replay places it
+    anonymous and purges it again, leaving the same tombstone."""
+    ids = {event_id for event_id, _ in purged}
+    anonymous_ids = sorted({anonymous_id for _, anonymous_id in purged if anonymous_id})
+    rewrites = []
+    for entry in workspace.journal_tracks(anonymous_ids):
+        event_id = _event_id(entry)
+        if event_id in ids:
+            body = jsonio.loads(entry.record).get("body", {})
+            stand_in = Track(
+                name=PURGED_NAME,
+                anonymous_id=f"purged-{event_id}",
+                timestamp=body.get("timestamp"),
+                event_id=event_id,
+            )
+            rewrites.append(JournalRewrite(entry.seq, stand_in))
+    workspace.rewrite_journal(rewrites)
 
 
 def as_values(person: Person) -> list[str]:

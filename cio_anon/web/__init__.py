@@ -29,6 +29,15 @@ from cio_anon.workspace import Workspace
 
 PAGE = 50
 """Rows per page of a tab."""
+PAGE_HEADERS = {
+    # the pages load only their own stylesheet and script, and no other site may frame them
+    "Content-Security-Policy": (
+        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 STANDALONE_ROWS = 500
 """Rows of each tab in a `show --html` file."""
 
@@ -137,7 +146,7 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
             if request.method not in ("GET", "HEAD"):
                 return _error(405, "Not allowed", "These pages only read.", label)
             try:
-                return HTMLResponse(await build(request, clock()))
+                return HTMLResponse(await build(request, clock()), headers=PAGE_HEADERS)
             except NotFound as error:
                 return _error(404, "Not found", str(error), label)
             except CioAnonError as error:
@@ -224,7 +233,9 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
             if refused is not None:
                 return refused
             return Response(
-                static(name), media_type=media_type, headers={"Cache-Control": "max-age=300"}
+                static(name),
+                media_type=media_type,
+                headers={"Cache-Control": "max-age=300", **PAGE_HEADERS},
             )
 
         return endpoint
@@ -261,7 +272,7 @@ def _error(status: int, heading: str, message: str, label: str) -> HTMLResponse:
     body = render(
         "error.html", title=heading, heading=heading, message=message, now=None, workspace=label
     )
-    return HTMLResponse(body, status_code=status)
+    return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
 
 def _days(span: Any) -> str:
