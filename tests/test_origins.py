@@ -284,3 +284,23 @@ def test_serve_prints_the_set_up_and_each_decision(tmp_path: Path) -> None:
         "[merged_on_identify]",
         "'Added to Cart' d1: a copy already stored, ignored [duplicate]",
     ]
+
+
+def test_a_body_without_its_key_is_refused_whatever_it_holds(tmp_path: Path) -> None:
+    """With --write-key, a request that carries no key (header or body) is a 401 even when
+    its body is broken or too large; one whose body carries the key is answered on it."""
+    with serving(tmp_path, write_key=WRITE) as running:
+        for path, raw in (("/v1/t", b"not json"), ("/v1/t", b"{" + b" " * 40_000 + b"}")):
+            import urllib.request
+
+            request = urllib.request.Request(
+                running.url + path, data=raw, method="POST", headers={"Content-Type": "text/plain"}
+            )
+            try:
+                urllib.request.urlopen(request, timeout=10)
+                status = 200
+            except urllib.error.HTTPError as error:
+                status = error.code
+            assert status == 401, (path, status)
+        status, answer, _ = post(running, "/v1/nope", {"writeKey": WRITE, "event": "x"})
+        assert status == 404, answer

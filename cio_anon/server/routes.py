@@ -296,11 +296,14 @@ async def _not_found(request: Request) -> Response:
 
 
 def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Awaitable[Response]]:
-    unauthorized = reply(
-        401,
-        api.errors([(None, InvalidInput("Unauthorized: wrong or missing credentials."))], False),
-        {"WWW-Authenticate": 'Basic realm="cio-anon"'},
-    )
+    def unauthorized() -> Response:
+        return reply(
+            401,
+            api.errors(
+                [(None, InvalidInput("Unauthorized: wrong or missing credentials."))], False
+            ),
+            {"WWW-Authenticate": 'Basic realm="cio-anon"'},
+        )
 
     async def endpoint(request: Request) -> Response:
         strict = request.headers.get("x-strict-mode") == "1"
@@ -309,7 +312,7 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         # Customer.io's browser SDK sends the write key in the body only: such a request
         # is read (within the size limits) before its key is checked
         if not authorized and not (api.scheme == "pipelines" and credentials.write_key):
-            return unauthorized
+            return unauthorized()
         method, target = request.method, _raw_target(request.scope)
         path = target.split("?", 1)[0]
         if method == "GET" and api.answers and path in api.answers:
@@ -321,18 +324,15 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
             body = decode(request.headers, raw, limit)
             key = without_write_key(body) if api.scheme == "pipelines" else None
             if not authorized and not credentials.allows_write_key(key):
-                return unauthorized
+                return unauthorized()
+            authorized = True
             items = _parse(api, method, path, body, batch)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody to answer; nothing applied
-        except Refusal as error:
-            if error.status == 400:  # too large: said in the API's own shape
-                return reply(400, api.errors([(None, error)], False), error.headers)
-            return refusal_reply(error)
         except CioAnonError as error:
-            if error.status in (404, 405):
-                return reply(error.status, api.errors([(None, error)], False))
-            return _refused(api, [(None, error)], strict, batch=False)
+            if not authorized:  # a body without its key is refused as such, whatever it is
+                return unauthorized()
+            return _unread(api, error, strict)
         failures: list[Failure] = [
             (i, e) for i, e in enumerate(items) if isinstance(e, CioAnonError)
         ]
@@ -378,6 +378,17 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         return _refused(api, failures, strict, batch)
 
     return endpoint
+
+
+def _unread(api: HttpApi, error: CioAnonError, strict: bool) -> Response:
+    """The answer to a request refused before its items were read."""
+    if isinstance(error, Refusal):
+        if error.status == 400:  # too large: said in the API's own shape
+            return reply(400, api.errors([(None, error)], False), error.headers)
+        return refusal_reply(error)
+    if error.status in (404, 405):
+        return reply(error.status, api.errors([(None, error)], False))
+    return _refused(api, [(None, error)], strict, batch=False)
 
 
 def _refused(api: HttpApi, failures: Sequence[Failure], strict: bool, batch: bool) -> Response:
