@@ -1057,8 +1057,9 @@ def serve(
     it cleanly."""
     from cio_anon import server
 
-    if bool(site_id) != bool(api_key):
-        raise typer.BadParameter("--site-id and --api-key go together: give both or neither")
+    half = server.half_a_pair(site_id, api_key)
+    if half:  # a usage error (exit 2), found where `serve` checks it
+        raise typer.BadParameter(half)
     config = server.ServerConfig(
         db=db,
         host=host,

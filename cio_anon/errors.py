@@ -39,5 +39,4 @@ class WorkspaceBusy(WorkspaceError):
     """Another process held the workspace's lock longer than the wait: nothing was
     changed, and the same call may be made again (`serve` says when: Retry-After)."""
 
-    status = 503
     headers = {"Retry-After": "1"}

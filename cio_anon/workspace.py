@@ -41,6 +41,7 @@ PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
 )
 BUSY_TIMEOUT_SECONDS = 30.0
+_JOURNAL_COLUMNS = "seq, at, kind, record, people, anonymous_id"
 PURGED_NAME = "(purged)"
 """The name a purged event's tombstone and its journal stand-in carry: not its own."""
 FAULTS = {
@@ -53,12 +54,13 @@ FAULTS = {
 """SQLite's failures that are the machine's, not a bug: what each means, in words."""
 
 
-def fault_sentence(path: Path, error: sqlite3.DatabaseError) -> str:
+def _fault_reason(error: sqlite3.DatabaseError) -> str | None:
+    """What a failure that is the machine's means, in words (None: not one of those)."""
     name = getattr(error, "sqlite_errorname", "")
-    why = next(
-        (words for code, words in FAULTS.items() if name.startswith(code)),
-        f"SQLite said: {error}",
-    )
+    return next((words for code, words in FAULTS.items() if name.startswith(code)), None)
+
+
+def _fault_sentence(path: Path, why: str) -> str:
     return f"Cannot use the workspace {path}: {why}. Nothing was changed."
 
 
@@ -191,6 +193,8 @@ class Workspace:
         self.path = path
         self.conn = conn
         self.created = False  # set when this command created the file
+        self.busy_seconds = BUSY_TIMEOUT_SECONDS
+        """How long a statement waits for another connection's lock (for the sentence)."""
         self._settings: Settings | None = None
         self._scrub_after_commit = False
         # Read-through caches, valid for one transaction (reset by transaction/savepoint)
@@ -252,7 +256,9 @@ class Workspace:
                 workspace.close()
 
     @classmethod
-    def _connect(cls, path: Path, *, threaded: bool = False) -> Workspace:
+    def _connect(
+        cls, path: Path, *, threaded: bool = False, named: Path | None = None
+    ) -> Workspace:
         try:
             conn = sqlite3.connect(
                 path,
@@ -261,10 +267,9 @@ class Workspace:
                 check_same_thread=not threaded,
             )
         except sqlite3.Error as error:
-            raise WorkspaceError(f"Cannot open the workspace {path}: {error}.") from None
+            raise WorkspaceError(f"Cannot open the workspace {named or path}: {error}.") from None
         conn.row_factory = sqlite3.Row
-        workspace = cls(path, conn)
-        workspace.busy_seconds = BUSY_TIMEOUT_SECONDS
+        workspace = cls(named or path, conn)
         try:
             for pragma in PRAGMAS:
                 conn.execute(pragma)
@@ -283,11 +288,8 @@ class Workspace:
         except OSError as error:
             raise WorkspaceError(f"Cannot create the workspace {path}: {error.strerror}.") from None
         try:
-            try:
-                made = cls._connect(spare)
-                made._migrate(initial)
-            except WorkspaceError as error:  # said of the spare file: say it of `path`
-                raise WorkspaceError(str(error).replace(str(spare), str(path))) from None
+            made = cls._connect(spare, named=path)  # what goes wrong is said of `path`
+            made._migrate(initial)
             made.close()  # the last connection: the WAL is checkpointed into the file
             try:
                 os.link(spare, path)
@@ -319,7 +321,8 @@ class Workspace:
             raise WorkspaceError(
                 f"{self.path} is not a cio-anon workspace (it is not a SQLite database)."
             ) from None
-        raise WorkspaceError(fault_sentence(self.path, error)) from None
+        why = _fault_reason(error) or f"SQLite said: {error}"
+        raise WorkspaceError(_fault_sentence(self.path, why)) from None
 
     def _migrate_steps(self, initial: Settings | None) -> None:
         version = self._scalar("PRAGMA user_version")
@@ -363,8 +366,6 @@ class Workspace:
             raise WorkspaceError(f"{self.path} is a SQLite file but not a cio-anon workspace.")
         return fresh
 
-    busy_seconds = BUSY_TIMEOUT_SECONDS
-
     def _rollback(self) -> None:
         """Undo the open transaction (SQLite may have undone it already: a full disk)."""
         if self.conn.in_transaction:
@@ -379,15 +380,13 @@ class Workspace:
     def _fault(self, error: sqlite3.DatabaseError) -> Exception:
         """The store's failure as a sentence: a lock held past the wait, a full disk, a
         read-only file, a damaged one; any other error (a bug) as it was."""
-        name = getattr(error, "sqlite_errorname", "")
-        if not _locked(error) and not any(name.startswith(code) for code in FAULTS):
-            return error
-        if not _locked(error):
-            return WorkspaceError(fault_sentence(self.path, error))
-        return WorkspaceBusy(
-            f"The workspace {self.path} is busy: another process has held it for "
-            f"{self.busy_seconds:g} s; nothing was changed. Try again when it is done."
-        )
+        if _locked(error):
+            return WorkspaceBusy(
+                f"The workspace {self.path} is busy: another process has held it for "
+                f"{self.busy_seconds:g} s; nothing was changed. Try again when it is done."
+            )
+        why = _fault_reason(error)
+        return error if why is None else WorkspaceError(_fault_sentence(self.path, why))
 
     def close(self) -> None:
         self.conn.close()
@@ -594,7 +593,7 @@ class Workspace:
         ).rowcount
         for text in texts:
             gone += self.conn.execute(
-                "DELETE FROM other_calls WHERE instr(lower(body), ?) > 0", (text.lower(),)
+                "DELETE FROM other_calls WHERE instr(lower(body), ?) > 0", (text,)
             ).rowcount
         return gone
 
@@ -1054,11 +1053,12 @@ class Workspace:
     def change_mark(self) -> str:
         """A value that changes whenever a call changes the workspace (the web view polls
         it to show new activity)."""
-        row = self.conn.execute(
-            "SELECT (SELECT max(seq) FROM journal), (SELECT count(*) FROM journal), "
-            "(SELECT count(*) FROM events), (SELECT count(*) FROM people)"
-        ).fetchone()
-        return ":".join(str(value) for value in row)
+        # data_version: commits by other connections (serve's writer is one to its
+        # reader, and another process to `ui`); the journal's last entry: this one's.
+        # Both are read without counting a table: the pages ask every second.
+        version = self._scalar("PRAGMA data_version")
+        last = self._scalar("SELECT max(seq) FROM journal")
+        return f"{version}:{last}"
 
     def summary(self) -> dict[str, int]:
         """Counts of what the workspace holds."""
@@ -1310,7 +1310,7 @@ class Workspace:
             chunk = anonymous_ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
             cursor = self.conn.execute(
-                "SELECT seq, at, kind, record, people, anonymous_id FROM journal "
+                f"SELECT {_JOURNAL_COLUMNS} FROM journal "
                 f"WHERE kind = 'Track' AND anonymous_id IN ({marks}) ORDER BY seq",
                 chunk,
             )
@@ -1341,7 +1341,7 @@ class Workspace:
             )
             params = [*merges_and, *anonymous_ids, *(text.lower() for text in mentioning)]
         cursor = self.conn.execute(
-            f"SELECT seq, at, kind, record, people, anonymous_id FROM journal {where} ORDER BY seq",
+            f"SELECT {_JOURNAL_COLUMNS} FROM journal {where} ORDER BY seq",
             params,
         )
         for row in cursor:

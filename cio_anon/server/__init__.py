@@ -7,6 +7,13 @@ as `replay`, plus a JSON inspection API for tests. Imported only by `serve`.
 - `writer`: the one thread that owns the workspace (group commit, one savepoint per operation)
 """
 
-from cio_anon.server.app import Server, ServerConfig, check_bind, make_clock, run_until_stopped
+from cio_anon.server.app import (
+    Server,
+    ServerConfig,
+    check_bind,
+    half_a_pair,
+    make_clock,
+    run_until_stopped,
+)
 
-__all__ = ["Server", "ServerConfig", "check_bind", "make_clock", "run_until_stopped"]
+__all__ = ["Server", "ServerConfig", "check_bind", "half_a_pair", "make_clock", "run_until_stopped"]

@@ -96,10 +96,9 @@ def check_bind(config: ServerConfig) -> None:
     """Refuse to listen beyond loopback unless every route is protected (with any
     credential configured, every route needs one), and origins that are none."""
     Origins(config.cors_origins)
-    if bool(config.site_id) != bool(config.api_key):
-        raise InvalidInput(
-            "The Track API's credentials are a pair: give --site-id and --api-key together."
-        )
+    half = half_a_pair(config.site_id, config.api_key)
+    if half:
+        raise InvalidInput(half)
     if not config.loopback and not config.credentials.configured:
         raise InvalidInput(
             f"Listening on {config.host} (not loopback) needs credentials: give --site-id "
@@ -107,6 +106,14 @@ def check_bind(config: ServerConfig) -> None:
         )
     if bool(config.tls_cert) != bool(config.tls_key):
         raise InvalidInput("TLS needs both --tls-cert and --tls-key.")
+
+
+def half_a_pair(site_id: str | None, api_key: str | None) -> str | None:
+    """What is wrong when only half of the Track API's credentials is given (it would
+    protect nothing), or None."""
+    if bool(site_id) == bool(api_key):
+        return None
+    return "--site-id and --api-key go together: give both or neither."
 
 
 def allowed_hosts(config: ServerConfig) -> frozenset[str] | None:

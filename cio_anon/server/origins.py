@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,29 +37,29 @@ class Origins:
     exact origins given (`:*` allows any port)."""
 
     given: tuple[str, ...] = ()
+    _allowed: tuple[tuple[str, str, str | None], ...] = field(init=False, repr=False)
+    """The given origins as (scheme, host, port), read once."""
 
     def __post_init__(self) -> None:
+        allowed = []
         for origin in self.given:
-            if not _ORIGIN.fullmatch(origin.strip()):
+            found = _ORIGIN.fullmatch(origin.strip().lower())
+            if found is None:
                 raise InvalidInput(
                     f"--cors-origin {origin!r} is not an origin: give SCHEME://HOST[:PORT] "
                     "(PORT may be *), e.g. http://myapp.test:3000."
                 )
+            allowed.append((found.group(1), found.group(2), found.group(3)))
+        object.__setattr__(self, "_allowed", tuple(allowed))
 
     def allows(self, origin: str) -> bool:
         found = _ORIGIN.fullmatch(origin)
         if found is None or found.group(3) == "*":
             return False  # `null`, a file:// page, or something that is no origin
-        host = found.group(2).lower()
-        if host in LOOPBACK:
-            return True
-        for pattern in self.given:
-            allowed = _ORIGIN.fullmatch(pattern.strip().lower())
-            assert allowed is not None  # checked when made
-            same_port = allowed.group(3) in ("*", found.group(3))
-            if allowed.group(1) == found.group(1) and allowed.group(2) == host and same_port:
-                return True
-        return False
+        scheme, host, port = found.group(1), found.group(2).lower(), found.group(3)
+        return host in LOOPBACK or any(
+            (scheme, host) == (s, h) and p in ("*", port) for s, h, p in self._allowed
+        )
 
 
 class OriginCheck:

@@ -431,7 +431,7 @@ def _raw_target(scope: Scope) -> str:
     return f"{target}?{query.decode('latin-1')}" if query else target
 
 
-async def read_body(request: Request, seconds: float, limit: int = BODY_CEILING) -> bytes:
+async def read_body(request: Request, seconds: float, limit: int) -> bytes:
     """The whole body, however it is framed (Content-Length or chunked), read no further
     than the route accepts: 413 past the ceiling, 400 past `limit` (declared or counted,
     with gzip's slack), 503 when the bodies being read already hold BUFFERED_CEILING, 408
@@ -539,7 +539,7 @@ async def _inspect(request: Request, settings: Settings) -> Response:
         if method != "POST":
             raise Refusal(405, "Use POST /_cio-anon/reset.")
         _refuse_cross_site(request)
-        await asyncio.wrap_future(settings.writer.submit(Job(query=lambda ws: ws.reset())))
+        await _ask(settings, lambda ws: ws.reset(), write=True)
         return reply(200, {"reset": True})
     if method != "GET":
         raise Refusal(405, f"{method} is not allowed on {path}.")
@@ -576,9 +576,10 @@ async def _inspect(request: Request, settings: Settings) -> Response:
     raise Refusal(404, f"No such inspection path: {path}")
 
 
-async def _ask(settings: Settings, query: Callable[[Any], Any]) -> Any:
-    """A read: on the reader's connection, not behind the writes."""
-    if settings.reader is not None:
+async def _ask(settings: Settings, query: Callable[[Any], Any], *, write: bool = False) -> Any:
+    """Run `query` against the workspace: a read on the reader's connection (not behind
+    the writes), a write on the writer."""
+    if settings.reader is not None and not write:
         return await asyncio.wrap_future(settings.reader.submit(query))
     return await asyncio.wrap_future(settings.writer.submit(Job(query=query)))
 

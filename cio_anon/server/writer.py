@@ -11,6 +11,7 @@ request is recorded exactly when it is stored.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import threading
@@ -83,6 +84,11 @@ class Job:
     items: list[int] | None = None
     query: Callable[[Workspace], Any] | None = None
     done: Future[Any] = field(default_factory=Future)
+
+    @property
+    def item_of(self) -> list[int]:
+        """Each operation's item (without `items`, each operation is an item)."""
+        return self.items if self.items is not None else list(range(len(self.operations)))
 
 
 class _Undone(Exception):
@@ -232,6 +238,7 @@ class Writer(threading.Thread):
     def _job(self, job: Job, lines: list[str]) -> Any:
         """One job in its own savepoint: its outcomes, or the error that undid it."""
         said = len(self.said)
+        result: Any
         try:
             with self.workspace.savepoint():
                 if job.query is not None:
@@ -245,8 +252,7 @@ class Writer(threading.Thread):
                     raise _Undone(outcomes)
                 call = job.call
                 if call is not None and stored:
-                    items = job.items or list(range(len(job.operations)))
-                    refused = job.refused | (set(items) - stored)
+                    refused = job.refused | (set(job.item_of) - stored)
                     line = _guarded(lambda: call.line(refused))
                     if isinstance(line, CioAnonError):
                         raise _Undone(
@@ -255,37 +261,33 @@ class Writer(threading.Thread):
                     lines.append(line)
                 return outcomes
         except _Undone as undone:
-            del self.said[said:]
-            return undone.result
+            result = undone.result
         except CioAnonError as error:
-            del self.said[said:]
-            return error
+            result = error
+        del self.said[said:]  # undone: nothing of it is told
+        return result
 
     def _items(self, job: Job) -> tuple[list[CioAnonError | None], set[int]]:
         """Apply the job's operations item by item, each item in a savepoint of its own
         (one refused operation undoes its item's others): each operation's outcome, and
         the items stored."""
-        items = job.items or list(range(len(job.operations)))
         outcomes: list[CioAnonError | None] = []
         stored: set[int] = set()
-        start = 0
-        while start < len(items):
-            end = start
-            while end < len(items) and items[end] == items[start]:
-                end += 1
+        for item, group in itertools.groupby(
+            zip(job.item_of, job.operations, strict=True), key=lambda pair: pair[0]
+        ):
             said = len(self.said)
             try:
                 with self.workspace.savepoint():
-                    done = [self._operation(t, job.source) for t in job.operations[start:end]]
+                    done = [self._operation(timed, job.source) for _, timed in group]
                     if any(done):
                         raise _Undone(done)
-                stored.add(items[start])
+                stored.add(item)
             except _Undone as undone:
                 assert isinstance(undone.result, list)
                 done = undone.result
                 del self.said[said:]
             outcomes += done
-            start = end
         return outcomes, stored
 
     def _operation(self, timed: Timed, source: Source) -> CioAnonError | None:

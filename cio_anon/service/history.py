@@ -119,6 +119,7 @@ def forget(
     delete itself is the caller's to journal, for the stand-in.
     """
     members = family(entries, cio_id)
+    mentioned = as_values(identifiers)
     erased = set(erased_events)
     profiles = set(anonymous_ids)
     created: set[str] = set()
@@ -129,7 +130,7 @@ def forget(
             if (
                 (entry.kind == "Track" and _event_id(entry) in erased)
                 or (entry.kind == "AnonymousTraits" and entry.anonymous_id in profiles)
-                or (entry.kind == "Unmodelled" and _mentions(entry.record, identifiers))
+                or (entry.kind == "Unmodelled" and _mentions(entry.record, mentioned))
             ):
                 rewrites.append(JournalRewrite(entry.seq, None))
             continue
@@ -183,8 +184,12 @@ def stand_in(cio_id: str) -> str:
 
 
 def _event_id(entry: JournalEntry) -> str | None:
+    return _body(entry).get("id")
+
+
+def _body(entry: JournalEntry) -> dict[str, Any]:
     body = jsonio.loads(entry.record).get("body", {})
-    return body.get("id") if isinstance(body, dict) else None
+    return body if isinstance(body, dict) else {}
 
 
 def forget_purged(workspace: Workspace, purged: Sequence[tuple[str, str]]) -> None:
@@ -196,9 +201,9 @@ def forget_purged(workspace: Workspace, purged: Sequence[tuple[str, str]]) -> No
     anonymous_ids = sorted({anonymous_id for _, anonymous_id in purged if anonymous_id})
     rewrites = []
     for entry in workspace.journal_tracks(anonymous_ids):
-        event_id = _event_id(entry)
+        body = _body(entry)
+        event_id = body.get("id")
         if event_id in ids:
-            body = jsonio.loads(entry.record).get("body", {})
             stand_in = Track(
                 name=PURGED_NAME,
                 anonymous_id=f"purged-{event_id}",
@@ -209,17 +214,21 @@ def forget_purged(workspace: Workspace, purged: Sequence[tuple[str, str]]) -> No
     workspace.rewrite_journal(rewrites)
 
 
-def as_values(person: Person) -> list[str]:
-    """A person's id and email as they stand in JSON text, as a whole string value (so
-    `bo` is not found in `body`), lower case: what finds the calls that carried them."""
-    return [jsonio.dumps(value).lower() for value in (person.id, person.email) if value]
+def identifiers_of(person: Person) -> list[str]:
+    return [value for value in (person.id, person.email) if value]
 
 
-def _mentions(record: str, identifiers: Sequence[str]) -> bool:
-    """Whether a journal record holds one of the identifiers as a JSON string value (as
-    `Workspace.erase_mentions` finds a stored call's body)."""
+def as_values(identifiers: Sequence[str]) -> list[str]:
+    """Identifiers as they stand in JSON text, each a whole string value (so `bo` is not
+    found in `body`), lower case: what finds the calls that carried them, in the journal
+    (`_mentions`) and in the stored calls (`Workspace.erase_mentions`)."""
+    return [jsonio.dumps(value).lower() for value in identifiers]
+
+
+def _mentions(record: str, values: Sequence[str]) -> bool:
+    """Whether a journal record holds one of `values` (made by `as_values`)."""
     text = record.lower()
-    return any(jsonio.dumps(value).lower() in text for value in identifiers)
+    return any(value in text for value in values)
 
 
 def forget_person(
@@ -234,10 +243,12 @@ def forget_person(
     merges (to find who was merged into them), then what names them, their ids or their
     identifiers. `invites`: the invite events addressed to them, erased with them."""
     members = family(list(workspace.journal(merges_and=[])), person.cio_id)
-    identifiers = [value for value in (person.id, person.email) if value]
+    identifiers = identifiers_of(person)
     entries = list(
         workspace.journal(
-            merges_and=sorted(members), anonymous_ids=anonymous_ids, mentioning=as_values(person)
+            merges_and=sorted(members),
+            anonymous_ids=anonymous_ids,
+            mentioning=as_values(identifiers),
         )
     )
     erased = {*workspace.event_ids_of(person.cio_id), *invites}

@@ -379,7 +379,7 @@ def delete_person(workspace: Workspace, now: datetime, *, identifier: str) -> De
             if rules.email_key(recipient) == key
         ]
     history.forget_person(workspace, now, person, anonymous_ids, invites)
-    workspace.erase_mentions(invites, history.as_values(person))
+    workspace.erase_mentions(invites, history.as_values(history.identifiers_of(person)))
     counts = workspace.erase_person(person.cio_id, anonymous_ids)
     return DeleteResult(
         person.ref(),
