@@ -33,6 +33,31 @@ from tests.test_serve import Running
 pytestmark = pytest.mark.browser
 
 HERE = Path(__file__).parent / "browser"
+STANDALONE = {
+    "customerio": HERE / "node_modules/@customerio/cdp-analytics-browser/dist/umd/standalone.js",
+    "segment": HERE / "node_modules/@segment/analytics-next/dist/umd/standalone.js",
+}
+SNIPPET = """<!doctype html>
+<meta charset="utf-8">
+<title>A shop, with the snippet</title>
+<script>
+  // The CDN snippet's shape: a queue standing in for `analytics` until the bundle loads,
+  // the write key, and `_cdn` (where the settings come from) pointed at serve.
+  !function () {
+    var a = window.analytics = window.analytics || [];
+    a.methods = ["track", "identify", "page", "reset", "setAnonymousId"];
+    a.factory = function (m) {
+      return function () { var t = [].slice.call(arguments); t.unshift(m); a.push(t); return a; };
+    };
+    for (var i = 0; i < a.methods.length; i++) a[a.methods[i]] = a.factory(a.methods[i]);
+    a._writeKey = "%(key)s"; a._cdn = "%(cdn)s"; a._loadOptions = {};
+    var s = document.createElement("script");
+    s.async = true; s.src = "/%(sdk)s-standalone.js"; document.head.appendChild(s);
+    a.track("Snippet Viewed");
+    a.identify("%(user)s");
+  }();
+</script>
+"""
 BUNDLES = {
     "customerio": HERE / "node_modules/@customerio/cdp-analytics-browser/dist/umd/index.js",
     "segment": HERE / "node_modules/@segment/analytics-next/dist/umd/index.js",
@@ -97,13 +122,18 @@ class Shop:
 
     def __init__(self) -> None:
         files = {f"/{sdk}.js": path.read_bytes() for sdk, path in BUNDLES.items()}
+        files.update(
+            {f"/{sdk}-standalone.js": path.read_bytes() for sdk, path in STANDALONE.items()}
+        )
         files["/next"] = b"<!doctype html><title>next</title><p>another page"
+        self.snippets: dict[str, bytes] = {}
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 path, _, _ = self.path.partition("?")
                 sdk = "segment" if "sdk=segment" in self.path else "customerio"
                 body = (PAGE % {"sdk": sdk}).encode() if path == "/" else files.get(path)
+                body = snippets.get(path, body)
                 if body is None:
                     self.send_error(404)
                     return
@@ -117,6 +147,7 @@ class Shop:
             def log_message(self, *args: Any) -> None:
                 pass
 
+        snippets = self.snippets
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://localhost:{self.http.server_address[1]}"
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
@@ -432,3 +463,26 @@ def test_what_serve_recorded_replays_to_the_same_workspace(
     for person in ("dana", "eli"):
         assert replayed[person]["events"] == served[person]["events"]
         assert replayed[person]["anonymous_ids"] == served[person]["anonymous_ids"]
+
+
+@SDKS
+def test_the_cdn_snippet_with_serve_as_its_cdn(
+    browser: Any, shop: Shop, tmp_path: Path, sdk: str
+) -> None:
+    """A page that loads the SDK as the CDN snippet does (the standalone bundle, calls
+    queued before it loads) with `analytics._cdn` set to serve: the settings come from
+    serve and the queued calls arrive, on the person."""
+    with visiting(browser, shop, tmp_path, sdk) as visit:
+        cdn = visit.served.url + ("/segment" if sdk == "segment" else "")
+        user = f"snippet-{sdk}"
+        page = f"/snippet-{sdk}"
+        shop.snippets[page] = (
+            SNIPPET % {"key": KEY, "cdn": cdn, "sdk": sdk, "user": user}
+        ).encode()
+        visit.page.goto(shop.url + page)
+        # the queue is replayed once the bundle loads: the track goes out as the
+        # visitor's (the SDK has the user id by then) or merges at the identify
+        viewed = visit.until(lambda: events(visit.served, person=user).get("Snippet Viewed"))
+        assert viewed, (visit.statuses, visit.console)
+        assert viewed["rule"] in ("campaign_eligible", "merged_on_identify")
+        assert f"{cdn}/v1/projects/{KEY}/settings" in visit.requests
