@@ -35,13 +35,12 @@ from cio_anon import rules, setrules
 from cio_anon.clock import from_unix, parse_time
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import SEMANTIC_EVENTS
+from cio_anon.rules import IdentifierKind, identity
 
 if TYPE_CHECKING:
-    from cio_anon.check import Finding
     from cio_anon.check import Report as CheckReport
+    from cio_anon.rules.findings import Finding
 
-PLACEHOLDERS = ("null", "undefined", "none", "nil", "0", "-1", "anonymous", "[object object]")
-"""Identifier values that are a client's bug, not an identity."""
 SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".parquet")
 ENGINES = ("duckdb", "spark")
 PROGRESS_POLL = 0.1
@@ -279,6 +278,10 @@ class Engine:
         """The SQL turning Unix seconds into a timestamp (UTC)."""
         raise NotImplementedError
 
+    def matches(self, text: str, pattern: str) -> str:
+        """The SQL for whether `text` matches a regular expression whole."""
+        raise NotImplementedError
+
     def size(self, text: str) -> str:
         """The SQL for a text's size in UTF-8 bytes."""
         raise NotImplementedError
@@ -434,6 +437,9 @@ class DuckDB(Engine):
     def moment(self, seconds: str) -> str:
         return f"to_timestamp({seconds})"
 
+    def matches(self, text: str, pattern: str) -> str:
+        return f"regexp_full_match({text}, {_quoted(pattern)})"
+
     def size(self, text: str) -> str:
         return f"strlen({text})"
 
@@ -556,6 +562,11 @@ class Spark(Engine):
 
     def moment(self, seconds: str) -> str:
         return f"timestamp_seconds({seconds})"
+
+    def matches(self, text: str, pattern: str) -> str:
+        # to the very end (`$` would let a final line break through); Spark's literal
+        # takes the backslash escaped
+        return f"({text} RLIKE {_quoted('^(?:' + pattern + ')' + chr(92) * 2 + 'z')})"
 
     def size(self, text: str) -> str:
         return f"octet_length({text})"
@@ -696,51 +707,98 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     db.rows_table("refused", "seq BIGINT", [(seq,) for seq, *_ in db.refused])
     db.begin("Staging events and identifies")
     semantic = ", ".join(_quoted(name) for name in SEMANTIC_EVENTS)
-    # whom each message names: its userId, or (an identify without one, and without an
-    # anonymousId, which would make it traits for that id) its traits.email
+    matches = db.matches
+    texts = ("user_id", "anonymous_id", "message_id", "trait_email")
+    unplain = " UNION ".join(
+        f"SELECT {column} AS value FROM staged WHERE {column} IS NOT NULL "
+        f"AND NOT {matches(column, identity.PLAIN)}"
+        for column in texts
+    )
+    db.rows_table(
+        identity.OUTSIDE_PLAIN,
+        identity.OUTSIDE_PLAIN_COLUMNS,
+        identity.outside_plain(value for (value,) in db.rows(unplain)),
+    )
+
+    def stripped(column: str) -> str:
+        return identity.stripped_sql(column, matches)
+
+    # whom each message names (`rules.message_person`), and how (`rules.resolve_identifier`)
+    who = identity.message_person_sql("type", "user_id", "anonymous_id", "trait_email")
     db.view(
         "named",
         f"""
-        SELECT seq, type, who, nullif(trim(anonymous_id), '') AS anonymous_id,
-               nullif(trim(message_id), '') AS message_id, received_at, source,
-               coalesce(happened, received_at) AS timestamp,
-               CASE WHEN who LIKE '%@%' THEN lower(who) END AS email,
-               nullif(trim(trait_email), '') AS trait_email
-        FROM (SELECT *, coalesce(nullif(trim(user_id), ''),
-                                 CASE WHEN type = 'identify' AND nullif(trim(anonymous_id), '')
-                                      IS NULL THEN nullif(trim(trait_email), '') END) AS who
-              FROM staged
-              WHERE op IS NULL AND seq NOT IN (SELECT seq FROM refused)
-                AND (type IN ('identify', 'page', 'screen')
-                     OR (type = 'track' AND event NOT IN ({semantic})))) m
+        SELECT seq, type, who, anonymous_id, message_id, received_at, source, timestamp,
+               trait_email, kind,
+               CASE WHEN kind = '{IdentifierKind.EMAIL}' THEN {identity.fold_sql("who", matches)}
+               END AS email
+        FROM (SELECT *, {identity.kind_sql("who")} AS kind
+              FROM (SELECT seq, type, {who} AS who, anonymous_id, message_id, received_at,
+                           source, timestamp, trait_email
+                    FROM (SELECT seq, type, {stripped("user_id")} AS user_id,
+                                 {stripped("anonymous_id")} AS anonymous_id,
+                                 {stripped("message_id")} AS message_id, received_at, source,
+                                 coalesce(happened, received_at) AS timestamp,
+                                 {stripped("trait_email")} AS trait_email
+                          FROM staged
+                          WHERE op IS NULL AND seq NOT IN (SELECT seq FROM refused)
+                            AND (type IN ('identify', 'page', 'screen')
+                                 OR (type = 'track' AND event NOT IN ({semantic})))) s) w) k
         """,
     )
     # An email names the person who has it: the first who had it — the person an email
     # created (sent as the userId), or the first userId that sent it as traits.email
-    # (later ones cannot take it from them). Emails compare case-insensitively.
+    # (later ones cannot take it from them). Emails compare folded (`rules.fold`).
+    trait_key = identity.fold_sql("trait_email", matches)
+    db.table(
+        "email_claims",
+        f"""
+        SELECT email, who AS holder, seq, false AS by_trait FROM named WHERE email IS NOT NULL
+        UNION ALL
+        SELECT {trait_key}, who, seq, true FROM named
+        WHERE type = 'identify' AND kind = '{IdentifierKind.ID}' AND trait_email IS NOT NULL
+        """,
+    )
     db.table(
         "email_holders",
         """
         SELECT email, holder, seq FROM (
             SELECT email, holder, seq,
                    row_number() OVER (PARTITION BY email ORDER BY seq) AS claim
-            FROM (SELECT email, who AS holder, seq FROM named WHERE email IS NOT NULL
-                  UNION ALL
-                  SELECT lower(trait_email), who, seq FROM named
-                  WHERE type = 'identify' AND email IS NULL AND who IS NOT NULL
-                    AND trait_email IS NOT NULL
-                    -- only emails some message names someone by
-                    AND lower(trait_email) IN (SELECT email FROM named
-                                               WHERE email IS NOT NULL)) claims
+            FROM email_claims
+            -- only emails some message names someone by
+            WHERE email IN (SELECT email FROM named WHERE email IS NOT NULL)
         ) ranked WHERE claim = 1
         """,
     )
     db.view(
-        "people_named",
-        """
-        SELECT n.*, CASE WHEN n.email IS NULL THEN n.who ELSE coalesce(h.holder, n.who) END
-                    AS person
+        "people_by_id",
+        f"""
+        SELECT n.*, CASE WHEN n.kind = '{IdentifierKind.CIO_ID}' THEN NULL
+                         WHEN n.email IS NULL THEN n.who ELSE coalesce(h.holder, n.who) END
+                    AS named_person
         FROM named n LEFT JOIN email_holders h ON h.email = n.email AND h.seq <= n.seq
+        """,
+    )
+    # A person named by cio_id is the one the workspace created in that place: people are
+    # created in the order they are first named (`rules.cio_id_of`); a cio_id that names
+    # no one yet names no one (the replay refuses the call).
+    db.table(
+        "people",
+        f"""
+        SELECT person, created,
+               {identity.cio_id_of_sql("row_number() OVER (ORDER BY created)")} AS cio_id
+        FROM (SELECT named_person AS person, min(seq) AS created FROM people_by_id
+              WHERE named_person IS NOT NULL GROUP BY named_person) p
+        """,
+    )
+    db.view(
+        "people_named",
+        f"""
+        SELECT n.*, coalesce(n.named_person, p.person) AS person
+        FROM people_by_id n
+        LEFT JOIN people p ON n.kind = '{IdentifierKind.CIO_ID}'
+                          AND p.cio_id = substr(n.who, 5) AND p.created < n.seq
         WHERE n.who IS NOT NULL OR n.anonymous_id IS NOT NULL
         """,
     )
@@ -748,9 +806,9 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         "staged_events",
         """
         SELECT seq, coalesce(message_id, 'seq:' || seq) AS event_id, person,
-               CASE WHEN person IS NULL THEN anonymous_id END AS anonymous_id,
+               CASE WHEN who IS NULL THEN anonymous_id END AS anonymous_id,
                received_at, timestamp, coalesce(source, 'unknown') AS source
-        FROM people_named WHERE type != 'identify'
+        FROM people_named WHERE type != 'identify' AND (person IS NOT NULL OR who IS NULL)
         """,
     )
     db.table(
@@ -894,7 +952,7 @@ def findings(db: Engine) -> list[Finding]:
     """The identity findings a set-based pass sees, each at the first record showing it:
     anonymous ids identified to several people, placeholder ids, one email under several
     userIds (split profiles), late anonymous events."""
-    from cio_anon.check import Finding
+    from cio_anon.rules.findings import Finding
 
     found: list[Finding] = []
     if db.refused:
@@ -919,24 +977,26 @@ def findings(db: Engine) -> list[Finding]:
             "got its events."
         )
         found.append(Finding("anonymous_id_reused", file, record, message))
-    marks = ", ".join(_quoted(value) for value in PLACEHOLDERS)
+    ids = " UNION ALL ".join(
+        f"SELECT {identity.fold_sql(column, db.matches)} AS id, seq FROM staged "
+        f"WHERE {identity.is_placeholder_sql(column, db.matches)}"
+        for column in ("user_id", "anonymous_id")
+    )
     for value, count, file, record in db.rows(
-        "WITH ids AS (SELECT lower(user_id) AS id, seq FROM staged UNION ALL "
-        "SELECT lower(anonymous_id) AS id, seq FROM staged), "
-        f"marked AS (SELECT id, count(*) AS n, min(seq) AS seq FROM ids WHERE id IN ({marks}) "
+        f"WITH marked AS (SELECT id, count(*) AS n, min(seq) AS seq FROM ({ids}) ids "
         "GROUP BY id) "
         "SELECT m.id, m.n, s.file, s.record FROM marked m JOIN staged s ON s.seq = m.seq "
-        "ORDER BY m.n DESC"
+        "ORDER BY m.n DESC, m.id"
     ):
         message = f"{count:,} record(s) use the placeholder id {value!r}."
         found.append(Finding("placeholder_id", file, record, message))
+    # as a replay finds it: an identify sends, as its traits.email, an email that another
+    # person already has (from an earlier traits.email, or as the userId that created them)
     for email, people, file, record in db.rows(
-        "WITH named AS (SELECT lower(trait_email) AS email, nullif(trim(user_id), '') AS id, seq "
-        "FROM staged WHERE op IS NULL AND type = 'identify' AND trait_email IS NOT NULL), "
-        "owners AS (SELECT email, id, seq, first_value(id) OVER (PARTITION BY email ORDER BY seq) "
-        "AS first FROM named WHERE id IS NOT NULL), "
-        "split AS (SELECT email, min(seq) AS seq, count(DISTINCT id) + 1 AS people FROM owners "
-        "WHERE id != first GROUP BY email) "
+        "WITH owners AS (SELECT email, holder, seq, by_trait, first_value(holder) OVER "
+        "(PARTITION BY email ORDER BY seq) AS first FROM email_claims), "
+        "split AS (SELECT email, min(seq) AS seq, count(DISTINCT holder) + 1 AS people "
+        "FROM owners WHERE by_trait AND holder != first GROUP BY email) "
         "SELECT x.email, x.people, s.file, s.record FROM split x JOIN staged s ON s.seq = x.seq "
         "ORDER BY x.people DESC, x.email LIMIT 50"
     ):

@@ -2,8 +2,9 @@
 their reads and their writes in bulk, leaving the workspace the service would leave.
 
 A record is *plain* (`plain`) when it is a Data Pipelines `track` or `identify` that
-the service would take without a question: a receive time, ids as strings, a person
-named by id (not by email or cio_id), no semantic event, no `_update`, `id` or
+the service would take without a question. It is read by the reader the service uses
+(`pipelines.parse_message`), and plain when that reads a Track or an Identify with a
+receive time, a person named by id (not by email or cio_id), no `_update`, `id` or
 `anonymous_id` trait, nothing over Customer.io's limits. Anything else — and a plain
 call that meets a case the bulk path leaves to the service (an anonymous id assigned
 before, traits sent for it, a suppression, merging off, a track that creates its
@@ -13,8 +14,8 @@ after what came before it is written.
 A run of plain calls (`CHUNK` at most) is applied in three steps: everything it reads
 is read in a handful of queries (events with its message ids, the assignments of its
 anonymous ids, its people, the pending events of the ids it identifies); the calls are
-decided in order in memory by the same rules the service uses (`rules.placement_rule`,
-`rules.pending_rule`, `rules.can_trigger`, `service.update_person`); what they changed
+decided in order in memory by the same decisions the service makes (`rules.place_event`
+for a track, `service.update_person` and `merge_pending` for an identify); what they changed
 is written with one `executemany` per table. The differential tests
 (tests/test_batch.py) hold the two paths to the same workspace, row by row.
 """
@@ -29,29 +30,26 @@ from typing import Any
 from cio_anon import jsonio, rules
 from cio_anon.clock import parse_time, to_iso
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest import SEMANTIC_EVENTS, Identify
+from cio_anon.ingest import Identify, Track
 from cio_anon.ingest.emit import track_record
 from cio_anon.ingest.fixtures import Record, receive_time
+from cio_anon.ingest.pipelines import parse_message
 from cio_anon.models import Activity, ActivityType, Event, Person
 from cio_anon.pipeline import Tally
-from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule
+from cio_anon.rules import Assignment, IdentifierKind, Rule
+from cio_anon.rules.identity import cio_id_of
 from cio_anon.service.events import new_event_id
 from cio_anon.service.people import update_person
 from cio_anon.service.shared import (
     anon_merge_activity,
-    attach,
     merge_pending,
     recipient_in,
+    settle,
 )
-from cio_anon.workspace import Workspace, cio_id_of
+from cio_anon.workspace import Workspace
 
 CHUNK = 2_000
 """Plain calls decided together: what they read is read in one go."""
-_SEMANTIC_EVENTS = frozenset(SEMANTIC_EVENTS)
-
-
-class _NotPlain(Exception):
-    """The record is not plain: the service takes it."""
 
 
 @dataclass(slots=True)
@@ -72,91 +70,93 @@ class Call:
 
 
 def plain(record: Record) -> Call | None:
-    """The record as a plain call, or None when the service must take it."""
+    """The record as a plain call, or None when the service must take it. The record is
+    read as the service reads it (`pipelines.parse_message`); only what it reads to is
+    judged."""
     value = record.value
     if record.error is not None or not isinstance(value, dict):
         return None
-    kind = value.get("type")
-    if kind not in ("track", "identify") or "op" in value or "method" in value:
-        return None
-    if "path" in value:
-        return None
+    if value.get("type") not in ("track", "identify") or not _PLAIN_KEYS.isdisjoint(value):
+        return None  # a cheap look first: control records, HTTP calls, other types
     try:
         at = receive_time(value)
         if at is None:
             return None
-        call = Call(
-            record,
-            at,
-            kind == "identify",
-            _text(value, "userId"),
-            _text(value, "anonymousId"),
-            _text(value, "messageId"),
-        )
-        if call.user_id is not None and rules.resolve_identifier(call.user_id)[0] is not (
-            IdentifierKind.ID
-        ):
-            return None
-        return _identify(call, value) if call.identify else _track(call, value)
-    except (CioAnonError, _NotPlain):
-        return None
+        operation = parse_message(value)
+        if isinstance(operation, Track):
+            return _track(record, at, operation)
+        if isinstance(operation, Identify):
+            return _identify(record, at, operation)
+    except CioAnonError:
+        pass
+    return None
 
 
-def _text(value: dict[str, Any], key: str) -> str | None:
-    """An id as the Data Pipelines parser reads it (stripped, "" as None), within
-    Customer.io's limit; _NotPlain for what the parser refuses or reads otherwise."""
-    text = value.get(key)
-    if text is None or text == "":
-        return None
-    if type(text) is not str:
-        raise _NotPlain
-    text = text.strip()
-    if not text:
-        raise _NotPlain
-    rules.check_identifier_limit(text)
-    return text
+_PLAIN_KEYS = frozenset({"op", "method", "path"})
+"""A record with one of these is a control record or an HTTP call, never plain."""
 
 
-def _track(call: Call, value: dict[str, Any]) -> Call | None:
-    name = value.get("event")
-    properties = value.get("properties")
-    if type(name) is not str:
+def _track(record: Record, at: datetime, track: Track) -> Call | None:
+    if track.type != "event" or track.person is not None and not _by_id(track.person):
         return None
-    name = name.strip()
-    if not name or name in _SEMANTIC_EVENTS:
-        return None
-    if properties is not None and not isinstance(properties, dict):
-        return None
-    if call.user_id is None and call.anonymous_id is None:
-        return None
-    if call.user_id is not None:
-        call.anonymous_id = None  # a person's event: its anonymousId plays no part
-    call.name = name
-    call.data = dict(properties or {})
+    for text in (track.person, track.anonymous_id, track.event_id):
+        if text is not None:
+            rules.check_identifier_limit(text)
+    data = dict(track.data)
     try:
-        call.data_json = jsonio.dumps(call.data)
+        data_json = jsonio.dumps(data)
     except TypeError:
         return None
-    rules.check_event_limits(call.name, call.data_json)
-    stamp = value.get("timestamp")
-    call.happened = call.at if stamp is None else parse_time(stamp, what="event timestamp")
-    return call
+    rules.check_event_limits(track.name, data_json)
+    stamp = track.timestamp
+    happened = at if stamp is None else parse_time(stamp, what="event timestamp")
+    return Call(
+        record,
+        at,
+        identify=False,
+        user_id=track.person,
+        anonymous_id=track.anonymous_id,
+        message_id=track.event_id,
+        name=track.name,
+        data=data,
+        data_json=data_json,
+        happened=happened,
+    )
 
 
-def _identify(call: Call, value: dict[str, Any]) -> Call | None:
-    traits = value.get("traits")
-    if call.user_id is None or not isinstance(traits, dict):
+def _identify(record: Record, at: datetime, identify: Identify) -> Call | None:
+    traits = identify.attributes
+    if not _by_id(identify.identifier) or not _PLAIN_TRAITS.isdisjoint(traits):
         return None
-    if any(name in traits for name in ("_update", "id", "anonymous_id")):
-        return None
+    for text in (identify.identifier, identify.anonymous_id, identify.message_id):
+        if text is not None:
+            rules.check_identifier_limit(text)
     if "email" in traits:
         email = traits["email"]
         if not isinstance(email, str) or not email.strip():
             return None
         rules.check_identifier_limit(email.strip())
-    call.traits = traits
+    call = Call(
+        record,
+        at,
+        identify=True,
+        user_id=identify.identifier,
+        anonymous_id=identify.anonymous_id,
+        message_id=identify.message_id,
+        traits=dict(traits),
+    )
     rules.check_attribute_limits(_updates(call))
     return call
+
+
+_PLAIN_TRAITS = frozenset({"_update", "id", "anonymous_id"})
+"""Traits the service reads as instructions (an update-only call, a new id, an
+anonymous id given as a trait): the service takes them."""
+
+
+def _by_id(identifier: str) -> bool:
+    """Whether a call names its person by id (not by email or cio_id)."""
+    return rules.resolve_identifier(identifier)[0] is IdentifierKind.ID
 
 
 def _updates(call: Call) -> dict[str, Any]:
@@ -293,32 +293,26 @@ class _Run:
             return True
         self.known.add(event.event_id)
         anonymous_id = call.anonymous_id
-        if owner is not None:
-            event.cio_id = owner.cio_id
-            event.provenance = Provenance.TRACKED
-            event.rule = rules.campaign_rule(happened, at)
-            event.can_trigger = event.rule is Rule.CAMPAIGN_ELIGIBLE
-        else:
+        assignment = None if anonymous_id is None else self.assignments.get(anonymous_id)
+        placed = rules.place_event(
+            owner=None if owner is None else owner.cio_id,
+            anonymous_id=anonymous_id,
+            assignment=assignment,
+            merge_enabled=self.merge_enabled,
+            timestamp=happened,
+            received_at=at,
+        )
+        settle(event, placed)
+        if placed.merged_at is not None:
+            assert placed.cio_id is not None and anonymous_id is not None
+            merge = anon_merge_activity(placed.cio_id, anonymous_id, [happened], placed.merged_at)
+            self.activities.append(merge)
+            self.tally.merged += 1
+        elif owner is None:
             assert anonymous_id is not None
-            assignment = self.assignments.get(anonymous_id)
-            rule, merged_at = rules.placement_rule(
-                received_at=at,
-                timestamp=happened,
-                assignment=assignment,
-                merge_enabled=self.merge_enabled,
-            )
-            if merged_at is not None:
-                assert assignment is not None and assignment.cio_id is not None
-                attach(event, assignment.cio_id, rule, merged_at)
-                self.activities.append(
-                    anon_merge_activity(assignment.cio_id, anonymous_id, [happened], merged_at)
-                )
-                self.tally.merged += 1
-            else:
-                event.rule = rules.pending_rule(rule, happened, at)
-                if event.rule is not Rule.ANONYMOUS:
-                    self.tally.warnings[str(event.rule)] += 1
-                self.waiting.setdefault(anonymous_id, []).append(event)
+            if placed.rule is not Rule.ANONYMOUS:
+                self.tally.warnings[str(placed.rule)] += 1
+            self.waiting.setdefault(anonymous_id, []).append(event)
         self.events.append((event, call.data_json))
         self.tally.stored += 1
         record = track_record(

@@ -20,78 +20,14 @@ from cio_anon.ingest.fixtures import display_name
 from cio_anon.pipeline import Source
 from cio_anon.plan import CASES, Plan, json_path
 from cio_anon.replay import ReplaySummary, replay
+from cio_anon.rules.findings import SEVERITIES, Finding
 from cio_anon.service import IdentifyResult, TrackResult
 
-SEVERITIES = ("error", "warning")
-
-CODES: dict[str, tuple[str, str]] = {
-    # code: (severity, one-line fix hint)
-    "unplanned_event": ("error", "Add the event to the plan, or stop sending it."),
-    "required_missing": ("error", "Send the property, or mark it optional in the plan."),
-    "type_mismatch": ("error", "Send the type the plan names (or change the plan)."),
-    "additional_property": ("error", "Add the property to the plan, or stop sending it."),
-    "value_mismatch": ("error", "Send a value the plan allows (enum, pattern, range)."),
-    "naming_case": ("warning", "Rename to the plan's naming convention."),
-    "near_duplicate_name": ("warning", "Pick one spelling and send it from every surface."),
-    "dynamic_name": ("error", "Keep identifiers out of names: put them in properties."),
-    "type_drift": ("warning", "Send one type for the property everywhere."),
-    "pii_suspected": ("warning", "Mark the property `pii` in the plan, or stop sending it."),
-    "limit_exceeded": ("error", "Stay within Customer.io's documented limits."),
-    "missing_schema_version": ("warning", "Add a schema_version property to every event."),
-    "empty_cart": ("warning", "Send the cart's items (sku, qty, price) with the event."),
-    "placeholder_id": ("error", "Identify only with a real, stable customer id."),
-    "email_as_id": ("warning", "Identify by the plan's canonical id; send email as a trait."),
-    "anonymous_id_reused": ("error", "Give every device or session its own anonymous id."),
-    "late_anonymous_event": ("warning", "Send events with the person's id once identified."),
-    "expired_before_identify": ("warning", "Identify within 30 days of the activity."),
-    "split_profile": ("warning", "Identify one person under one id on every surface."),
-    "stale_trigger": ("warning", "Trigger on identify and look back; the event is too old."),
-    "expectation_failed": ("error", "Fix the tracking, or the fixture's expectation."),
-    "invalid_record": ("error", "Fix the record: see the message."),
-}
-
-PLACEHOLDERS = {
-    "anonymous",
-    "null",
-    "undefined",
-    "none",
-    "nil",
-    "0",
-    "-1",
-    "guest",
-    "unknown",
-    "n/a",
-    "na",
-    "test",
-    "user",
-    "false",
-    "true",
-    "nan",
-}
-ZERO_UUID = re.compile(r"^0{8}-?0{4}-?0{4}-?0{4}-?0{12}$")
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE = re.compile(r"^\+?[\d\s().-]{10,}$")
 DYNAMIC = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+|\b[0-9a-f]{8}-[0-9a-f]{4}-|\b\d{5,}\b")
 CART = re.compile(r"cart|checkout", re.IGNORECASE)
 ITEM_KEYS = ("items", "products", "line_items", "cart_items")
-
-
-@dataclass(frozen=True)
-class Finding:
-    code: str
-    file: str
-    line: int
-    message: str
-    event: str | None = None
-    path: str | None = None
-
-    @property
-    def severity(self) -> str:
-        return CODES[self.code][0]
-
-    @property
-    def hint(self) -> str:
-        return CODES[self.code][1]
 
 
 @dataclass
@@ -371,7 +307,7 @@ def _identity_findings(seen: _Seen, plan: Plan | None) -> Iterator[Finding]:
     for source, op, result in seen.identifies:
         at = (source.file, source.line)
         ident = op.identifier.strip()
-        if ident.lower() in PLACEHOLDERS or ZERO_UUID.match(ident):
+        if rules.is_placeholder(ident):
             yield Finding(
                 "placeholder_id",
                 *at,

@@ -1274,6 +1274,7 @@ def check(
     from cio_anon import check as check_module
     from cio_anon import plan as plan_module
     from cio_anon import report
+    from cio_anon.rules.findings import SEVERITIES
 
     if as_json and format not in ("text", "json"):
         raise typer.BadParameter(f"--json and --format {format} conflict: give one")
@@ -1282,7 +1283,7 @@ def check(
         raise typer.BadParameter(
             f"{fmt!r} is not one of {', '.join(report.FORMATS)}", param_hint="--format"
         )
-    if fail_on not in check_module.SEVERITIES:
+    if fail_on not in SEVERITIES:
         raise typer.BadParameter("use error or warning", param_hint="--fail-on")
     try:
         loaded = None if plan is None else plan_module.load_plan(plan)

@@ -12,7 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from cio_anon import __version__, jsonio
-from cio_anon.check import CODES, Finding, Report
+from cio_anon.check import Report
+from cio_anon.rules.findings import CODES, Finding
 
 JSON_SCHEMA_VERSION = 1
 FORMATS = ("text", "json", "junit", "sarif", "github")

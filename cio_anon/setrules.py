@@ -4,12 +4,14 @@ at a time.
 
 The rules fit that shape: an anonymous id's assignment is the first identify that
 carries it; each anonymous event's rule follows from its own receive time and timestamp
-against that assignment (`rules.place_anonymous_event`); a person's own event is
-campaign-eligible when received within 72 hours of happening. So a stream without
-order-sensitive records (settings changes, purges, profile merges, deletes) and with
-merging on is placed by a window function and a join. The statement is written once,
-in the SQL that SQLite and DuckDB share; `tests/test_setrules.py` holds it to the
-engine's answers, event by event.
+against that assignment (`rules.placement_rule`); a person's own event is
+campaign-eligible when received within 72 hours of happening (`rules.campaign_rule`).
+So a stream without order-sensitive records (settings changes, purges, profile merges,
+deletes) and with merging on is placed by a window function and a join. The rules'
+SQL forms stand beside their Python forms in `cio_anon/rules/`; this statement only
+joins the rows they judge, in the SQL that SQLite, DuckDB and Spark share.
+`tests/test_setrules.py` and `tests/test_engines.py` hold it to the engine's answers,
+event by event.
 
 This is the core a set-based replay and `audit` build on; it does not write a
 workspace.
@@ -22,16 +24,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cio_anon import rules
 from cio_anon.clock import parse_time
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import AnonymousTraits, Identify, Track
 from cio_anon.ingest.fixtures import receive_time
 from cio_anon.ingest.pipelines import parse_message
+from cio_anon.rules.campaigns import campaign_rule_sql, can_trigger_sql
+from cio_anon.rules.placement import MERGING_RULES, placement_sql
 
-RETENTION = int(rules.RETENTION.total_seconds())
-WINDOW = int(rules.MERGE_WINDOW.total_seconds())
-CAMPAIGN = int(rules.CAMPAIGN_WINDOW.total_seconds())
+_MERGING = ", ".join(f"'{rule}'" for rule in MERGING_RULES)
 
 STAGING = """
 CREATE TABLE staged_events (
@@ -68,39 +69,22 @@ WITH first_identifies AS (
            CASE WHEN e.received_at > a.assigned_at THEN e.received_at ELSE a.assigned_at END
                AS merged_at
     FROM events e LEFT JOIN assignments a ON a.anonymous_id = e.anonymous_id
+), ruled AS (
+    SELECT *,
+           CASE WHEN own IS NOT NULL THEN {campaign_rule_sql("timestamp", "received_at")}
+                ELSE {placement_sql()} END AS rule
+    FROM placed
 )
 SELECT event_id,
-       CASE
-           WHEN own IS NOT NULL THEN
-               CASE WHEN received_at - timestamp <= {CAMPAIGN}
-                    THEN 'campaign_eligible' ELSE 'segment_only' END
-           WHEN assignee IS NULL THEN
-               -- judged on arrival: already past retention, it will never merge
-               CASE WHEN timestamp < received_at - {RETENTION}
-                    THEN 'retention_expired' ELSE 'anonymous' END
-           WHEN received_at > assigned_at + {WINDOW} THEN 'window_closed'
-           WHEN timestamp < merged_at - {RETENTION} THEN 'retention_expired'
-           WHEN received_at > assigned_at THEN 'merged_in_window'
-           ELSE 'merged_on_identify'
-       END AS rule,
-       CASE
-           WHEN own IS NOT NULL THEN own
-           WHEN assignee IS NOT NULL AND received_at <= assigned_at + {WINDOW}
-                AND timestamp >= merged_at - {RETENTION} THEN assignee
-       END AS person,
-       CASE
-           WHEN own IS NULL AND assignee IS NOT NULL AND received_at <= assigned_at + {WINDOW}
-                AND timestamp >= merged_at - {RETENTION} THEN merged_at
-       END AS merged_at,
-       CASE
-           WHEN own IS NOT NULL THEN received_at - timestamp <= {CAMPAIGN}
-           WHEN assignee IS NOT NULL AND received_at <= assigned_at + {WINDOW}
-                AND timestamp >= merged_at - {RETENTION} THEN merged_at - timestamp <= {CAMPAIGN}
-           ELSE false
-       END AS can_trigger,
+       rule,
+       CASE WHEN own IS NOT NULL THEN own WHEN rule IN ({_MERGING}) THEN assignee END AS person,
+       CASE WHEN rule IN ({_MERGING}) THEN merged_at END AS merged_at,
+       CASE WHEN own IS NOT NULL THEN {can_trigger_sql("timestamp", "received_at")}
+            WHEN rule IN ({_MERGING}) THEN {can_trigger_sql("timestamp", "merged_at")}
+            ELSE false END AS can_trigger,
        anonymous_id,
        seq
-FROM placed
+FROM ruled
 ORDER BY seq
 """
 

@@ -31,6 +31,7 @@ from cio_anon.models import (
     Tombstone,
 )
 from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule, email_key
+from cio_anon.rules.identity import cio_id_of
 
 PRAGMAS = (
     # In WAL mode (set when the file is created) NORMAL never corrupts the file on a
@@ -118,11 +119,6 @@ _EVENT_COLUMNS = (
     "provenance, merged_at, rule, can_trigger, source, was_anonymous"
 )
 _ACTIVITY_COLUMNS = "cio_id, type, timestamp, data, anonymous_id, merged_from, seq"
-
-
-def cio_id_of(number: int) -> str:
-    """The cio_id of the `number`th person a workspace created."""
-    return f"{number:08x}"
 
 
 def _event_values(event: Event, data_json: str | None) -> tuple[Any, ...]:

@@ -10,7 +10,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from cio_anon.check import CODES
+from cio_anon.rules.findings import CODES
 
 DATA = Path(__file__).parent / "data" / "check"
 MESSY, CLEAN = str(DATA / "messy.ndjson"), str(DATA / "clean.ndjson")

@@ -29,6 +29,7 @@ from cio_anon.ingest import (
     require_text,
 )
 from cio_anon.ingest.http import Failure, HttpApi
+from cio_anon.rules.identity import message_person
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "alias", "group")
 PATHS = {
@@ -87,29 +88,28 @@ def parse_message(
             # RudderStack's SDKs send identify traits in context.traits
             traits = optional_object(context, "traits", f"{what} context")
         message_id = optional_text(message, "messageId", what)
-        if user_id is None and anonymous_id is not None:
+        person = message_person(kind, user_id, anonymous_id, traits.get("email"))
+        if person is not None:
+            return Identify(person, traits, anonymous_id, message_id)
+        if anonymous_id is not None:
             return AnonymousTraits(anonymous_id, traits, message_id)
-        identifier = user_id or (
-            traits.get("email") if isinstance(traits.get("email"), str) else None
-        )
-        if not identifier:
-            raise InvalidInput(f"{what} needs a userId, an anonymousId or traits.email.")
-        return Identify(identifier, traits, anonymous_id, message_id)
-    if user_id is None and anonymous_id is None:
+        raise InvalidInput(f"{what} needs a userId, an anonymousId or traits.email.")
+    person = message_person(kind, user_id, anonymous_id, None)
+    if person is None and anonymous_id is None:
         raise InvalidInput(f"{what} needs a userId or an anonymousId.")
     properties = optional_object(message, "properties", what)
     if kind == "track":
         name = require_text(message, "event", what)
         if name in SEMANTIC_EVENTS:
-            return _semantic(name, user_id, properties, message, what)
+            return _semantic(name, person, properties, message, what)
     elif kind == "page":
         name = _page_name(message, properties, what)
     else:
         name = require_text(message, "name", what)
     return Track(
         name=name,
-        person=user_id,
-        anonymous_id=None if user_id else anonymous_id,
+        person=person,
+        anonymous_id=None if person else anonymous_id,
         type="event" if kind == "track" else kind,
         data=properties,
         timestamp=message.get("timestamp"),

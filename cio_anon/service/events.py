@@ -15,19 +15,18 @@ from cio_anon.clock import parse_time, to_iso
 from cio_anon.errors import InvalidInput
 from cio_anon.ingest import Purge, Track
 from cio_anon.models import Activity, Event, Person, PersonRef
-from cio_anon.rules import Provenance, Rule
+from cio_anon.rules import Assignment, Provenance, Rule
 from cio_anon.service import history
 from cio_anon.service.people import identify
 from cio_anon.service.session import opened
 from cio_anon.service.shared import (
     Warning,
     anon_merge_activity,
-    attach,
-    campaign_of,
     find_person,
     lasting_identifier,
     place,
     recipient_in,
+    settle,
     stored_json,
 )
 from cio_anon.workspace import Workspace
@@ -116,37 +115,33 @@ def track(
         recipient=to,
         source=source,
     )
+    assignment = None
+    merge_enabled = True
+    if owner is None and anonymous_id is not None:
+        assignment = workspace.get_assignment(anonymous_id)
+        merge_enabled = workspace.settings().anonymous_merge
+    placed = rules.place_event(
+        owner=None if owner is None else owner.cio_id,
+        anonymous_id=anonymous_id,
+        assignment=assignment,
+        merge_enabled=merge_enabled,
+        timestamp=happened,
+        received_at=now,
+    )
+    settle(event, placed)
     status, ref, warnings = "invite", None, []
     merge: Activity | None = None
     if owner is not None:
-        event.cio_id = owner.cio_id
-        event.provenance = Provenance.TRACKED
-        campaign = campaign_of(event)
-        event.rule = campaign.rule
-        event.can_trigger = campaign.rule is Rule.CAMPAIGN_ELIGIBLE
         status, ref = "identified", owner.ref()
+    elif placed.merged_at is not None:
+        assert placed.cio_id is not None and anonymous_id is not None
+        merge = anon_merge_activity(placed.cio_id, anonymous_id, [happened], placed.merged_at)
+        status = "identified"
+        ref = workspace.person_refs([placed.cio_id])[placed.cio_id]
     elif anonymous_id is not None:
-        placement = place(
-            event, workspace.get_assignment(anonymous_id), workspace.settings().anonymous_merge
-        )
-        if placement.merges:
-            assert placement.cio_id is not None and placement.merged_at is not None
-            attach(event, placement.cio_id, placement.decision.rule, placement.merged_at)
-            merge = anon_merge_activity(
-                placement.cio_id, anonymous_id, [event.timestamp], placement.merged_at
-            )
-            status = "identified"
-            ref = workspace.person_refs([placement.cio_id])[placement.cio_id]
-        else:
-            pending = rules.decide_pending(
-                placement=placement, timestamp=happened, claimed_while_disabled=False, now=now
-            )
-            event.rule = pending.rule
-            status = "anonymous"
-            if pending.rule is not Rule.ANONYMOUS:
-                warnings.append(Warning(pending.rule, pending.reason))
-    else:
-        event.can_trigger = campaign_of(event).rule is Rule.CAMPAIGN_ELIGIBLE
+        status = "anonymous"
+        if placed.rule is not Rule.ANONYMOUS:
+            warnings.append(Warning(placed.rule, _why_pending(event, assignment, merge_enabled)))
     if not workspace.insert_event(event, data_json):
         return TrackResult(
             event_id,
@@ -182,6 +177,17 @@ def track(
         warnings=warnings,
         person_created=created,
     )
+
+
+def _why_pending(event: Event, assignment: Assignment | None, merge_enabled: bool) -> str:
+    """The sentence for the rule an anonymous event that stayed anonymous was given."""
+    placement = place(event, assignment, merge_enabled)
+    return rules.decide_pending(
+        placement=placement,
+        timestamp=event.timestamp,
+        claimed_while_disabled=False,
+        now=event.received_at,
+    ).reason
 
 
 def find_or_create(workspace: Workspace, now: datetime, identifier: str) -> tuple[Person, bool]:

@@ -118,6 +118,18 @@ def attach(event: Event, cio_id: str, rule: Rule, merged_at: datetime) -> None:
     event.can_trigger = rules.can_trigger(event.timestamp, merged_at)
 
 
+def settle(event: Event, placed: rules.Placed) -> None:
+    """Give a new event the place `rules.place_event` decided for it."""
+    if placed.merged_at is not None:
+        assert placed.cio_id is not None
+        attach(event, placed.cio_id, placed.rule, placed.merged_at)
+        return
+    event.rule = placed.rule
+    event.cio_id = placed.cio_id
+    event.provenance = placed.provenance
+    event.can_trigger = placed.can_trigger
+
+
 def merge_pending(
     events: Sequence[Event], assignment: Assignment, now: datetime
 ) -> tuple[list[Event], list[Event]]:
