@@ -118,9 +118,7 @@ def test_cio_ids_in_sql_are_made_as_the_workspace_makes_them() -> None:
     db = audit.DuckDB()
     try:
         numbers = [1, 9, 10, 255, 0xFFFFFFFF, 0x1_0000_0000]
-        made = db.rows(
-            "SELECT " + ", ".join(identity.cio_id_of_sql(str(n)) for n in numbers)
-        )[0]
+        made = db.rows("SELECT " + ", ".join(identity.cio_id_of_sql(str(n)) for n in numbers))[0]
     finally:
         db.close()
     assert list(made) == [identity.cio_id_of(n) for n in numbers]
