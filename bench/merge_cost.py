@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed import START, seed  # noqa: E402
 
 from cio_anon import service  # noqa: E402
-from cio_anon.workspace import Workspace  # noqa: E402
+from cio_anon.store import Workspace  # noqa: E402
 
 
 def add_pending(db: Path, runs: int, k: int) -> None:

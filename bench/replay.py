@@ -27,7 +27,7 @@ from make_fixture import records  # noqa: E402
 from cio_anon.clock import parse_time  # noqa: E402
 from cio_anon.models import Settings  # noqa: E402
 from cio_anon.replay import replay_into  # noqa: E402
-from cio_anon.workspace import Workspace  # noqa: E402
+from cio_anon.store import Workspace  # noqa: E402
 
 
 def floor(fixture: Path, db: Path) -> tuple[float, int]:

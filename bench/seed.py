@@ -7,9 +7,9 @@ import random
 from pathlib import Path
 
 from cio_anon.clock import from_unix
-from cio_anon.migrations import SCHEMA_VERSION
 from cio_anon.models import Settings
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
+from cio_anon.store.migrations import SCHEMA_VERSION
 
 START = 1_772_000_000.0
 

@@ -42,11 +42,12 @@ from cio_anon.service.events import new_event_id
 from cio_anon.service.people import update_person
 from cio_anon.service.shared import (
     anon_merge_activity,
+    journal,
     merge_pending,
     recipient_in,
     settle,
 )
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
 
 CHUNK = 2_000
 """Plain calls decided together: what they read is read in one go."""
@@ -325,7 +326,7 @@ class _Run:
             event.event_id,
         )
         people = [event.cio_id] if event.cio_id else []
-        self.workspace.add_journal_record(at, "Track", record, people, anonymous_id)
+        self.workspace.add_journal(at, "Track", record, people, anonymous_id)
         return True
 
     # -- identify -----------------------------------------------------------------------
@@ -368,8 +369,8 @@ class _Run:
         if call.message_id is not None:
             self.handled.add(call.message_id)
             self.marked.append((call.message_id, at))
-        journal = Identify(call.user_id, dict(call.traits), anonymous_id, call.message_id)
-        self.workspace.add_journal(at, journal, [person.cio_id], anonymous_id)
+        said = Identify(call.user_id, dict(call.traits), anonymous_id, call.message_id)
+        journal(self.workspace, at, said, [person.cio_id], anonymous_id)
         self.tally.people_created += created
         return True
 

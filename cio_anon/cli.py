@@ -29,7 +29,7 @@ from cio_anon.rules import EventType
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from cio_anon.workspace import Workspace
+    from cio_anon.store import Workspace
 
 app = typer.Typer(
     name="cio-anon",

@@ -10,7 +10,7 @@ from typing import Any
 
 from cio_anon import service
 from cio_anon.errors import NotFound
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
 
 
 def check(workspace: Workspace, now: datetime, checks: Mapping[str, Any]) -> list[str]:

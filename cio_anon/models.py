@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cio_anon.clock import to_iso
 from cio_anon.rules import Provenance, Rule
 
 DEFAULT_PATH = Path("cio_anon.db")
@@ -19,6 +20,20 @@ MAX_LIMIT = 100_000
 class Settings:
     created_at: datetime
     anonymous_merge: bool
+
+    def record(self) -> dict[str, Any]:
+        """The control record that sets these settings (a fixture's or the journal's)."""
+        return settings_record(self.anonymous_merge, self.created_at)
+
+
+def settings_record(anonymous_merge: bool | None, created_at: datetime | None) -> dict[str, Any]:
+    """The control record `{"op": "settings", ...}` that changes what is given."""
+    record: dict[str, Any] = {"op": "settings"}
+    if created_at is not None:
+        record["created_at"] = to_iso(created_at)
+    if anonymous_merge is not None:
+        record["anonymous_merge"] = anonymous_merge
+    return record
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from cio_anon.ingest import (
     Track,
     Unmodelled,
 )
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from cio_anon.batch import Batch, plain
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest.fixtures import Record, display_name, iter_records, to_operations
 from cio_anon.pipeline import Observer, Problem, Source, Tally, apply_operation
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
 
 
 @dataclass

@@ -39,7 +39,7 @@ def test_reads_do_not_wait_behind_a_write_that_waits_for_a_lock(tmp_path: Path) 
 
 
 def test_a_command_that_meets_a_lock_says_so(cli: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    from cio_anon import workspace
+    from cio_anon.store import base as workspace
 
     db = tmp_path / "locked.db"
     cli("track", "Viewed", "--anonymous-id", "a", "--db", str(db))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cio_anon import service
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
 from tests import writers
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from cio_anon import service
 from cio_anon.errors import InvalidInput, NotFound, RuleViolation, WorkspaceError
-from cio_anon.migrations import SCHEMA_VERSION
 from cio_anon.rules import Rule
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
+from cio_anon.store.migrations import SCHEMA_VERSION
 from tests.conftest import T0, Space, t
 
 

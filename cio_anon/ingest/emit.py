@@ -16,7 +16,6 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from cio_anon.clock import to_iso
 from cio_anon.ingest import (
     AnonymousTraits,
     ChangeSettings,
@@ -34,6 +33,7 @@ from cio_anon.ingest import (
     Track,
     Unmodelled,
 )
+from cio_anon.models import settings_record
 
 
 def to_record(op: Operation) -> dict[str, Any]:
@@ -112,12 +112,7 @@ def to_record(op: Operation) -> dict[str, Any]:
         case Unmodelled():
             return _call(op.method, op.path, op.body)
         case ChangeSettings():
-            record: dict[str, Any] = {"op": "settings"}
-            if op.created_at is not None:
-                record["created_at"] = to_iso(op.created_at)
-            if op.anonymous_merge is not None:
-                record["anonymous_merge"] = op.anonymous_merge
-            return record
+            return settings_record(op.anonymous_merge, op.created_at)
     raise ValueError(f"{type(op).__name__} changes nothing and is not exported.")
 
 

@@ -27,7 +27,7 @@ from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import Identify, Operation, Timed, Track
 from cio_anon.models import Settings
 from cio_anon.pipeline import Source, Tally, apply_operation
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
 
 GROUP_SIZE = 256
 """At most this many jobs share one transaction."""

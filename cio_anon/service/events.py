@@ -23,13 +23,14 @@ from cio_anon.service.shared import (
     Warning,
     anon_merge_activity,
     find_person,
+    journal,
     lasting_identifier,
     place,
     recipient_in,
     settle,
     stored_json,
 )
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
 
 
 def new_event_id(now: datetime) -> str:
@@ -164,7 +165,7 @@ def track(
         to_iso(happened),
         event_id,
     )
-    workspace.add_journal(now, call, [event.cio_id] if event.cio_id else [], anonymous_id)
+    journal(workspace, now, call, [event.cio_id] if event.cio_id else [], anonymous_id)
     return TrackResult(
         event_id,
         stored=True,
@@ -232,7 +233,7 @@ def purge(
     result = PurgeResult(deleted=deleted, dry_run=False)
     if result.total:
         history.forget_purged(workspace, purged)
-        workspace.add_journal(now, Purge())
+        journal(workspace, now, Purge())
     return result
 
 

@@ -17,10 +17,11 @@ from typing import Any
 from cio_anon import jsonio
 from cio_anon.clock import to_iso
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest import DeletePerson, Identify, MergePeople, Track, Unmodelled
+from cio_anon.ingest import DeletePerson, Identify, MergePeople, Operation, Track, Unmodelled
+from cio_anon.ingest.emit import to_record
 from cio_anon.models import Person
-from cio_anon.service.shared import find_person
-from cio_anon.workspace import PURGED_NAME, JournalEntry, JournalRewrite, Workspace
+from cio_anon.service.shared import find_person, journal
+from cio_anon.store import PURGED_NAME, JournalEntry, JournalRewrite, Workspace
 
 GLOBAL_KINDS = frozenset({"ChangeSettings", "Purge"})
 """Calls that touch no one in particular; every export keeps them."""
@@ -101,6 +102,11 @@ def _object_key(entry: JournalEntry) -> tuple[str, str]:
 # -- forgetting a deleted person ------------------------------------------------------
 
 
+def rewritten(seq: int, op: Operation) -> JournalRewrite:
+    """The journal entry at `seq` replaced by the record of `op`."""
+    return JournalRewrite(seq, type(op).__name__, to_record(op), getattr(op, "anonymous_id", None))
+
+
 def forget(
     entries: Sequence[JournalEntry],
     cio_id: str,
@@ -132,12 +138,12 @@ def forget(
                 or (entry.kind == "AnonymousTraits" and entry.anonymous_id in profiles)
                 or (entry.kind == "Unmodelled" and _mentions(entry.record, mentioned))
             ):
-                rewrites.append(JournalRewrite(entry.seq, None))
+                rewrites.append(JournalRewrite(entry.seq))
             continue
         if entry.kind == "MergePeople":
             primary, secondary = entry.people[:2]
             rewrites.append(
-                JournalRewrite(entry.seq, MergePeople(stand_in(primary), stand_in(secondary)))
+                rewritten(entry.seq, MergePeople(stand_in(primary), stand_in(secondary)))
             )
             continue
         member = touched[0]
@@ -146,14 +152,14 @@ def forget(
             call = _unmodelled(entry)
             scrubbed = _replaced(call.body, identifiers, stand_in(cio_id))
             people = tuple(stand_in(cio_id) if p in identifiers else p for p in call.people)
-            rewrites.append(JournalRewrite(entry.seq, replace(call, body=scrubbed, people=people)))
+            rewrites.append(rewritten(entry.seq, replace(call, body=scrubbed, people=people)))
         elif entry.kind == "Identify" and (entry.anonymous_id or member not in created):
             attributes = {"anonymous_id": entry.anonymous_id} if entry.anonymous_id else {}
-            rewrites.append(JournalRewrite(entry.seq, Identify(stand_in(member), attributes)))
+            rewrites.append(rewritten(entry.seq, Identify(stand_in(member), attributes)))
         else:
             # their events, devices, relationships, stored calls: dropped (a stored call
             # that also named others is dropped for them too)
-            rewrites.append(JournalRewrite(entry.seq, None))
+            rewrites.append(JournalRewrite(entry.seq))
         created.update(touched)
     return rewrites
 
@@ -210,7 +216,7 @@ def forget_purged(workspace: Workspace, purged: Sequence[tuple[str, str]]) -> No
                 timestamp=body.get("timestamp"),
                 event_id=event_id,
             )
-            rewrites.append(JournalRewrite(entry.seq, stand_in))
+            rewrites.append(rewritten(entry.seq, stand_in))
     workspace.rewrite_journal(rewrites)
 
 
@@ -253,4 +259,4 @@ def forget_person(
     )
     erased = {*workspace.event_ids_of(person.cio_id), *invites}
     workspace.rewrite_journal(forget(entries, person.cio_id, erased, anonymous_ids, identifiers))
-    workspace.add_journal(now, DeletePerson(stand_in(person.cio_id)), [person.cio_id])
+    journal(workspace, now, DeletePerson(stand_in(person.cio_id)), [person.cio_id])

@@ -24,12 +24,13 @@ from cio_anon.service.shared import (
     anon_merge_activity,
     anonymous_ids_of,
     find_person,
+    journal,
     lasting_identifier,
     merge_pending,
     refuse_suppressed,
     stored_json,
 )
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
 
 IDENTIFIER_ATTRIBUTES = ("id", "email")
 
@@ -218,7 +219,7 @@ def identify(
     if assigned is not None:
         activities += assigned.traits.activities + assigned.activities
     workspace.add_activities(activities)
-    workspace.add_journal(now, call, [person.cio_id], anonymous_id)
+    journal(workspace, now, call, [person.cio_id], anonymous_id)
     return IdentifyResult(
         person=person.ref(),
         created=created,
@@ -333,8 +334,12 @@ def set_anonymous_traits(
     result = TraitsResult(anonymous_id, merged)
     assignment = workspace.get_assignment(anonymous_id)
     holder = [] if assignment is None or assignment.cio_id is None else [assignment.cio_id]
-    workspace.add_journal(
-        now, AnonymousTraits(anonymous_id, dict(traits), message_id), holder, anonymous_id
+    journal(
+        workspace,
+        now,
+        AnonymousTraits(anonymous_id, dict(traits), message_id),
+        holder,
+        anonymous_id,
     )
     if assignment is None or assignment.cio_id is None:
         return result
@@ -424,7 +429,8 @@ def _merge_people(
     if first.cio_id == second.cio_id:
         raise InvalidInput(f"{primary!r} and {secondary!r} are the same person; nothing to merge.")
     secondary_ref = second.ref()
-    workspace.add_journal(
+    journal(
+        workspace,
         now,
         MergePeople(lasting_identifier(primary, first), lasting_identifier(secondary, second)),
         [first.cio_id, second.cio_id],

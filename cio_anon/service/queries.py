@@ -20,7 +20,7 @@ from cio_anon.models import (
 )
 from cio_anon.rules import Assignment, Decision, Provenance
 from cio_anon.service.shared import anonymous_ids_of, campaign_of, find_person
-from cio_anon.workspace import LogFilter, Workspace, activity_row
+from cio_anon.store import LogFilter, Workspace, activity_row
 
 TABS = ("identified", "anonymous")
 

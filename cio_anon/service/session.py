@@ -11,7 +11,8 @@ from cio_anon import rules
 from cio_anon.errors import WorkspaceError
 from cio_anon.ingest import ChangeSettings
 from cio_anon.models import Settings
-from cio_anon.workspace import Workspace, remove_workspace_files
+from cio_anon.service.shared import journal
+from cio_anon.store import Workspace, remove_workspace_files
 
 
 @contextlib.contextmanager
@@ -79,5 +80,5 @@ def update_settings(
     )
     if changed != settings:
         workspace.save_settings(changed)
-        workspace.add_journal(now, ChangeSettings(changed.anonymous_merge, changed.created_at))
+        journal(workspace, now, ChangeSettings(changed.anonymous_merge, changed.created_at))
     return changed

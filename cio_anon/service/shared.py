@@ -3,16 +3,18 @@ event goes (placing it, attaching it, the activity a merge writes)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from cio_anon import jsonio, rules
 from cio_anon.errors import InvalidInput, NotFound, RuleViolation
+from cio_anon.ingest import Operation
+from cio_anon.ingest.emit import to_record
 from cio_anon.models import Activity, ActivityType, Event, Person
 from cio_anon.rules import Assignment, Decision, IdentifierKind, Provenance, Rule
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
 
 
 @dataclass(frozen=True)
@@ -172,3 +174,15 @@ def anon_merge_activity(
             "anonymous_id": anonymous_id,
         },
     )
+
+
+def journal(
+    workspace: Workspace,
+    at: datetime,
+    op: Operation,
+    people: Iterable[str] = (),
+    anonymous_id: str | None = None,
+) -> None:
+    """Keep in the journal the fixture record that replays `op` (see `ingest.emit`),
+    naming whom it touched: cio_ids in `people`, and an `anonymous_id`."""
+    workspace.add_journal(at, type(op).__name__, to_record(op), people, anonymous_id)

@@ -22,8 +22,8 @@ from cio_anon.models import Activity, ActivityType, Device, Person
 from cio_anon.rules import IdentifierKind
 from cio_anon.service.events import find_or_create
 from cio_anon.service.people import delete_person
-from cio_anon.service.shared import lasting_identifier, stored_json
-from cio_anon.workspace import Workspace
+from cio_anon.service.shared import journal, lasting_identifier, stored_json
+from cio_anon.store import Workspace
 
 
 def _person(workspace: Workspace, now: datetime, identifier: str) -> Person:
@@ -51,7 +51,7 @@ def update_device(workspace: Workspace, now: datetime, op: DeviceUpdate) -> Devi
         op.attributes,
         None if last_used is None else int(last_used.timestamp()),
     )
-    workspace.add_journal(now, call, [person.cio_id])
+    journal(workspace, now, call, [person.cio_id])
     return device
 
 
@@ -65,7 +65,7 @@ def delete_device(workspace: Workspace, now: datetime, op: DeviceDelete) -> bool
     data = {"device_id": op.device_id}
     workspace.add_activities([Activity(person.cio_id, ActivityType.DEVICE_DELETE, now, data)])
     call = DeviceDelete(lasting_identifier(op.person, person), op.device_id)
-    workspace.add_journal(now, call, [person.cio_id])
+    journal(workspace, now, call, [person.cio_id])
     return True
 
 
@@ -84,7 +84,7 @@ def suppress(workspace: Workspace, now: datetime, op: Suppress) -> list[str]:
             keys += [("email", rules.email_key(person.email))] if person.email else []
         lifted = [v for k, v in keys if workspace.unsuppress(k, v)]
         if lifted:
-            workspace.add_journal(now, op)
+            journal(workspace, now, op)
         return lifted
     keys = []
     if kind is not IdentifierKind.CIO_ID:
@@ -96,7 +96,7 @@ def suppress(workspace: Workspace, now: datetime, op: Suppress) -> list[str]:
     for key_kind, key_value in dict.fromkeys(keys):
         workspace.suppress(key_kind, key_value, now)
         # one entry per identifier: a replay suppresses each, the person being gone
-        workspace.add_journal(now, Suppress(key_value))
+        journal(workspace, now, Suppress(key_value))
     return [v for _, v in dict.fromkeys(keys)]
 
 
@@ -109,7 +109,7 @@ def update_object(workspace: Workspace, now: datetime, op: ObjectUpdate) -> None
     merged, _ = rules.apply_attributes(current, op.attributes)
     stored_json(merged, what=f"attributes of object {op.object_id!r}")
     workspace.save_object(op.object_type_id, op.object_id, merged, now)
-    workspace.add_journal(now, ObjectUpdate(op.object_type_id, op.object_id, op.attributes))
+    journal(workspace, now, ObjectUpdate(op.object_type_id, op.object_id, op.attributes))
     for person in op.people:
         relate(workspace, now, Relate(person, op.object_type_id, op.object_id))
 
@@ -120,7 +120,7 @@ def delete_object(workspace: Workspace, now: datetime, op: ObjectDelete) -> int:
     workspace.add_activities(
         Activity(cio_id, ActivityType.RELATIONSHIP_DELETE, now, data) for cio_id in related
     )
-    workspace.add_journal(now, op)
+    journal(workspace, now, op)
     return len(related)
 
 
@@ -145,7 +145,7 @@ def relate(workspace: Workspace, now: datetime, op: Relate) -> bool:
     workspace.add_activities([Activity(person.cio_id, activity, now, data)])
     named = lasting_identifier(op.person, person)
     call = Relate(named, op.object_type_id, op.object_id, op.attributes, op.delete)
-    workspace.add_journal(now, call, [person.cio_id])
+    journal(workspace, now, call, [person.cio_id])
     return True
 
 
@@ -169,5 +169,5 @@ def store_call(workspace: Workspace, now: datetime, op: Unmodelled) -> int:
         )
     else:
         workspace.add_other_call(now, op.api, op.call, op.method, op.path, body)
-    workspace.add_journal(now, op, on)
+    journal(workspace, now, op, on)
     return len(on)

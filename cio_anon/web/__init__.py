@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from cio_anon import jsonio, rules, service, words
 from cio_anon.errors import CioAnonError, NotFound
-from cio_anon.workspace import Workspace
+from cio_anon.store import Workspace
 
 PAGE = 50
 """Rows per page of a tab."""
