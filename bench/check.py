@@ -21,7 +21,7 @@ from common import timed  # noqa: E402
 from make_fixture import records  # noqa: E402
 
 from cio_anon.check import check  # noqa: E402
-from cio_anon.plan import load_plan  # noqa: E402
+from cio_anon.check.plans import load_plan  # noqa: E402
 from cio_anon.replay import replay_into  # noqa: E402
 
 

@@ -18,7 +18,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_fixture import records as generated  # noqa: E402
 
-from cio_anon import setrules  # noqa: E402
+from cio_anon.audit import setrules  # noqa: E402
 
 
 def main() -> None:

@@ -419,7 +419,7 @@ def write_records(
     csv_row: Callable[[dict[str, Any]], list[object]],
 ) -> None:
     """Records on stdout as NDJSON, or as CSV rows under a header."""
-    from cio_anon import documents
+    from cio_anon.present import documents
 
     if format is Format.NDJSON:
         sys.stdout.writelines(documents.ndjson_lines(records))
@@ -443,7 +443,8 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create a workspace. Merging is on unless it was created before 2021-07-01."""
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     now = resolve_now(at)
     created = None if created_at is None else parse_time(created_at, what="--created-at time")
@@ -468,7 +469,8 @@ def settings(
     as_json: JsonOption = False,
 ) -> None:
     """Show the workspace settings, or change anonymous merging."""
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     result = run(
         db,
@@ -510,7 +512,8 @@ def track(
     as_json: JsonOption = False,
 ) -> None:
     """Record one event for a person, an anonymous_id, or an invite recipient."""
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     given = [
         flag
@@ -576,7 +579,8 @@ def identify(
 
     An attribute set to "" is removed; `_update: true` refuses to create a person.
     """
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     attributes = collect_attributes(attr or [], attrs)
     result = run(
@@ -615,7 +619,8 @@ def merge(
     as_json: JsonOption = False,
 ) -> None:
     """Merge two people (Customer.io's Merge People). It cannot be undone."""
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     result = run(
         db,
@@ -640,7 +645,8 @@ def purge(
     as_json: JsonOption = False,
 ) -> None:
     """Delete anonymous events that stayed unmerged past the 30-day retention."""
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     now = resolve_now(at)
     result = service.purge_in_chunks(db, now, dry_run=dry_run)
@@ -683,7 +689,8 @@ def log(
     format: FormatOption = Format.TABLE,
 ) -> None:
     """The activity log: the Identified and Anonymous tabs, newest first."""
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     _refuse_json_with(format, as_json)
     page = run(
@@ -731,7 +738,8 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One profile: identifiers, attributes, anonymous ids, event counts, merge history."""
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     if html is not None:
         from cio_anon import web
@@ -763,7 +771,8 @@ def people(
     format: FormatOption = Format.TABLE,
 ) -> None:
     """List people, newest first, with their event counts."""
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     _refuse_json_with(format, as_json)
     found = run(db, at, lambda ws, _: service.list_people(ws, limit=limit), write=False)
@@ -784,7 +793,8 @@ def explain(
     as_json: JsonOption = False,
 ) -> None:
     """Why an event is where it is: its status, the rule code, and the times behind it."""
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     explanation = run(
         db, at, lambda ws, now: service.explain(ws, now, event_id=event_id), write=False
@@ -803,7 +813,8 @@ def delete(
 ) -> None:
     """Delete a person with their events and activities; their anonymous ids stay
     assigned, to nobody."""
-    from cio_anon import documents, render, service
+    from cio_anon import service
+    from cio_anon.present import documents, render
 
     result = run(
         db, at, lambda ws, now: service.delete_person(ws, now, identifier=identifier), write=True
@@ -869,8 +880,8 @@ def replay(
 
     Exits 1 when a record is invalid or an expectation fails.
     """
-    from cio_anon import documents, render
     from cio_anon import replay as replay_module
+    from cio_anon.present import documents, render
 
     now = resolve_now(at)
     with _progress(files) as advance:
@@ -951,7 +962,7 @@ def demo(
     """Replay the bundled shopper scenario into a fresh workspace; show both tabs and
     the shopper's profile."""
     from cio_anon import demo as demo_module
-    from cio_anon import documents, render
+    from cio_anon.present import documents, render
 
     now = resolve_now(at)
     with demo_module.workspace_path(db) as path:
@@ -1187,8 +1198,8 @@ def audit(
     """The same placement rules, set-based on DuckDB or Spark, over exports too large for
     a workspace: events per rule, per day and per source, and identity findings."""
     from cio_anon import audit as audit_module
-    from cio_anon import documents, render
-    from cio_anon import report as report_module
+    from cio_anon.check import report as report_module
+    from cio_anon.present import documents, render
 
     if engine is AuditEngine.DUCKDB and spark_master:
         raise typer.BadParameter("--spark-master goes with --engine spark")
@@ -1272,8 +1283,8 @@ def check(
     from rich.console import Console
 
     from cio_anon import check as check_module
-    from cio_anon import plan as plan_module
-    from cio_anon import report
+    from cio_anon.check import plans as plan_module
+    from cio_anon.check import report
     from cio_anon.rules.findings import SEVERITIES
 
     if as_json and format not in ("text", "json"):
@@ -1341,7 +1352,7 @@ def plan_infer(
     """Write a starting plan from the events, property types and always-present
     properties the fixtures send, in the dialect your team uses."""
     from cio_anon import check as check_module
-    from cio_anon import plan as plan_module
+    from cio_anon.check import plans as plan_module
 
     if as_json and dialect is not PlanDialect.NATIVE:
         raise typer.BadParameter(f"--json and --dialect {dialect} conflict: give one")

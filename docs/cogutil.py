@@ -1,6 +1,6 @@
 """Helpers for the README: run real commands and paste their output (via cog).
 
-`cog -r README.md` rewrites the generated parts; `cog --check README.md` (run by the
+`cog -r README.md docs/*.md` rewrites the generated parts; `cog --check` on them (run by the
 test suite) fails when they are stale.
 """
 
@@ -99,5 +99,5 @@ def reference() -> str:
     parts = []
     for title, text in blocks:
         body = "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
-        parts.append(f"### `{title}`\n\n```text\n{body}\n```")
+        parts.append(f"## `{title}`\n\n```text\n{body}\n```")
     return "\n\n".join(parts)

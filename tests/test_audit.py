@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from cio_anon import audit
-from tests.test_setrules import _message, _stream, engine_placements
+from tests.test_setrules import _message, _stream, engine_placements, together
 
 Cli = Callable[..., Any]
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,6 +267,20 @@ def test_merging_off_is_refused(cli: Cli, tmp_path: Path) -> None:
 # -- the Spark engine (local mode) --------------------------------------------------
 
 
+def spark_examples(count: int) -> settings:
+    """Hypothesis for a test that runs Spark: the same examples on every run (derandomized)
+    and, when one fails, no shrinking, which would start Spark jobs by the hundred; the
+    failing example is printed as it was generated."""
+    return settings(
+        max_examples=count,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
 @pytest.fixture(scope="module")
 def spark_ready() -> None:
     import os
@@ -333,17 +348,15 @@ def test_spark_agrees_with_duckdb_and_replay(spark_ready: None, tmp_path: Path) 
     )
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(specs=_stream())
+@spark_examples(1)
+@given(streams=st.lists(_stream(), min_size=15, max_size=15))
 @pytest.mark.slow
 def test_spark_generated_streams(
-    spark_ready: None, tmp_path: Path, specs: list[dict[str, Any]]
+    spark_ready: None, tmp_path: Path, streams: list[list[dict[str, Any]]]
 ) -> None:
-    records = [_message(spec) for spec in specs]
+    """Fifteen generated streams in one export (each in its own days and ids): a Spark
+    run costs seconds, not the stream."""
+    records = together([[_message(spec) for spec in specs] for specs in streams])
     export = _write(tmp_path / "stream.ndjson", records)
     expected = engine_placements(tmp_path, records)
     assert audit.placements([export], engine_name="spark") == expected
@@ -398,7 +411,7 @@ def _generated_export(tmp_path: Path, count: int) -> Path:
 def test_progress_is_told_each_step_and_how_far_it_is(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit, "PROGRESS_POLL", 0.005)
+    monkeypatch.setattr(audit.engines, "PROGRESS_POLL", 0.005)
     export = _generated_export(tmp_path, 60_000)
     told: list[tuple[str, float | None]] = []
     report = audit.audit([export], progress=lambda step, done: told.append((step, done)))
@@ -590,7 +603,7 @@ def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
     assert f"SET memory_limit = '{audit.DUCKDB_FLOOR}B'" in connections[0].statements
     assert "on this machine" in cli("audit", str(export), code=1).stderr
     # with a listener the statement runs in a worker thread: the error crosses back whole
-    monkeypatch.setattr(audit, "PROGRESS_POLL", 0.005)
+    monkeypatch.setattr(audit.engines, "PROGRESS_POLL", 0.005)
     with pytest.raises(audit.AuditError, match="DuckDB ran out of memory under --memory-limit"):
         audit.audit([export], memory_limit="100MB", progress=lambda step, done: None)
     assert "is not a size" in cli("audit", str(export), "--memory-limit", "lots", code=2).stderr

@@ -20,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cio_anon import batch, service
-from cio_anon import replay as replay_module
+from cio_anon import service
+from cio_anon.replay import bulk as batch
+from cio_anon.replay import files as replay_module
 from cio_anon.replay import replay
 from cio_anon.service import events
 

@@ -26,7 +26,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from cio_anon import documents, server, service
+from cio_anon import server, service
+from cio_anon.present import documents
 from cio_anon.replay import replay_into
 from tests.test_serve import Running
 

@@ -149,6 +149,14 @@ def test_the_anonymous_story(cli: Cli) -> None:
     why = cli("explain", "e3", *at("2026-03-02T11:00:00Z"), "--json")
     assert (why["status"], why["rule"]) == ("anonymous", "window_closed")
     assert why["facts"]["window_closes_at"] == 1772445600 + 300
+    # the same facts as the log's row, and past its retention the rule purge acts on
+    assert why["facts"]["retention_expires_at"] == pending["retention_expires_at"]
+    assert why["facts"]["anonymous_id"] == pending["anonymous_id"] == "a-1"
+    aged = cli("explain", "e3", *at("2026-04-02T00:00:00Z"), "--json")
+    assert (aged["status"], aged["rule"]) == ("anonymous", "retention_expired")
+    assert aged["facts"]["retention_expires_at"] == pending["retention_expires_at"]
+    doomed = cli("purge", "--dry-run", *at("2026-04-02T00:00:00Z"), "--json")
+    assert (doomed["deleted"], doomed["by_anonymous_id"]) == (1, {"a-1": 1})
 
     people = cli("people", *AT, "--json")
     assert [p["email"] for p in people["people"]] == ["ann@example.com"]

@@ -18,10 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cio_anon import audit, rules, service, setrules
+from cio_anon import audit, rules, service
+from cio_anon.audit import setrules
 from cio_anon.replay import replay
 from cio_anon.rules import identity
-from tests.test_audit import spark_ready  # noqa: F401 (a fixture)
+from tests.test_audit import spark_examples, spark_ready  # noqa: F401 (a fixture)
+from tests.test_setrules import together
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 BASE = 1_772_000_000
@@ -348,35 +350,9 @@ def test_every_engine_places_generated_streams_alike(
     _every_engine(tmp_path, records, ENGINES)
 
 
-def _together(streams: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Streams as one: each in its own 100 days, its ids and emails under its own prefix
-    (cio_ ids stay as they are), so one Spark run judges them all."""
-
-    def own(value: Any, k: int) -> Any:
-        if not isinstance(value, str) or value.strip().startswith("cio_"):
-            return value
-        text = value.lstrip()
-        return f"{value[: len(value) - len(text)]}s{k}.{text}"
-
-    together = []
-    for k, stream in enumerate(streams):
-        for record in stream:
-            record = dict(record)
-            for key in ("receivedAt", "timestamp"):
-                if key in record:
-                    record[key] += k * 100 * DAY
-            for key in ("userId", "anonymousId", "messageId"):
-                if key in record:
-                    record[key] = own(record[key], k)
-            if "email" in record.get("traits", {}):
-                record["traits"] = {"email": own(record["traits"]["email"], k)}
-            together.append(record)
-    return together
-
-
 @pytest.mark.slow
 def test_spark_places_the_corners_alike(spark_ready: None, tmp_path: Path) -> None:  # noqa: F811
-    records = _together(list(CORNERS.values()))
+    records = together(list(CORNERS.values()))
     assert _audited(tmp_path, records, "spark") == _replayed(tmp_path, records, bulk=False)
 
 
@@ -389,11 +365,7 @@ def test_the_identity_rules_in_spark_sql_answer_as_in_python(spark_ready: None) 
         db.close()
 
 
-@settings(
-    max_examples=3,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@spark_examples(3)
 @given(streams=st.lists(_stream(), min_size=5, max_size=20))
 @pytest.mark.slow
 def test_spark_places_generated_streams_alike(
@@ -402,5 +374,5 @@ def test_spark_places_generated_streams_alike(
     streams: list[list[dict[str, Any]]],
 ) -> None:
     """Many streams in one export: a Spark run costs seconds, not the stream."""
-    records = _together(streams)
+    records = together(streams)
     assert _audited(tmp_path, records, "spark") == _replayed(tmp_path, records, bulk=False)

@@ -125,7 +125,7 @@ def test_merge_people_keeps_the_was_anonymous_marker(space: Space, cli: Cli) -> 
     page = space.read(t(minutes=3), lambda ws: service.activity_log(ws, t(minutes=3), person="web"))
     (row,) = [r for r in page.identified if r.event_id == "anon-1"]
     assert row.event is not None and row.event.was_anonymous
-    from cio_anon import documents
+    from cio_anon.present import documents
 
     doc = documents.activity_json(row, t(minutes=3))
     assert (doc["previously_anonymous"], doc["provenance"]) == (True, "inherited")

@@ -10,7 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cio_anon import documents, service
+from cio_anon import service
+from cio_anon.present import documents
 from cio_anon.replay import replay_into
 from tests.conftest import T0
 from tests.test_serve import start

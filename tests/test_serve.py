@@ -332,7 +332,8 @@ def test_record_then_replay_gives_the_same_workspace(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh.db"
     summary = replay_into(fresh, T0, [record])
     assert summary.ok, summary.invalid
-    from cio_anon import documents, service
+    from cio_anon import service
+    from cio_anon.present import documents
 
     with service.opened(fresh, T0, write=False) as workspace:
         profile = documents.profile_json(service.show(workspace, T0, identifier="rec@x.io"))
@@ -464,7 +465,8 @@ def test_a_mobile_apps_batches_reach_the_same_profile_as_its_fixture(tmp_path: P
     hours late), each call at its own receive time: the profile equals the replayed one."""
     import pendulum
 
-    from cio_anon import documents, service
+    from cio_anon import service
+    from cio_anon.present import documents
 
     fixture = Path(__file__).parent.parent / "fixtures" / "mobile_app.ndjson"
     records = [json.loads(line) for line in fixture.read_text().splitlines()]

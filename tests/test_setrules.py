@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cio_anon import service, setrules
+from cio_anon import service
+from cio_anon.audit import setrules
 from cio_anon.ingest.fixtures import iter_records
 from cio_anon.replay import replay_into
 
@@ -99,6 +100,32 @@ def _stream() -> st.SearchStrategy[list[dict[str, Any]]]:
         optional={"anonymousId": anonymous_ids, "messageId": message_ids.map(lambda m: "i" + m)},
     )
     return st.lists(st.one_of(track, identify), min_size=1, max_size=25)
+
+
+def together(streams: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Streams as one: each in its own 100 days, its ids and emails under its own prefix
+    (cio_ ids stay as they are), so one Spark run judges them all."""
+
+    def own(value: Any, k: int) -> Any:
+        if not isinstance(value, str) or value.strip().startswith("cio_"):
+            return value
+        text = value.lstrip()
+        return f"{value[: len(value) - len(text)]}s{k}.{text}"
+
+    together = []
+    for k, stream in enumerate(streams):
+        for record in stream:
+            record = dict(record)
+            for key in ("receivedAt", "timestamp"):
+                if key in record:
+                    record[key] += k * 100 * 86_400
+            for key in ("userId", "anonymousId", "messageId"):
+                if key in record:
+                    record[key] = own(record[key], k)
+            if "email" in record.get("traits", {}):
+                record["traits"] = {"email": own(record["traits"]["email"], k)}
+            together.append(record)
+    return together
 
 
 def _message(spec: dict[str, Any]) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def test_reading_works_with_javascript_off(browser: Any, shopper: Site) -> None:
 
 
 def test_the_person_page_screenshot(browser: Any, shopper: Site) -> None:
-    """The README shows this picture."""
+    """docs/ui.md shows this picture."""
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto(shopper.url + "/person/maya@example.com")
     SCREENSHOT.parent.mkdir(exist_ok=True)

@@ -309,22 +309,27 @@ def is_expired(timestamp: datetime, now: datetime) -> bool:
 def decide_pending(
     *,
     placement: Placement,
+    anonymous_id: str,
     timestamp: datetime,
     claimed_while_disabled: bool,
     now: datetime,
 ) -> Decision:
-    """Why an anonymous event that is still anonymous stays so, judged at `now`."""
+    """Why an anonymous event that is still anonymous stays so, judged at `now`. Past
+    retention (30 days after it happened) it is `retention_expired`, whatever it was
+    placed with: nothing can merge it any more, and purge deletes it."""
     decision = placement.decision
-    rule = pending_rule(decision.rule, timestamp, now, claimed_while_disabled)
-    if rule is Rule.WINDOW_CLOSED:
-        return decision
-    facts = {**decision.facts, "retention_expires_at": retention_deadline(timestamp)}
+    facts = {
+        **decision.facts,
+        "anonymous_id": anonymous_id,
+        "retention_expires_at": retention_deadline(timestamp),
+    }
     if is_expired(timestamp, now):
         return Decision(
             Rule.RETENTION_EXPIRED,
             "It happened more than 30 days ago, so it will never merge; purge deletes it.",
             facts,
         )
+    rule = pending_rule(decision.rule, timestamp, now, claimed_while_disabled)
     if rule is not decision.rule:
         return Decision(
             rule,
@@ -338,7 +343,9 @@ def decide_pending(
 def pending_rule(
     placed: Rule, timestamp: datetime, now: datetime, claimed_while_disabled: bool = False
 ) -> Rule:
-    """The rule `decide_pending` decides for an event placed with `placed`, alone."""
+    """The rule an event placed with `placed` is kept with while it stays anonymous (its
+    placement's; `window_closed` stays so when the event ages past retention, as every
+    engine places it; `decide_pending` judges it at a later time)."""
     if placed is Rule.WINDOW_CLOSED:
         return placed
     if is_expired(timestamp, now):

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cio_anon import documents, jsonio, service
+from cio_anon import jsonio, service
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import (
     MethodNotAllowed,
@@ -41,7 +41,8 @@ from cio_anon.ingest import (
 )
 from cio_anon.ingest.http import Failure, HttpApi
 from cio_anon.models import MAX_LIMIT, ActivityType
-from cio_anon.pipeline import Source
+from cio_anon.present import documents
+from cio_anon.replay.apply import Source
 from cio_anon.rules import EventType
 from cio_anon.server.origins import OriginCheck, Origins
 from cio_anon.server.writer import Call, Job, Reader, Writer

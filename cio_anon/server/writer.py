@@ -22,11 +22,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cio_anon import jsonio, rules, words
+from cio_anon import jsonio, rules
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import Identify, Operation, Timed, Track
 from cio_anon.models import Settings
-from cio_anon.pipeline import Source, Tally, apply_operation
+from cio_anon.present import words
+from cio_anon.replay.apply import Source, Tally, apply_operation
 from cio_anon.store import Workspace
 
 GROUP_SIZE = 256

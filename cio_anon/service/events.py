@@ -182,9 +182,11 @@ def track(
 
 def _why_pending(event: Event, assignment: Assignment | None, merge_enabled: bool) -> str:
     """The sentence for the rule an anonymous event that stayed anonymous was given."""
+    assert event.anonymous_id is not None
     placement = place(event, assignment, merge_enabled)
     return rules.decide_pending(
         placement=placement,
+        anonymous_id=event.anonymous_id,
         timestamp=event.timestamp,
         claimed_while_disabled=False,
         now=event.received_at,

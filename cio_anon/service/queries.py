@@ -277,6 +277,7 @@ def explain(workspace: Workspace, now: datetime, *, event_id: str) -> Explanatio
     )
     decision = rules.decide_pending(
         placement=rules.Placement(placed),
+        anonymous_id=event.anonymous_id,
         timestamp=event.timestamp,
         claimed_while_disabled=assignment is None
         and bool(workspace.people_claiming(event.anonymous_id)),

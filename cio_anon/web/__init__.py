@@ -23,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from cio_anon import jsonio, rules, service, words
+from cio_anon import jsonio, rules, service
 from cio_anon.errors import CioAnonError, NotFound
+from cio_anon.present import words
 from cio_anon.store import Workspace
 
 PAGE = 50

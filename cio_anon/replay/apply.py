@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cio_anon import expect, rules, service
+from cio_anon import rules, service
 from cio_anon.ingest import (
     Alias,
     AnonymousTraits,
@@ -31,6 +31,7 @@ from cio_anon.ingest import (
     Track,
     Unmodelled,
 )
+from cio_anon.replay import expect
 from cio_anon.store import Workspace
 
 

@@ -15,10 +15,10 @@ from datetime import datetime
 from pathlib import Path
 
 from cio_anon import service
-from cio_anon.batch import Batch, plain
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest.fixtures import Record, display_name, iter_records, to_operations
-from cio_anon.pipeline import Observer, Problem, Source, Tally, apply_operation
+from cio_anon.replay.apply import Observer, Problem, Source, Tally, apply_operation
+from cio_anon.replay.bulk import Batch, plain
 from cio_anon.store import Workspace
 
 

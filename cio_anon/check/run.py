@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from cio_anon import rules, service
+from cio_anon.check.plans import CASES, Plan, json_path
 from cio_anon.ingest import Identify, Operation, Track
 from cio_anon.ingest.fixtures import display_name
-from cio_anon.pipeline import Source
-from cio_anon.plan import CASES, Plan, json_path
 from cio_anon.replay import ReplaySummary, replay
+from cio_anon.replay.apply import Source
 from cio_anon.rules.findings import SEVERITIES, Finding
 from cio_anon.service import IdentifyResult, TrackResult
 

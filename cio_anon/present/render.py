@@ -11,6 +11,12 @@ from rich.text import Text
 
 from cio_anon import jsonio
 from cio_anon.models import Person, Settings
+from cio_anon.present.words import (
+    activity_summary,
+    log_note,
+    retention_left,
+    time_text,
+)
 from cio_anon.service import (
     DeleteResult,
     Explanation,
@@ -21,12 +27,6 @@ from cio_anon.service import (
     PurgeResult,
     TrackResult,
     Warning,
-)
-from cio_anon.words import (
-    activity_summary,
-    log_note,
-    retention_left,
-    time_text,
 )
 
 if TYPE_CHECKING:

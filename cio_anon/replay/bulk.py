@@ -35,7 +35,7 @@ from cio_anon.ingest.emit import track_record
 from cio_anon.ingest.fixtures import Record, receive_time
 from cio_anon.ingest.pipelines import parse_message
 from cio_anon.models import Activity, ActivityType, Event, Person
-from cio_anon.pipeline import Tally
+from cio_anon.replay.apply import Tally
 from cio_anon.rules import Assignment, IdentifierKind, Rule
 from cio_anon.rules.identity import cio_id_of
 from cio_anon.service.events import new_event_id
@@ -337,16 +337,21 @@ class _Run:
         if call.message_id is not None and call.message_id in self.handled:
             self.tally.duplicates += 1
             return True
-        if self.suppressions or (
-            anonymous_id is not None
-            and (
-                not self.merge_enabled
-                or anonymous_id in self.assignments
-                or anonymous_id in self.profiled
-            )
-        ):
+        if self.suppressions or (anonymous_id is not None and anonymous_id in self.profiled):
             return False
         person = self.people.get(call.user_id)
+        if anonymous_id is not None:
+            # the service's decision (`service.people.assign`); this path takes only a new
+            # assignment, and leaves the rest (taken, merging off, assigned before) to it
+            decision = rules.decide_assignment(
+                anonymous_id=anonymous_id,
+                cio_id="" if person is None else person.cio_id,  # a new person: no claim yet
+                existing=self.assignments.get(anonymous_id),
+                merge_enabled=self.merge_enabled,
+                now=at,
+            )
+            if not decision.facts.get("newly_assigned"):
+                return False
         email = call.traits.get("email")  # a string with text, or absent (see `plain`)
         if person is not None and email is not None and person.email not in (None, email.strip()):
             return False  # an email changing: the service saves the one who gave it up first

@@ -1,0 +1,501 @@
+"""The engines an audit runs on — DuckDB (embedded, the default) and Spark — each
+reading the exports its own way into one staged shape (`Engine.load`), with the few SQL
+expressions whose dialects differ; the fields every engine stages, and the cheap
+limit pre-check (`suspect`)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cio_anon import rules
+from cio_anon.audit.exports import AuditError, Export, is_array
+from cio_anon.errors import InvalidInput
+
+ENGINES = ("duckdb", "spark")
+PROGRESS_POLL = 0.1
+"""Seconds between two looks at a running statement's progress."""
+# The fields every engine stages, from each record's JSON (path → column).
+FIELDS = {
+    "op": "$.op",
+    "method": "$.method",
+    "type": "$.type",
+    "user_id": "$.userId",
+    "anonymous_id": "$.anonymousId",
+    "message_id": "$.messageId",
+    "trait_email": "$.traits.email",
+    "event": "$.event",
+    "source": "$.context.library.name",
+    "anonymous_merge": "$.anonymous_merge",
+    "created_at": "$.created_at",
+}
+
+
+Progress = Callable[[str, float | None], None]
+"""Told what an audit is doing: the step, and how far its running statement is (0 to 1;
+None where the engine cannot say)."""
+
+
+# What the limit pre-check reads from each record (path → name), not kept in `staged`.
+LIMITED = {
+    "url": "$.properties.url",
+    "name": "$.name",
+    "traits": "$.traits",
+}
+
+
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+PROCESS_ALLOWANCE = 256 * 2**20
+PROCESS_SHARE = 0.35
+"""What the audit process needs beside DuckDB's buffers (Python, parsing, what DuckDB
+allocates outside them): the larger of the two. Measured over DuckDB's limit under a
+1GB limit: 100–140 MiB on 2M records, 270 MiB on 20M."""
+DUCKDB_FLOOR = 64 * 2**20
+
+
+def duckdb_budget(limit: str) -> int:
+    """DuckDB's memory limit, in bytes, for a whole process held to `limit` (e.g. 2GB,
+    512MiB): the limit less the process's allowance, and never under DUCKDB_FLOOR."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", limit)
+    unit = found.group(2).lower() if found else ""
+    if found is None or unit not in UNITS:
+        raise InvalidInput(
+            f"--memory-limit {limit!r} is not a size: give a number and a unit (MB, GB, MiB, "
+            "GiB), e.g. 2GB."
+        )
+    total = int(float(found.group(1)) * UNITS[unit])
+    allowance = max(PROCESS_ALLOWANCE, int(total * PROCESS_SHARE))
+    return max(total - allowance, DUCKDB_FLOOR)
+
+
+SPARK_LOCAL_MEMORY = "2g"
+"""The driver's heap in local mode (Spark's own default, 1g, runs out of room for an
+aggregation on a long-lived session)."""
+SPARK_LOCAL_PARTITIONS = 8
+"""Shuffle partitions in local mode."""
+
+
+def quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# -- the engines ----------------------------------------------------------------------
+
+
+class Engine:
+    """What differs between engines: reading the exports into `staged` (seq, record,
+    file, the FIELDS, received_at, happened), naming tables, timestamps, writing
+    Parquet. Everything else is the shared SQL below."""
+
+    name = ""
+    progress: Progress | None = None
+    step = ""
+
+    _scratch: Path | None = None
+
+    def scratch(self) -> Path:
+        """A folder of the engine's own, removed when it closes (Spark reads lazily)."""
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="cio-anon-audit-"))
+        return self._scratch
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def begin(self, step: str) -> None:
+        """Say that a new step starts (to `progress`, if anyone listens)."""
+        self.step = step
+        if self.progress is not None:
+            self.progress(step, None)
+
+    def load(self, exports: Sequence[Export]) -> int:
+        raise NotImplementedError
+
+    def table(self, name: str, select: str) -> None:
+        raise NotImplementedError
+
+    def view(self, name: str, select: str) -> None:
+        """A name for a query, computed where it is used (not stored)."""
+        raise NotImplementedError
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    raw = ""
+    """The table of every record's JSON text by seq."""
+    refused: list[tuple[int, str, int, str]] = []
+    """The records Customer.io would refuse for a limit (see `refusals`)."""
+
+    def moment(self, seconds: str) -> str:
+        """The SQL turning Unix seconds into a timestamp (UTC)."""
+        raise NotImplementedError
+
+    def matches(self, text: str, pattern: str) -> str:
+        """The SQL for whether `text` matches a regular expression whole."""
+        raise NotImplementedError
+
+    def size(self, text: str) -> str:
+        """The SQL for a text's size in UTF-8 bytes."""
+        raise NotImplementedError
+
+    def longest_key(self, json_object: str) -> str:
+        """The SQL for the size of a JSON object's longest key, in UTF-8 bytes."""
+        raise NotImplementedError
+
+    def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        """A table of rows made here (`columns`: its SQL column definitions)."""
+        raise NotImplementedError
+
+    def write_parquet(self, select: str, path: Path) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class DuckDB(Engine):
+    name = "duckdb"
+
+    def __init__(self, memory_limit: str | None = None) -> None:
+        import duckdb  # noqa: PLC0415 (only `audit` needs DuckDB)
+
+        self.conn = duckdb.connect()
+        # rows carry their order (seq); keeping tables in insertion order would cost memory
+        self.conn.execute("SET preserve_insertion_order = false")
+        self.conn.execute("SET TimeZone = 'UTC'")
+        # DuckDB tracks each statement's progress for query_progress(), printing nothing
+        self.conn.execute("SET enable_progress_bar = true")
+        self.conn.execute("SET enable_progress_bar_print = false")
+        self.out_of_memory = duckdb.OutOfMemoryException
+        self.memory_limit = memory_limit
+        # spill beside the engine's other scratch files, not into the working directory
+        self.conn.execute(f"SET temp_directory = {quoted(str(self.scratch() / 'spill'))}")
+        if memory_limit:
+            budget = duckdb_budget(memory_limit)
+            self.conn.execute(f"SET memory_limit = '{budget}B'")
+
+    def load(self, exports: Sequence[Export]) -> int:
+        # One pass per file, straight into `staged`: every field at once (one parse per
+        # record), the records themselves not kept — only those `suspect` flags.
+        names = [*FIELDS, "at", "received", "timestamp", *LIMITED]
+        json_paths = [*FIELDS.values(), "$.at", "$.receivedAt", "$.timestamp", *LIMITED.values()]
+        listed = ", ".join(quoted(path) for path in json_paths)
+
+        def field(name: str) -> str:
+            return f"f[{names.index(name) + 1}]"
+
+        columns = ", ".join(f"{field(column)} AS {column}" for column in FIELDS)
+        given = f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
+        received, happened = self._seconds(given), self._seconds(field("timestamp"))
+        unreadable = unreadable_time(given, received, field("timestamp"), happened)
+        offset = 0
+        for index, export in enumerate(exports):
+            path = export.path
+            name = quoted(str(path))
+            if path.name.endswith(".parquet"):
+                numbered = (
+                    "(SELECT row_number() OVER () AS n, to_json(t) AS json "
+                    f"FROM read_parquet({name}) t)"
+                )
+            else:  # numbered as read (file order), far cheaper than a window function
+                kind = "array" if is_array(path) else "newline_delimited"
+                numbered = (
+                    "(SELECT ordinality AS n, json FROM "
+                    f"read_json_objects({name}, format = '{kind}') WITH ORDINALITY)"
+                )
+            record = "CAST(json_extract_string(json, '$._line') AS BIGINT)" if export.lined else "n"
+            select = (
+                f"SELECT n + {offset} AS seq, {record} AS record, ? AS file, {columns}, "
+                f"{received} AS received_at, {happened} AS happened, "
+                f"{unreadable} AS bad_time, "
+                "suspect, CASE WHEN suspect THEN json::VARCHAR END AS raw "
+                f"FROM (SELECT *, {suspect(self, field, 'json::VARCHAR')} AS suspect FROM "
+                f"(SELECT n, json, json_extract_string(json, [{listed}]) AS f FROM {numbered}))"
+            )
+            into = "CREATE TABLE staged AS " if index == 0 else "INSERT INTO staged "
+            try:
+                self._execute(into + select, [export.name])
+            except AuditError:
+                raise
+            except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
+                why = str(error).strip().splitlines()[0]  # not the SQL it quotes after
+                raise AuditError(f"{export.name}: cannot be read as an export ({why})") from None
+            offset = self.rows("SELECT coalesce(max(seq), 0) FROM staged")[0][0]
+        self.view(self.raw, "SELECT seq, raw AS json FROM staged WHERE raw IS NOT NULL")
+        return int(self.rows("SELECT count(*) FROM staged")[0][0])
+
+    @staticmethod
+    def _seconds(text: str) -> str:
+        """Unix seconds from a JSON value's text: a number (or a numeric string), or
+        ISO-8601 (UTC when it names no offset, as everywhere in cio-anon)."""
+        return (
+            f"CASE WHEN TRY_CAST({text} AS DOUBLE) IS NOT NULL THEN TRY_CAST({text} AS DOUBLE) "
+            f"ELSE epoch(TRY_CAST({text} AS TIMESTAMPTZ)) END"
+        )
+
+    def _execute(self, sql: str, params: list[Any] | None = None) -> Any:
+        """Run a statement (see `_run`); running out of memory is said in a sentence."""
+        try:
+            return self._run(sql, params)
+        except self.out_of_memory:
+            held = f"under --memory-limit {self.memory_limit}" if self.memory_limit else ""
+            raise AuditError(
+                f"DuckDB ran out of memory {held or 'on this machine'}: give it more with "
+                "--memory-limit (it spills to disk beyond it, but needs some room to work)."
+            ) from None
+
+    def _run(self, sql: str, params: list[Any] | None) -> Any:
+        """Run a statement; with someone listening, in a worker thread while this one
+        reports DuckDB's progress on it (and interrupts it on Ctrl-C)."""
+        if self.progress is None:
+            return self.conn.execute(sql, params)
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = self.conn.execute(sql, params)
+            except BaseException as error:  # noqa: BLE001 (re-raised in the caller)
+                outcome["error"] = error
+
+        worker = threading.Thread(target=work, name="cio-anon-audit", daemon=True)
+        worker.start()
+        try:
+            while True:
+                worker.join(PROGRESS_POLL)
+                if not worker.is_alive():
+                    break
+                done = self.conn.query_progress()
+                if done >= 0:
+                    self.progress(self.step, min(done, 100.0) / 100)
+        except KeyboardInterrupt:
+            self.conn.interrupt()
+            worker.join()
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    def table(self, name: str, select: str) -> None:
+        self._execute(f"CREATE TABLE {name} AS {select}")
+
+    def view(self, name: str, select: str) -> None:
+        self._execute(f"CREATE VIEW {name} AS {select}")
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return list(self._execute(sql).fetchall())
+
+    raw = "suspect_records"
+
+    def moment(self, seconds: str) -> str:
+        return f"to_timestamp({seconds})"
+
+    def matches(self, text: str, pattern: str) -> str:
+        return f"regexp_full_match({text}, {quoted(pattern)})"
+
+    def size(self, text: str) -> str:
+        return f"strlen({text})"
+
+    def longest_key(self, json_object: str) -> str:
+        return f"list_max(list_transform(json_keys({json_object}), lambda k: strlen(k)))"
+
+    def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.execute(f"CREATE TABLE {name} ({columns})")
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            self.conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
+
+    def write_parquet(self, select: str, path: Path) -> None:
+        self._execute(f"COPY ({select}) TO {quoted(str(path))} (FORMAT parquet)")
+
+    def close(self) -> None:
+        self.conn.close()
+        self._remove_scratch()
+
+
+class Spark(Engine):
+    """Spark, local (`local[*]`) unless given a master URL. Reads NDJSON (gzipped too)
+    and Parquet; a JSON array is refused (Spark reads arrays only whole per file)."""
+
+    name = "spark"
+
+    def __init__(self, master: str | None = None) -> None:
+        try:
+            from pyspark.sql import SparkSession  # noqa: PLC0415
+        except ImportError:
+            raise InvalidInput(
+                "--engine spark needs PySpark: pip install 'cio-anon[spark]' (and Java)."
+            ) from None
+        builder = (
+            SparkSession.builder.master(master or "local[*]")
+            .appName("cio-anon audit")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")  # stderr is for our own words
+            .config("spark.sql.session.timeZone", "UTC")
+        )
+        if master is None:
+            # one machine: room for the driver, which is the executor too, and few
+            # shuffle partitions (Spark's 200 are made for a cluster)
+            builder = builder.config("spark.driver.memory", SPARK_LOCAL_MEMORY)
+            builder = builder.config("spark.sql.shuffle.partitions", str(SPARK_LOCAL_PARTITIONS))
+        self.spark = builder.getOrCreate()
+        self.spark.sparkContext.setLogLevel("ERROR")
+
+    def load(self, exports: Sequence[Export]) -> int:
+        from pyspark.sql import functions
+
+        frames = []
+        offset = 0
+        for export in exports:
+            path = export.path
+            if path.name.endswith(".parquet"):
+                frame = self.spark.read.parquet(str(path))
+                frame = frame.select(functions.to_json(functions.struct("*")).alias("value"))
+            elif is_array(path):
+                raise AuditError(
+                    f"{export.name}: a JSON array; --engine spark reads NDJSON or Parquet."
+                )
+            else:
+                frame = self.spark.read.text(str(path))
+                frame = frame.where(functions.trim("value") != "")
+            # ids increase in file order: file index first, then the position
+            frame = frame.select(
+                (functions.monotonically_increasing_id() + functions.lit(offset)).alias("seq"),
+                functions.lit(export.name).alias("file"),
+                functions.col("value").alias("json"),
+                (
+                    functions.get_json_object("value", "$._line").cast("bigint")
+                    if export.lined
+                    else functions.lit(None).cast("bigint")
+                ).alias("line"),
+            )
+            frames.append(frame)
+            offset += 1 << 50
+        messages = frames[0]
+        for frame in frames[1:]:
+            messages = messages.unionByName(frame)
+        messages.createOrReplaceTempView("raw_messages")
+        columns = ", ".join(
+            f"get_json_object(json, '{path}') AS {column}" for column, path in FIELDS.items()
+        )
+
+        def field(name: str) -> str:
+            return f"get_json_object(json, '{({**FIELDS, **LIMITED})[name]}')"
+
+        given = (
+            "coalesce(get_json_object(json, '$.at'), get_json_object(json, '$.receivedAt'), "
+            "get_json_object(json, '$.timestamp'))"
+        )
+        stamp = "get_json_object(json, '$.timestamp')"
+        received, happened = self._seconds(given), self._seconds(stamp)
+        unreadable = unreadable_time(given, received, stamp, happened)
+        self.table(
+            "staged",
+            "SELECT seq, coalesce(line, row_number() OVER (PARTITION BY file ORDER BY seq)) "
+            "AS record, file, "
+            f"{columns}, {received} AS received_at, {happened} AS happened, "
+            f"{unreadable} AS bad_time, "
+            f"{suspect(self, field, 'json')} AS suspect FROM raw_messages",
+        )
+        return int(self.rows("SELECT count(*) FROM staged")[0][0])
+
+    @staticmethod
+    def _seconds(value: str) -> str:
+        return (
+            f"CASE WHEN {value} RLIKE '^-?[0-9]+(\\\\.[0-9]*)?$' THEN CAST({value} AS DOUBLE) "
+            f"ELSE CAST(try_to_timestamp({value}) AS DOUBLE) END"
+        )
+
+    def table(self, name: str, select: str) -> None:
+        frame = self.spark.sql(select).cache()
+        frame.createOrReplaceTempView(name)
+
+    def view(self, name: str, select: str) -> None:
+        self.spark.sql(select).createOrReplaceTempView(name)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.spark.sql(sql).collect()]
+
+    raw = "raw_messages"
+
+    def moment(self, seconds: str) -> str:
+        return f"timestamp_seconds({seconds})"
+
+    def matches(self, text: str, pattern: str) -> str:
+        # to the very end (`$` would let a final line break through); Spark's literal
+        # takes the backslash escaped
+        return f"({text} RLIKE {quoted('^(?:' + pattern + ')' + chr(92) * 2 + 'z')})"
+
+    def size(self, text: str) -> str:
+        return f"octet_length({text})"
+
+    def longest_key(self, json_object: str) -> str:
+        keys = f"map_keys(from_json({json_object}, 'map<string,string>'))"
+        return f"array_max(transform({keys}, k -> octet_length(k)))"
+
+    def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        self.spark.createDataFrame(rows, columns).createOrReplaceTempView(name)
+
+    def write_parquet(self, select: str, path: Path) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="cio-anon-audit-"))
+        try:
+            self.spark.sql(select).coalesce(1).write.mode("overwrite").parquet(str(folder / "out"))
+            (part,) = (folder / "out").glob("part-*.parquet")
+            shutil.move(str(part), path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        self.spark.catalog.clearCache()
+        self._remove_scratch()
+
+
+def engine(name: str, *, memory_limit: str | None = None, master: str | None = None) -> Engine:
+    if name == "duckdb":
+        return DuckDB(memory_limit)
+    if name == "spark":
+        return Spark(master)
+    raise InvalidInput(f"The engine {name!r} is not one of {', '.join(ENGINES)}.")
+
+
+# -- the shared statements ------------------------------------------------------------
+
+
+def unreadable_time(given: str, received: str, stamp: str, happened: str) -> str:
+    """SQL: whether a record gives a receive time or a timestamp that is not a time (a
+    replay refuses such a record)."""
+    return (
+        f"(({given}) IS NOT NULL AND ({received}) IS NULL) "
+        f"OR (({stamp}) IS NOT NULL AND ({happened}) IS NULL)"
+    )
+
+
+def suspect(db: Engine, field: Callable[[str], str], record: str) -> str:
+    """SQL: whether a record might break one of Customer.io's limits on a call (ids,
+    event names, data, attribute names and values), from its fields and the size of
+    its JSON text (`record`). Cheap and generous: `refusals` then checks the few it
+    flags exactly, with the very checks a replay runs."""
+    size = db.size
+    checks = [
+        f"{size(field(name))} > {rules.IDENTIFIER_MAX_BYTES}"
+        for name in ("user_id", "anonymous_id", "message_id")
+    ]
+    checks += [
+        f"{size(field(name))} > {rules.EVENT_NAME_MAX_BYTES}" for name in ("event", "url", "name")
+    ]
+    # data beyond its limit needs a record beyond it
+    checks.append(f"{size(record)} > {rules.EVENT_DATA_MAX_BYTES}")
+    # an attribute's name or value beyond its limit needs traits beyond it
+    traits = field("traits")
+    name_limit, value_limit = rules.ATTRIBUTE_NAME_MAX_BYTES, rules.ATTRIBUTE_VALUE_MAX_BYTES
+    checks.append(
+        f"(CASE WHEN {size(traits)} > {name_limit} THEN "
+        f"{size(traits)} > {value_limit} OR {db.longest_key(traits)} > {name_limit} END)"
+    )
+    return "(" + " OR ".join(f"coalesce({check}, false)" for check in checks) + ")"

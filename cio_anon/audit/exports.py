@@ -1,0 +1,117 @@
+"""The exports an audit reads: paths, globs and folders found (`exports`), and what
+each engine is given for them (`readable`: a `serve --record` file's requests unwrapped
+into their messages)."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cio_anon.errors import CioAnonError
+
+SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".parquet")
+
+
+class AuditError(CioAnonError):
+    """An export the audit cannot read, or a record it cannot place set-based."""
+
+
+def exports(patterns: Sequence[str]) -> list[Path]:
+    """The files named: paths, globs, and folders (every export file under them, as a
+    day-partitioned archive lays them out), each in name order."""
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.name.endswith(SUFFIXES))
+        elif any(char in pattern for char in "*?["):
+            found += sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise AuditError(f"{pattern}: no such file or folder.")
+    if not found:
+        raise AuditError(f"No export files in {', '.join(patterns)}.")
+    return found
+
+
+@dataclass(frozen=True)
+class Export:
+    """A file an engine reads: `path`, reported as `name`; `lined`: each record carries
+    `_line`, its line in `name` (a recording unwrapped into its messages)."""
+
+    path: Path
+    name: str
+    lined: bool = False
+
+
+def readable(paths: Sequence[Path], folder: Path) -> list[Export]:
+    """What the engines read for these exports. A `serve --record` file (its first
+    record an HTTP call) is unwrapped into `folder`: each Data Pipelines request becomes
+    its messages — a batch's items in order — received when the request was, as a
+    replay applies them; its other records stay as they are."""
+    out = []
+    for index, path in enumerate(paths):
+        if path.name.endswith((".parquet", ".gz")) or not _is_recording(path):
+            out.append(Export(path, str(path)))
+            continue
+        target = folder / f"recording-{index}.ndjson"
+        with path.open("rb") as source, target.open("wb") as unwrapped:
+            for line, text in enumerate(source, 1):
+                if text.strip():
+                    unwrapped.writelines(_unwrapped(text, line, path))
+        out.append(Export(target, str(path), lined=True))
+    return out
+
+
+def _is_recording(path: Path) -> bool:
+    import orjson
+
+    with path.open("rb") as head:
+        for text in head:
+            if text.strip():
+                try:
+                    first = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    return False
+                return isinstance(first, dict) and "method" in first
+    return False
+
+
+def _unwrapped(text: bytes, line: int, name: Path) -> list[bytes]:
+    """One recorded line as the messages it carried, each with `_line`."""
+    import orjson
+
+    from cio_anon.ingest.pipelines import BATCH_PATHS, PATHS
+
+    try:
+        record = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise AuditError(f"{name}: record {line} is not JSON ({error}).") from None
+    if not isinstance(record, dict):
+        return [orjson.dumps(record) + b"\n"]
+    route = str(record.get("path", "")).split("?", 1)[0].rstrip("/")
+    body = record.get("body")
+    if isinstance(body, str):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            body = orjson.loads(body)
+    if record.get("method") != "POST" or not isinstance(body, dict):
+        return [orjson.dumps({**record, "_line": line}) + b"\n"]
+    if route in BATCH_PATHS and isinstance(body.get("batch"), list):
+        messages = [item for item in body["batch"] if isinstance(item, dict)]
+    elif route in PATHS:
+        messages = [{**body, "type": PATHS[route]}]
+    else:  # another API's call: refused with its line, as before
+        return [orjson.dumps({**record, "_line": line}) + b"\n"]
+    at = record.get("at")
+    return [orjson.dumps({**m, "at": at, "_line": line}) + b"\n" for m in messages]
+
+
+def is_array(path: Path) -> bool:
+    import gzip
+
+    with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as head:
+        return head.read(4096).lstrip().startswith(b"[")

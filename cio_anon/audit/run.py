@@ -1,0 +1,180 @@
+"""`cio-anon audit`: stage the exports, place every event with `setrules`' statement,
+count, and look for findings; `placements` for the events alone; `materialize` to replay
+them into a workspace."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cio_anon.audit import setrules
+from cio_anon.audit.engines import DuckDB, Progress, engine, quoted
+from cio_anon.audit.exports import AuditError
+from cio_anon.audit.findings import findings
+from cio_anon.audit.staging import stage
+from cio_anon.clock import from_unix
+
+if TYPE_CHECKING:
+    from cio_anon.check import Report as CheckReport
+    from cio_anon.rules.findings import Finding
+
+
+@dataclass
+class AuditReport:
+    files: list[str]
+    engine: str
+    records: int
+    events: int
+    rules: dict[str, int]
+    by_day: dict[str, dict[str, int]]
+    by_source: dict[str, dict[str, int]]
+    campaigns: dict[str, int] = field(default_factory=dict)
+    """The events on a person: how many can trigger campaigns, how many count for
+    segments only."""
+    findings: list[Finding] = field(default_factory=list)
+
+    def as_check_report(self) -> CheckReport:
+        """The findings as `check` reports them (for its JUnit, SARIF and GitHub forms)."""
+        from cio_anon.check import Report
+
+        return Report(self.files, None, list(self.findings), self.records)
+
+
+def placements(
+    paths: Sequence[Path], *, engine_name: str = "duckdb", **options: Any
+) -> list[setrules.Placement]:
+    """Every event of the exports with its rule and person, in stream order."""
+    db = engine(engine_name, **options)
+    try:
+        stage(db, paths)
+        db.table("placements", setrules.PLACEMENTS)
+        rows = db.rows(
+            "SELECT event_id, rule, person, merged_at, can_trigger FROM placements ORDER BY seq"
+        )
+        return setrules.placed(rows)
+    finally:
+        db.close()
+
+
+def audit(
+    paths: Sequence[Path],
+    *,
+    engine_name: str = "duckdb",
+    placements_out: Path | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> AuditReport:
+    """Place the exports' events and count them: per rule, per day, per source; and the
+    identity findings a set-based pass sees (reused and placeholder ids, late events).
+    `progress` is told each step and how far it is."""
+    if progress is not None:
+        progress(f"Starting {engine_name}", None)
+    db = engine(engine_name, **options)
+    db.progress = progress
+    try:
+        records = stage(db, paths)
+        db.begin("Placing events")
+        db.table("placements", setrules.PLACEMENTS)
+        db.begin("Counting")
+        # every staged event: placed, or a duplicate of an event id seen before
+        db.table(
+            "placed",
+            "SELECT e.seq, e.event_id, coalesce(p.rule, 'duplicate') AS rule, p.person, "
+            "coalesce(p.can_trigger, false) AS can_trigger, e.source, "
+            "CAST(floor(e.received_at / 86400) AS BIGINT) AS day "
+            "FROM staged_events e LEFT JOIN placements p ON p.seq = e.seq",
+        )
+        if placements_out is not None:
+            db.begin("Writing placements")
+            db.write_parquet(
+                "SELECT event_id, anonymous_id, person, rule, "
+                f"{db.moment('merged_at')} AS merged_at, can_trigger AS can_trigger_campaigns "
+                "FROM placements ORDER BY seq",
+                placements_out,
+            )
+        db.begin("Counting")
+        tally = _tally(
+            db.rows(
+                "SELECT day, source, rule, person IS NOT NULL, can_trigger, count(*) "
+                "FROM placed GROUP BY day, source, rule, person IS NOT NULL, can_trigger"
+            )
+        )
+        db.begin("Looking for identity findings")
+        found = findings(db)
+        return AuditReport(
+            files=[str(p) for p in paths],
+            engine=db.name,
+            records=records,
+            events=sum(tally.rules.values()),
+            rules=_sorted(tally.rules),
+            campaigns={key: tally.campaigns[key] for key in ("can_trigger", "segment_only")},
+            by_day={day: _sorted(rules) for day, rules in sorted(tally.by_day.items())},
+            by_source={name: _sorted(rules) for name, rules in sorted(tally.by_source.items())},
+            findings=found,
+        )
+    finally:
+        db.close()
+
+
+@dataclass
+class _Tally:
+    rules: Counter[str] = field(default_factory=Counter)
+    campaigns: Counter[str] = field(default_factory=Counter)
+    by_day: dict[str, Counter[str]] = field(default_factory=dict)
+    by_source: dict[str, Counter[str]] = field(default_factory=dict)
+
+
+def _tally(rows: Sequence[tuple[Any, ...]]) -> _Tally:
+    """The report's counts from one grouping of the placed events (day number, source,
+    rule, on a person, can trigger, count)."""
+    tally = _Tally()
+    for day, source, rule, on_person, can_trigger, count in rows:
+        date = from_unix(int(day) * 86_400).date().isoformat()
+        tally.rules[rule] += count
+        tally.by_day.setdefault(date, Counter())[rule] += count
+        tally.by_source.setdefault(str(source), Counter())[rule] += count
+        if on_person:
+            tally.campaigns["can_trigger" if can_trigger else "segment_only"] += count
+    return tally
+
+
+def _sorted(counts: Counter[str]) -> dict[str, int]:
+    return dict(sorted(counts.items()))
+
+
+def materialize(paths: Sequence[Path], workspace: Path, now: Any) -> None:
+    """Replay the exports, in order, into a workspace — the exact engine, for a result
+    small enough to look at with `log`, `show`, `explain` and `ui`. Gzipped NDJSON and
+    Parquet are turned into NDJSON first."""
+    import gzip
+
+    from cio_anon.replay import replay_into
+
+    with tempfile.TemporaryDirectory() as folder:
+        plain = []
+        for index, path in enumerate(paths):
+            if path.name.endswith(".gz"):
+                target = Path(folder) / f"{index}.ndjson"
+                with gzip.open(path, "rb") as source, target.open("wb") as out:
+                    shutil.copyfileobj(source, out)
+            elif path.name.endswith(".parquet"):
+                target = Path(folder) / f"{index}.ndjson"
+                duck = DuckDB()
+                try:
+                    duck.conn.execute(
+                        f"COPY (SELECT * FROM read_parquet({quoted(str(path))})) "
+                        f"TO {quoted(str(target))} (FORMAT json)"
+                    )
+                finally:
+                    duck.close()
+            else:
+                target = path
+            plain.append(target)
+        summary = replay_into(workspace, now, plain)
+    if summary.invalid:
+        raise AuditError(f"The workspace could not take the exports: {summary.invalid[0]}")

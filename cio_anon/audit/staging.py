@@ -1,0 +1,225 @@
+"""Staging: the exports read by an engine, checked (settings, Customer.io's limits with
+the replay's own code) and laid out as the rows `setrules` places."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from cio_anon import rules
+from cio_anon.audit.engines import Engine, quoted
+from cio_anon.audit.exports import AuditError, readable
+from cio_anon.clock import from_unix, parse_time
+from cio_anon.errors import CioAnonError
+from cio_anon.ingest import SEMANTIC_EVENTS
+from cio_anon.rules import IdentifierKind, identity
+
+
+def refusals(db: Engine) -> list[tuple[int, str, int, str]]:
+    """The records Customer.io would refuse for a limit (seq, file, record, why), found
+    among those `suspect` flags by applying each, as a replay does, to a scratch
+    workspace: its call changes nothing, as with `replay --keep-going`."""
+    import orjson
+
+    from cio_anon import service
+    from cio_anon.errors import RuleViolation
+    from cio_anon.ingest.fixtures import to_operations
+    from cio_anon.replay.apply import Source, Tally, apply_operation
+
+    flagged = db.rows(
+        f"SELECT s.seq, s.file, s.record, r.json FROM staged s JOIN {db.raw} r "
+        "ON r.seq = s.seq WHERE s.suspect ORDER BY s.seq"
+    )
+    refused: list[tuple[int, str, int, str]] = []
+    if not flagged:
+        return refused
+    now = from_unix(0)  # the scratch workspace's own time: no limit looks at the clock
+    with tempfile.TemporaryDirectory() as folder:
+        with service.opened(Path(folder) / "scratch.db", now, write=True) as scratch:
+            for seq, file, record, text in flagged:
+                try:
+                    with scratch.savepoint(keep=False):
+                        for timed in to_operations(orjson.loads(text), now):
+                            apply_operation(scratch, timed, Source(file, record), Tally())
+                except RuleViolation as violation:
+                    if violation.rule == str(rules.Rule.LIMIT_EXCEEDED):
+                        refused.append((int(seq), str(file), int(record), str(violation)))
+                except CioAnonError:
+                    continue  # not a limit: the set-based staging reads it as a replay would
+    return refused
+
+
+def stage(db: Engine, paths: Sequence[Path]) -> int:
+    """Read the exports and stage the rows `setrules` places; how many records were read
+    (a recorded request counts once per message it carried)."""
+    db.begin("Reading the exports")
+    records = db.load(readable(paths, db.scratch()))
+    db.begin("Checking settings and Customer.io's limits")
+    _check_settings(db)
+    refused = db.rows(
+        "SELECT file, record, coalesce(op, method) FROM staged "
+        "WHERE (op IS NOT NULL AND op NOT IN ('expect', 'settings')) OR method IS NOT NULL "
+        "ORDER BY seq LIMIT 1"
+    )
+    if refused:
+        file, record, kind = refused[0]
+        what = f"a {kind} record" if kind in ("purge", "settings") else f"an HTTP call ({kind})"
+        raise AuditError(
+            f"{file}: record {record} is {what}, which only a replay in order can apply; "
+            "audit reads Data Pipelines messages (use `cio-anon replay` for this file)."
+        )
+    unreadable = db.rows("SELECT file, record FROM staged WHERE bad_time ORDER BY seq LIMIT 1")
+    if unreadable:
+        file, record = unreadable[0]
+        raise AuditError(
+            f"{file}: record {record} has a time that is not one: give `at`, `receivedAt` "
+            "and `timestamp` as ISO-8601 or Unix seconds."
+        )
+    missing = db.rows(
+        "SELECT file, record FROM staged WHERE op IS NULL AND received_at IS NULL "
+        "ORDER BY seq LIMIT 1"
+    )
+    if missing:
+        raise AuditError(f"{missing[0][0]}: record {missing[0][1]} has no receive time.")
+    db.refused = refusals(db)
+    db.rows_table("refused", "seq BIGINT", [(seq,) for seq, *_ in db.refused])
+    db.begin("Staging events and identifies")
+    semantic = ", ".join(quoted(name) for name in SEMANTIC_EVENTS)
+    matches = db.matches
+    texts = ("user_id", "anonymous_id", "message_id", "trait_email")
+    unplain = " UNION ".join(
+        f"SELECT {column} AS value FROM staged WHERE {column} IS NOT NULL "
+        f"AND NOT {matches(column, identity.PLAIN)}"
+        for column in texts
+    )
+    db.rows_table(
+        identity.OUTSIDE_PLAIN,
+        identity.OUTSIDE_PLAIN_COLUMNS,
+        identity.outside_plain(value for (value,) in db.rows(unplain)),
+    )
+
+    def stripped(column: str) -> str:
+        return identity.stripped_sql(column, matches)
+
+    # whom each message names (`rules.message_person`), and how (`rules.resolve_identifier`)
+    who = identity.message_person_sql("type", "user_id", "anonymous_id", "trait_email")
+    db.view(
+        "named",
+        f"""
+        SELECT seq, type, who, anonymous_id, message_id, received_at, source, timestamp,
+               trait_email, kind,
+               CASE WHEN kind = '{IdentifierKind.EMAIL}' THEN {identity.fold_sql("who", matches)}
+               END AS email
+        FROM (SELECT *, {identity.kind_sql("who")} AS kind
+              FROM (SELECT seq, type, {who} AS who, anonymous_id, message_id, received_at,
+                           source, timestamp, trait_email
+                    FROM (SELECT seq, type, {stripped("user_id")} AS user_id,
+                                 {stripped("anonymous_id")} AS anonymous_id,
+                                 {stripped("message_id")} AS message_id, received_at, source,
+                                 coalesce(happened, received_at) AS timestamp,
+                                 {stripped("trait_email")} AS trait_email
+                          FROM staged
+                          WHERE op IS NULL AND seq NOT IN (SELECT seq FROM refused)
+                            AND (type IN ('identify', 'page', 'screen')
+                                 OR (type = 'track' AND event NOT IN ({semantic})))) s) w) k
+        """,
+    )
+    # An email names the person who has it: the first who had it — the person an email
+    # created (sent as the userId), or the first userId that sent it as traits.email
+    # (later ones cannot take it from them). Emails compare folded (`rules.fold`).
+    trait_key = identity.fold_sql("trait_email", matches)
+    db.table(
+        "email_claims",
+        f"""
+        SELECT email, who AS holder, seq, false AS by_trait FROM named WHERE email IS NOT NULL
+        UNION ALL
+        SELECT {trait_key}, who, seq, true FROM named
+        WHERE type = 'identify' AND kind = '{IdentifierKind.ID}' AND trait_email IS NOT NULL
+        """,
+    )
+    db.table(
+        "email_holders",
+        """
+        SELECT email, holder, seq FROM (
+            SELECT email, holder, seq,
+                   row_number() OVER (PARTITION BY email ORDER BY seq) AS claim
+            FROM email_claims
+            -- only emails some message names someone by
+            WHERE email IN (SELECT email FROM named WHERE email IS NOT NULL)
+        ) ranked WHERE claim = 1
+        """,
+    )
+    db.view(
+        "people_by_id",
+        f"""
+        SELECT n.*, CASE WHEN n.kind = '{IdentifierKind.CIO_ID}' THEN NULL
+                         WHEN n.email IS NULL THEN n.who ELSE coalesce(h.holder, n.who) END
+                    AS named_person
+        FROM named n LEFT JOIN email_holders h ON h.email = n.email AND h.seq <= n.seq
+        """,
+    )
+    # A person named by cio_id is the one the workspace created in that place: people are
+    # created in the order they are first named (`rules.cio_id_of`); a cio_id that names
+    # no one yet names no one (the replay refuses the call).
+    db.table(
+        "people",
+        f"""
+        SELECT person, created,
+               {identity.cio_id_of_sql("row_number() OVER (ORDER BY created)")} AS cio_id
+        FROM (SELECT named_person AS person, min(seq) AS created FROM people_by_id
+              WHERE named_person IS NOT NULL GROUP BY named_person) p
+        """,
+    )
+    db.view(
+        "people_named",
+        f"""
+        SELECT n.*, coalesce(n.named_person, p.person) AS person
+        FROM people_by_id n
+        LEFT JOIN people p ON n.kind = '{IdentifierKind.CIO_ID}'
+                          AND p.cio_id = substr(n.who, 5) AND p.created < n.seq
+        WHERE n.who IS NOT NULL OR n.anonymous_id IS NOT NULL
+        """,
+    )
+    db.table(
+        "staged_events",
+        """
+        SELECT seq, coalesce(message_id, 'seq:' || seq) AS event_id, person,
+               CASE WHEN who IS NULL THEN anonymous_id END AS anonymous_id,
+               received_at, timestamp, coalesce(source, 'unknown') AS source
+        FROM people_named WHERE type != 'identify' AND (person IS NOT NULL OR who IS NULL)
+        """,
+    )
+    db.table(
+        "staged_identifies",
+        """
+        SELECT seq, person, anonymous_id, message_id, received_at
+        FROM people_named WHERE type = 'identify' AND person IS NOT NULL
+        """,
+    )
+    return records
+
+
+def _check_settings(db: Engine) -> None:
+    """Settings records are taken before the first message, when they leave merging on
+    (the set-based pass places with merging on); anywhere else they are refused."""
+    first = db.rows("SELECT min(seq) FROM staged WHERE op IS NULL")[0][0]
+    merge_on = True
+    for file, seq, record, merge, created in db.rows(
+        "SELECT file, seq, record, anonymous_merge, created_at FROM staged "
+        "WHERE op = 'settings' ORDER BY seq"
+    ):
+        if first is not None and seq > first:
+            raise AuditError(
+                f"{file}: record {record} changes settings in the middle of the stream; "
+                "replay it with `cio-anon replay` instead."
+            )
+        if merge is not None:
+            merge_on = merge == "true"
+        elif created is not None:
+            merge_on = rules.default_anonymous_merge(parse_time(created, what="created_at"))
+    if not merge_on:
+        raise AuditError(
+            "The exports turn anonymous merging off; audit places with merging on (replay "
+            "them with `cio-anon replay`)."
+        )
