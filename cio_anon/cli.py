@@ -66,6 +66,12 @@ AtOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", metavar="FILE", dir_okay=False, help="Write the report here instead of stdout."
+    ),
+]
 IdentArgument = Annotated[
     str, typer.Argument(metavar="IDENT", help="id, email or cio_<id> of the person.")
 ]
@@ -251,6 +257,15 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
         ),
         "0 no finding at --fail-on; 1 a finding at --fail-on; 2 a broken plan or usage",
     ),
+    "diff": (
+        (
+            "cio-anon diff main.ndjson branch.ndjson",
+            "cio-anon diff expected-outcomes.json recordings/ --format junit --output diff.xml",
+            "cio-anon diff expected-outcomes.json recordings/ --accept expected-outcomes.json",
+        ),
+        "0 no outcome changed (or --accept); 1 an event's outcome changed; 2 a recording "
+        "that cannot be read, or usage",
+    ),
 }
 """Each command's examples and exit codes, shown at the end of its --help."""
 
@@ -349,8 +364,9 @@ def collect_attributes(pairs: Sequence[str] = (), attrs_json: str | None = None)
 
 
 def write_out(text: str, output: Path | None) -> None:
-    """Text to a file, or to stdout; ending in a newline either way."""
-    text = text if text.endswith("\n") else text + "\n"
+    """Text to a file, or to stdout; ending in a newline either way (nothing stays
+    nothing: no annotations is an empty output)."""
+    text = text if text.endswith("\n") or not text else text + "\n"
     if output is None:
         sys.stdout.write(text)
         return
@@ -362,6 +378,33 @@ def write_out(text: str, output: Path | None) -> None:
 
 PIPE_WIDTH = 1_000_000
 """Output that is not a terminal is never wrapped or cut: one record, one line."""
+
+
+def report_format(format: str, formats: Sequence[str], *, as_json: bool) -> str:
+    """The report format a CI command was asked for (--json is --format json)."""
+    if as_json and format not in ("text", "json"):
+        raise typer.BadParameter(f"--json and --format {format} conflict: give one")
+    fmt = "json" if as_json else format
+    if fmt not in formats:
+        raise typer.BadParameter(
+            f"{fmt!r} is not one of {', '.join(formats)}", param_hint="--format"
+        )
+    return fmt
+
+
+def print_report(rendered: "str | RenderableType", output: Path | None) -> None:
+    """A report to `output` or stdout: text as it is, Rich output printed (to a file,
+    unwrapped, as a pipe gets it)."""
+    if isinstance(rendered, str):
+        write_out(rendered, output)
+    elif output is None:
+        console().print(rendered)
+    else:
+        from rich.console import Console
+
+        recorder = Console(record=True, file=io.StringIO(), width=PIPE_WIDTH, soft_wrap=True)
+        recorder.print(rendered)
+        write_out(recorder.export_text(), output)
 
 
 def console(*, stderr: bool = False) -> "Console":
@@ -1264,12 +1307,7 @@ def check(
     format: Annotated[
         str, typer.Option("--format", metavar="FORMAT", help="text, json, junit, sarif or github.")
     ] = "text",
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE", dir_okay=False, help="Write the report here instead of stdout."
-        ),
-    ] = None,
+    output: ReportOption = None,
     fail_on: Annotated[
         str, typer.Option(metavar="LEVEL", help="Exit 1 at this severity: error or warning.")
     ] = "error",
@@ -1280,20 +1318,12 @@ def check(
     """Replay fixtures into a throwaway workspace and report tracking-plan, naming,
     privacy, payload and identity findings. Exit 1 when a finding reaches --fail-on,
     2 for a broken plan. (--db is not used: the workspace is thrown away.)"""
-    from rich.console import Console
-
     from cio_anon import check as check_module
     from cio_anon.check import plans as plan_module
     from cio_anon.check import report
     from cio_anon.rules.findings import SEVERITIES
 
-    if as_json and format not in ("text", "json"):
-        raise typer.BadParameter(f"--json and --format {format} conflict: give one")
-    fmt = "json" if as_json else format
-    if fmt not in report.FORMATS:
-        raise typer.BadParameter(
-            f"{fmt!r} is not one of {', '.join(report.FORMATS)}", param_hint="--format"
-        )
+    fmt = report_format(format, report.FORMATS, as_json=as_json)
     if fail_on not in SEVERITIES:
         raise typer.BadParameter("use error or warning", param_hint="--fail-on")
     try:
@@ -1303,15 +1333,68 @@ def check(
         raise typer.Exit(2) from None
     found = check_module.check(list(fixtures), loaded, resolve_now(at))
     rendered = report.render(found, fmt)
-    if isinstance(rendered, str):
-        write_out(rendered, output)
-    elif output is None:
-        console().print(rendered)
-    else:
-        recorder = Console(record=True, file=io.StringIO(), width=PIPE_WIDTH, soft_wrap=True)
-        recorder.print(rendered)
-        write_out(recorder.export_text(), output)
+    print_report(rendered, output)
     if found.fails(fail_on):
+        raise typer.Exit(1)
+
+
+@app.command(name="diff", epilog=epilog("diff"))
+@handle_errors
+def diff_command(
+    base: Annotated[
+        Path,
+        typer.Argument(
+            metavar="BASE",
+            help="The base run: a recording (NDJSON, gzipped too, or a folder of them) or "
+            "an outcomes file written by --accept.",
+        ),
+    ],
+    new: Annotated[
+        Path, typer.Argument(metavar="NEW", help="The new run: a recording, or an outcomes file.")
+    ],
+    *,
+    format: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="text, json, junit or github.")
+    ] = "text",
+    output: ReportOption = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", dir_okay=False, help="Also write a side-by-side HTML page."),
+    ] = None,
+    accept: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            help="Write the new run's outcomes here, as the expected ones, and exit 0.",
+        ),
+    ] = None,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay two runs of one journey and report every event whose person, status, rule
+    or campaign eligibility changed, with the facts that explain it. Identifiers are
+    matched by order of appearance, so runs made with fresh ids compare. Exit 1 when an
+    outcome changed."""
+    from cio_anon import diff as diff_module
+    from cio_anon.diff import report
+
+    fmt = report_format(format, report.FORMATS, as_json=as_json)
+    now = resolve_now(at)
+    try:
+        found = diff_module.compare(diff_module.load([base], now), diff_module.load([new], now))
+    except InvalidInput as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from None
+    rendered = report.render(found, fmt)
+    print_report(rendered, output)
+    if html is not None:
+        write_out(report.as_html(found), html)
+    if accept is not None:
+        write_out(jsonio.dumps(found.new.as_json()), accept)
+        typer.echo(f"Accepted: {len(found.new.events):,} outcomes written to {accept}.", err=True)
+        return
+    if found.differs:
         raise typer.Exit(1)
 
 

@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from cio_anon import server, service
+from cio_anon import diff, server, service
 from cio_anon.present import documents
 from cio_anon.replay import replay_into
 from tests.test_serve import Running
@@ -464,6 +464,15 @@ def test_what_serve_recorded_replays_to_the_same_workspace(
     for person in ("dana", "eli"):
         assert replayed[person]["events"] == served[person]["events"]
         assert replayed[person]["anonymous_ids"] == served[person]["anonymous_ids"]
+    # and `cio-anon diff` finds the recording, against itself, clean: every event matched
+    itself = diff.compare(diff.load([record], now), diff.load([record], now))
+    assert (itself.differs, itself.matched_by, itself.added, itself.missing) == (
+        False,
+        "message id",
+        [],
+        [],
+    )
+    assert itself.unchanged == len(itself.new.events) >= 2
 
 
 @SDKS

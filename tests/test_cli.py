@@ -69,7 +69,11 @@ def test_every_command_has_help() -> None:
 def test_every_command_takes_db_at_json(cli: Cli) -> None:
     for name, command in _commands().items():
         options = {opt for p in command.params for opt in p.opts}
-        assert {"--db", "--at", "--json"} <= options, name
+        # diff replays into throwaway workspaces only: no --db to ignore
+        wanted = {"--at", "--json"} if name == "diff" else {"--db", "--at", "--json"}
+        assert wanted <= options, name
+    refused = cli("diff", "a.ndjson", "b.ndjson", "--db", "x.db", code=2)
+    assert "No such option: --db" in refused.output
 
 
 def test_the_anonymous_story(cli: Cli) -> None:

@@ -21,6 +21,7 @@ LAYERS = (
     ("check", "demo"),
     ("audit",),
     ("present",),
+    ("diff",),
     ("web",),
     ("server",),
     ("cli",),

@@ -5,12 +5,12 @@ into their messages)."""
 from __future__ import annotations
 
 import contextlib
-import glob
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cio_anon.errors import CioAnonError
+from cio_anon.ingest.fixtures import files_named
 
 SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".parquet")
 
@@ -22,20 +22,7 @@ class AuditError(CioAnonError):
 def exports(patterns: Sequence[str]) -> list[Path]:
     """The files named: paths, globs, and folders (every export file under them, as a
     day-partitioned archive lays them out), each in name order."""
-    found: list[Path] = []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.name.endswith(SUFFIXES))
-        elif any(char in pattern for char in "*?["):
-            found += sorted(Path(p) for p in glob.glob(pattern, recursive=True))
-        elif path.exists():
-            found.append(path)
-        else:
-            raise AuditError(f"{pattern}: no such file or folder.")
-    if not found:
-        raise AuditError(f"No export files in {', '.join(patterns)}.")
-    return found
+    return files_named(patterns, SUFFIXES, "export files")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ previous record's time (the first one, at the command's time).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +55,26 @@ STDIN = Path("-")
 def display_name(path: Path) -> str:
     """How a fixture path is named in `FILE:LINE` messages."""
     return "<stdin>" if path == STDIN else str(path)
+
+
+def files_named(patterns: Sequence[str], suffixes: tuple[str, ...], what: str) -> list[Path]:
+    """The files that paths, globs and folders name (a folder: every file under it whose
+    name ends in one of `suffixes`, as a day-partitioned archive lays them out), each in
+    name order; `what` names them in the sentence when there are none."""
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.name.endswith(suffixes))
+        elif any(char in pattern for char in "*?["):
+            found += sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise InvalidInput(f"{pattern}: no such file or folder.")
+    if not found:
+        raise InvalidInput(f"No {what} in {', '.join(patterns)}.")
+    return found
 
 
 def iter_records(path: Path) -> Iterator[Record]:

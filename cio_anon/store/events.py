@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -74,6 +74,12 @@ class EventTables(Store):
     """The events and tombstones tables."""
 
     # -- events -----------------------------------------------------------------------
+
+    def events_in_order(self) -> Iterator[Event]:
+        """Every event, in the order it was recorded."""
+        cursor = self.conn.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY rowid")
+        for row in cursor:
+            yield event_of(row)
 
     def insert_event(self, event: Event, data_json: str | None = None) -> bool:
         """Store an event (`data_json`: its data already serialised, if at hand).

@@ -169,6 +169,13 @@ class PeopleTables(Store):
         ).fetchall()
         return {row["cio_id"]: PersonRef(row["cio_id"], row["id"], row["email"]) for row in rows}
 
+    def people_in_order(self) -> list[PersonRef]:
+        """Every person, in the order they were created (cio_ids are sequential)."""
+        rows = self.conn.execute(
+            "SELECT cio_id, id, email FROM people ORDER BY length(cio_id), cio_id"
+        ).fetchall()
+        return [PersonRef(row["cio_id"], row["id"], row["email"]) for row in rows]
+
     def people_claiming(self, anonymous_id: str) -> list[str]:
         """cio_ids of people whose `anonymous_id` attribute is this id."""
         rows = self.conn.execute(

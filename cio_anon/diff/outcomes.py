@@ -1,0 +1,217 @@
+"""What a recording's events come to: each replayed into a throwaway workspace and
+explained, with its identifiers normalised so that two runs of one journey, made with
+fresh anonymous ids, message ids and users each time, can be held side by side.
+
+Normalising: anonymous ids are numbered in the order they first appear among the events
+(`anon#1`, `anon#2`, ...), people in the order they were created (`user#1`, ...: a
+person is created by the first call that names them). An event's *journey* is its
+anonymous id's label (or, sent with a user alone, its person's), and its *key* is the
+journey, its name and how many events of that name came before it in that journey:
+`anon#1 / Product Viewed / 2`.
+
+Outcomes can be written to a file and read back (`--accept`): the expected outcomes a
+team keeps beside its tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cio_anon import jsonio, service
+from cio_anon.errors import InvalidInput
+from cio_anon.ingest.fixtures import files_named
+from cio_anon.models import Event
+from cio_anon.present.documents import facts_json
+from cio_anon.present.words import duration_text
+from cio_anon.replay import ReplaySummary, replay
+from cio_anon.rules import MERGE_WINDOW
+from cio_anon.store import Workspace
+
+FORMAT = "cio-anon outcomes"
+FORMAT_VERSION = 1
+SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where one event ended up, in words that hold across runs."""
+
+    key: str
+    """`journey / name / occurrence`: the event's place in its run, for matching."""
+    event_id: str
+    name: str
+    journey: str
+    person: str | None
+    """The person's label (`user#1`), None while anonymous."""
+    status: str
+    """identified, anonymous or invite, as `explain` says."""
+    rule: str
+    can_trigger: bool
+    """Whether it can trigger campaigns (an anonymous event cannot)."""
+    reason: str
+    """`explain`'s sentence."""
+    facts: dict[str, Any]
+    """`explain`'s facts, times as Unix seconds."""
+    timeline: str
+    """The facts that matter, relative to the event: when its id was identified."""
+    source: str | None
+
+    def verdict(self) -> tuple[str | None, str, str, bool]:
+        """What a change is judged on: person, status, rule, campaign eligibility."""
+        return (self.person, self.status, self.rule, self.can_trigger)
+
+
+@dataclass
+class Outcomes:
+    """A run's outcomes, in stream order; `origin` names what was replayed."""
+
+    origin: list[str]
+    events: list[Outcome] = field(default_factory=list)
+    records: int = 0
+
+    def by_key(self) -> dict[str, Outcome]:
+        return {outcome.key: outcome for outcome in self.events}
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "origin": self.origin,
+            "records": self.records,
+            "events": [asdict(outcome) for outcome in self.events],
+        }
+
+
+def load(paths: Sequence[Path], now: datetime) -> Outcomes:
+    """The outcomes of a recording (files or folders of NDJSON, gzipped too), or those
+    kept in an outcomes file written by `--accept`."""
+    if len(paths) == 1 and _is_outcomes_file(paths[0]):
+        return _read_outcomes(paths[0])
+    return replayed(files_named([str(p) for p in paths], SUFFIXES, "recordings"), now)
+
+
+def replayed(files: Sequence[Path], now: datetime) -> Outcomes:
+    """Replay `files` into a throwaway workspace (created `now`, the receive time of a
+    record that gives none) and explain every event, judged at the run's last receive
+    time: an old recording is judged as it stood then, not as it has aged since."""
+    with tempfile.TemporaryDirectory(prefix="cio-anon-diff-") as folder:
+        plain = _plain(files, Path(folder))
+        with service.opened(Path(folder) / "run.db", now, write=True) as workspace:
+            summary = replay(workspace, now, plain, keep_going=True)
+            _refuse_unreadable(summary)
+            events = list(workspace.events_in_order())
+            judged = max((e.received_at for e in events), default=now)
+            outcomes = Outcomes([str(f) for f in files], records=summary.tally.records)
+            outcomes.events = list(_explained(workspace, judged, events))
+    return outcomes
+
+
+def _explained(workspace: Workspace, now: datetime, events: list[Event]) -> Iterable[Outcome]:
+    anonymous = _numbered(e.anonymous_id for e in events if e.anonymous_id is not None)
+    people = {ref.cio_id: f"user#{n}" for n, ref in enumerate(workspace.people_in_order(), 1)}
+    seen: Counter[tuple[str, str]] = Counter()
+    for event in events:
+        why = service.explain(workspace, now, event_id=event.event_id)
+        person = None if why.person is None else people.get(why.person.cio_id, "user#?")
+        if event.anonymous_id is not None:
+            journey = anonymous[event.anonymous_id]
+        elif event.cio_id is not None:
+            journey = people.get(event.cio_id, "user#?")
+        else:
+            journey = "invite"
+        seen[(journey, event.name)] += 1
+        # the facts, with ids in the run's own words (labels, as the outcome's)
+        facts = facts_json(why.decision.facts)
+        for key, labels in (("anonymous_id", anonymous), ("assigned_to", people)):
+            value = facts.get(key)
+            if isinstance(value, str):
+                facts[key] = labels.get(value, value)
+        yield Outcome(
+            key=f"{journey} / {event.name} / {seen[(journey, event.name)]}",
+            event_id=event.event_id,
+            name=event.name,
+            journey=journey,
+            person=person,
+            status=why.status,
+            rule=str(why.decision.rule),
+            can_trigger=event.can_trigger,
+            reason=why.decision.reason,
+            facts=facts,
+            timeline=timeline(why.decision.facts),
+            source=why.source,
+        )
+
+
+def timeline(facts: Mapping[str, object]) -> str:
+    """The facts that explain a placement, relative to the event: when its anonymous id
+    was identified, and when the window closed."""
+    received, assigned = facts.get("received_at"), facts.get("assigned_at")
+    if not isinstance(received, datetime):
+        return ""
+    if not isinstance(assigned, datetime):
+        return "its anonymous id was not identified"
+    gap = (assigned - received).total_seconds()
+    if gap >= 0:
+        return f"identified {duration_text(gap)} after this event was received"
+    where = "past" if -gap > MERGE_WINDOW.total_seconds() else "inside"
+    return f"received {duration_text(-gap)} after the identify, {where} the 5m window"
+
+
+def _numbered(values: Iterable[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values:
+        labels.setdefault(value, f"anon#{len(labels) + 1}")
+    return labels
+
+
+def _refuse_unreadable(summary: ReplaySummary) -> None:
+    if summary.tally.records == 0 and summary.invalid:
+        raise InvalidInput(f"Nothing could be replayed: {summary.invalid[0]}")
+
+
+def _plain(files: Sequence[Path], folder: Path) -> list[Path]:
+    """The files as replay reads them: gzipped ones unpacked into `folder`."""
+    plain = []
+    for index, path in enumerate(files):
+        if path.name.endswith(".gz"):
+            target = folder / f"{index}-{path.name.removesuffix('.gz')}"
+            with gzip.open(path, "rb") as source, target.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            plain.append(target)
+        else:
+            plain.append(path)
+    return plain
+
+
+def _is_outcomes_file(path: Path) -> bool:
+    if not path.is_file() or path.name.endswith(".gz"):
+        return False
+    with path.open("rb") as head:
+        start = head.read(200)
+    return start.lstrip().startswith(b"{") and FORMAT.encode() in start
+
+
+def _read_outcomes(path: Path) -> Outcomes:
+    try:
+        doc = jsonio.loads(path.read_bytes())
+    except ValueError as error:
+        raise InvalidInput(f"{path}: not an outcomes file ({error}).") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InvalidInput(f"{path}: not an outcomes file written by `cio-anon diff --accept`.")
+    if doc.get("version") != FORMAT_VERSION:
+        raise InvalidInput(
+            f"{path}: outcomes format {doc.get('version')!r}; this cio-anon reads {FORMAT_VERSION}."
+        )
+    try:
+        events = [Outcome(**item) for item in doc["events"]]
+    except (KeyError, TypeError) as error:
+        raise InvalidInput(f"{path}: a damaged outcomes file ({error}).") from None
+    return Outcomes(list(doc.get("origin", [str(path)])), events, int(doc.get("records", 0)))

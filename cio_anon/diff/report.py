@@ -1,0 +1,224 @@
+"""A diff for people and for CI: Rich text, versioned JSON, JUnit XML, GitHub workflow
+annotations, and a side-by-side HTML page."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from xml.etree import ElementTree
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cio_anon import __version__, jsonio
+from cio_anon.diff.compare import Change, Diff
+from cio_anon.diff.outcomes import Outcome
+
+JSON_SCHEMA_VERSION = 1
+FORMATS = ("text", "json", "junit", "github")
+
+
+def _side(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "event_id": outcome.event_id,
+        "person": outcome.person,
+        "status": outcome.status,
+        "rule": outcome.rule,
+        "can_trigger_campaigns": outcome.can_trigger,
+        "reason": outcome.reason,
+        "timeline": outcome.timeline,
+        "facts": outcome.facts,
+        "source": outcome.source,
+    }
+
+
+def as_json(diff: Diff) -> dict[str, Any]:
+    """Schema version 1: {version, tool, base, new, matched_by, differs, summary,
+    changed[], added[], missing[]}; each change has key, name, journey, what, before,
+    after (person, status, rule, can_trigger_campaigns, reason, timeline, facts)."""
+    return {
+        "version": JSON_SCHEMA_VERSION,
+        "tool": {"name": "cio-anon", "version": __version__},
+        "base": diff.base.origin,
+        "new": diff.new.origin,
+        "matched_by": diff.matched_by,
+        "differs": diff.differs,
+        "summary": {
+            "events": {"base": len(diff.base.events), "new": len(diff.new.events)},
+            "changed": len(diff.changed),
+            "unchanged": diff.unchanged,
+            "added": len(diff.added),
+            "missing": len(diff.missing),
+            "rules": {rule: {"base": b, "new": a} for rule, (b, a) in diff.rules().items()},
+            "people": {who: {"base": b, "new": a} for who, (b, a) in diff.people().items()},
+        },
+        "changed": [
+            {
+                "key": change.after.key,
+                "name": change.after.name,
+                "journey": change.after.journey,
+                "what": change.what,
+                "before": _side(change.before),
+                "after": _side(change.after),
+            }
+            for change in diff.changed
+        ],
+        "added": [{"key": o.key, **_side(o)} for o in diff.added],
+        "missing": [{"key": o.key, **_side(o)} for o in diff.missing],
+    }
+
+
+def _verdict(outcome: Outcome) -> str:
+    campaign = "campaigns" if outcome.can_trigger else "no campaigns"
+    return f"{outcome.person or 'anonymous'}, {outcome.rule}, {campaign}"
+
+
+def sentence(change: Change) -> str:
+    """One change in words: before → after, and why it is so now."""
+    after = change.after
+    why = f" ({after.timeline})" if after.timeline else ""
+    return f"{after.key}: {_verdict(change.before)} → {_verdict(after)}. {after.reason}{why}"
+
+
+def as_text(diff: Diff) -> RenderableType:
+    parts: list[RenderableType] = []
+    if diff.changed:
+        table = Table(title="Changed", title_justify="left")
+        for column in ("event", "before", "after", "why now"):
+            table.add_column(column, overflow="fold")
+        for change in diff.changed:
+            after = change.after
+            table.add_row(
+                change.after.key,
+                _verdict(change.before),
+                Text(_verdict(after), style="bold"),
+                after.reason + (f" ({after.timeline})" if after.timeline else ""),
+            )
+        parts.append(table)
+    rules = diff.rules()
+    if rules:
+        table = Table(title="Events per rule", title_justify="left")
+        for column in ("rule", "base", "new"):
+            table.add_column(column)
+        for rule, (was, now) in rules.items():
+            table.add_row(rule, f"{was:,}", f"{now:,}")
+        parts.append(table)
+    people = diff.people()
+    if people:
+        table = Table(title="Events per person", title_justify="left")
+        for column in ("person", "base", "new"):
+            table.add_column(column)
+        for person, (was, now) in people.items():
+            table.add_row(person, f"{was:,}", f"{now:,}")
+        parts.append(table)
+    for title, outcomes in (
+        ("Only in the new run", diff.added),
+        ("Only in the base", diff.missing),
+    ):
+        if outcomes:
+            parts.append(Text(f"{title}: " + ", ".join(o.key for o in outcomes)))
+    verdict = (
+        f"{len(diff.changed):,} event(s) changed hands or rules"
+        if diff.differs
+        else "No event changed hands or rules"
+    )
+    parts.append(
+        Text(
+            f"{verdict}; {diff.unchanged:,} unchanged, {len(diff.added):,} added, "
+            f"{len(diff.missing):,} missing (matched by {diff.matched_by}).",
+            style="bold",
+        )
+    )
+    return Group(*parts)
+
+
+def as_junit(diff: Diff) -> str:
+    """One test case per event of the new run, failing when its outcome changed; an
+    event only in the base is a failure-free case with its note (the exit code does
+    not count added or missing events either)."""
+    root = ElementTree.Element("testsuites", name="cio-anon diff")
+    suite = ElementTree.SubElement(root, "testsuite", name="identity outcomes")
+    changed = {change.after.key: change for change in diff.changed}
+    cases = 0
+    for outcome in diff.new.events:
+        case = ElementTree.SubElement(
+            suite, "testcase", classname=outcome.journey, name=outcome.key
+        )
+        cases += 1
+        change = changed.get(outcome.key)
+        if change is not None:
+            failure = ElementTree.SubElement(
+                case, "failure", type="changed", message=", ".join(change.what) + " changed"
+            )
+            failure.text = sentence(change)
+    for outcome in diff.missing:
+        case = ElementTree.SubElement(
+            suite, "testcase", classname=outcome.journey, name=outcome.key
+        )
+        ElementTree.SubElement(case, "system-out").text = "only in the base run"
+        cases += 1
+    for element in (suite, root):
+        element.set("tests", str(cases))
+        element.set("failures", str(len(diff.changed)))
+        element.set("errors", "0")
+    return ElementTree.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def as_github(diff: Diff) -> str:
+    lines = []
+    for change in diff.changed:
+        file, _, line = (change.after.source or "").rpartition(":")
+        where = f"file={file},line={line}," if file and line.isdigit() else ""
+        message = sentence(change).replace("%", "%25").replace("\n", "%0A")
+        lines.append(f"::error {where}title=identity changed::{message}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def as_html(diff: Diff) -> str:
+    """A self-contained page: the changed events side by side, then the counts."""
+    e = html.escape
+
+    def cell(outcome: Outcome) -> str:
+        return (
+            f"<td><b>{e(outcome.person or 'anonymous')}</b><br>{e(outcome.rule)}"
+            f"<br>{'can trigger campaigns' if outcome.can_trigger else 'no campaigns'}"
+            f"<br><small>{e(outcome.reason)} {e(outcome.timeline)}</small></td>"
+        )
+
+    rows = "".join(
+        f"<tr><th scope=row>{e(c.after.key)}</th>{cell(c.before)}{cell(c.after)}</tr>"
+        for c in diff.changed
+    )
+    counts = "".join(
+        f"<tr><td>{e(rule)}</td><td>{b:,}</td><td>{a:,}</td></tr>"
+        for rule, (b, a) in diff.rules().items()
+    )
+    summary = (
+        f"{len(diff.changed):,} changed, {diff.unchanged:,} unchanged, {len(diff.added):,} "
+        f"added, {len(diff.missing):,} missing (matched by {e(diff.matched_by)})"
+    )
+    return (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        "<title>cio-anon diff</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2rem;color:#1b1b1f}"
+        "table{border-collapse:collapse;margin:1rem 0}"
+        "th,td{border:1px solid #ccd;padding:.4rem .6rem;vertical-align:top;text-align:left}"
+        "td small{color:#555}</style>"
+        f"<h1>Identity outcomes: {e(' '.join(diff.base.origin))} → "
+        f"{e(' '.join(diff.new.origin))}</h1><p>{summary}</p>"
+        "<table id=changed><tr><th>event</th><th>base</th><th>new</th></tr>"
+        f"{rows}</table>"
+        "<table id=rules><tr><th>rule</th><th>base</th><th>new</th></tr>"
+        f"{counts}</table></html>\n"
+    )
+
+
+def render(diff: Diff, fmt: str) -> str | RenderableType:
+    if fmt == "json":
+        return jsonio.dumps(as_json(diff))
+    if fmt == "junit":
+        return as_junit(diff)
+    if fmt == "github":
+        return as_github(diff)
+    return as_text(diff)

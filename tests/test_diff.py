@@ -1,0 +1,136 @@
+"""`cio-anon diff`: two runs of one journey, matched across fresh ids, judged by who the
+events belong to."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+Cli = Callable[..., Any]
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from make_journey import journey  # noqa: E402
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_two_runs_with_fresh_ids_do_not_differ(cli: Cli, tmp_path: Path) -> None:
+    base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
+    new = _write(tmp_path / "branch.ndjson", journey(2, identify_before_checkout=120))
+    found = cli("diff", str(base), str(new), "--json")
+    assert found["differs"] is False and found["matched_by"] == "journey"
+    assert found["summary"]["unchanged"] == found["summary"]["events"]["new"] == 5
+    assert (found["changed"], found["added"], found["missing"]) == ([], [], [])
+    text = cli("diff", str(base), str(new), code=0).stdout
+    assert "No event changed hands or rules" in text
+
+
+def test_an_identify_moved_past_the_window_names_the_event_that_changed(
+    cli: Cli, tmp_path: Path
+) -> None:
+    base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
+    new = _write(tmp_path / "branch.ndjson", journey(2, identify_before_checkout=360))
+    found = json.loads(cli("diff", str(base), str(new), "--json", code=1).stdout)
+    assert found["differs"] is True and found["summary"]["unchanged"] == 4
+    (change,) = found["changed"]
+    assert change["key"] == "anon#1 / Checkout Started / 1"
+    assert change["what"] == ["person", "status", "rule", "campaign"]
+    before, after = change["before"], change["after"]
+    assert (before["person"], before["rule"], before["can_trigger_campaigns"]) == (
+        "user#1",
+        "merged_in_window",
+        True,
+    )
+    assert (after["person"], after["status"], after["rule"]) == (None, "anonymous", "window_closed")
+    # the facts explain says, with the ids in the run's own labels
+    assert after["facts"]["anonymous_id"] == "anon#1"
+    assert after["facts"]["received_at"] - after["facts"]["assigned_at"] == 360
+    assert after["timeline"] == "received 6m after the identify, past the 5m window"
+    assert before["timeline"] == "received 2m after the identify, inside the 5m window"
+    assert after["reason"].startswith("It arrived after the 5-minute window")
+    assert found["summary"]["rules"] == {
+        "merged_in_window": {"base": 1, "new": 0},
+        "window_closed": {"base": 0, "new": 1},
+    }
+    assert found["summary"]["people"] == {"user#1": {"base": 5, "new": 4}}
+    assert after["source"].endswith("branch.ndjson:5")
+
+
+def test_ci_formats_follow_the_exit_code(cli: Cli, tmp_path: Path) -> None:
+    base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
+    new = _write(tmp_path / "branch.ndjson", journey(2, identify_before_checkout=360))
+    junit = cli("diff", str(base), str(new), "--format", "junit", code=1).stdout
+    root = ElementTree.fromstring(junit.split("?>", 1)[1])
+    (suite,) = root
+    assert (suite.get("tests"), suite.get("failures")) == ("5", "1")
+    failed = [case for case in suite if case.find("failure") is not None]
+    assert [case.get("name") for case in failed] == ["anon#1 / Checkout Started / 1"]
+    assert "merged_in_window" in (failed[0].find("failure").text or "")  # type: ignore[union-attr]
+    (annotation,) = cli(
+        "diff", str(base), str(new), "--format", "github", code=1
+    ).stdout.splitlines()
+    assert annotation.startswith(f"::error file={new},line=5,title=identity changed::")
+    same = _write(tmp_path / "again.ndjson", journey(3, identify_before_checkout=120))
+    clean = cli("diff", str(base), str(same), "--format", "junit", code=0).stdout
+    assert 'failures="0"' in clean
+    assert cli("diff", str(base), str(same), "--format", "github", code=0).stdout == ""
+
+
+def test_accepted_outcomes_are_the_base_a_repository_keeps(cli: Cli, tmp_path: Path) -> None:
+    recorded = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
+    expected = tmp_path / "identity-outcomes.json"
+    done = cli("diff", str(recorded), str(recorded), "--accept", str(expected), code=0)
+    assert "5 outcomes written" in done.stderr
+    kept = json.loads(expected.read_text())
+    assert (kept["format"], kept["version"], len(kept["events"])) == ("cio-anon outcomes", 1, 5)
+    fresh = _write(tmp_path / "pr-1.ndjson", journey(7, identify_before_checkout=120))
+    assert cli("diff", str(expected), str(fresh), "--json")["differs"] is False
+    moved = _write(tmp_path / "pr-2.ndjson", journey(8, identify_before_checkout=360))
+    changed = json.loads(cli("diff", str(expected), str(moved), "--json", code=1).stdout)
+    assert len(changed["changed"]) == 1
+    # accepting the change: exit 0, and the file now expects it
+    cli("diff", str(expected), str(moved), "--accept", str(expected), code=0)
+    assert cli("diff", str(expected), str(moved), "--json")["differs"] is False
+
+
+def test_a_replayed_fixture_is_matched_by_its_message_ids(cli: Cli, tmp_path: Path) -> None:
+    shopper = ROOT / "fixtures" / "shopper.ndjson"
+    found = cli("diff", str(shopper), str(shopper), "--json")
+    assert (found["matched_by"], found["differs"]) == ("message id", False)
+    assert found["summary"]["unchanged"] == found["summary"]["events"]["base"] > 0
+    # one event dropped from the new run is missing, and does not fail the run
+    lines = shopper.read_text().splitlines()
+    fewer = tmp_path / "fewer.ndjson"
+    fewer.write_text("\n".join(line for line in lines if '"m-0003"' not in line) + "\n")
+    dropped = cli("diff", str(shopper), str(fewer), "--json")
+    assert [o["event_id"] for o in dropped["missing"]] == ["m-0003"]
+    assert dropped["differs"] is False
+
+
+def test_the_html_page_shows_both_sides(cli: Cli, tmp_path: Path) -> None:
+    base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
+    new = _write(tmp_path / "branch.ndjson", journey(2, identify_before_checkout=360))
+    page = tmp_path / "diff.html"
+    cli("diff", str(base), str(new), "--html", str(page), code=1)
+    text = page.read_text()
+    assert "anon#1 / Checkout Started / 1" in text
+    assert text.index("merged_in_window") < text.index("window_closed")
+
+
+def test_what_cannot_be_read_is_one_sentence_and_exit_2(cli: Cli, tmp_path: Path) -> None:
+    base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
+    missing = cli("diff", str(base), str(tmp_path / "nowhere.ndjson"), code=2)
+    assert (
+        missing.stderr.strip() == f"Error: {tmp_path / 'nowhere.ndjson'}: no such file or folder."
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "No recordings in" in cli("diff", str(base), str(empty), code=2).stderr
+    assert "Traceback" not in missing.stderr
