@@ -336,7 +336,20 @@ def run(
 
     now = resolve_now(at)
     with service.opened(db, now, write=write) as workspace:
-        return operation(workspace, now)
+        result = operation(workspace, now)
+        created = workspace.created
+    if created:  # said, not silent: a mistyped --db would otherwise go unnoticed
+        typer.echo(f"Created the workspace {db}.", err=True)
+    return result
+
+
+def require_files(files: Iterable[Path]) -> None:
+    """A file that is not there is a usage error: one sentence, exit 2 (as a folder is),
+    before anything is read or written. `-` is standard input."""
+    for path in files:
+        if str(path) != "-" and not path.exists():
+            typer.echo(f"Error: {path}: no such file.", err=True)
+            raise typer.Exit(2)
 
 
 def parse_json_object(text: str, *, what: str) -> dict[str, Any]:
@@ -363,15 +376,22 @@ def collect_attributes(pairs: Sequence[str] = (), attrs_json: str | None = None)
     return attributes
 
 
-def write_out(text: str, output: Path | None) -> None:
+def write_out(text: str, output: Path | None, *, private: bool = False) -> None:
     """Text to a file, or to stdout; ending in a newline either way (nothing stays
-    nothing: no annotations is an empty output)."""
+    nothing: no annotations is an empty output). A `private` file (people's data, as a
+    page of a workspace) is readable by its owner only, as the workspace is."""
     text = text if text.endswith("\n") or not text else text + "\n"
     if output is None:
         sys.stdout.write(text)
         return
     try:
-        output.write_text(text, encoding="utf-8")
+        if private:
+            descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(descriptor, 0o600)  # an existing file too
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            output.write_text(text, encoding="utf-8")
     except OSError as error:
         raise InvalidInput(f"Cannot write {output}: {error.strerror}.") from None
 
@@ -793,9 +813,10 @@ def show(
             lambda ws, now: web.person_page(ws, now, identifier, standalone=True, label=str(db)),
             write=False,
         )
-        write_out(page, html)
+        write_out(page, html, private=True)
         typer.echo(f"Wrote {html}", err=True)
-        return
+        if not as_json:
+            return
     profile = run(db, at, lambda ws, now: service.show(ws, now, identifier=identifier), write=False)
     emit(as_json, documents.profile_json(profile), lambda: render.profile_text(profile))
 
@@ -926,6 +947,7 @@ def replay(
     from cio_anon import replay as replay_module
     from cio_anon.present import documents, render
 
+    require_files(files)
     now = resolve_now(at)
     with _progress(files) as advance:
         summary = replay_module.replay_into(db, now, files, keep_going=keep_going, progress=advance)
@@ -1331,6 +1353,7 @@ def check(
     except plan_module.PlanError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
+    require_files(fixtures)
     found = check_module.check(list(fixtures), loaded, resolve_now(at))
     rendered = report.render(found, fmt)
     print_report(rendered, output)
@@ -1389,7 +1412,7 @@ def diff_command(
     rendered = report.render(found, fmt)
     print_report(rendered, output)
     if html is not None:
-        write_out(report.as_html(found), html)
+        write_out(report.as_html(found), html, private=True)
     if accept is not None:
         write_out(jsonio.dumps(found.new.as_json()), accept)
         typer.echo(f"Accepted: {len(found.new.events):,} outcomes written to {accept}.", err=True)

@@ -71,7 +71,8 @@ def session(*commands: str, folder: bool = False) -> str:
                     lines.append((done.stdout + done.stderr).rstrip("\n"))
                     continue
                 result = runner.invoke(app, args[1:], terminal_width=int(WIDTH))
-                lines.append(result.output.rstrip("\n"))
+                # the workspace as a reader's own would be named: ./cio_anon.db
+                lines.append(result.output.replace(tmp + os.sep, "").rstrip("\n"))
         finally:
             os.chdir(here)
     return (

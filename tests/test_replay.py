@@ -256,8 +256,27 @@ def test_invalid_records_say_what_is_wrong(
 
 
 def test_missing_file_is_a_sentence(cli: Cli, tmp_path: Path) -> None:
-    result = cli("replay", str(tmp_path / "nope.ndjson"), "--json", code=1)
-    assert "no such file" in json.loads(result.stdout)["invalid"][0]
+    """One sentence and exit 2, as for a folder: no summary of nothing, no workspace."""
+    nope = tmp_path / "nope.ndjson"
+    for args in (("replay", str(nope), "--json"), ("check", str(nope))):
+        result = cli(*args, code=2)
+        assert (result.stdout, result.stderr) == ("", f"Error: {nope}: no such file.\n")
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_a_replay_without_expectations_does_not_claim_they_held(cli: Cli, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.ndjson"
+    record = {"type": "track", "anonymousId": "a", "event": "x", "receivedAt": 1772000000}
+    plain.write_text(json.dumps(record) + "\n")
+    assert "the files hold no expectations" in cli("replay", str(plain)).stdout
+    window = Path(__file__).resolve().parent.parent / "fixtures" / "window.ndjson"
+    assert "every expectation held (" in cli("replay", str(window)).stdout
+
+
+def test_a_workspace_made_implicitly_is_said(cli: Cli, tmp_path: Path) -> None:
+    first = cli("track", "Viewed", "--anonymous-id", "a")
+    assert first.stderr == f"Created the workspace {tmp_path / 'cli.db'}.\n"
+    assert cli("track", "Viewed", "--anonymous-id", "a").stderr == ""
 
 
 # -- payloads exactly as the official clients build them ----------------------------

@@ -225,6 +225,52 @@ def test_show_html_is_one_self_contained_file(browser: Any, tmp_path: Path, cli:
     assert "Anonymous Data Merged" in page.inner_text("table#identified")
 
 
+def test_the_exported_page_looks_as_the_served_one(
+    browser: Any, shopper: Site, tmp_path: Path, cli: Any
+) -> None:
+    """The stylesheet inlined as CSS, not HTML-escaped into text no browser applies; the
+    file readable by its owner only, as the workspace is."""
+    import stat
+
+    out = tmp_path / "maya.html"
+    at = READ_AT.isoformat()
+    cli(
+        "show",
+        "maya@example.com",
+        "--html",
+        str(out),
+        "--db",
+        str(tmp_path / "shop.db"),
+        "--at",
+        at,
+    )
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    probe = (
+        "() => ['body', 'h1', 'table#identified th', 'table#identified td'].map(s => {"
+        " const st = getComputedStyle(document.querySelector(s));"
+        " return [st.fontFamily, st.fontSize, st.color, st.backgroundColor, st.padding]; })"
+    )
+    served, exported = browser.new_page(), browser.new_page()
+    served.goto(shopper.url + "/person/maya@example.com")
+    exported.goto(out.as_uri())
+    looks = exported.evaluate(probe)
+    assert looks == served.evaluate(probe)
+    assert "Times" not in looks[0][0]  # a page without its stylesheet falls back to serif
+    # with --json the profile is printed too
+    both = cli(
+        "show",
+        "maya@example.com",
+        "--html",
+        str(out),
+        "--db",
+        str(tmp_path / "shop.db"),
+        "--at",
+        at,
+        "--json",
+    )
+    assert both["person"]["email"] == "maya@example.com"
+
+
 def test_pages_show_new_activity_without_a_reload(browser: Any, tmp_path: Path) -> None:
     """Someone clicking through their app watches the web view: serve's pages, and `ui`'s
     over a workspace another process writes, show each new call by themselves."""

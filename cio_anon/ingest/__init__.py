@@ -228,19 +228,26 @@ def optional_object(body: Mapping[str, Any], key: str, what: str) -> dict[str, A
 
 
 def require_text(body: Mapping[str, Any], key: str, what: str) -> str:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidInput(f"{what} needs `{key}` as a string, not {_kind(value)}.")
-    text = str(value).strip()
-    if not text:
-        raise InvalidInput(f"{what} has an empty `{key}`.")
-    return text
+    return _text(body.get(key), key, what)
 
 
 def optional_text(body: Mapping[str, Any], key: str, what: str) -> str | None:
-    if body.get(key) in (None, ""):
+    value = body.get(key)
+    if value is None or value == "":
         return None
-    return require_text(body, key, what)
+    return _text(value, key, what)
+
+
+def _text(value: object, key: str, what: str) -> str:
+    # every message has several of these: a string is taken without more ado
+    if type(value) is not str:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise InvalidInput(f"{what} needs `{key}` as a string, not {_kind(value)}.")
+        value = str(value)
+    text = value.strip()
+    if not text:
+        raise InvalidInput(f"{what} has an empty `{key}`.")
+    return text
 
 
 def _kind(value: object) -> str:

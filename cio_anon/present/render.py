@@ -295,7 +295,12 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
         _add_row(table, label, str(value))
     lines: list[RenderableType] = [table]
     if summary.ok:
-        lines.append(_text("All records applied; every expectation held.", style="green"))
+        held = (
+            f"every expectation held ({tally.expectations:,})"
+            if tally.expectations
+            else "the files hold no expectations"
+        )
+        lines.append(_text(f"All records applied; {held}.", style="green"))
     return _group(*lines)
 
 
