@@ -196,8 +196,8 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
         "0 explained; 1 no such event",
     ),
     "delete": (
-        ("cio-anon delete maya@example.com",),
-        "0 deleted; 1 no such person",
+        ("cio-anon delete maya@example.com --dry-run", "cio-anon delete maya@example.com"),
+        "0 deleted (or shown, with --dry-run); 1 no such person",
     ),
     "export": (
         (
@@ -871,17 +871,23 @@ def explain(
 def delete(
     identifier: IdentArgument,
     *,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")
+    ] = False,
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Delete a person with their events and activities; their anonymous ids stay
-    assigned, to nobody."""
+    assigned, to nobody. It cannot be undone: --dry-run shows what would go."""
     from cio_anon import service
     from cio_anon.present import documents, render
 
     result = run(
-        db, at, lambda ws, now: service.delete_person(ws, now, identifier=identifier), write=True
+        db,
+        at,
+        lambda ws, now: service.delete_person(ws, now, identifier=identifier, dry_run=dry_run),
+        write=not dry_run,
     )
     emit(as_json, documents.delete_json(result), lambda: render.delete_text(result))
 
@@ -1229,7 +1235,8 @@ def audit(
         str | None,
         typer.Option(
             metavar="SIZE",
-            help="The process's memory, e.g. 2GB: DuckDB works within it (beyond it, disk).",
+            help="The whole process's memory, e.g. 2GB, at least 320MiB: DuckDB gets it less "
+            "what the process needs beside it (256 MiB, or 35 %), and spills to disk beyond.",
         ),
     ] = None,
     spark_master: Annotated[
@@ -1355,7 +1362,7 @@ def check(
         raise typer.Exit(2) from None
     require_files(fixtures)
     found = check_module.check(list(fixtures), loaded, resolve_now(at))
-    rendered = report.render(found, fmt)
+    rendered = report.render(found, fmt, fail_on)
     print_report(rendered, output)
     if found.fails(fail_on):
         raise typer.Exit(1)

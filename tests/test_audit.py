@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from cio_anon import audit
+from cio_anon.errors import InvalidInput
 from tests.test_setrules import _message, _stream, engine_placements, together
 
 Cli = Callable[..., Any]
@@ -586,7 +587,9 @@ def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
     mib = 2**20
     assert audit.duckdb_budget("1GB") == 10**9 - int(10**9 * audit.PROCESS_SHARE)
     assert audit.duckdb_budget("600MB") == 600 * 10**6 - audit.PROCESS_ALLOWANCE
-    assert audit.duckdb_budget("100MB") == audit.DUCKDB_FLOOR == 64 * mib
+    assert audit.duckdb_budget("320MiB") == audit.DUCKDB_FLOOR == 64 * mib
+    with pytest.raises(InvalidInput, match="below the smallest that works, 320MiB"):
+        audit.duckdb_budget("319MiB")
     export = _generated_export(tmp_path, 2_000)
     connections: list[_StarvedConnection] = []
     real_connect = duckdb.connect
@@ -596,8 +599,10 @@ def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
         return connections[-1]
 
     monkeypatch.setattr(duckdb, "connect", starved_connect)
-    starved = cli("audit", str(export), "--memory-limit", "100MB", code=1)
-    assert "DuckDB ran out of memory under --memory-limit 100MB" in starved.stderr
+    small = cli("audit", str(export), "--memory-limit", "300MB", code=2)
+    assert "below the smallest that works, 320MiB (336MB)" in small.stderr
+    starved = cli("audit", str(export), "--memory-limit", "320MiB", code=1)
+    assert "DuckDB ran out of memory under --memory-limit 320MiB" in starved.stderr
     assert "Traceback" not in starved.stderr
     # the limit DuckDB was given is the process's limit less the allowance
     assert f"SET memory_limit = '{audit.DUCKDB_FLOOR}B'" in connections[0].statements
@@ -605,7 +610,7 @@ def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
     # with a listener the statement runs in a worker thread: the error crosses back whole
     monkeypatch.setattr(audit.engines, "PROGRESS_POLL", 0.005)
     with pytest.raises(audit.AuditError, match="DuckDB ran out of memory under --memory-limit"):
-        audit.audit([export], memory_limit="100MB", progress=lambda step, done: None)
+        audit.audit([export], memory_limit="320MiB", progress=lambda step, done: None)
     assert "is not a size" in cli("audit", str(export), "--memory-limit", "lots", code=2).stderr
     monkeypatch.setattr(duckdb, "connect", real_connect)
     assert cli("audit", str(export), "--memory-limit", "1GB", "--json")["records"] > 1_500

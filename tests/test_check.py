@@ -112,7 +112,20 @@ def test_fail_on_warning(cli: Cli, tmp_path: Path) -> None:
 
 def test_junit_sarif_github_outputs(cli: Cli, tmp_path: Path) -> None:
     junit = tmp_path / "report.xml"
-    cli("check", MESSY, "--plan", PLAN, "--format", "junit", "--output", str(junit), code=1)
+    # every code is found; at --fail-on warning every one of them fails
+    cli(
+        "check",
+        MESSY,
+        "--plan",
+        PLAN,
+        "--format",
+        "junit",
+        "--output",
+        str(junit),
+        "--fail-on",
+        "warning",
+        code=1,
+    )
     root = ElementTree.parse(junit).getroot()
     assert root.tag == "testsuites"
     (suite,) = root.findall("testsuite")
@@ -136,6 +149,53 @@ def test_junit_sarif_github_outputs(cli: Cli, tmp_path: Path) -> None:
     lines = cli("check", MESSY, "--plan", PLAN, "--format", "github", code=1).stdout.splitlines()
     assert lines and all(line.startswith(("::error file=", "::warning file=")) for line in lines)
     assert f"::error file={MESSY},line=3,title=type_mismatch::" in "\n".join(lines)
+
+
+def test_junit_follows_fail_on_and_skips_what_did_not_run(cli: Cli, tmp_path: Path) -> None:
+    """Warnings only: exit 0 at --fail-on error, and so no failing case; at --fail-on
+    warning, exit 1 and the case fails. Without --plan, the plan's checks are skipped."""
+    late = tmp_path / "late.ndjson"
+    late.write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in (
+                {"type": "identify", "userId": "u1", "anonymousId": "a1", "receivedAt": 1772000000},
+                {"type": "track", "anonymousId": "a1", "event": "Late", "receivedAt": 1772000900},
+            )
+        )
+    )
+
+    def junit(*args: str, code: int) -> ElementTree.Element:
+        out = cli("check", str(late), "--format", "junit", *args, code=code).stdout
+        (suite,) = ElementTree.fromstring(out.split("?>", 1)[1])
+        return suite
+
+    quiet = junit(code=0)
+    assert quiet.get("failures") == "0"
+    case = next(c for c in quiet if c.get("name") == "late_anonymous_event")
+    assert case.find("failure") is None and "below --fail-on error" in (
+        case.findtext("system-out") or ""
+    )
+    skipped = {c.get("name") for c in quiet if c.find("skipped") is not None}
+    assert skipped == {
+        "unplanned_event",
+        "required_missing",
+        "type_mismatch",
+        "additional_property",
+        "value_mismatch",
+        "naming_case",
+        "missing_schema_version",
+        "email_as_id",
+        "stale_trigger",
+    }
+    assert quiet.get("skipped") == str(len(skipped))
+    strict = junit("--fail-on", "warning", code=1)
+    assert [c.get("name") for c in strict if c.find("failure") is not None] == [
+        "late_anonymous_event"
+    ]
+    assert strict.get("failures") == "1"
+    planned = junit("--plan", PLAN, code=1)  # the plan's checks run, and find the event
+    assert planned.get("skipped") == "0"
 
 
 @pytest.mark.parametrize(
@@ -165,6 +225,9 @@ def test_a_broken_plan_exits_2(
     plan.write_text(content)
     result = cli("check", CLEAN, "--plan", str(plan), code=2)
     assert message in result.stderr and result.stdout == ""
+    assert "<unicode string>" not in result.stderr
+    if message == "not valid YAML":  # the parser's own place names the file
+        assert f'in "{plan}", line 1' in result.stderr
 
 
 def test_plan_infer_writes_a_plan_the_traffic_passes(cli: Cli, tmp_path: Path) -> None:
@@ -313,3 +376,22 @@ def test_a_bare_legacy_rules_object_is_a_segment_plan(cli: Cli, tmp_path: Path) 
     )
     (missing,) = findings(cli, str(short), "--plan", str(bare))
     assert (missing["code"], missing["path"]) == ("required_missing", "$.total")
+
+
+def test_codes_stay_whole_in_an_80_column_terminal(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from cio_anon.check import check
+    from cio_anon.check.plans import load_plan
+    from cio_anon.check.report import as_text
+    from cio_anon.clock import parse_time
+
+    found = check([Path(MESSY)], load_plan(Path(PLAN)), parse_time("2026-03-01T00:00:00Z"))
+    terminal = Console(file=io.StringIO(), width=80, color_system=None)
+    terminal.print(as_text(found))
+    text = terminal.file.getvalue()  # type: ignore[attr-defined]
+    assert {f.code for f in found.findings} == set(CODES)
+    for code in CODES:
+        assert code in text, code  # on one line, not split across two

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -411,7 +413,26 @@ def test_delete_removes_the_person_and_scrubs_the_file(cli: Cli, tmp_path: Path)
         str(db),
         *AT,
     )
+
+    def dump() -> list[str]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return list(conn.iterdump())
+
+    before = dump()
+    shown = cli("delete", secret, "--dry-run", "--db", str(db), *AT, "--json")
+    assert (shown["dry_run"], shown["deleted"]["events"], shown["assignments_kept"]) == (
+        True,
+        31,
+        1,
+    )
+    assert (
+        "Nothing was changed (--dry-run)"
+        in cli("delete", secret, "--dry-run", "--db", str(db), *AT).stdout
+    )
+    assert cli("show", secret, "--db", str(db), *AT, "--json")["events"]["total"] == 31
+    assert dump() == before  # not a row changed, the journal included
     done = cli("delete", secret, "--db", str(db), *AT, "--json")
+    assert done["deleted"] == shown["deleted"] and not done["dry_run"]
     assert done["deleted"]["events"] == 31 and done["deleted"]["assignments"] == 0
     assert done["assignments_kept"] == 1  # the id stays assigned, naming nobody
     cli("show", secret, "--db", str(db), *AT, code=1)

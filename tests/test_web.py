@@ -271,6 +271,24 @@ def test_the_exported_page_looks_as_the_served_one(
     assert both["person"]["email"] == "maya@example.com"
 
 
+def test_a_page_that_is_not_there_is_a_page_for_a_browser(browser: Any, shopper: Site) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    page = browser.new_page()
+    response = page.goto(shopper.url + "/persons/maya")
+    assert response is not None and response.status == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "There is no page at /persons/maya." in page.inner_text("main")
+    # a client that asks for no page gets the API's JSON
+    request = urllib.request.Request(shopper.url + "/persons/maya", headers={"Accept": "*/*"})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=10)
+    assert answer.value.code == 404
+    assert json.loads(answer.value.read())["meta"]["errors"] == ["No such path: /persons/maya"]
+
+
 def test_pages_show_new_activity_without_a_reload(browser: Any, tmp_path: Path) -> None:
     """Someone clicking through their app watches the web view: serve's pages, and `ui`'s
     over a workspace another process writes, show each new call by themselves."""

@@ -57,11 +57,16 @@ PROCESS_SHARE = 0.35
 allocates outside them): the larger of the two. Measured over DuckDB's limit under a
 1GB limit: 100–140 MiB on 2M records, 270 MiB on 20M."""
 DUCKDB_FLOOR = 64 * 2**20
+"""The least DuckDB is given: less and it cannot place even a small export."""
+SMALLEST_LIMIT = PROCESS_ALLOWANCE + DUCKDB_FLOOR
+"""The smallest --memory-limit that works (320 MiB): below it every limit would give
+DuckDB the same floor, so a smaller one is refused rather than quietly raised."""
 
 
 def duckdb_budget(limit: str) -> int:
     """DuckDB's memory limit, in bytes, for a whole process held to `limit` (e.g. 2GB,
-    512MiB): the limit less the process's allowance, and never under DUCKDB_FLOOR."""
+    512MiB): the limit less the process's allowance. A limit under SMALLEST_LIMIT is
+    refused with a sentence naming it."""
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", limit)
     unit = found.group(2).lower() if found else ""
     if found is None or unit not in UNITS:
@@ -70,6 +75,12 @@ def duckdb_budget(limit: str) -> int:
             "GiB), e.g. 2GB."
         )
     total = int(float(found.group(1)) * UNITS[unit])
+    if total < SMALLEST_LIMIT:
+        raise InvalidInput(
+            f"--memory-limit {limit} is below the smallest that works, "
+            f"{SMALLEST_LIMIT // 2**20}MiB ({-(-SMALLEST_LIMIT // 10**6)}MB): the process "
+            f"needs {PROCESS_ALLOWANCE // 2**20} MiB beside DuckDB's {DUCKDB_FLOOR // 2**20} MiB."
+        )
     allowance = max(PROCESS_ALLOWANCE, int(total * PROCESS_SHARE))
     return max(total - allowance, DUCKDB_FLOOR)
 

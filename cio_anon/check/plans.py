@@ -11,6 +11,7 @@ plan in a known dialect is never read as an empty one."""
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,8 +145,10 @@ def _read(path: Path) -> str:
 def _yaml_documents(path: Path) -> list[tuple[Path, Any]]:
     import yaml
 
+    stream = io.StringIO(_read(path))
+    stream.name = str(path)  # PyYAML names the file in its messages, not "<unicode string>"
     try:
-        documents = [doc for doc in yaml.safe_load_all(_read(path)) if doc is not None]
+        documents = [doc for doc in yaml.safe_load_all(stream) if doc is not None]
     except yaml.YAMLError as error:
         raise PlanError(f"The plan {path} is not valid YAML: {error}".rstrip(".") + ".") from None
     return [(path, doc) for doc in documents] or [(path, None)]

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from cio_anon import __version__, jsonio
 from cio_anon.check import Report
-from cio_anon.rules.findings import CODES, Finding
+from cio_anon.rules.findings import CODES, PLAN_CODES, Finding, failing
 
 JSON_SCHEMA_VERSION = 1
 FORMATS = ("text", "json", "junit", "sarif", "github")
@@ -52,7 +52,9 @@ def as_text(report: Report) -> RenderableType:
         by_file[finding.file].append(finding)
     for file, findings in by_file.items():
         table = Table(title=file, title_justify="left")
-        for column in ("line", "severity", "code", "finding", "fix"):
+        for column in ("line", "severity", "code"):  # never split: a code is searched for
+            table.add_column(column, no_wrap=True)
+        for column in ("finding", "fix"):
             table.add_column(column, overflow="fold")
         for finding in sorted(findings, key=lambda f: (f.severity != "error", f.line)):
             style = "red" if finding.severity == "error" else "yellow"
@@ -74,33 +76,44 @@ def as_text(report: Report) -> RenderableType:
     return Group(*parts)
 
 
-def as_junit(report: Report) -> str:
-    """One test suite per fixture file, one test case per finding code (failing when
-    that code was found), so CI test views list what broke."""
+def as_junit(report: Report, fail_on: str = "error") -> str:
+    """One test suite per fixture file, one test case per finding code. A case fails
+    when its code was found at a severity `--fail-on` fails (as the exit code does); a
+    finding below it is told in the case's output; a check that did not run (a plan's,
+    without --plan) is skipped."""
     root = ElementTree.Element("testsuites", name="cio-anon check")
-    total_failures = 0
+    levels = failing(fail_on)
+    totals = {"tests": 0, "failures": 0, "skipped": 0}
     for file in report.fixtures:
         findings = [f for f in report.findings if f.file == file]
         suite = ElementTree.SubElement(root, "testsuite", name=file)
-        failures = 0
-        for code in CODES:
+        counts = {"tests": len(CODES), "failures": 0, "skipped": 0}
+        for code, (severity, _) in CODES.items():
             case = ElementTree.SubElement(suite, "testcase", classname=file, name=code)
             hits = [f for f in findings if f.code == code]
-            if hits:
-                failures += 1
+            told = "\n".join(f"{f.file}:{f.line}: {f.message}" for f in hits)
+            if report.plan is None and code in PLAN_CODES:
+                counts["skipped"] += 1
+                ElementTree.SubElement(case, "skipped", message="needs a tracking plan (--plan)")
+            elif hits and severity in levels:
+                counts["failures"] += 1
                 failure = ElementTree.SubElement(
                     case,
                     "failure",
-                    type=hits[0].severity,
+                    type=severity,
                     message=f"{len(hits)} finding(s): {hits[0].message}",
                 )
-                failure.text = "\n".join(f"{f.file}:{f.line}: {f.message}" for f in hits)
-        suite.set("tests", str(len(CODES)))
-        suite.set("failures", str(failures))
+                failure.text = told
+            elif hits:
+                ElementTree.SubElement(
+                    case, "system-out"
+                ).text = f"{len(hits)} {severity}(s), below --fail-on {fail_on}:\n{told}"
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
         suite.set("errors", "0")
-        total_failures += failures
-    root.set("tests", str(len(CODES) * len(report.fixtures)))
-    root.set("failures", str(total_failures))
+    for key, value in totals.items():
+        root.set(key, str(value))
     return ElementTree.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
@@ -157,11 +170,11 @@ def as_github(report: Report) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def render(report: Report, fmt: str) -> str | RenderableType:
+def render(report: Report, fmt: str, fail_on: str = "error") -> str | RenderableType:
     if fmt == "json":
         return jsonio.dumps(as_json(report))
     if fmt == "junit":
-        return as_junit(report)
+        return as_junit(report, fail_on)
     if fmt == "sarif":
         return jsonio.dumps(as_sarif(report))
     if fmt == "github":

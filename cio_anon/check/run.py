@@ -20,7 +20,7 @@ from cio_anon.ingest import Identify, Operation, Track
 from cio_anon.ingest.fixtures import display_name
 from cio_anon.replay import ReplaySummary, replay
 from cio_anon.replay.apply import Source
-from cio_anon.rules.findings import SEVERITIES, Finding
+from cio_anon.rules.findings import Finding, failing
 from cio_anon.service import IdentifyResult, TrackResult
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -41,7 +41,7 @@ class Report:
         return sum(1 for f in self.findings if f.severity == severity)
 
     def fails(self, fail_on: str) -> bool:
-        levels = SEVERITIES[: SEVERITIES.index(fail_on) + 1]
+        levels = failing(fail_on)
         return any(f.severity in levels for f in self.findings)
 
 

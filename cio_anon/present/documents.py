@@ -389,6 +389,7 @@ def delete_json(result: DeleteResult) -> dict[str, Any]:
             "anonymous_profiles": result.anonymous_profiles,
         },
         "assignments_kept": result.assignments_kept,
+        "dry_run": result.dry_run,
     }
 
 

@@ -318,10 +318,17 @@ def replay_diagnostics(summary: ReplaySummary) -> list[Text]:
 
 
 def delete_text(result: DeleteResult) -> RenderableType:
+    counted = (
+        f"{result.person.label} with {result.events} event(s), {result.activities} "
+        f"activities and {result.anonymous_profiles} anonymous profile(s)"
+    )
+    if result.dry_run:
+        return _text(
+            f"Would delete {counted}; {result.assignments_kept} anonymous id(s) would stay "
+            "assigned, to nobody. Nothing was changed (--dry-run)."
+        )
     return _text(
-        f"Deleted {result.person.label} with {result.events} event(s), "
-        f"{result.activities} activities and {result.anonymous_profiles} anonymous "
-        "profile(s); the freed space was overwritten. "
+        f"Deleted {counted}; the freed space was overwritten. "
         f"{result.assignments_kept} anonymous id(s) stay assigned, to nobody: an anonymous "
         "id is assigned once, ever."
     )

@@ -34,6 +34,26 @@ CODES: dict[str, tuple[str, str]] = {
     "invalid_record": ("error", "Fix the record: see the message."),
 }
 
+PLAN_CODES = frozenset(
+    {
+        "unplanned_event",
+        "required_missing",
+        "type_mismatch",
+        "additional_property",
+        "value_mismatch",
+        "naming_case",
+        "missing_schema_version",
+        "email_as_id",
+        "stale_trigger",
+    }
+)
+"""The codes only a tracking plan can find (`check --plan`)."""
+
+
+def failing(fail_on: str) -> tuple[str, ...]:
+    """The severities that fail a run at `fail_on` (error, or warning: both)."""
+    return SEVERITIES[: SEVERITIES.index(fail_on) + 1]
+
 
 @dataclass(frozen=True)
 class Finding:

@@ -203,7 +203,7 @@ def application(settings: Settings) -> ASGIApp:
     routes += web.routes(
         lambda query: _ask(settings, query), settings.clock, settings.label, _page_guard(settings)
     )
-    routes.append(Route("/{rest:path}", _not_found, methods=_ANY))
+    routes.append(Route("/{rest:path}", _not_found_for(settings.label), methods=_ANY))
     app = Starlette(routes=routes)
     app.router.default = _no_route  # a path no route can match (a newline in it): JSON too
     ingest = (lambda path: False) if settings.pages_only else ingest_path
@@ -291,6 +291,20 @@ async def _no_route(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def _not_found(request: Request) -> Response:
     return reply(404, {"meta": {"errors": [f"No such path: {request.url.path}"]}})
+
+
+def _not_found_for(label: str) -> Callable[[Request], Awaitable[Response]]:
+    """No such path: a page for a browser asking for one, JSON for a client."""
+
+    async def endpoint(request: Request) -> Response:
+        wants_page = "text/html" in request.headers.get("accept", "")
+        if request.method in ("GET", "HEAD") and wants_page:
+            from cio_anon import web
+
+            return web.not_found(request.url.path, label)
+        return await _not_found(request)
+
+    return endpoint
 
 
 # -- the APIs -------------------------------------------------------------------------

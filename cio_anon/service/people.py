@@ -365,12 +365,25 @@ class DeleteResult:
     """Their assignments, kept naming nobody: an anonymous id is assigned once, ever."""
     activities: int
     anonymous_profiles: int = 0
+    dry_run: bool = False
 
 
-def delete_person(workspace: Workspace, now: datetime, *, identifier: str) -> DeleteResult:
+def delete_person(
+    workspace: Workspace, now: datetime, *, identifier: str, dry_run: bool = False
+) -> DeleteResult:
     """Customer.io's delete: the person, their events, activities and the traits of
     their anonymous profiles are removed, and the space scrubbed. Their anonymous ids
-    stay assigned (to nobody): an id is assigned once, ever."""
+    stay assigned (to nobody): an id is assigned once, ever.
+
+    With `dry_run` every step runs and is then undone, so the result counts exactly
+    what would go."""
+    with workspace.savepoint(keep=not dry_run):
+        return _delete_person(workspace, now, identifier, dry_run)
+
+
+def _delete_person(
+    workspace: Workspace, now: datetime, identifier: str, dry_run: bool
+) -> DeleteResult:
     person = find_person(workspace, identifier)
     anonymous_ids = anonymous_ids_of(workspace, person)
     # what names them without being theirs: invites addressed to their email, calls
@@ -392,6 +405,7 @@ def delete_person(workspace: Workspace, now: datetime, *, identifier: str) -> De
         counts["assignments"],
         counts["activities"],
         counts["anonymous_profiles"],
+        dry_run,
     )
 
 

@@ -273,6 +273,11 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
     ]
 
 
+def not_found(path: str, label: str) -> HTMLResponse:
+    """The page for a path no page has."""
+    return _error(404, "Not found", f"There is no page at {path}.", label)
+
+
 def _error(status: int, heading: str, message: str, label: str) -> HTMLResponse:
     body = render(
         "error.html", title=heading, heading=heading, message=message, now=None, workspace=label
