@@ -1255,15 +1255,17 @@ def audit(
         Path | None,
         typer.Option(metavar="FILE", dir_okay=False, help="Write junit/sarif/github here."),
     ] = None,
-    workspace: Annotated[
+    db: Annotated[
         Path | None,
         typer.Option(
-            metavar="FILE",
+            "--db",
+            "--workspace",
+            metavar="PATH",
             dir_okay=False,
-            help="Also replay the exports into this workspace (for log, show, explain, ui).",
+            help="Also replay the exports into this workspace (for log, show, explain, ui); "
+            "none by default, and CIO_ANON_DB is not read.",
         ),
     ] = None,
-    db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -1295,8 +1297,8 @@ def audit(
         report = audit_module.audit(
             paths, engine_name=engine.value, placements_out=placements, progress=progress, **options
         )
-    if workspace is not None:
-        audit_module.materialize(paths, workspace, resolve_now(at))
+    if db is not None:
+        audit_module.materialize(paths, db, resolve_now(at))
     if fmt in ("text", "json"):
         emit(fmt == "json", documents.audit_json(report), lambda: render.audit_text(report))
     else:
@@ -1340,13 +1342,34 @@ def check(
     fail_on: Annotated[
         str, typer.Option(metavar="LEVEL", help="Exit 1 at this severity: error or warning.")
     ] = "error",
-    db: DbOption = DEFAULT_PATH,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            help="Findings accepted before (written by --write-baseline): counted, not failed.",
+        ),
+    ] = None,
+    write_baseline: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            help="Write this run's findings as the baseline, and exit 0.",
+        ),
+    ] = None,
+    max_findings: Annotated[
+        int,
+        typer.Option(
+            metavar="N", min=0, help="Text: list at most N findings of each code (0: all)."
+        ),
+    ] = 20,
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Replay fixtures into a throwaway workspace and report tracking-plan, naming,
-    privacy, payload and identity findings. Exit 1 when a finding reaches --fail-on,
-    2 for a broken plan. (--db is not used: the workspace is thrown away.)"""
+    privacy, payload and identity findings, the counts by code first. Exit 1 when a new
+    finding (not in --baseline) reaches --fail-on, 2 for a broken plan."""
     from cio_anon import check as check_module
     from cio_anon.check import plans as plan_module
     from cio_anon.check import report
@@ -1361,8 +1384,18 @@ def check(
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
     require_files(fixtures)
-    found = check_module.check(list(fixtures), loaded, resolve_now(at))
-    rendered = report.render(found, fmt, fail_on)
+    with _progress(list(fixtures)) as advance:
+        found = check_module.check(list(fixtures), loaded, resolve_now(at), progress=advance)
+    if write_baseline is not None:
+        write_out(jsonio.dumps(check_module.baseline_json(found)), write_baseline)
+        typer.echo(
+            f"Wrote {len(found.findings):,} finding(s) to the baseline {write_baseline}.",
+            err=True,
+        )
+        return
+    if baseline is not None:
+        check_module.accept_known(found, baseline)
+    rendered = report.render(found, fmt, fail_on, max_findings)
     print_report(rendered, output)
     if found.fails(fail_on):
         raise typer.Exit(1)
@@ -1458,7 +1491,6 @@ def plan_infer(
             "catalog YAML: properties, events and a tracking plan).",
         ),
     ] = PlanDialect.NATIVE,
-    db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from cio_anon.rules.findings import CODES
 
 DATA = Path(__file__).parent / "data" / "check"
+ROOT = Path(__file__).resolve().parent.parent
 MESSY, CLEAN = str(DATA / "messy.ndjson"), str(DATA / "clean.ndjson")
 PLAN = str(DATA / "plan.yaml")
 Cli = Callable[..., Any]
@@ -395,3 +397,57 @@ def test_codes_stay_whole_in_an_80_column_terminal(tmp_path: Path) -> None:
     assert {f.code for f in found.findings} == set(CODES)
     for code in CODES:
         assert code in text, code  # on one line, not split across two
+
+
+def test_a_baseline_accepts_known_findings_and_fails_on_a_new_one(cli: Cli, tmp_path: Path) -> None:
+    baseline = tmp_path / "baseline.json"
+    wrote = cli("check", MESSY, "--plan", PLAN, "--write-baseline", str(baseline), code=0)
+    everything = findings(cli, MESSY, "--plan", PLAN)
+    assert f"Wrote {len(everything)} finding(s) to the baseline" in wrote.stderr
+    accepted = cli("check", MESSY, "--plan", PLAN, "--baseline", str(baseline), "--json")
+    assert (accepted["findings"], accepted["summary"]["known"]) == ([], len(everything))
+    # the same traffic with one more problem: only that one is new, and it fails
+    grown = tmp_path / "grown.ndjson"
+    placeholder = {"type": "identify", "userId": "undefined", "receivedAt": 1772000000}
+    grown.write_text(Path(MESSY).read_text() + json.dumps(placeholder) + "\n")
+    shutil.copy(baseline, tmp_path / "for-grown.json")
+    text = (tmp_path / "for-grown.json").read_text().replace(MESSY, str(grown))
+    (tmp_path / "for-grown.json").write_text(text)
+    new = json.loads(
+        cli(
+            "check",
+            str(grown),
+            "--plan",
+            PLAN,
+            "--baseline",
+            str(tmp_path / "for-grown.json"),
+            "--json",
+            code=1,
+        ).stdout
+    )
+    assert [(f["code"], f["line"]) for f in new["findings"]] == [
+        ("placeholder_id", len(Path(MESSY).read_text().splitlines()) + 1)
+    ]
+    assert new["summary"]["known"] == len(everything)
+
+
+def test_the_bundled_fixtures_pass_with_their_baseline(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reused_anonymous_id.ndjson` shows an error on purpose; the baseline shipped
+    beside the fixtures accepts it and every other known finding."""
+    monkeypatch.chdir(ROOT)
+    bundled = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "fixtures").glob("*.ndjson"))
+    assert cli("check", *bundled, code=1)
+    done = cli("check", *bundled, "--baseline", "fixtures/baselines/check.json", "--json")
+    assert done["findings"] == [] and done["summary"]["known"] > 0
+
+
+def test_text_puts_the_counts_first_and_caps_each_code(cli: Cli) -> None:
+    out = cli("check", MESSY, "--plan", PLAN, "--max-findings", "1", code=1).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("25 records checked:")
+    assert lines[1].strip() == "By code"
+    assert "more finding(s) not listed (1 of each code shown" in out
+    everything = cli("check", MESSY, "--plan", PLAN, "--max-findings", "0", code=1).stdout
+    assert "not listed" not in everything

@@ -68,14 +68,20 @@ def test_every_command_has_help() -> None:
                 assert getattr(param, "help", None), f"{name} {param.name} has no help"
 
 
-def test_every_command_takes_db_at_json(cli: Cli) -> None:
+NO_WORKSPACE = {"check", "diff", "plan infer"}
+"""Commands that replay into a throwaway workspace, or open none: no --db to ignore."""
+
+
+def test_every_command_takes_db_at_json(cli: Cli, tmp_path: Path) -> None:
+    """One name per concept, and an option that would do nothing is refused (exit 2)."""
     for name, command in _commands().items():
         options = {opt for p in command.params for opt in p.opts}
-        # diff replays into throwaway workspaces only: no --db to ignore
-        wanted = {"--at", "--json"} if name == "diff" else {"--db", "--at", "--json"}
-        assert wanted <= options, name
-    refused = cli("diff", "a.ndjson", "b.ndjson", "--db", "x.db", code=2)
-    assert "No such option: --db" in refused.output
+        assert {"--at", "--json"} <= options, name
+        assert ("--db" in options) == (name not in NO_WORKSPACE), name
+    fixture = str(tmp_path / "x.ndjson")
+    for args in (("diff", fixture, fixture), ("check", fixture), ("plan", "infer", fixture)):
+        refused = cli(*args, "--db", "x.db", code=2)
+        assert "No such option: --db" in refused.output, args
 
 
 def test_the_anonymous_story(cli: Cli) -> None:

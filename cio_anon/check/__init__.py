@@ -2,6 +2,6 @@
 against tracking plans in three dialects (`plans`), reported for people and for CI
 (`report`)."""
 
-from cio_anon.check.run import Report, check, infer_plan
+from cio_anon.check.run import Report, accept_known, baseline_json, check, infer_plan
 
-__all__ = ["Report", "check", "infer_plan"]
+__all__ = ["Report", "accept_known", "baseline_json", "check", "infer_plan"]

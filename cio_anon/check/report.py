@@ -3,7 +3,7 @@ SARIF 2.1.0 and GitHub workflow annotations."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 from xml.etree import ElementTree
 
@@ -20,15 +20,23 @@ FORMATS = ("text", "json", "junit", "sarif", "github")
 
 
 def as_json(report: Report) -> dict[str, Any]:
-    """Schema version 1: {version, tool, fixtures, plan, records, summary, findings[]}
-    where each finding has code, severity, file, line, event, path, message, hint."""
+    """Schema version 1: {version, tool, fixtures, plan, records, summary (errors,
+    warnings, known, by_code), baseline, findings[]} where each finding has code,
+    severity, file, line, event, path, message, hint. Findings a baseline accepts are
+    counted in `known`, not listed."""
     return {
         "version": JSON_SCHEMA_VERSION,
         "tool": {"name": "cio-anon", "version": __version__},
         "fixtures": report.fixtures,
         "plan": report.plan,
         "records": report.records,
-        "summary": {"errors": report.count("error"), "warnings": report.count("warning")},
+        "summary": {
+            "errors": report.count("error"),
+            "warnings": report.count("warning"),
+            "known": len(report.known),
+            "by_code": dict(sorted(Counter(f.code for f in report.findings).items())),
+        },
+        "baseline": report.baseline,
         "findings": [
             {
                 "code": f.code,
@@ -45,8 +53,28 @@ def as_json(report: Report) -> dict[str, Any]:
     }
 
 
-def as_text(report: Report) -> RenderableType:
-    parts: list[RenderableType] = []
+def as_text(report: Report, per_code: int = 20) -> RenderableType:
+    """The summary first, then the findings rolled up by code, then each file's
+    findings: at most `per_code` of each code (0: all), the rest counted."""
+    summary = (
+        f"{report.records:,} records checked: {report.count('error'):,} error(s), "
+        f"{report.count('warning'):,} warning(s)"
+    )
+    if report.baseline is not None:
+        summary += f"; {len(report.known):,} known, accepted by {report.baseline}"
+    parts: list[RenderableType] = [Text(summary + ".", style="bold")]
+    if not report.findings:
+        return Group(*parts)
+    codes = Counter(f.code for f in report.findings)
+    rollup = Table(title="By code", title_justify="left")
+    for column in ("code", "severity", "findings"):
+        rollup.add_column(column, no_wrap=True, justify="right" if column == "findings" else "left")
+    for code, count in sorted(codes.items(), key=lambda item: (CODES[item[0]][0], -item[1])):
+        severity = CODES[code][0]
+        style = "red" if severity == "error" else "yellow"
+        rollup.add_row(code, Text(severity, style=style), f"{count:,}")
+    parts.append(rollup)
+    shown: Counter[str] = Counter()
     by_file: dict[str, list[Finding]] = defaultdict(list)
     for finding in report.findings:
         by_file[finding.file].append(finding)
@@ -57,6 +85,9 @@ def as_text(report: Report) -> RenderableType:
         for column in ("finding", "fix"):
             table.add_column(column, overflow="fold")
         for finding in sorted(findings, key=lambda f: (f.severity != "error", f.line)):
+            if per_code and shown[finding.code] >= per_code:
+                continue
+            shown[finding.code] += 1
             style = "red" if finding.severity == "error" else "yellow"
             table.add_row(
                 str(finding.line),
@@ -65,14 +96,16 @@ def as_text(report: Report) -> RenderableType:
                 finding.message,
                 finding.hint,
             )
-        parts.append(table)
-    parts.append(
-        Text(
-            f"{report.records} records checked: {report.count('error')} error(s), "
-            f"{report.count('warning')} warning(s).",
-            style="bold",
+        if table.row_count:
+            parts.append(table)
+    hidden = sum(codes.values()) - sum(shown.values())
+    if hidden:
+        parts.append(
+            Text(
+                f"{hidden:,} more finding(s) not listed ({per_code} of each code shown; "
+                "--max-findings 0 lists all, --format json gives every one)."
+            )
         )
-    )
     return Group(*parts)
 
 
@@ -170,7 +203,11 @@ def as_github(report: Report) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def render(report: Report, fmt: str, fail_on: str = "error") -> str | RenderableType:
+def render(
+    report: Report, fmt: str, fail_on: str = "error", per_code: int = 20
+) -> str | RenderableType:
+    if fmt == "text":
+        return as_text(report, per_code)
     if fmt == "json":
         return jsonio.dumps(as_json(report))
     if fmt == "junit":

@@ -7,19 +7,21 @@ from __future__ import annotations
 import functools
 import re
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cio_anon import rules, service
+from cio_anon import jsonio, rules, service
 from cio_anon.check.plans import CASES, Plan, json_path
+from cio_anon.errors import InvalidInput
 from cio_anon.ingest import Identify, Operation, Track
 from cio_anon.ingest.fixtures import display_name
 from cio_anon.replay import ReplaySummary, replay
 from cio_anon.replay.apply import Source
+from cio_anon.replay.files import Progress
 from cio_anon.rules.findings import Finding, failing
 from cio_anon.service import IdentifyResult, TrackResult
 
@@ -36,6 +38,9 @@ class Report:
     plan: str | None
     findings: list[Finding] = field(default_factory=list)
     records: int = 0
+    known: list[Finding] = field(default_factory=list)
+    """Findings a baseline accepts: told as a count, never failing (`accept_known`)."""
+    baseline: str | None = None
 
     def count(self, severity: str) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -54,7 +59,7 @@ class _Seen:
 
 
 def _replay_observed(
-    paths: list[Path], now: datetime, triggers: list[str]
+    paths: list[Path], now: datetime, triggers: list[str], progress: Progress | None = None
 ) -> tuple[_Seen, ReplaySummary, list[tuple[str, str, str | None]]]:
     """Replay into a throwaway workspace, keeping every track and identify with its
     result, and the merged events named in `triggers` that cannot trigger campaigns."""
@@ -68,15 +73,20 @@ def _replay_observed(
 
     with tempfile.TemporaryDirectory(prefix="cio-anon-check-") as folder:
         with service.opened(Path(folder) / "check.db", now, write=True) as workspace:
-            summary = replay(workspace, now, paths, keep_going=True, observer=observe)
+            summary = replay(
+                workspace, now, paths, keep_going=True, observer=observe, progress=progress
+            )
             stale = workspace.merged_without_trigger(triggers) if triggers else []
     return seen, summary, stale
 
 
-def check(paths: list[Path], plan: Plan | None, now: datetime) -> Report:
-    """Replay the fixtures into a throwaway workspace; every finding, in file order."""
+def check(
+    paths: list[Path], plan: Plan | None, now: datetime, progress: Progress | None = None
+) -> Report:
+    """Replay the fixtures into a throwaway workspace; every finding, in file order.
+    `progress` is told the bytes read, as replay tells it."""
     triggers = sorted({r.name for r in plan.events.values() if r.campaign_trigger}) if plan else []
-    seen, summary, stale = _replay_observed(paths, now, triggers)
+    seen, summary, stale = _replay_observed(paths, now, triggers, progress)
     report = Report([display_name(p) for p in paths], None if plan is None else plan.source)
     report.records = summary.tally.records
     found = report.findings
@@ -105,6 +115,59 @@ def check(paths: list[Path], plan: Plan | None, now: datetime) -> Report:
         )
     found.sort(key=lambda f: (f.file, f.line, f.code))
     return report
+
+
+# -- the baseline: findings a team has accepted ---------------------------------------
+
+BASELINE_FORMAT = "cio-anon check baseline"
+
+
+def _finding_key(finding: Finding) -> tuple[str, str, str]:
+    """What identifies a finding across runs: its code, file and sentence (not its line:
+    lines move as a fixture grows)."""
+    return (finding.code, finding.file, finding.message)
+
+
+def baseline_json(report: Report) -> dict[str, Any]:
+    """The report's findings as a baseline: each accepted once per time it was found."""
+    return {
+        "format": BASELINE_FORMAT,
+        "version": 1,
+        "findings": [
+            {"code": code, "file": file, "message": message}
+            for code, file, message in sorted(_finding_key(f) for f in report.findings)
+        ],
+    }
+
+
+def accept_known(report: Report, baseline: Path) -> None:
+    """Move the findings the baseline holds to `report.known`: each entry accepts one
+    finding with its code, file and sentence; what is left is new."""
+    try:
+        doc = jsonio.loads(baseline.read_bytes())
+    except OSError as error:
+        raise InvalidInput(f"Cannot read the baseline {baseline}: {error.strerror}.") from None
+    except ValueError as error:
+        raise InvalidInput(f"The baseline {baseline} is not JSON: {error}.") from None
+    if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT:
+        raise InvalidInput(
+            f"{baseline} is not a baseline written by `cio-anon check --write-baseline`."
+        )
+    accepted = Counter(
+        (str(e.get("code")), str(e.get("file")), str(e.get("message")))
+        for e in doc.get("findings", [])
+        if isinstance(e, dict)
+    )
+    new: list[Finding] = []
+    for finding in report.findings:
+        key = _finding_key(finding)
+        if accepted[key] > 0:
+            accepted[key] -= 1
+            report.known.append(finding)
+        else:
+            new.append(finding)
+    report.findings = new
+    report.baseline = str(baseline)
 
 
 # -- events -------------------------------------------------------------------------
