@@ -78,9 +78,15 @@ IdentArgument = Annotated[
 
 
 class Format(StrEnum):
+    TEXT = "text"
     TABLE = "table"
+    """The name `text` had before every command called it `text`: still taken."""
     NDJSON = "ndjson"
     CSV = "csv"
+
+    @property
+    def human(self) -> bool:
+        return self in (Format.TEXT, Format.TABLE)
 
 
 FormatOption = Annotated[
@@ -88,7 +94,7 @@ FormatOption = Annotated[
     typer.Option(
         "--format",
         metavar="FORMAT",
-        help="table (Rich on a terminal, unwrapped lines in a pipe), ndjson (one JSON "
+        help="text (Rich tables on a terminal, unwrapped lines in a pipe), ndjson (one JSON "
         "record per line) or csv (with a header row).",
     ),
 ]
@@ -343,13 +349,21 @@ def run(
     return result
 
 
-def require_files(files: Iterable[Path]) -> None:
-    """A file that is not there is a usage error: one sentence, exit 2 (as a folder is),
+def read_fixtures(files: Iterable[Path]) -> list[Path]:
+    """The fixture files replay and check read (a folder: the files under it). A file
+    that is not there, or a folder with none, is a usage error: one sentence, exit 2,
     before anything is read or written. `-` is standard input."""
+    from cio_anon.ingest.fixtures import fixture_files
+
     for path in files:
         if str(path) != "-" and not path.exists():
             typer.echo(f"Error: {path}: no such file.", err=True)
             raise typer.Exit(2)
+    try:
+        return fixture_files(files)
+    except InvalidInput as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 def parse_json_object(text: str, *, what: str) -> dict[str, Any]:
@@ -471,7 +485,7 @@ def _plain_lines(renderables: Sequence[Any], stream: Any) -> bool:
 
 
 def _refuse_json_with(format: Format, as_json: bool) -> None:
-    if as_json and format is not Format.TABLE:
+    if as_json and not format.human:
         raise typer.BadParameter(f"--json and --format {format} conflict: give one")
 
 
@@ -749,7 +763,7 @@ def log(
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
-    format: FormatOption = Format.TABLE,
+    format: FormatOption = Format.TEXT,
 ) -> None:
     """The activity log: the Identified and Anonymous tabs, newest first."""
     from cio_anon import service
@@ -771,7 +785,7 @@ def log(
         ),
         write=False,
     )
-    if format is Format.TABLE:
+    if format.human:
         emit(as_json, documents.log_json(page), lambda: render.log_text(page))
         return
     write_records(
@@ -832,7 +846,7 @@ def people(
     db: DbOption = DEFAULT_PATH,
     at: AtOption = None,
     as_json: JsonOption = False,
-    format: FormatOption = Format.TABLE,
+    format: FormatOption = Format.TEXT,
 ) -> None:
     """List people, newest first, with their event counts."""
     from cio_anon import service
@@ -840,7 +854,7 @@ def people(
 
     _refuse_json_with(format, as_json)
     found = run(db, at, lambda ws, _: service.list_people(ws, limit=limit), write=False)
-    if format is Format.TABLE:
+    if format.human:
         emit(as_json, documents.people_json(found), lambda: render.people_text(found))
     else:
         records = documents.people_records(found)
@@ -933,8 +947,8 @@ def replay(
         list[Path],
         typer.Argument(
             metavar="FILE...",
-            help="Fixture files: NDJSON or a JSON array of records.",
-            dir_okay=False,
+            help="Fixture files: NDJSON (gzipped too) or a JSON array of records; a folder "
+            "is every fixture file under it.",
         ),
     ],
     *,
@@ -953,7 +967,7 @@ def replay(
     from cio_anon import replay as replay_module
     from cio_anon.present import documents, render
 
-    require_files(files)
+    files = read_fixtures(files)
     now = resolve_now(at)
     with _progress(files) as advance:
         summary = replay_module.replay_into(db, now, files, keep_going=keep_going, progress=advance)
@@ -1323,7 +1337,8 @@ def check(
     fixtures: Annotated[
         list[Path],
         typer.Argument(
-            metavar="FIXTURE...", dir_okay=False, help="Fixture files to replay and check."
+            metavar="FIXTURE...",
+            help="Fixture files to replay and check (gzipped too; a folder: every one under it).",
         ),
     ],
     *,
@@ -1383,7 +1398,7 @@ def check(
     except plan_module.PlanError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
-    require_files(fixtures)
+    fixtures = read_fixtures(fixtures)
     with _progress(list(fixtures)) as advance:
         found = check_module.check(list(fixtures), loaded, resolve_now(at), progress=advance)
     if write_baseline is not None:

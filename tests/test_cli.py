@@ -445,3 +445,27 @@ def test_delete_removes_the_person_and_scrubs_the_file(cli: Cli, tmp_path: Path)
     assert cli("people", "--db", str(db), *AT, "--json")["people"][0]["id"] == "anonymous"
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("private"))
     assert secret.encode() not in raw
+
+
+def test_one_name_for_the_human_format_and_counts_with_separators(cli: Cli, tmp_path: Path) -> None:
+    cli("track", "Viewed", "--anonymous-id", "a", *AT)
+    for command in ("log", "people"):
+        text = cli(command, "--format", "text", *AT).stdout
+        assert text == cli(command, "--format", "table", *AT).stdout == cli(command, *AT).stdout
+    many = tmp_path / "many.ndjson"
+    many.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "track",
+                    "anonymousId": f"a{i}",
+                    "event": "x",
+                    "receivedAt": 1772000000 + i,
+                }
+            )
+            + "\n"
+            for i in range(1_200)
+        )
+    )
+    out = cli("replay", str(many), "--db", str(tmp_path / "many.db")).stdout
+    assert "1,200" in out and "1200" not in out

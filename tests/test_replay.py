@@ -502,3 +502,28 @@ def test_line_separators_inside_strings_are_not_line_ends(cli: Cli, tmp_path: Pa
     cli("replay", str(record), "--db", fresh)
     explained = cli("explain", "e1", "--db", fresh, "--json")
     assert explained["name"] == f"Viewed {odd}"
+
+
+def test_replay_and_check_read_what_audit_reads(cli: Cli, tmp_path: Path) -> None:
+    """One reader of inputs: a gzipped file, a folder of them, a byte-order mark."""
+    import gzip
+
+    records = [
+        {"type": "track", "anonymousId": "a1", "event": "x", "receivedAt": 1772000000},
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "receivedAt": 1772000060},
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    folder = tmp_path / "day=2026-02-25"
+    folder.mkdir()
+    (folder / "part-0.ndjson.gz").write_bytes(gzip.compress(text.encode()))
+    marked = tmp_path / "marked.ndjson"
+    marked.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    for given in (folder / "part-0.ndjson.gz", folder, marked):
+        db = tmp_path / f"{given.name}.db"
+        done = cli("replay", str(given), "--db", str(db), "--json")
+        assert (done["ok"], done["records"], done["events_merged"]) == (True, 2, 1), given
+        assert cli("check", str(given), "--json")["records"] == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = cli("replay", str(empty), code=2)
+    assert refused.stderr == f"Error: No fixture files in {empty}.\n"

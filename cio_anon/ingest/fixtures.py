@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import gzip
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -77,13 +78,36 @@ def files_named(patterns: Sequence[str], suffixes: tuple[str, ...], what: str) -
     return found
 
 
+BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte-order mark some editors write first."""
+FIXTURE_SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz")
+"""The files a folder given to replay or check stands for."""
+
+
+def fixture_files(paths: Iterable[Path]) -> list[Path]:
+    """The files replay and check read for what they were given: a folder is every
+    fixture file under it, in name order; `-` is standard input."""
+    found: list[Path] = []
+    for path in paths:
+        if path != STDIN and path.is_dir():
+            found += files_named([str(path)], FIXTURE_SUFFIXES, "fixture files")
+        else:
+            found.append(path)
+    return found
+
+
 def iter_records(path: Path) -> Iterator[Record]:
     """The records of a fixture file (`-`: standard input), in file order, read as they
     are needed, so memory does not grow with the file: NDJSON line by line (split on
     `\\n` only — U+2028, U+2029 or U+0085 inside a string is not a line end), a JSON array
     whole. Bad JSON or bad UTF-8 becomes an error record at its line."""
     try:
-        opened = contextlib.nullcontext(sys.stdin.buffer) if path == STDIN else path.open("rb")
+        if path == STDIN:
+            opened: Any = contextlib.nullcontext(sys.stdin.buffer)
+        elif path.name.endswith(".gz"):  # as archives keep them; audit reads them too
+            opened = gzip.open(path, "rb")
+        else:
+            opened = path.open("rb")
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such file.") from None
     except OSError as error:
@@ -99,6 +123,8 @@ def _records(handle: BinaryIO) -> Iterator[Record]:
     number = 0
     for raw in handle:
         number += 1
+        if number == 1 and raw.startswith(BOM):  # an editor's mark, not text: skipped
+            raw = raw[len(BOM) :]
         if not raw.strip():
             continue
         if raw.lstrip().startswith(b"["):  # the first value: a JSON array, read whole

@@ -167,7 +167,7 @@ def purge_text(result: PurgeResult) -> RenderableType:
     table.add_column("Anonymous ID")
     table.add_column("Events", justify="right")
     for anonymous_id, count in sorted(result.deleted.items()):
-        _add_row(table, anonymous_id, str(count))
+        _add_row(table, anonymous_id, f"{count:,}")
     return table
 
 
@@ -292,7 +292,7 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
         rows.append(("calls stored, not modelled, or ignored", tally.ignored))
     rows += [(f"warnings: {rule}", count) for rule, count in sorted(tally.warnings.items())]
     for label, value in rows:
-        _add_row(table, label, str(value))
+        _add_row(table, label, f"{value:,}")
     lines: list[RenderableType] = [table]
     if summary.ok:
         held = (
