@@ -253,8 +253,10 @@ def test_the_exported_page_looks_as_the_served_one(
     served, exported = browser.new_page(), browser.new_page()
     served.goto(shopper.url + "/person/maya@example.com")
     exported.goto(out.as_uri())
-    looks = exported.evaluate(probe)
-    assert looks == served.evaluate(probe)
+    looks, served_looks = exported.evaluate(probe), served.evaluate(probe)
+    served.close()
+    exported.close()
+    assert looks == served_looks
     assert "Times" not in looks[0][0]  # a page without its stylesheet falls back to serif
     # with --json the profile is printed too
     both = cli(
@@ -281,6 +283,7 @@ def test_a_page_that_is_not_there_is_a_page_for_a_browser(browser: Any, shopper:
     assert response is not None and response.status == 404
     assert response.headers["content-type"].startswith("text/html")
     assert "There is no page at /persons/maya." in page.inner_text("main")
+    page.close()
     # a client that asks for no page gets the API's JSON
     request = urllib.request.Request(shopper.url + "/persons/maya", headers={"Accept": "*/*"})
     with pytest.raises(urllib.error.HTTPError) as answer:
