@@ -451,3 +451,39 @@ def test_text_puts_the_counts_first_and_caps_each_code(cli: Cli) -> None:
     assert "more finding(s) not listed (1 of each code shown" in out
     everything = cli("check", MESSY, "--plan", PLAN, "--max-findings", "0", code=1).stdout
     assert "not listed" not in everything
+
+
+def test_a_terminal_sees_check_progress_and_a_pipe_does_not(tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_fixture import records
+
+    fixture = tmp_path / "traffic.ndjson"
+    fixture.write_text("".join(json.dumps(r) + "\n" for r in records(8_000, seed=3)))
+    assert fixture.stat().st_size > 1_000_000  # past the size a bar is shown for
+    command = [sys.executable, "-m", "cio_anon", "check", str(fixture), "--format", "json"]
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=follower, env={**os.environ, "COLUMNS": "100"}
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process is done with it
+            break
+        if not chunk:
+            break
+        seen += chunk
+    stdout, _ = process.communicate(timeout=120)
+    os.close(leader)
+    assert b"Replaying" in seen, seen[-500:]
+    assert json.loads(stdout)["records"] == 8_000
+    piped = subprocess.run(command, capture_output=True, timeout=120)
+    assert piped.stderr == b""
+    assert json.loads(piped.stdout) == json.loads(stdout)
