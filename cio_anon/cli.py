@@ -349,21 +349,25 @@ def run(
     return result
 
 
-def read_fixtures(files: Iterable[Path]) -> list[Path]:
-    """The fixture files replay and check read (a folder: the files under it). A file
-    that is not there, or a folder with none, is a usage error: one sentence, exit 2,
-    before anything is read or written. `-` is standard input."""
-    from cio_anon.ingest.fixtures import fixture_files
-
-    for path in files:
-        if str(path) != "-" and not path.exists():
-            typer.echo(f"Error: {path}: no such file.", err=True)
-            raise typer.Exit(2)
+@contextlib.contextmanager
+def usage_errors(*errors: type[Exception]) -> Iterator[None]:
+    """What these errors say, as a usage error: one sentence on stderr, exit 2 (a domain
+    error is exit 1, in `handle_errors`)."""
     try:
-        return fixture_files(files)
-    except InvalidInput as error:
+        yield
+    except errors as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
+
+
+def read_fixtures(files: Iterable[Path]) -> list[Path]:
+    """The fixture files replay and check read (a folder: the files under it). A file
+    that is not there, or a folder with none, is a usage error, said before anything is
+    read or written."""
+    from cio_anon.ingest.fixtures import fixture_files
+
+    with usage_errors(InvalidInput):
+        return fixture_files(files)
 
 
 def parse_json_object(text: str, *, what: str) -> dict[str, Any]:
@@ -818,21 +822,23 @@ def show(
     from cio_anon import service
     from cio_anon.present import documents, render
 
-    if html is not None:
-        from cio_anon import web
-
-        page = run(
-            db,
-            at,
-            lambda ws, now: web.person_page(ws, now, identifier, standalone=True, label=str(db)),
-            write=False,
+    if html is None:
+        profile = run(
+            db, at, lambda ws, now: service.show(ws, now, identifier=identifier), write=False
         )
-        write_out(page, html, private=True)
-        typer.echo(f"Wrote {html}", err=True)
-        if not as_json:
-            return
-    profile = run(db, at, lambda ws, now: service.show(ws, now, identifier=identifier), write=False)
-    emit(as_json, documents.profile_json(profile), lambda: render.profile_text(profile))
+        emit(as_json, documents.profile_json(profile), lambda: render.profile_text(profile))
+        return
+    from cio_anon import web
+
+    def page_and_profile(ws: "Workspace", now: datetime) -> tuple[str, Any]:
+        page = web.person_page(ws, now, identifier, standalone=True, label=str(db))
+        return page, service.show(ws, now, identifier=identifier) if as_json else None
+
+    page, profile = run(db, at, page_and_profile, write=False)
+    write_out(page, html, private=True)
+    typer.echo(f"Wrote {html}", err=True)
+    if profile is not None:  # --json: the profile as well, from the same reading
+        emit(True, documents.profile_json(profile), lambda: render.profile_text(profile))
 
 
 @app.command(epilog=epilog("people"))
@@ -1393,14 +1399,11 @@ def check(
     fmt = report_format(format, report.FORMATS, as_json=as_json)
     if fail_on not in SEVERITIES:
         raise typer.BadParameter("use error or warning", param_hint="--fail-on")
-    try:
+    with usage_errors(plan_module.PlanError):
         loaded = None if plan is None else plan_module.load_plan(plan)
-    except plan_module.PlanError as error:
-        typer.echo(f"Error: {error}", err=True)
-        raise typer.Exit(2) from None
     fixtures = read_fixtures(fixtures)
-    with _progress(list(fixtures)) as advance:
-        found = check_module.check(list(fixtures), loaded, resolve_now(at), progress=advance)
+    with _progress(fixtures) as advance:
+        found = check_module.check(fixtures, loaded, resolve_now(at), progress=advance)
     if write_baseline is not None:
         write_out(jsonio.dumps(check_module.baseline_json(found)), write_baseline)
         typer.echo(
@@ -1459,11 +1462,8 @@ def diff_command(
 
     fmt = report_format(format, report.FORMATS, as_json=as_json)
     now = resolve_now(at)
-    try:
+    with usage_errors(InvalidInput):
         found = diff_module.compare(diff_module.load([base], now), diff_module.load([new], now))
-    except InvalidInput as error:
-        typer.echo(f"Error: {error}", err=True)
-        raise typer.Exit(2) from None
     rendered = report.render(found, fmt)
     print_report(rendered, output)
     if html is not None:

@@ -19,6 +19,35 @@ from cio_anon.store import Workspace
 T0 = pendulum.datetime(2026, 3, 1, 9, 0, 0, tz="UTC")
 
 
+def on_a_terminal(command: list[str], folder: Path) -> tuple[int, bytes, bytes]:
+    """Run `command` with its stderr on a pseudo-terminal: its exit code, what the
+    terminal showed, and its stdout (kept in a file of `folder`: a pipe nobody reads
+    while the terminal is read would fill and stop the process)."""
+    import os
+    import pty
+    import subprocess
+
+    leader, follower = pty.openpty()
+    kept = folder / "stdout"
+    with kept.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=follower, env={**os.environ, "COLUMNS": "100"}
+        )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process is done with it
+            break
+        if not chunk:
+            break
+        seen += chunk
+    process.wait(timeout=120)
+    os.close(leader)
+    return process.returncode, seen, kept.read_bytes()
+
+
 def t(**delta: float) -> DateTime:
     """A time relative to T0."""
     return T0 + pendulum.duration(**delta)

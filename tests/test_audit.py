@@ -433,30 +433,15 @@ def test_progress_is_told_each_step_and_how_far_it_is(
 
 
 def test_a_terminal_sees_the_steps_and_a_pipe_does_not(tmp_path: Path) -> None:
-    import os
-    import pty
     import subprocess
     import sys
 
+    from tests.conftest import on_a_terminal
+
     export = _generated_export(tmp_path, 60_000)
     command = [sys.executable, "-m", "cio_anon", "audit", str(export), "--json"]
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=follower, env={**os.environ, "COLUMNS": "100"}
-    )
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed: the process is done with it
-            break
-        if not chunk:
-            break
-        seen += chunk
-    stdout, _ = process.communicate(timeout=120)
-    os.close(leader)
-    assert process.returncode in (0, 1)
+    returncode, seen, stdout = on_a_terminal(command, tmp_path)
+    assert returncode in (0, 1)
     assert b"Reading the exports" in seen or b"Placing events" in seen, seen[-500:]
     assert json.loads(stdout)["records"] == len(export.read_text().splitlines())
     piped = subprocess.run(command, capture_output=True, timeout=120)

@@ -454,10 +454,10 @@ def test_text_puts_the_counts_first_and_caps_each_code(cli: Cli) -> None:
 
 
 def test_a_terminal_sees_check_progress_and_a_pipe_does_not(tmp_path: Path) -> None:
-    import os
-    import pty
     import subprocess
     import sys
+
+    from tests.conftest import on_a_terminal
 
     sys.path.insert(0, str(ROOT / "bench"))
     from make_fixture import records
@@ -466,28 +466,9 @@ def test_a_terminal_sees_check_progress_and_a_pipe_does_not(tmp_path: Path) -> N
     fixture.write_text("".join(json.dumps(r) + "\n" for r in records(8_000, seed=3)))
     assert fixture.stat().st_size > 1_000_000  # past the size a bar is shown for
     command = [sys.executable, "-m", "cio_anon", "check", str(fixture), "--format", "json"]
-    leader, follower = pty.openpty()
-    report = tmp_path / "report.json"
-    # stdout to a file: a pipe nobody reads while the terminal is read would fill and
-    # stop the process
-    with report.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=follower, env={**os.environ, "COLUMNS": "100"}
-        )
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed: the process is done with it
-            break
-        if not chunk:
-            break
-        seen += chunk
-    process.wait(timeout=120)
-    os.close(leader)
+    _, seen, stdout = on_a_terminal(command, tmp_path)
     assert b"Replaying" in seen, seen[-500:]
-    shown = json.loads(report.read_bytes())
+    shown = json.loads(stdout)
     assert shown["records"] == 8_000
     piped = subprocess.run(command, capture_output=True, timeout=120)
     assert piped.stderr == b""

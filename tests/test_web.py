@@ -233,17 +233,8 @@ def test_the_exported_page_looks_as_the_served_one(
     import stat
 
     out = tmp_path / "maya.html"
-    at = READ_AT.isoformat()
-    cli(
-        "show",
-        "maya@example.com",
-        "--html",
-        str(out),
-        "--db",
-        str(tmp_path / "shop.db"),
-        "--at",
-        at,
-    )
+    show = ("show", "maya@example.com", "--html", str(out), "--db", str(tmp_path / "shop.db"))
+    cli(*show, "--at", READ_AT.isoformat())
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     probe = (
         "() => ['body', 'h1', 'table#identified th', 'table#identified td'].map(s => {"
@@ -259,17 +250,7 @@ def test_the_exported_page_looks_as_the_served_one(
     assert looks == served_looks
     assert "Times" not in looks[0][0]  # a page without its stylesheet falls back to serif
     # with --json the profile is printed too
-    both = cli(
-        "show",
-        "maya@example.com",
-        "--html",
-        str(out),
-        "--db",
-        str(tmp_path / "shop.db"),
-        "--at",
-        at,
-        "--json",
-    )
+    both = cli(*show, "--at", READ_AT.isoformat(), "--json")
     assert both["person"]["email"] == "maya@example.com"
 
 

@@ -34,7 +34,7 @@ def as_json(report: Report) -> dict[str, Any]:
             "errors": report.count("error"),
             "warnings": report.count("warning"),
             "known": len(report.known),
-            "by_code": dict(sorted(Counter(f.code for f in report.findings).items())),
+            "by_code": dict(sorted(report.by_code().items())),
         },
         "baseline": report.baseline,
         "findings": [
@@ -65,7 +65,7 @@ def as_text(report: Report, per_code: int = 20) -> RenderableType:
     parts: list[RenderableType] = [Text(summary + ".", style="bold")]
     if not report.findings:
         return Group(*parts)
-    codes = Counter(f.code for f in report.findings)
+    codes = report.by_code()
     rollup = Table(title="By code", title_justify="left")
     for column in ("code", "severity", "findings"):
         rollup.add_column(column, no_wrap=True, justify="right" if column == "findings" else "left")

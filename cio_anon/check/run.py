@@ -14,11 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cio_anon import jsonio, rules, service
+from cio_anon import rules, service
 from cio_anon.check.plans import CASES, Plan, json_path
-from cio_anon.errors import InvalidInput
 from cio_anon.ingest import Identify, Operation, Track
-from cio_anon.ingest.fixtures import display_name
+from cio_anon.ingest.fixtures import display_name, read_document
 from cio_anon.replay import ReplaySummary, replay
 from cio_anon.replay.apply import Source
 from cio_anon.replay.files import Progress
@@ -44,6 +43,10 @@ class Report:
 
     def count(self, severity: str) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
+
+    def by_code(self) -> Counter[str]:
+        """How many findings of each code."""
+        return Counter(f.code for f in self.findings)
 
     def fails(self, fail_on: str) -> bool:
         levels = failing(fail_on)
@@ -143,16 +146,7 @@ def baseline_json(report: Report) -> dict[str, Any]:
 def accept_known(report: Report, baseline: Path) -> None:
     """Move the findings the baseline holds to `report.known`: each entry accepts one
     finding with its code, file and sentence; what is left is new."""
-    try:
-        doc = jsonio.loads(baseline.read_bytes())
-    except OSError as error:
-        raise InvalidInput(f"Cannot read the baseline {baseline}: {error.strerror}.") from None
-    except ValueError as error:
-        raise InvalidInput(f"The baseline {baseline} is not JSON: {error}.") from None
-    if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT:
-        raise InvalidInput(
-            f"{baseline} is not a baseline written by `cio-anon check --write-baseline`."
-        )
+    doc = read_document(baseline, BASELINE_FORMAT, 1, "cio-anon check --write-baseline")
     accepted = Counter(
         (str(e.get("code")), str(e.get("file")), str(e.get("message")))
         for e in doc.get("findings", [])

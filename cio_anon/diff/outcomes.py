@@ -25,9 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cio_anon import jsonio, service
+from cio_anon import service
 from cio_anon.errors import InvalidInput
-from cio_anon.ingest.fixtures import files_named
+from cio_anon.ingest.fixtures import files_named, read_document
 from cio_anon.models import Event
 from cio_anon.present.documents import facts_json
 from cio_anon.present.words import duration_text
@@ -200,16 +200,7 @@ def _is_outcomes_file(path: Path) -> bool:
 
 
 def _read_outcomes(path: Path) -> Outcomes:
-    try:
-        doc = jsonio.loads(path.read_bytes())
-    except ValueError as error:
-        raise InvalidInput(f"{path}: not an outcomes file ({error}).") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise InvalidInput(f"{path}: not an outcomes file written by `cio-anon diff --accept`.")
-    if doc.get("version") != FORMAT_VERSION:
-        raise InvalidInput(
-            f"{path}: outcomes format {doc.get('version')!r}; this cio-anon reads {FORMAT_VERSION}."
-        )
+    doc = read_document(path, FORMAT, FORMAT_VERSION, "cio-anon diff --accept")
     try:
         events = [Outcome(**item) for item in doc["events"]]
     except (KeyError, TypeError) as error:

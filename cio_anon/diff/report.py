@@ -14,6 +14,7 @@ from rich.text import Text
 from cio_anon import __version__, jsonio
 from cio_anon.diff.compare import Change, Diff
 from cio_anon.diff.outcomes import Outcome
+from cio_anon.present.render import add_row, visible
 
 JSON_SCHEMA_VERSION = 1
 FORMATS = ("text", "json", "junit", "github")
@@ -74,14 +75,29 @@ def _verdict(outcome: Outcome) -> str:
     return f"{outcome.person or 'anonymous'}, {outcome.rule}, {campaign}"
 
 
+def _why(outcome: Outcome) -> str:
+    """Why an outcome is as it is: explain's sentence, and the timeline behind it."""
+    return outcome.reason + (f" ({outcome.timeline})" if outcome.timeline else "")
+
+
 def sentence(change: Change) -> str:
     """One change in words: before → after, and why it is so now."""
     after = change.after
-    why = f" ({after.timeline})" if after.timeline else ""
-    return f"{after.key}: {_verdict(change.before)} → {_verdict(after)}. {after.reason}{why}"
+    return f"{after.key}: {_verdict(change.before)} → {_verdict(after)}. {_why(after)}"
+
+
+def _counts(title: str, key: str, counts: dict[str, tuple[int, int]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in (key, "base", "new"):
+        table.add_column(column)
+    for name, (was, now) in counts.items():
+        add_row(table, name, f"{was:,}", f"{now:,}")
+    return table
 
 
 def as_text(diff: Diff) -> RenderableType:
+    """The changed events, then the counts that moved, then a line that sums it up. Event
+    names and ids are the recording's: printed as text, never as markup."""
     parts: list[RenderableType] = []
     if diff.changed:
         table = Table(title="Changed", title_justify="left")
@@ -89,43 +105,29 @@ def as_text(diff: Diff) -> RenderableType:
             table.add_column(column, overflow="fold")
         for change in diff.changed:
             after = change.after
-            table.add_row(
-                change.after.key,
-                _verdict(change.before),
-                Text(_verdict(after), style="bold"),
-                after.reason + (f" ({after.timeline})" if after.timeline else ""),
-            )
+            now = Text(visible(_verdict(after)), style="bold")
+            add_row(table, after.key, _verdict(change.before), now, _why(after))
         parts.append(table)
-    rules = diff.rules()
-    if rules:
-        table = Table(title="Events per rule", title_justify="left")
-        for column in ("rule", "base", "new"):
-            table.add_column(column)
-        for rule, (was, now) in rules.items():
-            table.add_row(rule, f"{was:,}", f"{now:,}")
-        parts.append(table)
-    people = diff.people()
-    if people:
-        table = Table(title="Events per person", title_justify="left")
-        for column in ("person", "base", "new"):
-            table.add_column(column)
-        for person, (was, now) in people.items():
-            table.add_row(person, f"{was:,}", f"{now:,}")
-        parts.append(table)
+    for title, key, counts in (
+        ("Events per rule", "rule", diff.rules()),
+        ("Events per person", "person", diff.people()),
+    ):
+        if counts:
+            parts.append(_counts(title, key, counts))
     for title, outcomes in (
         ("Only in the new run", diff.added),
         ("Only in the base", diff.missing),
     ):
         if outcomes:
-            parts.append(Text(f"{title}: " + ", ".join(o.key for o in outcomes)))
-    verdict = (
+            parts.append(Text(visible(f"{title}: " + ", ".join(o.key for o in outcomes))))
+    summary = (
         f"{len(diff.changed):,} event(s) changed hands or rules"
         if diff.differs
         else "No event changed hands or rules"
     )
     parts.append(
         Text(
-            f"{verdict}; {diff.unchanged:,} unchanged, {len(diff.added):,} added, "
+            f"{summary}; {diff.unchanged:,} unchanged, {len(diff.added):,} added, "
             f"{len(diff.missing):,} missing (matched by {diff.matched_by}).",
             style="bold",
         )

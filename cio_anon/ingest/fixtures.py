@@ -78,6 +78,25 @@ def files_named(patterns: Sequence[str], suffixes: tuple[str, ...], what: str) -
     return found
 
 
+def read_document(path: Path, kind: str, version: int, written_by: str) -> dict[str, Any]:
+    """A JSON document cio-anon wrote for a team to keep (`{"format": kind, "version":
+    version, ...}`: a check baseline, diff's expected outcomes), or a sentence saying
+    what the file is not. `written_by` names the command that writes one."""
+    try:
+        document = jsonio.loads(path.read_bytes())
+    except OSError as error:
+        raise InvalidInput(f"Cannot read {path}: {error.strerror}.") from None
+    except ValueError as error:
+        raise InvalidInput(f"{path} is not JSON ({error}).") from None
+    if not isinstance(document, dict) or document.get("format") != kind:
+        raise InvalidInput(f"{path} is not a {kind} file written by `{written_by}`.")
+    if document.get("version") != version:
+        raise InvalidInput(
+            f"{path}: {kind} version {document.get('version')!r}; this cio-anon reads {version}."
+        )
+    return document
+
+
 BOM = b"\xef\xbb\xbf"
 """The UTF-8 byte-order mark some editors write first."""
 FIXTURE_SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz")
@@ -86,10 +105,15 @@ FIXTURE_SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".j
 
 def fixture_files(paths: Iterable[Path]) -> list[Path]:
     """The files replay and check read for what they were given: a folder is every
-    fixture file under it, in name order; `-` is standard input."""
+    fixture file under it, in name order; `-` is standard input. A file that is not
+    there, or a folder with none, is refused before anything is read."""
     found: list[Path] = []
     for path in paths:
-        if path != STDIN and path.is_dir():
+        if path == STDIN:
+            found.append(path)
+        elif not path.exists():
+            raise InvalidInput(f"{path}: no such file.")
+        elif path.is_dir():
             found += files_named([str(path)], FIXTURE_SUFFIXES, "fixture files")
         else:
             found.append(path)

@@ -69,7 +69,7 @@ def _table(*columns: str, **options: Any) -> Table:
     return Table(*columns, **options)
 
 
-def _add_row(table: Table, *cells: str | Text) -> None:
+def add_row(table: Table, *cells: str | Text) -> None:
     """A table row of user data: every cell literal text, never Rich markup."""
     table.add_row(*(cell if isinstance(cell, Text) else _text(cell) for cell in cells))
 
@@ -93,7 +93,7 @@ def log_text(page: LogPage) -> RenderableType:
             table.add_column(column, overflow="fold")
         for row in page.identified:
             event = row.event
-            _add_row(
+            add_row(
                 table,
                 time_text(row.timestamp),
                 row.person.label if row.person else "—",
@@ -115,7 +115,7 @@ def log_text(page: LogPage) -> RenderableType:
             assert event is not None
             who = f"invite → {event.recipient}" if event.is_invite else row.anonymous_id or ""
             left = retention_left(event, page.now)
-            _add_row(table, time_text(row.timestamp), who, row.type, row.name or "", left)
+            add_row(table, time_text(row.timestamp), who, row.type, row.name or "", left)
         if not page.anonymous:
             table.caption = "no anonymous activity"
         elif page.next_anonymous:
@@ -167,31 +167,31 @@ def purge_text(result: PurgeResult) -> RenderableType:
     table.add_column("Anonymous ID")
     table.add_column("Events", justify="right")
     for anonymous_id, count in sorted(result.deleted.items()):
-        _add_row(table, anonymous_id, f"{count:,}")
+        add_row(table, anonymous_id, f"{count:,}")
     return table
 
 
 def settings_text(settings: Settings) -> RenderableType:
     table = _table(show_header=False)
-    _add_row(table, "created_at", time_text(settings.created_at))
-    _add_row(table, "anonymous_merge", "on" if settings.anonymous_merge else "off")
+    add_row(table, "created_at", time_text(settings.created_at))
+    add_row(table, "anonymous_merge", "on" if settings.anonymous_merge else "off")
     return table
 
 
 def profile_text(profile: Profile) -> RenderableType:
     person = profile.person
     ident = _table(title=_text(person.ref().label), title_justify="left", show_header=False)
-    _add_row(ident, "cio_id", person.cio_id)
-    _add_row(ident, "id", person.id or "—")
-    _add_row(ident, "email", person.email or "—")
-    _add_row(ident, "created (UTC)", time_text(person.created_at))
+    add_row(ident, "cio_id", person.cio_id)
+    add_row(ident, "id", person.id or "—")
+    add_row(ident, "email", person.email or "—")
+    add_row(ident, "created (UTC)", time_text(person.created_at))
     for name, value in sorted(person.attributes.items()):
-        _add_row(ident, name, str(value))
+        add_row(ident, name, str(value))
     counts = profile.counts
     events = _table(title="Events", title_justify="left")
     for column in ("total", "tracked", "merged", "inherited", "campaign-eligible"):
         events.add_column(column, justify="right")
-    _add_row(
+    add_row(
         events,
         *map(
             str,
@@ -208,26 +208,26 @@ def profile_text(profile: Profile) -> RenderableType:
     anon.add_column("anonymous_id")
     anon.add_column("assigned at (UTC)")
     for a in profile.anonymous_ids:
-        _add_row(anon, a.anonymous_id, time_text(a.assigned_at))
+        add_row(anon, a.anonymous_id, time_text(a.assigned_at))
     merges = _table(title="Merge history", title_justify="left")
     merges.add_column("Time (UTC)")
     merges.add_column("Activity")
     for row in profile.merges:
-        _add_row(merges, time_text(row.timestamp), activity_summary(row))
+        add_row(merges, time_text(row.timestamp), activity_summary(row))
     parts: list[RenderableType] = [ident, events, anon, merges]
     if profile.devices:
         devices = _table(
             "device", "platform", "last used (UTC)", title="Devices", title_justify="left"
         )
         for d in profile.devices:
-            _add_row(devices, d.device_id, d.platform or "—", time_text(d.last_used))
+            add_row(devices, d.device_id, d.platform or "—", time_text(d.last_used))
         parts.append(devices)
     if profile.relationships:
         related = _table(
             "object type", "object id", "attributes", title="Relationships", title_justify="left"
         )
         for r in profile.relationships:
-            _add_row(related, r.object_type_id, r.object_id, jsonio.dumps(r.object_attributes))
+            add_row(related, r.object_type_id, r.object_id, jsonio.dumps(r.object_attributes))
         parts.append(related)
     return _group(*parts)
 
@@ -237,7 +237,7 @@ def people_text(people: list[tuple[Person, int]]) -> RenderableType:
     for column in ("cio_id", "id", "email", "created (UTC)", "events"):
         table.add_column(column)
     for person, count in people:
-        _add_row(
+        add_row(
             table,
             person.cio_id,
             person.id or "—",
@@ -268,7 +268,7 @@ def explain_text(explanation: Explanation) -> RenderableType:
         lines.append(_text(f"Source: {explanation.source}"))
     facts = _table(show_header=False, title="Facts (UTC)", title_justify="left")
     for name, value in decision.facts.items():
-        _add_row(facts, name, time_text(value) if isinstance(value, datetime) else str(value))
+        add_row(facts, name, time_text(value) if isinstance(value, datetime) else str(value))
     lines.append(facts)
     return _group(*lines)
 
@@ -292,7 +292,7 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
         rows.append(("calls stored, not modelled, or ignored", tally.ignored))
     rows += [(f"warnings: {rule}", count) for rule, count in sorted(tally.warnings.items())]
     for label, value in rows:
-        _add_row(table, label, f"{value:,}")
+        add_row(table, label, f"{value:,}")
     lines: list[RenderableType] = [table]
     if summary.ok:
         held = (
@@ -357,7 +357,7 @@ def _rules_table(
         widest = [len(word) for word in rule.split("_")] + [len(c[index]) for c in cells.values()]
         column.min_width = column.max_width = max(widest)
     for name, row_cells in cells.items():
-        _add_row(table, name, *row_cells)
+        add_row(table, name, *row_cells)
     return table
 
 
@@ -369,7 +369,7 @@ def audit_text(report: AuditReport) -> RenderableType:
         "rule", "events", title=f"{report.events:,} events in {report.records:,} records"
     )
     for rule, count in report.rules.items():
-        _add_row(per_rule, rule, f"{count:,}")
+        add_row(per_rule, rule, f"{count:,}")
     by_day = _rules_table("day", rules, "Per day (received, UTC)", report.by_day)
     by_source = _rules_table("source", rules, "Per source (context.library.name)", report.by_source)
     on_people = sum(report.campaigns.values())
