@@ -1405,7 +1405,7 @@ def check(
     with _progress(fixtures) as advance:
         found = check_module.check(fixtures, loaded, resolve_now(at), progress=advance)
     if write_baseline is not None:
-        write_out(jsonio.dumps(check_module.baseline_json(found)), write_baseline)
+        write_out(jsonio.dumps_indented(check_module.baseline_json(found)), write_baseline)
         typer.echo(
             f"Wrote {len(found.findings):,} finding(s) to the baseline {write_baseline}.",
             err=True,
@@ -1469,7 +1469,7 @@ def diff_command(
     if html is not None:
         write_out(report.as_html(found), html, private=True)
     if accept is not None:
-        write_out(jsonio.dumps(found.new.as_json()), accept)
+        write_out(jsonio.dumps_indented(found.new.as_json()), accept)
         typer.echo(f"Accepted: {len(found.new.events):,} outcomes written to {accept}.", err=True)
         return
     if found.differs:

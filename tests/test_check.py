@@ -404,6 +404,8 @@ def test_a_baseline_accepts_known_findings_and_fails_on_a_new_one(cli: Cli, tmp_
     wrote = cli("check", MESSY, "--plan", PLAN, "--write-baseline", str(baseline), code=0)
     everything = findings(cli, MESSY, "--plan", PLAN)
     assert f"Wrote {len(everything)} finding(s) to the baseline" in wrote.stderr
+    # kept in the team's repository: one value a line, so a review's diff shows what moved
+    assert len(baseline.read_text().splitlines()) > 3 * len(everything)
     accepted = cli("check", MESSY, "--plan", PLAN, "--baseline", str(baseline), "--json")
     assert (accepted["findings"], accepted["summary"]["known"]) == ([], len(everything))
     # the same traffic with one more problem: only that one is new, and it fails

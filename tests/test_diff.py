@@ -90,6 +90,9 @@ def test_accepted_outcomes_are_the_base_a_repository_keeps(cli: Cli, tmp_path: P
     assert "5 outcomes written" in done.stderr
     kept = json.loads(expected.read_text())
     assert (kept["format"], kept["version"], len(kept["events"])) == ("cio-anon outcomes", 1, 5)
+    # kept in the team's repository: one value a line, so a review's diff shows what moved
+    lines = [line.strip() for line in expected.read_text().splitlines()]
+    assert '"rule": "merged_in_window",' in lines
     fresh = _write(tmp_path / "pr-1.ndjson", journey(7, identify_before_checkout=120))
     assert cli("diff", str(expected), str(fresh), "--json")["differs"] is False
     moved = _write(tmp_path / "pr-2.ndjson", journey(8, identify_before_checkout=360))
