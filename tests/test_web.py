@@ -273,9 +273,23 @@ def test_a_page_that_is_not_there_is_a_page_for_a_browser(browser: Any, shopper:
     assert json.loads(answer.value.read())["meta"]["errors"] == ["No such path: /persons/maya"]
 
 
+def _holding_the_first(held: list[Any]) -> Any:
+    """A route handler that keeps the first request it sees in `held` (unanswered) and lets
+    the rest through."""
+
+    def handle(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    return handle
+
+
 def test_pages_show_new_activity_without_a_reload(browser: Any, tmp_path: Path) -> None:
     """Someone clicking through their app watches the web view: serve's pages, and `ui`'s
-    over a workspace another process writes, show each new call by themselves."""
+    over a workspace another process writes, show each new call by themselves, a call made
+    before the page first asks whether anything changed included."""
     import contextlib
     import json
     import urllib.request
@@ -285,7 +299,11 @@ def test_pages_show_new_activity_without_a_reload(browser: Any, tmp_path: Path) 
         serving = contextlib.contextmanager(_serve)(db, pages_only=pages_only)
         space = serving.__enter__()
         page = browser.new_page()
+        held: list[Any] = []  # the page's first ask, held until the call below is made
+        page.route("**/changes", _holding_the_first(held))
         page.goto(space.url + "/people")
+        while not held:
+            page.wait_for_timeout(50)
         person = f"live-{int(pages_only)}"
         if pages_only:
             with service.opened(db, READ_AT, write=True) as workspace:
@@ -300,6 +318,7 @@ def test_pages_show_new_activity_without_a_reload(browser: Any, tmp_path: Path) 
             )
             with urllib.request.urlopen(request, timeout=10) as answer:
                 assert answer.status == 200
+        held[0].continue_()
         page.get_by_role("link", name=person).wait_for(timeout=10_000)
         page.close()
         serving.__exit__(None, None, None)

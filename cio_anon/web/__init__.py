@@ -89,7 +89,13 @@ def _ago(moment: datetime, now: datetime) -> str:
 
 
 def render(template: str, **context: Any) -> str:
-    defaults = {"standalone": False, "inline_css": None, "query": None, "workspace": ""}
+    defaults = {
+        "standalone": False,
+        "inline_css": None,
+        "query": None,
+        "workspace": "",
+        "mark": None,
+    }
     return environment().get_template(template).render({**defaults, **context})
 
 
@@ -105,8 +111,10 @@ def person_page(
     before: str | None = None,
     standalone: bool = False,
     label: str = "",
+    mark: str | None = None,
 ) -> str:
-    """The person page (`standalone`: both tabs, the stylesheet inline, no links)."""
+    """The person page (`standalone`: both tabs, the stylesheet inline, no links; `mark`:
+    the workspace's change mark when it was read, for the page's reload-on-change)."""
     profile = service.show(workspace, now, identifier=identifier)
     ident = f"cio_{profile.person.cio_id}"
     if standalone:
@@ -130,6 +138,7 @@ def person_page(
         standalone=standalone,
         inline_css=stylesheet() if standalone else None,
         workspace=label,
+        mark=mark,
     )
 
 
@@ -143,7 +152,7 @@ Guard = Callable[[Request], Response | None]
 def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) -> list[Route]:
     """The pages, read-only (GET and HEAD)."""
 
-    def page(build: Callable[[Request, datetime], Awaitable[str]]) -> Callable[..., Any]:
+    def page(build: Callable[[Request, datetime, str], Awaitable[str]]) -> Callable[..., Any]:
         async def endpoint(request: Request) -> Response:
             refused = guard(request)
             if refused is not None:
@@ -151,7 +160,10 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
             if request.method not in ("GET", "HEAD"):
                 return _error(405, "Not allowed", "These pages only read.", label)
             try:
-                return HTMLResponse(await build(request, clock()), headers=PAGE_HEADERS)
+                # the mark before the read: a change committed in between reloads the
+                # page once more, and none is missed (live.js starts from this mark)
+                mark = await ask(lambda ws: ws.change_mark())
+                return HTMLResponse(await build(request, clock(), mark), headers=PAGE_HEADERS)
             except NotFound as error:
                 return _error(404, "Not found", str(error), label)
             except CioAnonError as error:
@@ -159,7 +171,7 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
 
         return endpoint
 
-    async def index(request: Request, now: datetime) -> str:
+    async def index(request: Request, now: datetime, mark: str) -> str:
         def read(ws: Workspace) -> dict[str, Any]:
             return {
                 "settings": ws.settings(),
@@ -174,10 +186,16 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
             "campaign": _days(rules.CAMPAIGN_WINDOW),
         }
         return render(
-            "index.html", title="Workspace", now=now, constants=constants, workspace=label, **found
+            "index.html",
+            title="Workspace",
+            now=now,
+            constants=constants,
+            workspace=label,
+            mark=mark,
+            **found,
         )
 
-    async def people(request: Request, now: datetime) -> str:
+    async def people(request: Request, now: datetime, mark: str) -> str:
         query = request.query_params.get("q", "").strip()
         found = await ask(
             lambda ws: (
@@ -185,27 +203,40 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
             )
         )
         return render(
-            "people.html", title="People", people=found, query=query, now=now, workspace=label
+            "people.html",
+            title="People",
+            people=found,
+            query=query,
+            now=now,
+            workspace=label,
+            mark=mark,
         )
 
-    async def person(request: Request, now: datetime) -> str:
+    async def person(request: Request, now: datetime, mark: str) -> str:
         tab = request.query_params.get("tab", "identified")
         if tab not in service.TABS:
             tab = "identified"
         identifier = request.path_params["ident"]
         before = request.query_params.get("before") or None
         return await ask(  # type: ignore[no-any-return]
-            lambda ws: person_page(ws, now, identifier, tab=tab, before=before, label=label)
+            lambda ws: person_page(
+                ws, now, identifier, tab=tab, before=before, label=label, mark=mark
+            )
         )
 
-    async def event(request: Request, now: datetime) -> str:
+    async def event(request: Request, now: datetime, mark: str) -> str:
         event_id = request.path_params["event_id"]
         explanation = await ask(lambda ws: service.explain(ws, now, event_id=event_id))
         return render(
-            "event.html", title=explanation.name, explanation=explanation, now=now, workspace=label
+            "event.html",
+            title=explanation.name,
+            explanation=explanation,
+            now=now,
+            workspace=label,
+            mark=mark,
         )
 
-    async def anonymous(request: Request, now: datetime) -> str:
+    async def anonymous(request: Request, now: datetime, mark: str) -> str:
         anonymous_id = request.path_params["anonymous_id"]
         tab = request.query_params.get("tab", "anonymous")
         tab = tab if tab in service.TABS else "anonymous"
@@ -230,6 +261,7 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
             next=following,
             now=now,
             workspace=label,
+            mark=mark,
         )
 
     def shipped(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:
