@@ -104,23 +104,59 @@ def test_the_benchmark_traffic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         write(tmp_path / "one.ndjson", records[:17_000]),
         write(tmp_path / "two.ndjson", records[17_000:]),
     ]
-    taken: list[batch.Call] = []
-    left: list[Any] = []
-    add, fallback = batch.Batch.add, replay_module._File.fallback
-    monkeypatch.setattr(
-        batch.Batch, "add", lambda self, call: taken.append(call) or add(self, call)
-    )
-    monkeypatch.setattr(
-        replay_module._File, "fallback", lambda self, r: left.append(r) or fallback(self, r)
-    )
-    with service.opened(tmp_path / "count.db", NOW, write=True) as workspace:
-        replay(workspace, NOW, files[:1])
-    assert len(taken) == sum(1 for r in records[:17_000] if "type" in r) and not left
-    monkeypatch.undo()
-
+    assert_all_taken_in_bulk(tmp_path, files, monkeypatch)
     tables = assert_same_both_ways(tmp_path, files, monkeypatch)
     rules_seen = {row[12] for row in tables["events"]}
     assert {"anonymous", "merged_on_identify", "window_closed", "campaign_eligible"} <= rules_seen
+
+
+def assert_all_taken_in_bulk(
+    tmp_path: Path, files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every Data Pipelines record of `files` is plain, and the bulk path leaves none of
+    them to the service (replayed in a workspace of their own)."""
+    taken: list[batch.Call] = []
+    left: list[Any] = []
+    with monkeypatch.context() as patched:
+        add, fallback = batch.Batch.add, replay_module._File.fallback
+        patched.setattr(
+            batch.Batch, "add", lambda self, call: taken.append(call) or add(self, call)
+        )
+        patched.setattr(
+            replay_module._File, "fallback", lambda self, r: left.append(r) or fallback(self, r)
+        )
+        with service.opened(tmp_path / "count.db", NOW, write=True) as workspace:
+            replay(workspace, NOW, files)
+    messages = sum(1 for f in files for line in f.open() if '"type"' in line)
+    assert len(taken) == messages and left == []
+    (tmp_path / "count.db").unlink()
+
+
+@pytest.mark.parametrize("shape", ["sessions", "hostile"])
+def test_session_and_hostile_traffic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    """The benchmark's session traffic (identified events naming both ids, logins
+    repeated, reset() and a later login, shared browsers, tracks creating their person,
+    late app events, retries) and its hostile mix (ids reused by others, events long
+    after the window, identifies repeated): all in bulk, every row as the service's."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_sessions import generate
+
+    records = list(generate(shape, 12_000))
+    files = [
+        write(tmp_path / "one.ndjson", records[:7_000]),
+        write(tmp_path / "two.ndjson", records[7_000:]),
+    ]
+    assert_all_taken_in_bulk(tmp_path, files, monkeypatch)
+    with monkeypatch.context() as patched:
+        patched.setattr(batch, "CHUNK", 500)  # more runs, each meeting the last's writes
+        tables = assert_same_both_ways(tmp_path, files, patched)
+    identifies = [r for r in records if r["type"] == "identify"]
+    pairs = {(r["anonymousId"], r["userId"]) for r in identifies}
+    assert len(tables["assignments"]) < len(pairs) < len(identifies)  # ids taken, logins again
+    if shape == "sessions":  # people a server-side track created
+        assert any(row[1].startswith("billing-") for row in tables["people"])
 
 
 def test_chunks_end_where_the_service_takes_over(

@@ -5,11 +5,13 @@ A record is *plain* (`plain`) when it is a Data Pipelines `track` or `identify` 
 the service would take without a question. It is read by the reader the service uses
 (`pipelines.parse_message`), and plain when that reads a Track or an Identify with a
 receive time, a person named by id (not by email or cio_id), no `_update`, `id` or
-`anonymous_id` trait, nothing over Customer.io's limits. Anything else — and a plain
-call that meets a case the bulk path leaves to the service (an anonymous id assigned
-before, traits sent for it, a suppression, merging off, a track that creates its
-person, an email changing hands) — goes through the service, one call at a time,
-after what came before it is written.
+`anonymous_id` trait, nothing over Customer.io's limits. That is what sessions are made
+of: anonymous tracks, tracks naming a person (known or created by the track), identifies
+that assign an id, repeat an assignment or meet an id someone else holds, late events,
+retries. Anything else — and a plain call that meets a case the bulk path leaves to the
+service (traits sent for the anonymous id, a suppression, merging off, an email changing
+hands) — goes through the service, one call at a time, after what came before it is
+written.
 
 A run of plain calls (`CHUNK` at most) is applied in three steps: everything it reads
 is read in a handful of queries (events with its message ids, the assignments of its
@@ -233,6 +235,11 @@ class _Run:
         self.stored_pending = workspace.pending_of(
             [a for a in identified if a not in self.assignments]
         )
+        self.stayed: dict[str, set[Rule]] = workspace.pending_rules_of(
+            [a for a in identified if a in self.assignments]
+        )
+        """The rules under which an assigned id's earlier events stayed anonymous (an
+        identify that names the id again says them)."""
         self.waiting: dict[str, list[Event]] = {}
         """This run's events that are still anonymous, by anonymous id."""
         self.created: int | None = None
@@ -268,14 +275,17 @@ class _Run:
     # -- track --------------------------------------------------------------------------
 
     def _track(self, call: Call) -> bool:
-        """Apply a plain track; False when the service must (it creates its person)."""
+        """Apply a plain track (creating its person, as the APIs do, if unknown); False
+        when the service must (a person to create while suppressions exist)."""
         at, happened = call.at, call.happened
         assert happened is not None
         owner = None
         if call.user_id is not None:
             owner = self.people.get(call.user_id)
             if owner is None:
-                return False  # the service creates the person, as identify would
+                if self.suppressions:
+                    return False  # the service refuses a suppressed identifier
+                owner = self._create(call.user_id, at)
         event = Event(
             event_id=call.message_id or new_event_id(at),
             name=call.name,
@@ -340,9 +350,9 @@ class _Run:
         if self.suppressions or (anonymous_id is not None and anonymous_id in self.profiled):
             return False
         person = self.people.get(call.user_id)
+        decision = None
         if anonymous_id is not None:
-            # the service's decision (`service.people.assign`); this path takes only a new
-            # assignment, and leaves the rest (taken, merging off, assigned before) to it
+            # the service's decision (`service.people.assign`); merging off is left to it
             decision = rules.decide_assignment(
                 anonymous_id=anonymous_id,
                 cio_id="" if person is None else person.cio_id,  # a new person: no claim yet
@@ -350,15 +360,14 @@ class _Run:
                 merge_enabled=self.merge_enabled,
                 now=at,
             )
-            if not decision.facts.get("newly_assigned"):
+            if decision.rule is Rule.MERGE_DISABLED:
                 return False
         email = call.traits.get("email")  # a string with text, or absent (see `plain`)
         if person is not None and email is not None and person.email not in (None, email.strip()):
             return False  # an email changing: the service saves the one who gave it up first
         created = person is None
         if person is None:
-            person = Person(self._next_cio_id(), call.user_id, None, {}, at, at)
-            self.people[call.user_id] = person
+            person = self._new_person(call.user_id, at)
         update = update_person(self._holder, person, _updates(call), at)
         if person.email is not None:
             self.holders[rules.email_key(person.email)] = person.cio_id
@@ -366,8 +375,11 @@ class _Run:
             [Activity(person.cio_id, ActivityType.PROFILE_CREATE, at, {})] if created else []
         )
         activities += update.activities
-        if anonymous_id is not None:
-            activities += self._assign(person.cio_id, anonymous_id, at)
+        if decision is not None and anonymous_id is not None:
+            if decision.facts.get("newly_assigned"):
+                activities += self._assign(person.cio_id, anonymous_id, at)
+            else:
+                self._warn_assigned(decision.rule, anonymous_id)
         person.updated_at = at
         self.saved[person.cio_id] = person
         self.activities += activities
@@ -393,10 +405,37 @@ class _Run:
             else:
                 self.attached.append(event)
         self.tally.merged += len(merged)
-        self.tally.warnings.update({str(rule): 1 for rule in {e.rule for e in stayed}})
+        self.stayed[anonymous_id] = {e.rule for e in stayed}
+        self.tally.warnings.update({str(rule): 1 for rule in self.stayed[anonymous_id]})
         if not merged:
             return []
         return [anon_merge_activity(cio_id, anonymous_id, [e.timestamp for e in merged], at)]
+
+    def _warn_assigned(self, rule: Rule, anonymous_id: str) -> None:
+        """Count the warnings of an identify whose anonymous id was assigned before: taken
+        by someone else, or this person's already (then one for each rule its pending
+        events stayed under, as `service.people.assign` says them)."""
+        if rule is Rule.ANONYMOUS_ID_TAKEN:
+            self.tally.warnings[str(rule)] += 1
+            return
+        waiting = self.waiting.get(anonymous_id, [])
+        pending = self.stayed.get(anonymous_id, set()) | {event.rule for event in waiting}
+        self.tally.warnings.update({str(stayed): 1 for stayed in pending})
+
+    def _new_person(self, user_id: str, at: datetime) -> Person:
+        person = Person(self._next_cio_id(), user_id, None, {}, at, at)
+        self.people[user_id] = person
+        return person
+
+    def _create(self, user_id: str, at: datetime) -> Person:
+        """Create the person a track names, as `service.events.find_or_create` does: an
+        identify that sets nothing."""
+        person = self._new_person(user_id, at)
+        self.saved[person.cio_id] = person
+        self.activities.append(Activity(person.cio_id, ActivityType.PROFILE_CREATE, at, {}))
+        journal(self.workspace, at, Identify(user_id, {}, None, None), [person.cio_id], None)
+        self.tally.people_created += 1
+        return person
 
     def _holder(self, kind: IdentifierKind, value: str) -> str | None:
         if kind is IdentifierKind.EMAIL:

@@ -125,6 +125,18 @@ class EventTables(Store):
             found.setdefault(row["anonymous_id"], []).append(event_of(row))
         return found
 
+    def pending_rules_of(self, anonymous_ids: Sequence[str]) -> dict[str, set[Rule]]:
+        """The rules the pending events of each of these anonymous ids stayed under."""
+        rows = self._rows_among(
+            "SELECT DISTINCT anonymous_id, rule FROM events "
+            "WHERE cio_id IS NULL AND anonymous_id IN {ids}",
+            anonymous_ids,
+        )
+        found: dict[str, set[Rule]] = {}
+        for row in rows:
+            found.setdefault(row[0], set()).add(Rule(row[1]))
+        return found
+
     def _has_tombstones(self) -> bool:
         if self._tombstones is None:
             self._tombstones = bool(self._scalar("SELECT EXISTS (SELECT 1 FROM tombstones)"))
