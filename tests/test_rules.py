@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pendulum
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pendulum import DateTime
 
-from cio_anon import rules
+from cio_anon import clock, rules
 from cio_anon.errors import InvalidInput, RuleViolation
 from cio_anon.rules import Assignment, IdentifierKind, Provenance, Rule
 
@@ -226,3 +228,31 @@ def test_placement_is_consistent_with_the_windows(received: int, lag: int, merge
     if placement.merges:
         assert placement.merged_at == merge_time
         assert placement.decision.rule in (Rule.MERGED_ON_IDENTIFY, Rule.MERGED_IN_WINDOW)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+    ),
+    st.sampled_from(["auto", "milliseconds", "seconds"]),
+    st.sampled_from(["Z", "+00:00", "+02:00", "-05:30", ""]),
+)
+def test_an_iso_time_reads_as_the_same_instant_however_it_is_written(
+    moment: datetime, timespec: str, suffix: str
+) -> None:
+    """The times the SDKs send (ISO 8601 in UTC, with a Z) are read at once; every form
+    gives the instant it names, in UTC."""
+    offset = {"Z": 0, "+00:00": 0, "": 0, "+02:00": 120, "-05:30": -330}[suffix]
+    local = moment.astimezone(timezone(timedelta(minutes=offset))).replace(tzinfo=None)
+    text = local.isoformat(timespec=timespec) + suffix
+    parsed = clock.parse_time(text)
+    expected = moment.replace(microsecond=0) if timespec == "seconds" else moment
+    if timespec == "milliseconds":
+        expected = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    assert parsed == expected and parsed.tzinfo is UTC
+    assert clock.parse_time(" " + text + " ") == parsed  # the slower reading agrees
+
+
+def test_an_iso_time_before_1970_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="outside 1970-01-01"):
+        clock.parse_time("1969-12-31T23:59:59Z")
