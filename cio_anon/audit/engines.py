@@ -349,6 +349,9 @@ class Spark(Engine):
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")  # stderr is for our own words
             .config("spark.sql.session.timeZone", "UTC")
+            # instants in Parquet as DuckDB writes them (UTC-adjusted microseconds), not
+            # INT96, which readers take for times without a zone
+            .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         )
         if master is None:
             # one machine: room for the driver, which is the executor too, and few

@@ -1,0 +1,172 @@
+"""`audit --engine spark --spark-master spark://…` against a real standalone cluster: a
+master and two workers started on loopback from PySpark's own launch classes, each
+worker running its own executor, stopped by their process ids. The placements and the
+report equal DuckDB's on the same export."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.test_audit import spark_ready  # noqa: F401 (the fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+AT = "2026-12-01T00:00:00Z"
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for(log: Path, text: str, count: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text(errors="replace").count(text) >= count:
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.5)
+    pytest.fail(f"the cluster did not start ({text!r} not in {log}):\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def cluster(spark_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:  # noqa: F811
+    """The master's URL is in `folder / "url"`; the workers' work folders in w0, w1."""
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    folder = tmp_path_factory.mktemp("cluster")
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(home),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOG_DIR": str(folder),
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    launch = [str(home / "bin" / "spark-class")]
+    port = _free_port()
+    url = f"spark://127.0.0.1:{port}"
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, *arguments: str) -> tuple[Path, subprocess.Popen[bytes]]:
+        log = folder / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [*launch, *arguments], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+        processes.append(process)
+        return log, process
+
+    try:
+        master_log, master = start(
+            "master",
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(_free_port()),
+        )
+        _wait_for(master_log, "I have been elected leader", 1, master)
+        for index in range(2):
+            start(
+                f"worker{index}",
+                "org.apache.spark.deploy.worker.Worker",
+                url,
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                "1",
+                "--memory",
+                "1g",
+                "--webui-port",
+                str(_free_port()),
+                "--work-dir",
+                str(folder / f"w{index}"),
+            )
+        _wait_for(master_log, "Registering worker", 2, master)
+        (folder / "url").write_text(url)
+        yield folder
+    finally:
+        for process in processes:  # by process id: spark-class execs the JVM itself
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _audit(
+    export: Path, placements: Path, *engine: str, spark_options: dict[str, str] | None = None
+) -> dict[str, object]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cio_anon",
+            "audit",
+            str(export),
+            "--placements",
+            str(placements),
+            "--at",
+            AT,
+            "--json",
+            *engine,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(spark_options or {})},
+    )
+    assert done.returncode in (0, 1), done.stderr[-3000:]  # 1: findings at error level
+    report: dict[str, object] = json.loads(done.stdout)
+    return report
+
+
+def test_audit_on_a_standalone_cluster_agrees_with_duckdb(cluster: Path, tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_sessions import write
+
+    export = tmp_path / "sessions.ndjson"
+    write(export, "sessions", 4_000)
+    url = (cluster / "url").read_text()
+    on_duck = _audit(export, tmp_path / "duck.parquet")
+    on_cluster = _audit(
+        export,
+        tmp_path / "cluster.parquet",
+        "--engine",
+        "spark",
+        "--spark-master",
+        url,
+        # as docs/audit.md tells a user to size a job: Spark's own options, passed on
+        spark_options={
+            "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.shuffle.partitions=4 "
+            "--conf spark.executor.memory=512m pyspark-shell"
+        },
+    )
+    assert on_cluster.pop("engine") == "spark" and on_duck.pop("engine") == "duckdb"
+    assert on_cluster == on_duck
+    assert on_duck["rules"]
+    read = "SELECT * FROM read_parquet(?) ORDER BY ALL"
+    duck_rows = duckdb.execute(read, [str(tmp_path / "duck.parquet")]).fetchall()
+    cluster_rows = duckdb.execute(read, [str(tmp_path / "cluster.parquet")]).fetchall()
+    assert len(duck_rows) > 3_000 and cluster_rows == duck_rows
+    # the work ran on the cluster's executors: each worker started one for the audit
+    for worker in ("w0", "w1"):
+        assert list((cluster / worker).glob("app-*/*/stderr")), worker
