@@ -104,7 +104,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
 
     # whom each message names (`rules.message_person`), and how (`rules.resolve_identifier`)
     who = identity.message_person_sql("type", "user_id", "anonymous_id", "trait_email")
-    db.view(
+    db.table(  # a table: the steps below read it five times
         "named",
         f"""
         SELECT seq, type, who, anonymous_id, message_id, received_at, source, timestamp,
