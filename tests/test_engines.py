@@ -63,15 +63,15 @@ VALUES = [
 ]
 
 
-def _duckdb_forms(values: list[str]) -> list[tuple[Any, ...]]:
+def _duckdb_forms(values: list[str], all_plain: bool = False) -> list[tuple[Any, ...]]:
     db = audit.DuckDB()
     try:
-        return _forms(db, values)
+        return _forms(db, values, all_plain)
     finally:
         db.close()
 
 
-def _forms(db: audit.Engine, values: list[str]) -> list[tuple[Any, ...]]:
+def _forms(db: audit.Engine, values: list[str], all_plain: bool = False) -> list[tuple[Any, ...]]:
     db.rows_table("v", "seq BIGINT, value STRING", list(enumerate(values)))
     db.rows_table(
         identity.OUTSIDE_PLAIN,
@@ -79,13 +79,13 @@ def _forms(db: audit.Engine, values: list[str]) -> list[tuple[Any, ...]]:
         identity.outside_plain(v for v in values if not _plain(v)),
     )
     m = db.matches
-    stripped = identity.stripped_sql("value", m)
+    stripped = identity.stripped_sql("value", m, all_plain=all_plain)
     return [
         (str(value), folded, strip, kind, bool(placeholder))
         for value, folded, strip, kind, placeholder in db.rows(
-            f"SELECT value, {identity.fold_sql('value', m)}, {stripped}, "
+            f"SELECT value, {identity.fold_sql('value', m, all_plain=all_plain)}, {stripped}, "
             f"CASE WHEN {stripped} IS NOT NULL THEN {identity.kind_sql(stripped)} END, "
-            f"{identity.is_placeholder_sql('value', m)} FROM v ORDER BY seq"
+            f"{identity.is_placeholder_sql('value', m, all_plain=all_plain)} FROM v ORDER BY seq"
         )
     ]
 
@@ -107,6 +107,9 @@ def _python_forms(values: list[str]) -> list[tuple[Any, ...]]:
 
 def test_identity_rules_in_sql_answer_as_in_python() -> None:
     assert _duckdb_forms(VALUES) == _python_forms(VALUES)
+    # the short forms, for data whose identifiers are all printable ASCII, on such data
+    plain = [value for value in VALUES if _plain(value)]
+    assert len(plain) > 10 and _duckdb_forms(plain, all_plain=True) == _python_forms(plain)
 
 
 @settings(max_examples=60, deadline=None)

@@ -143,6 +143,9 @@ class Engine:
     """The table of every record's JSON text by seq."""
     refused: list[tuple[int, str, int, str]] = []
     """The records Customer.io would refuse for a limit (see `refusals`)."""
+    all_plain = False
+    """Whether every identifier staged is printable ASCII (`identity.PLAIN`): then the
+    identity forms are SQL's own trim and lower (see `identity.fold_sql`)."""
 
     def moment(self, seconds: str) -> str:
         """The SQL turning Unix seconds into a timestamp (UTC)."""

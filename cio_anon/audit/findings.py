@@ -42,8 +42,9 @@ def findings(db: Engine) -> list[Finding]:
         )
         found.append(Finding("anonymous_id_reused", file, record, message))
     ids = " UNION ALL ".join(
-        f"SELECT {identity.fold_sql(column, db.matches)} AS id, seq FROM staged "
-        f"WHERE {identity.is_placeholder_sql(column, db.matches)}"
+        f"SELECT {identity.fold_sql(column, db.matches, all_plain=db.all_plain)} AS id, "
+        f"seq FROM staged WHERE "
+        f"{identity.is_placeholder_sql(column, db.matches, all_plain=db.all_plain)}"
         for column in ("user_id", "anonymous_id")
     )
     for value, count, file, record in db.rows(

@@ -93,14 +93,15 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         f"AND NOT {matches(column, identity.PLAIN)}"
         for column in texts
     )
-    db.rows_table(
-        identity.OUTSIDE_PLAIN,
-        identity.OUTSIDE_PLAIN_COLUMNS,
-        identity.outside_plain(value for (value,) in db.rows(unplain)),
-    )
+    outside = identity.outside_plain(value for (value,) in db.rows(unplain))
+    db.rows_table(identity.OUTSIDE_PLAIN, identity.OUTSIDE_PLAIN_COLUMNS, outside)
+    db.all_plain = not outside  # then the forms need no test and no look-up
 
     def stripped(column: str) -> str:
-        return identity.stripped_sql(column, matches)
+        return identity.stripped_sql(column, matches, all_plain=db.all_plain)
+
+    def fold(column: str) -> str:
+        return identity.fold_sql(column, matches, all_plain=db.all_plain)
 
     # whom each message names (`rules.message_person`), and how (`rules.resolve_identifier`)
     who = identity.message_person_sql("type", "user_id", "anonymous_id", "trait_email")
@@ -109,8 +110,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         f"""
         SELECT seq, type, who, anonymous_id, message_id, received_at, source, timestamp,
                trait_email, kind,
-               CASE WHEN kind = '{IdentifierKind.EMAIL}' THEN {identity.fold_sql("who", matches)}
-               END AS email
+               CASE WHEN kind = '{IdentifierKind.EMAIL}' THEN {fold("who")} END AS email
         FROM (SELECT *, {identity.kind_sql("who")} AS kind
               FROM (SELECT seq, type, {who} AS who, anonymous_id, message_id, received_at,
                            source, timestamp, trait_email
@@ -128,7 +128,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     # An email names the person who has it: the first who had it — the person an email
     # created (sent as the userId), or the first userId that sent it as traits.email
     # (later ones cannot take it from them). Emails compare folded (`rules.fold`).
-    trait_key = identity.fold_sql("trait_email", matches)
+    trait_key = fold("trait_email")
     db.table(
         "email_claims",
         f"""

@@ -128,16 +128,21 @@ def _python_form(column: str, text: str) -> str:
     return f"(SELECT max(cio_{column}) FROM {OUTSIDE_PLAIN} WHERE cio_value = {text})"
 
 
-def fold_sql(text: str, matches: Matches) -> str:
-    """SQL: `fold(text)`."""
+def fold_sql(text: str, matches: Matches, *, all_plain: bool = False) -> str:
+    """SQL: `fold(text)`; `all_plain`: every identifier of the data is PLAIN (OUTSIDE_PLAIN
+    is empty), so SQL's own functions answer without a test."""
+    if all_plain:
+        return f"lower(trim({text}))"
     return (
         f"(CASE WHEN {matches(text, PLAIN)} THEN lower(trim({text})) "
         f"ELSE {_python_form('folded', text)} END)"
     )
 
 
-def stripped_sql(text: str, matches: Matches) -> str:
-    """SQL: `stripped(text)`."""
+def stripped_sql(text: str, matches: Matches, *, all_plain: bool = False) -> str:
+    """SQL: `stripped(text)` (`all_plain`: as for `fold_sql`)."""
+    if all_plain:
+        return f"nullif(trim({text}), '')"
     return (
         f"(CASE WHEN {matches(text, PLAIN)} THEN nullif(trim({text}), '') "
         f"ELSE {_python_form('stripped', text)} END)"
@@ -167,8 +172,8 @@ def message_person_sql(kind: str, user_id: str, anonymous_id: str, email: str) -
     )
 
 
-def is_placeholder_sql(text: str, matches: Matches) -> str:
-    """SQL: `is_placeholder(text)`."""
+def is_placeholder_sql(text: str, matches: Matches, *, all_plain: bool = False) -> str:
+    """SQL: `is_placeholder(text)` (`all_plain`: as for `fold_sql`)."""
     listed = ", ".join(f"'{value}'" for value in sorted(PLACEHOLDER_IDS))
-    key = fold_sql(text, matches)
+    key = fold_sql(text, matches, all_plain=all_plain)
     return f"({key} IN ({listed}) OR {matches(key, ZERO_UUID)})"
