@@ -45,14 +45,8 @@ def parse_time(value: object, *, what: str = "time") -> datetime:
     """
     if type(value) is int and 0 <= value <= _MAX_SECONDS:  # the common case, at once
         return datetime.fromtimestamp(value, UTC)
-    if type(value) is str and value[4:5] == "-":  # what the SDKs send: ISO-8601 in UTC
-        try:
-            native = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if native.tzinfo is UTC and native.year >= 1970:
-                return native
+    if type(value) is str and value[4:5] == "-":  # ISO-8601 (no number has a dash there)
+        return _from_iso(value.strip(), what)
     if isinstance(value, bool):
         raise InvalidInput(f"The {what} {value!r} is not a time: use ISO-8601 or Unix seconds.")
     if isinstance(value, int | float):
@@ -88,6 +82,8 @@ def _from_iso(text: str, what: str) -> datetime:
             pass
         else:
             moment = native if native.tzinfo else native.replace(tzinfo=UTC)
+            if moment.tzinfo is UTC and 1970 <= moment.year < 9999:
+                return moment  # what the SDKs send, at once
             _from_seconds(moment.timestamp(), what, text)  # refuses one out of range
             return moment.astimezone(UTC)  # exact: seconds as a float lose microseconds
     import pendulum  # noqa: PLC0415 (only for the rarer ISO-8601 forms)
