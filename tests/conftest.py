@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from cio_anon import service
 from cio_anon.cli import app
 from cio_anon.store import Workspace
+from tests.pyclients import python_clients  # noqa: F401  (a fixture)
 
 T0 = pendulum.datetime(2026, 3, 1, 9, 0, 0, tz="UTC")
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from cio_anon import audit
 from cio_anon.errors import InvalidInput
+from tests.pyclients import PythonClients
 from tests.test_setrules import _message, _stream, engine_placements, together
 
 Cli = Callable[..., Any]
@@ -472,13 +473,11 @@ def test_a_generated_month_archive_agrees_with_replay(tmp_path: Path) -> None:
 
 
 def test_a_serve_recording_of_the_official_client_is_audited_as_replayed(
-    cli: Cli, tmp_path: Path
+    cli: Cli, tmp_path: Path, python_clients: PythonClients
 ) -> None:
     """customerio-cdp-analytics (batched, so /v1/batch) and single calls against a real
     `serve --record`; the recording audits to what replaying it stores, event by event,
     and a Track API call in it is refused at its own line."""
-    from customerio.analytics import Client
-
     from cio_anon import service
     from tests.conftest import T0
     from tests.test_serve import WRITE, start
@@ -486,16 +485,24 @@ def test_a_serve_recording_of_the_official_client_is_audited_as_replayed(
     record = tmp_path / "traffic.ndjson"
     running, instance = start(tmp_path, write_key=WRITE, record=record, fixed_now=T0)
     try:
-        client = Client(WRITE, host=running.url, sync_mode=False, upload_interval=0.05)
-        for visitor in range(6):
-            anonymous_id = f"a-{visitor}"
-            client.page(anonymous_id=anonymous_id, name="Home", properties={"url": "https://x.io/"})
-            client.track(anonymous_id=anonymous_id, event="Added to Cart", properties={"n": 1})
-            if visitor % 2 == 0:
-                client.identify(user_id=f"u-{visitor}", anonymous_id=anonymous_id)
-                client.track(user_id=f"u-{visitor}", event="Order Completed")
-        client.flush()
-        client.join()
+        python_clients.run(
+            """
+            from customerio.analytics import Client
+
+            client = Client(WRITE, host=URL, sync_mode=False, upload_interval=0.05)
+            for visitor in range(6):
+                anonymous_id = f"a-{visitor}"
+                client.page(anonymous_id=anonymous_id, name="Home", properties={"url": "https://x.io/"})
+                client.track(anonymous_id=anonymous_id, event="Added to Cart", properties={"n": 1})
+                if visitor % 2 == 0:
+                    client.identify(user_id=f"u-{visitor}", anonymous_id=anonymous_id)
+                    client.track(user_id=f"u-{visitor}", event="Order Completed")
+            client.flush()
+            client.join()
+            """,
+            running.url,
+            WRITE,
+        )
         single = {"anonymousId": "a-1", "event": "Came Back", "messageId": "back-1"}
         headers = {"Authorization": f"Bearer {WRITE}"}
         assert running.call("POST", "/v1/track", single, headers=headers)[0] == 200

@@ -1,7 +1,8 @@
 """The clients teams use, run against `cio-anon serve`, every public method that reaches
 it: customerio (Python Track), customerio-cdp-analytics, segment-analytics-python,
-rudder-sdk-python, and — when Node and npm are here — customerio-node,
-@customerio/cdp-analytics-node and @segment/analytics-node."""
+rudder-sdk-python (the last three in their own environment: tests/pyclients.py), and —
+when Node and npm are here — customerio-node, @customerio/cdp-analytics-node and
+@segment/analytics-node."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.pyclients import PythonClients
 from tests.test_serve import KEY, SITE, WRITE, Running, serving, track_client
 
 NODE_PACKAGES = ("customerio-node@5", "@customerio/cdp-analytics-node", "@segment/analytics-node")
@@ -71,56 +73,76 @@ def test_customerio_track_client_every_method(tls: Running) -> None:
     assert tls.call("GET", "/_cio-anon/profile/cal")[0] == 404
 
 
-def test_cdp_analytics_client_group_and_semantic_events(plain: Running) -> None:
-    from customerio.analytics import Client
+def test_cdp_analytics_client_group_and_semantic_events(
+    plain: Running, python_clients: PythonClients
+) -> None:
+    python_clients.run(
+        """
+        from customerio.analytics import Client
 
-    client = Client(WRITE, host=plain.url, sync_mode=True, max_retries=0)
-    client.identify(user_id="u-1", traits={"email": "u1@example.com"})
-    client.group(user_id="u-1", group_id="globex", traits={"name": "Globex"})
-    client.track(
-        user_id="u-1",
-        event="Device Created or Updated",
-        properties={"device": {"token": "tok-u1", "type": "ios"}},
+        client = Client(WRITE, host=URL, sync_mode=True, max_retries=0)
+        client.identify(user_id="u-1", traits={"email": "u1@example.com"})
+        client.group(user_id="u-1", group_id="globex", traits={"name": "Globex"})
+        client.track(
+            user_id="u-1",
+            event="Device Created or Updated",
+            properties={"device": {"token": "tok-u1", "type": "ios"}},
+        )
+        client.page(user_id="u-1", name="Home", properties={"url": "https://x.io/"})
+        client.screen(user_id="u-1", name="Settings")
+        client.alias(previous_id="a-1", user_id="u-1")
+        client.flush()
+        """,
+        plain.url,
+        WRITE,
     )
-    client.page(user_id="u-1", name="Home", properties={"url": "https://x.io/"})
-    client.screen(user_id="u-1", name="Settings")
-    client.alias(previous_id="a-1", user_id="u-1")
-    client.flush()
     profile = plain.inspect("profile/u-1")
     assert [r["object_id"] for r in profile["relationships"]] == ["globex"]
     assert [d["device_id"] for d in profile["devices"]] == ["tok-u1"]
     assert profile["events"]["total"] == 2  # the semantic event acted, was not stored
 
 
-def test_segment_python_client(plain: Running) -> None:
-    from segment.analytics import Client
+def test_segment_python_client(plain: Running, python_clients: PythonClients) -> None:
+    python_clients.run(
+        """
+        from segment.analytics import Client
 
-    client = Client(WRITE, host=plain.url, sync_mode=True, max_retries=0)
-    client.identify("s-1", {"email": "s1@example.com"}, anonymous_id="anon-s")
-    client.track("s-1", "Order Completed", {"total": 5})
-    client.page("s-1", "Docs", "Home", {"url": "https://x.io/docs"})
-    client.screen("s-1", "App", "Home")
-    client.group("s-1", "team-1", {"name": "Team"})
-    client.alias("anon-s", "s-1")
-    client.flush()
+        client = Client(WRITE, host=URL, sync_mode=True, max_retries=0)
+        client.identify("s-1", {"email": "s1@example.com"}, anonymous_id="anon-s")
+        client.track("s-1", "Order Completed", {"total": 5})
+        client.page("s-1", "Docs", "Home", {"url": "https://x.io/docs"})
+        client.screen("s-1", "App", "Home")
+        client.group("s-1", "team-1", {"name": "Team"})
+        client.alias("anon-s", "s-1")
+        client.flush()
+        """,
+        plain.url,
+        WRITE,
+    )
     profile = plain.inspect("profile/s-1")
     assert profile["person"]["email"] == "s1@example.com"
     assert profile["events"]["total"] == 3
     assert [r["object_id"] for r in profile["relationships"]] == ["team-1"]
 
 
-def test_rudder_python_client(plain: Running) -> None:
-    import rudderstack.analytics as rudder
+def test_rudder_python_client(plain: Running, python_clients: PythonClients) -> None:
+    python_clients.run(
+        """
+        import rudderstack.analytics as rudder
 
-    rudder.write_key, rudder.dataPlaneUrl = WRITE, plain.url
-    rudder.sync_mode, rudder.max_retries = True, 0
-    rudder.identify("r-1", {"email": "r1@example.com"}, anonymous_id="anon-r")
-    rudder.track("r-1", "Order Completed", {"total": 9})
-    rudder.page("r-1", "Docs", "Home", {"url": "https://x.io/docs"})
-    rudder.screen("r-1", "App", "Home")
-    rudder.group("r-1", "org-1", {"name": "Org"})
-    rudder.alias("anon-r", "r-1")
-    rudder.flush()
+        rudder.write_key, rudder.dataPlaneUrl = WRITE, URL
+        rudder.sync_mode, rudder.max_retries = True, 0
+        rudder.identify("r-1", {"email": "r1@example.com"}, anonymous_id="anon-r")
+        rudder.track("r-1", "Order Completed", {"total": 9})
+        rudder.page("r-1", "Docs", "Home", {"url": "https://x.io/docs"})
+        rudder.screen("r-1", "App", "Home")
+        rudder.group("r-1", "org-1", {"name": "Org"})
+        rudder.alias("anon-r", "r-1")
+        rudder.flush()
+        """,
+        plain.url,
+        WRITE,
+    )
     profile = plain.inspect("profile/r-1")
     assert profile["person"]["email"] == "r1@example.com"
     assert profile["events"]["total"] == 3

@@ -23,6 +23,7 @@ import trustme
 from cio_anon import server
 from cio_anon.replay import replay_into
 from tests.conftest import T0
+from tests.pyclients import PythonClients
 
 SITE, KEY, WRITE = "site-1", "api-secret", "cdp-secret"
 INSPECT = "inspect-secret"
@@ -185,24 +186,30 @@ def test_track_client_with_wrong_credentials_stores_nothing(served: Running) -> 
 
 
 @pytest.mark.parametrize("sync", [True, False], ids=["sync", "batched"])
-def test_pipelines_client(tmp_path: Path, sync: bool) -> None:
+def test_pipelines_client(tmp_path: Path, sync: bool, python_clients: PythonClients) -> None:
     """customerio-cdp-analytics, in sync mode and batched."""
-    from customerio.analytics import Client
-
     running, instance = start(tmp_path, write_key=WRITE)
     try:
-        client = Client(
-            WRITE, host=running.url, sync_mode=sync, max_retries=0, upload_interval=0.05
+        python_clients.run(
+            f"""
+            from customerio.analytics import Client
+
+            client = Client(
+                WRITE, host=URL, sync_mode={sync}, max_retries=0, upload_interval=0.05
+            )
+            client.page(anonymous_id="a-77", name="Home", properties={{"url": "https://x.io/"}})
+            client.track(anonymous_id="a-77", event="Added to Cart", properties={{"sku": "S1"}})
+            client.identify(user_id="u-77", anonymous_id="a-77", traits={{"email": "u77@x.io"}})
+            client.screen(user_id="u-77", name="Settings")
+            client.track(user_id="u-77", event="Order Completed", properties={{"total": 5}})
+            client.alias(previous_id="a-77", user_id="u-77")
+            client.flush()
+            if not {sync}:
+                client.join()
+            """,
+            running.url,
+            WRITE,
         )
-        client.page(anonymous_id="a-77", name="Home", properties={"url": "https://x.io/"})
-        client.track(anonymous_id="a-77", event="Added to Cart", properties={"sku": "S1"})
-        client.identify(user_id="u-77", anonymous_id="a-77", traits={"email": "u77@x.io"})
-        client.screen(user_id="u-77", name="Settings")
-        client.track(user_id="u-77", event="Order Completed", properties={"total": 5})
-        client.alias(previous_id="a-77", user_id="u-77")
-        client.flush()
-        if not sync:
-            client.join()
         profile = running.inspect("profile/u-77")
         assert profile["person"]["email"] == "u77@x.io"
         assert profile["events"]["merged"] == 2 and profile["events"]["tracked"] == 2
