@@ -71,7 +71,7 @@ def findings(db: Engine) -> list[Finding]:
         )
         found.append(Finding("split_profile", file, record, message))
     late = db.rows(
-        "SELECT count(*) AS n, min(seq) AS seq FROM placed WHERE rule = 'window_closed'"
+        "SELECT count(*) AS n, min(seq) AS seq FROM placements WHERE rule = 'window_closed'"
     )[0]
     if late[0]:
         file, record = db.rows(f"SELECT file, record FROM staged WHERE seq = {int(late[1])}")[0]

@@ -80,15 +80,6 @@ def audit(
         records = stage(db, paths)
         db.begin("Placing events")
         db.table("placements", setrules.PLACEMENTS)
-        db.begin("Counting")
-        # every staged event: placed, or a duplicate of an event id seen before
-        db.table(
-            "placed",
-            "SELECT e.seq, e.event_id, coalesce(p.rule, 'duplicate') AS rule, p.person, "
-            "coalesce(p.can_trigger, false) AS can_trigger, e.source, "
-            "CAST(floor(e.received_at / 86400) AS BIGINT) AS day "
-            "FROM staged_events e LEFT JOIN placements p ON p.seq = e.seq",
-        )
         if placements_out is not None:
             db.begin("Writing placements")
             db.write_parquet(
@@ -98,10 +89,15 @@ def audit(
                 placements_out,
             )
         db.begin("Counting")
+        # every staged event: placed, or a duplicate of an event id seen before (counted
+        # in one pass over the join, not kept: nothing else reads it)
         tally = _tally(
             db.rows(
-                "SELECT day, source, rule, person IS NOT NULL, can_trigger, count(*) "
-                "FROM placed GROUP BY day, source, rule, person IS NOT NULL, can_trigger"
+                "SELECT CAST(floor(e.received_at / 86400) AS BIGINT), e.source, "
+                "coalesce(p.rule, 'duplicate'), p.person IS NOT NULL, "
+                "coalesce(p.can_trigger, false), count(*) "
+                "FROM staged_events e LEFT JOIN placements p ON p.seq = e.seq "
+                "GROUP BY 1, 2, 3, 4, 5"
             )
         )
         db.begin("Looking for identity findings")

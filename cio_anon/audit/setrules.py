@@ -85,8 +85,9 @@ SELECT event_id,
        anonymous_id,
        seq
 FROM ruled
-ORDER BY seq
 """
+"""Every event's placement, in no order (a reader that needs stream order sorts by seq:
+the engines keep a table's rows in no order either)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def place(records: Iterable[Mapping[str, Any]]) -> list[Placement]:
     try:
         conn.executescript(STAGING)
         stage(conn, records)
-        return placed(conn.execute(PLACEMENTS))
+        return placed(conn.execute(f"{PLACEMENTS} ORDER BY seq"))
     finally:
         conn.close()
 

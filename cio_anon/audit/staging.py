@@ -171,14 +171,18 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
               WHERE named_person IS NOT NULL GROUP BY named_person) p
         """,
     )
+    # Only the messages naming someone by cio_id look people up (a join of every message
+    # with every person would hold the people in memory beside all the messages).
+    cio_id = f"'{IdentifierKind.CIO_ID}'"
     db.view(
         "people_named",
         f"""
-        SELECT n.*, coalesce(n.named_person, p.person) AS person
-        FROM people_by_id n
-        LEFT JOIN people p ON n.kind = '{IdentifierKind.CIO_ID}'
-                          AND p.cio_id = substr(n.who, 5) AND p.created < n.seq
-        WHERE n.who IS NOT NULL OR n.anonymous_id IS NOT NULL
+        SELECT n.*, n.named_person AS person FROM people_by_id n
+        WHERE n.kind IS DISTINCT FROM {cio_id} AND (n.who IS NOT NULL OR n.anonymous_id IS NOT NULL)
+        UNION ALL
+        SELECT n.*, p.person FROM people_by_id n
+        LEFT JOIN people p ON p.cio_id = substr(n.who, 5) AND p.created < n.seq
+        WHERE n.kind = {cio_id}
         """,
     )
     db.table(
