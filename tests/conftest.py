@@ -49,6 +49,15 @@ def on_a_terminal(command: list[str], folder: Path) -> tuple[int, bytes, bytes]:
     return process.returncode, seen, kept.read_bytes()
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a process told its port up front)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def t(**delta: float) -> DateTime:
     """A time relative to T0."""
     return T0 + pendulum.duration(**delta)

@@ -30,9 +30,9 @@ PRELUDE = "import sys\nURL, WRITE = sys.argv[1], sys.argv[2]\n"
 class PythonClients:
     python: Path
 
-    def run(self, script: str, url: str, write_key: str) -> str:
-        """Run `script` (client calls; `URL` and `WRITE` are defined) and return its
-        stdout; a script that fails fails the test with its stderr."""
+    def run(self, script: str, url: str, write_key: str) -> None:
+        """Run `script` (client calls; `URL` and `WRITE` are defined); a script that
+        fails fails the test with its stderr."""
         done = subprocess.run(
             [str(self.python), "-c", PRELUDE + textwrap.dedent(script), url, write_key],
             capture_output=True,
@@ -42,7 +42,6 @@ class PythonClients:
             env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
         )
         assert done.returncode == 0, done.stderr
-        return done.stdout
 
 
 def _build(folder: Path) -> str | None:

@@ -7,7 +7,6 @@ import contextlib
 import gzip
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import trustme
 
 from cio_anon import server
 from cio_anon.replay import replay_into
-from tests.conftest import T0
+from tests.conftest import T0, free_port
 from tests.pyclients import PythonClients
 
 SITE, KEY, WRITE = "site-1", "api-secret", "cdp-secret"
@@ -364,9 +363,7 @@ def test_refuses_public_address_without_credentials(tmp_path: Path) -> None:
 
 
 def test_sigterm_finishes_and_commits(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     db = tmp_path / "term.db"
     process = subprocess.Popen(
         [sys.executable, "-m", "cio_anon", "serve", "--port", str(port), "--db", str(db)],

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from cio_anon import server
+from tests.conftest import free_port
 from tests.test_serve import KEY, SITE, TRACK_AUTH, WRITE, Running, client_for, serving, start
 
 TOKEN = "inspect-secret"
@@ -372,9 +373,7 @@ def test_a_thousand_connects_do_not_wait_for_the_backlog(guarded: Running) -> No
 def _serve_process(
     tmp_path: Path, *options: str, stderr: Any = subprocess.PIPE
 ) -> tuple[int, subprocess.Popen[str]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         serve_argv(port, tmp_path / "p.db", *options),
         stdout=subprocess.PIPE,

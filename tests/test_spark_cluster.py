@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.conftest import free_port
 from tests.test_audit import spark_ready  # noqa: F401 (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 AT = "2026-12-01T00:00:00Z"
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_for(log: Path, text: str, count: int, process: subprocess.Popen[bytes]) -> None:
@@ -57,7 +51,7 @@ def cluster(spark_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "PYSPARK_PYTHON": sys.executable,
     }
     launch = [str(home / "bin" / "spark-class")]
-    port = _free_port()
+    port = free_port()
     url = f"spark://127.0.0.1:{port}"
     processes: list[subprocess.Popen[bytes]] = []
 
@@ -79,7 +73,7 @@ def cluster(spark_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "--port",
             str(port),
             "--webui-port",
-            str(_free_port()),
+            str(free_port()),
         )
         _wait_for(master_log, "I have been elected leader", 1, master)
         for index in range(2):
@@ -94,7 +88,7 @@ def cluster(spark_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 "--memory",
                 "1g",
                 "--webui-port",
-                str(_free_port()),
+                str(free_port()),
                 "--work-dir",
                 str(folder / f"w{index}"),
             )

@@ -16,6 +16,7 @@ from typing import Any
 from cio_anon import rules
 from cio_anon.audit.exports import AuditError, Export, is_array
 from cio_anon.errors import InvalidInput
+from cio_anon.rules import identity
 
 ENGINES = ("duckdb", "spark")
 PROGRESS_POLL = 0.1
@@ -146,6 +147,20 @@ class Engine:
     all_plain = False
     """Whether every identifier staged is printable ASCII (`identity.PLAIN`): then the
     identity forms are SQL's own trim and lower (see `identity.fold_sql`)."""
+
+    # -- the identity rules' SQL forms, as this engine and its data need them ----------
+
+    def fold(self, text: str) -> str:
+        """SQL: `rules.fold(text)`."""
+        return identity.fold_sql(text, self.matches, all_plain=self.all_plain)
+
+    def stripped(self, text: str) -> str:
+        """SQL: `rules.stripped(text)`."""
+        return identity.stripped_sql(text, self.matches, all_plain=self.all_plain)
+
+    def is_placeholder(self, text: str) -> str:
+        """SQL: `rules.is_placeholder(text)`."""
+        return identity.is_placeholder_sql(text, self.matches, all_plain=self.all_plain)
 
     def moment(self, seconds: str) -> str:
         """The SQL turning Unix seconds into a timestamp (UTC)."""

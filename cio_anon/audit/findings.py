@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cio_anon.audit.engines import Engine
-from cio_anon.rules import identity
 
 if TYPE_CHECKING:
     from cio_anon.rules.findings import Finding
@@ -42,9 +41,7 @@ def findings(db: Engine) -> list[Finding]:
         )
         found.append(Finding("anonymous_id_reused", file, record, message))
     ids = " UNION ALL ".join(
-        f"SELECT {identity.fold_sql(column, db.matches, all_plain=db.all_plain)} AS id, "
-        f"seq FROM staged WHERE "
-        f"{identity.is_placeholder_sql(column, db.matches, all_plain=db.all_plain)}"
+        f"SELECT {db.fold(column)} AS id, seq FROM staged WHERE {db.is_placeholder(column)}"
         for column in ("user_id", "anonymous_id")
     )
     for value, count, file, record in db.rows(

@@ -97,12 +97,6 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     db.rows_table(identity.OUTSIDE_PLAIN, identity.OUTSIDE_PLAIN_COLUMNS, outside)
     db.all_plain = not outside  # then the forms need no test and no look-up
 
-    def stripped(column: str) -> str:
-        return identity.stripped_sql(column, matches, all_plain=db.all_plain)
-
-    def fold(column: str) -> str:
-        return identity.fold_sql(column, matches, all_plain=db.all_plain)
-
     # whom each message names (`rules.message_person`), and how (`rules.resolve_identifier`)
     who = identity.message_person_sql("type", "user_id", "anonymous_id", "trait_email")
     db.table(  # a table: the steps below read it five times
@@ -110,15 +104,15 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         f"""
         SELECT seq, type, who, anonymous_id, message_id, received_at, source, timestamp,
                trait_email, kind,
-               CASE WHEN kind = '{IdentifierKind.EMAIL}' THEN {fold("who")} END AS email
+               CASE WHEN kind = '{IdentifierKind.EMAIL}' THEN {db.fold("who")} END AS email
         FROM (SELECT *, {identity.kind_sql("who")} AS kind
               FROM (SELECT seq, type, {who} AS who, anonymous_id, message_id, received_at,
                            source, timestamp, trait_email
-                    FROM (SELECT seq, type, {stripped("user_id")} AS user_id,
-                                 {stripped("anonymous_id")} AS anonymous_id,
-                                 {stripped("message_id")} AS message_id, received_at, source,
+                    FROM (SELECT seq, type, {db.stripped("user_id")} AS user_id,
+                                 {db.stripped("anonymous_id")} AS anonymous_id,
+                                 {db.stripped("message_id")} AS message_id, received_at, source,
                                  coalesce(happened, received_at) AS timestamp,
-                                 {stripped("trait_email")} AS trait_email
+                                 {db.stripped("trait_email")} AS trait_email
                           FROM staged
                           WHERE op IS NULL AND seq NOT IN (SELECT seq FROM refused)
                             AND (type IN ('identify', 'page', 'screen')
@@ -128,7 +122,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     # An email names the person who has it: the first who had it — the person an email
     # created (sent as the userId), or the first userId that sent it as traits.email
     # (later ones cannot take it from them). Emails compare folded (`rules.fold`).
-    trait_key = fold("trait_email")
+    trait_key = db.fold("trait_email")
     db.table(
         "email_claims",
         f"""

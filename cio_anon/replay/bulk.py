@@ -24,6 +24,7 @@ is written with one `executemany` per table. The differential tests
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,7 +42,7 @@ from cio_anon.replay.apply import Tally
 from cio_anon.rules import Assignment, IdentifierKind, Rule
 from cio_anon.rules.identity import cio_id_of
 from cio_anon.service.events import new_event_id
-from cio_anon.service.people import update_person
+from cio_anon.service.people import reassigned_warnings, unmerged_warnings, update_person
 from cio_anon.service.shared import (
     anon_merge_activity,
     journal,
@@ -235,7 +236,7 @@ class _Run:
         self.stored_pending = workspace.pending_of(
             [a for a in identified if a not in self.assignments]
         )
-        self.stayed: dict[str, set[Rule]] = workspace.pending_rules_of(
+        self.stayed: dict[str, Counter[Rule]] = workspace.pending_rules_of(
             [a for a in identified if a in self.assignments]
         )
         """The rules under which an assigned id's earlier events stayed anonymous (an
@@ -405,8 +406,9 @@ class _Run:
             else:
                 self.attached.append(event)
         self.tally.merged += len(merged)
-        self.stayed[anonymous_id] = {e.rule for e in stayed}
-        self.tally.warnings.update({str(rule): 1 for rule in self.stayed[anonymous_id]})
+        self.stayed[anonymous_id] = Counter(e.rule for e in stayed)
+        warnings = unmerged_warnings(anonymous_id, self.stayed[anonymous_id])
+        self.tally.warnings.update(str(w.rule) for w in warnings)
         if not merged:
             return []
         return [anon_merge_activity(cio_id, anonymous_id, [e.timestamp for e in merged], at)]
@@ -418,9 +420,11 @@ class _Run:
         if rule is Rule.ANONYMOUS_ID_TAKEN:
             self.tally.warnings[str(rule)] += 1
             return
-        waiting = self.waiting.get(anonymous_id, [])
-        pending = self.stayed.get(anonymous_id, set()) | {event.rule for event in waiting}
-        self.tally.warnings.update({str(stayed): 1 for stayed in pending})
+        pending = self.stayed.get(anonymous_id, Counter()) + Counter(
+            event.rule for event in self.waiting.get(anonymous_id, [])
+        )
+        warnings = reassigned_warnings(anonymous_id, pending)
+        self.tally.warnings.update(str(w.rule) for w in warnings)
 
     def _new_person(self, user_id: str, at: datetime) -> Person:
         person = Person(self._next_cio_id(), user_id, None, {}, at, at)

@@ -257,21 +257,8 @@ def _assign(workspace: Workspace, now: datetime, person: Person, anonymous_id: s
         )
         return Assigned(decision.rule, warnings=[Warning(decision.rule, decision.reason)])
     if not decision.facts.get("newly_assigned"):
-        # Already this person's: identifying again reopens nothing; say why each
-        # pending event stayed, as decided when it arrived.
         stayed = Counter(event.rule for event in pending)
-        return Assigned(
-            decision.rule,
-            warnings=[
-                Warning(
-                    rule,
-                    f"{count} event(s) with anonymous_id {anonymous_id!r} stay anonymous "
-                    f"({rule}): it was assigned earlier, and identifying again does not "
-                    "reopen the 5-minute window. Use a new anonymous_id.",
-                )
-                for rule, count in sorted(stayed.items())
-            ],
-        )
+        return Assigned(decision.rule, warnings=reassigned_warnings(anonymous_id, stayed))
     assignment = Assignment(anonymous_id, person.cio_id, now)
     workspace.add_assignment(assignment)
     traits = _fill_from_traits(workspace, person, workspace.anonymous_traits(anonymous_id), now)
@@ -288,13 +275,34 @@ def _assign(workspace: Workspace, now: datetime, person: Person, anonymous_id: s
         ]
         if merged
         else [],
-        warnings=[
-            Warning(
-                rule, f"{count} event(s) with anonymous_id {anonymous_id!r} did not merge ({rule})."
-            )
-            for rule, count in sorted(stayed.items())
-        ],
+        warnings=unmerged_warnings(anonymous_id, stayed),
     )
+
+
+def reassigned_warnings(anonymous_id: str, stayed: Counter[Rule]) -> list[Warning]:
+    """An identify naming an anonymous id that is already the person's: identifying again
+    reopens nothing, so one warning per rule its pending events stayed under (as decided
+    when each arrived)."""
+    return [
+        Warning(
+            rule,
+            f"{count} event(s) with anonymous_id {anonymous_id!r} stay anonymous "
+            f"({rule}): it was assigned earlier, and identifying again does not "
+            "reopen the 5-minute window. Use a new anonymous_id.",
+        )
+        for rule, count in sorted(stayed.items())
+    ]
+
+
+def unmerged_warnings(anonymous_id: str, stayed: Counter[Rule]) -> list[Warning]:
+    """A new assignment: one warning per rule its pending events that did not merge
+    stayed under."""
+    return [
+        Warning(
+            rule, f"{count} event(s) with anonymous_id {anonymous_id!r} did not merge ({rule})."
+        )
+        for rule, count in sorted(stayed.items())
+    ]
 
 
 # -- traits of an anonymous profile ---------------------------------------------------

@@ -125,16 +125,16 @@ class EventTables(Store):
             found.setdefault(row["anonymous_id"], []).append(event_of(row))
         return found
 
-    def pending_rules_of(self, anonymous_ids: Sequence[str]) -> dict[str, set[Rule]]:
-        """The rules the pending events of each of these anonymous ids stayed under."""
+    def pending_rules_of(self, anonymous_ids: Sequence[str]) -> dict[str, Counter[Rule]]:
+        """How many pending events of each of these anonymous ids stayed under each rule."""
         rows = self._rows_among(
-            "SELECT DISTINCT anonymous_id, rule FROM events "
-            "WHERE cio_id IS NULL AND anonymous_id IN {ids}",
+            "SELECT anonymous_id, rule, count(*) AS n FROM events "
+            "WHERE cio_id IS NULL AND anonymous_id IN {ids} GROUP BY anonymous_id, rule",
             anonymous_ids,
         )
-        found: dict[str, set[Rule]] = {}
+        found: dict[str, Counter[Rule]] = {}
         for row in rows:
-            found.setdefault(row[0], set()).add(Rule(row[1]))
+            found.setdefault(row["anonymous_id"], Counter())[Rule(row["rule"])] = row["n"]
         return found
 
     def _has_tombstones(self) -> bool:
