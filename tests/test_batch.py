@@ -7,6 +7,7 @@ records."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import sqlite3
@@ -174,6 +175,81 @@ def test_chunks_end_where_the_service_takes_over(
         if i % 9 == 8:
             records.append(_track(at + 2, userId=f"new{i}", messageId=f"n{i}"))
     assert_same_both_ways(tmp_path, [write(tmp_path / "s.ndjson", records)], monkeypatch)
+
+
+def _email_changes(count: int) -> list[dict[str, Any]]:
+    """Tracks, with every tenth record an identify changing its person's email: the
+    bulk path leaves each of those to the service."""
+    records: list[dict[str, Any]] = []
+    for i in range(count):
+        at = BASE + i * 10
+        if i % 10 == 9:
+            records.append(_identify(at, f"u{i % 3}", traits={"email": f"e{i}@example.com"}))
+        else:
+            records.append(_track(at, anonymousId=f"a{i % 7}", messageId=f"t{i}"))
+    return records
+
+
+def test_after_the_service_a_run_reads_about_as_far_as_the_last_got(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk of 1,000 calls meeting one the service takes every ten: each run reads
+    for about as many calls as it gets through, not for the rest of the chunk (a
+    hundred runs each reading the rest would read for some 50,000)."""
+    records = _email_changes(1_000)
+    file = write(tmp_path / "emails.ndjson", records)
+    monkeypatch.setattr(batch, "AFTER_SERVICE", 4)
+    read: list[int] = []
+    left: list[Any] = []
+    with monkeypatch.context() as patched:
+        start, fallback = batch._Run.__init__, replay_module._File.fallback
+
+        def counting(run: Any, workspace: Any, calls: list[batch.Call], *rest: Any) -> None:
+            read.append(len(calls))
+            start(run, workspace, calls, *rest)
+
+        patched.setattr(batch._Run, "__init__", counting)
+        patched.setattr(
+            replay_module._File, "fallback", lambda self, r: left.append(r) or fallback(self, r)
+        )
+        with service.opened(tmp_path / "count.db", NOW, write=True) as workspace:
+            replay(workspace, NOW, [file])
+    assert len(left) >= 90  # the email changes (the first of each person's is plain)
+    assert sum(read) <= 3 * len(records)
+    assert_same_both_ways(tmp_path, [file], monkeypatch)
+
+
+def test_the_collector_looks_less_often_while_replaying(tmp_path: Path) -> None:
+    """While a replay takes the bulk path the collector's first threshold is raised; it
+    is as it was afterwards, after a rejected file, after an interrupted replay, and
+    untouched when an observer follows each call through the service."""
+    before = gc.get_threshold()
+    good = write(tmp_path / "good.ndjson", _email_changes(30))
+    bad = write(
+        tmp_path / "bad.ndjson",
+        [_track(BASE, anonymousId="a1"), {"type": "track", "anonymousId": "a1"}],  # no time
+    )
+    seen: list[int] = []
+
+    def note(size: int) -> None:
+        seen.append(gc.get_threshold()[0])
+
+    with service.opened(tmp_path / "w.db", NOW, write=True) as workspace:
+        summary = replay(workspace, NOW, [good, bad], progress=note)
+        assert summary.rejected_files == [str(bad)]
+        assert set(seen) == {batch.YOUNG_OBJECTS} and len(seen) == 32
+        assert gc.get_threshold() == before
+
+        def interrupt(size: int) -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            replay(workspace, NOW, [good], progress=interrupt)
+        assert gc.get_threshold() == before
+
+        seen.clear()
+        replay(workspace, NOW, [good], progress=note, observer=lambda *call: None)
+        assert set(seen) == {before[0]}
 
 
 def test_an_email_changing_hands_within_a_chunk(

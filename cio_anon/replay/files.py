@@ -18,7 +18,7 @@ from cio_anon import service
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest.fixtures import Record, display_name, iter_records, to_operations
 from cio_anon.replay.apply import Observer, Problem, Source, Tally, apply_operation
-from cio_anon.replay.bulk import Batch, plain
+from cio_anon.replay.bulk import Batch, fewer_collections, plain
 from cio_anon.store import Workspace
 
 
@@ -91,20 +91,22 @@ def replay(
     way."""
     paths = list(paths)
     summary = ReplaySummary(files=[display_name(p) for p in paths])
-    for path in paths:
-        name = display_name(path)
-        tally = Tally()
-        context = _File(workspace, now, name, tally, summary, keep_going, observer)
-        try:
-            with workspace.savepoint():
-                _replay_file(context, path, progress, bulk and observer is None)
-        except _Rejected as rejected:
-            summary.invalid.append(rejected.problem)
-            summary.rejected_files.append(name)
-            summary.stopped_at[name] = rejected.problem.line
-            summary.tally.records += tally.records
-            continue
-        summary.tally.add(tally)
+    bulk = bulk and observer is None
+    with fewer_collections() if bulk else contextlib.nullcontext():
+        for path in paths:
+            name = display_name(path)
+            tally = Tally()
+            context = _File(workspace, now, name, tally, summary, keep_going, observer)
+            try:
+                with workspace.savepoint():
+                    _replay_file(context, path, progress, bulk)
+            except _Rejected as rejected:
+                summary.invalid.append(rejected.problem)
+                summary.rejected_files.append(name)
+                summary.stopped_at[name] = rejected.problem.line
+                summary.tally.records += tally.records
+                continue
+            summary.tally.add(tally)
     return summary
 
 
