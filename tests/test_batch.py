@@ -219,6 +219,32 @@ def test_after_the_service_a_run_reads_about_as_far_as_the_last_got(
     assert_same_both_ways(tmp_path, [file], monkeypatch)
 
 
+def test_a_run_holds_so_many_bytes_of_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large records end a run before it has `CHUNK` of them: 100 tracks of about 2 kB
+    with room for 10 kB a run make about twenty runs, and the same rows."""
+    records = [
+        _track(BASE + i, anonymousId=f"a{i % 4}", messageId=f"t{i}", properties={"x": "y" * 2000})
+        for i in range(100)
+    ]
+    file = write(tmp_path / "large.ndjson", records)
+    monkeypatch.setattr(batch, "RUN_BYTES", 10_000)
+    runs: list[int] = []
+    with monkeypatch.context() as patched:
+        start = batch._Run.__init__
+
+        def counting(run: Any, workspace: Any, calls: list[batch.Call], *rest: Any) -> None:
+            runs.append(len(calls))
+            start(run, workspace, calls, *rest)
+
+        patched.setattr(batch._Run, "__init__", counting)
+        with service.opened(tmp_path / "count.db", NOW, write=True) as workspace:
+            replay(workspace, NOW, [file])
+    assert sum(runs) == 100 and max(runs) == 5 and len(runs) == 20
+    assert_same_both_ways(tmp_path, [file], monkeypatch)
+
+
 def test_the_collector_looks_less_often_while_replaying(tmp_path: Path) -> None:
     """While a replay takes the bulk path the collector's first threshold is raised; it
     is as it was afterwards, after a rejected file, after an interrupted replay, and

@@ -59,6 +59,11 @@ CHUNK = 20_000
 again less often (an id one run met is read again by the next run that meets it). A run
 of 20,000 holds about 50 MB more than one of 2,000 did."""
 
+RUN_BYTES = 16 * 2**20
+"""The most bytes of records a run holds, whatever their number: a chunk of large
+records (event data may be 100 kB each) is written before it fills memory. Session
+traffic, 300 bytes a record, never comes near it."""
+
 AFTER_SERVICE = 256
 """The fewest calls a run reads for after one the service took (see `Batch.flush`)."""
 
@@ -203,7 +208,8 @@ Exact = Callable[[Record], object]
 
 
 class Batch:
-    """Plain calls of one file, held until `flush` (or `CHUNK` of them) applies them."""
+    """Plain calls of one file, held until `flush` (or `CHUNK` of them, or `RUN_BYTES` of
+    records) applies them."""
 
     def __init__(self, workspace: Workspace, file: str, tally: Tally, exact: Exact) -> None:
         self.workspace = workspace
@@ -211,10 +217,13 @@ class Batch:
         self.tally = tally
         self.exact = exact
         self.calls: list[Call] = []
+        self.held = 0
+        """The bytes of the records held."""
 
     def add(self, call: Call) -> None:
         self.calls.append(call)
-        if len(self.calls) >= CHUNK:
+        self.held += call.record.size
+        if len(self.calls) >= CHUNK or self.held >= RUN_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -224,7 +233,7 @@ class Batch:
         (`AFTER_SERVICE` at least), then twice as far again while none is left to the
         service: traffic that keeps meeting such calls reads for about as many calls as
         it applies, not a whole chunk each time."""
-        calls, self.calls = self.calls, []
+        calls, self.calls, self.held = self.calls, [], 0
         reach = len(calls)
         while calls:
             run = _Run(self.workspace, calls[:reach], self.file, self.tally)
