@@ -102,51 +102,54 @@ def test_cdp_analytics_client_group_and_semantic_events(
     assert profile["events"]["total"] == 2  # the semantic event acted, was not stored
 
 
-def test_segment_python_client(plain: Running, python_clients: PythonClients) -> None:
-    python_clients.run(
+SEGMENT_STYLE = {
+    # the library: how a script opens it as `client`, the person's id and group's id
+    "segment": (
         """
         from segment.analytics import Client
 
         client = Client(WRITE, host=URL, sync_mode=True, max_retries=0)
-        client.identify("s-1", {"email": "s1@example.com"}, anonymous_id="anon-s")
-        client.track("s-1", "Order Completed", {"total": 5})
-        client.page("s-1", "Docs", "Home", {"url": "https://x.io/docs"})
-        client.screen("s-1", "App", "Home")
-        client.group("s-1", "team-1", {"name": "Team"})
-        client.alias("anon-s", "s-1")
+        """,
+        "s-1",
+        "team-1",
+    ),
+    "rudder": (
+        """
+        import rudderstack.analytics as client
+
+        client.write_key, client.dataPlaneUrl = WRITE, URL
+        client.sync_mode, client.max_retries = True, 0
+        """,
+        "r-1",
+        "org-1",
+    ),
+}
+
+
+@pytest.mark.parametrize("library", SEGMENT_STYLE)
+def test_segment_style_python_clients(
+    plain: Running, python_clients: PythonClients, library: str
+) -> None:
+    """segment-analytics-python and rudder-sdk-python: one method each, the same calls."""
+    opening, user, group = SEGMENT_STYLE[library]
+    python_clients.run(
+        opening
+        + f"""
+        client.identify("{user}", {{"email": "{user}@example.com"}}, anonymous_id="anon-{user}")
+        client.track("{user}", "Order Completed", {{"total": 5}})
+        client.page("{user}", "Docs", "Home", {{"url": "https://x.io/docs"}})
+        client.screen("{user}", "App", "Home")
+        client.group("{user}", "{group}", {{"name": "Team"}})
+        client.alias("anon-{user}", "{user}")
         client.flush()
         """,
         plain.url,
         WRITE,
     )
-    profile = plain.inspect("profile/s-1")
-    assert profile["person"]["email"] == "s1@example.com"
+    profile = plain.inspect(f"profile/{user}")
+    assert profile["person"]["email"] == f"{user}@example.com"
     assert profile["events"]["total"] == 3
-    assert [r["object_id"] for r in profile["relationships"]] == ["team-1"]
-
-
-def test_rudder_python_client(plain: Running, python_clients: PythonClients) -> None:
-    python_clients.run(
-        """
-        import rudderstack.analytics as rudder
-
-        rudder.write_key, rudder.dataPlaneUrl = WRITE, URL
-        rudder.sync_mode, rudder.max_retries = True, 0
-        rudder.identify("r-1", {"email": "r1@example.com"}, anonymous_id="anon-r")
-        rudder.track("r-1", "Order Completed", {"total": 9})
-        rudder.page("r-1", "Docs", "Home", {"url": "https://x.io/docs"})
-        rudder.screen("r-1", "App", "Home")
-        rudder.group("r-1", "org-1", {"name": "Org"})
-        rudder.alias("anon-r", "r-1")
-        rudder.flush()
-        """,
-        plain.url,
-        WRITE,
-    )
-    profile = plain.inspect("profile/r-1")
-    assert profile["person"]["email"] == "r1@example.com"
-    assert profile["events"]["total"] == 3
-    assert [r["object_id"] for r in profile["relationships"]] == ["org-1"]
+    assert [r["object_id"] for r in profile["relationships"]] == [group]
 
 
 # -- the Node clients ----------------------------------------------------------------
