@@ -278,6 +278,28 @@ def test_the_collector_looks_less_often_while_replaying(tmp_path: Path) -> None:
         assert set(seen) == {before[0]}
 
 
+def test_pages_and_screens_are_taken_in_bulk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the browser and mobile SDKs send most: page views (named by their URL) and
+    screens, anonymous, then after a login naming both ids."""
+    records: list[dict[str, Any]] = []
+    for i in range(60):
+        at, ids = BASE + i * 30, {"anonymousId": f"a{i % 4}", "messageId": f"p{i}"}
+        if i >= 30:
+            ids["userId"] = f"u{i % 4}"
+        if i % 3:
+            records.append(_page(at, f"https://shop.example/p/{i}", **ids))
+        else:
+            records.append({**_track(at, **ids), "type": "screen", "name": f"Screen {i}"})
+        if i % 10 == 5:
+            records.append(_identify(at + 1, f"u{i % 4}", anonymousId=f"a{i % 4}"))
+    file = write(tmp_path / "pages.ndjson", records)
+    assert_all_taken_in_bulk(tmp_path, [file], monkeypatch)
+    tables = assert_same_both_ways(tmp_path, [file], monkeypatch)
+    assert {row[3] for row in tables["events"]} == {"page", "screen"}  # type
+
+
 def test_an_email_changing_hands_within_a_chunk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -294,6 +316,17 @@ def test_an_email_changing_hands_within_a_chunk(
 
 def _track(at: int, age: int = 0, **ids: Any) -> dict[str, Any]:
     return {"type": "track", "event": "Viewed", "receivedAt": at, "timestamp": at - age, **ids}
+
+
+def _page(at: int, url: str, age: int = 0, **ids: Any) -> dict[str, Any]:
+    return {
+        "type": "page",
+        "name": "Home",
+        "properties": {"url": url},
+        "receivedAt": at,
+        "timestamp": at - age,
+        **ids,
+    }
 
 
 def _identify(at: int, user: str, **rest: Any) -> dict[str, Any]:
@@ -317,6 +350,15 @@ def _records() -> st.SearchStrategy[list[dict[str, Any]]]:
             {}, optional={"anonymousId": anonymous_ids, "userId": users, "messageId": message_ids}
         ),
         st.sampled_from(["Viewed", "Added", "  Padded  "]),
+    )
+    page = st.builds(
+        lambda offset, age, ids, url: _page(BASE + offset, url, age, **ids),
+        offsets,
+        st.sampled_from(AGES),
+        st.fixed_dictionaries(
+            {}, optional={"anonymousId": anonymous_ids, "userId": users, "messageId": message_ids}
+        ),
+        st.sampled_from(["https://x.io/", " https://x.io/a "]),
     )
     identify = st.builds(
         lambda offset, user, rest, traits: _identify(BASE + offset, user, **rest, traits=traits),
@@ -353,7 +395,7 @@ def _records() -> st.SearchStrategy[list[dict[str, Any]]]:
         ]
     ).flatmap(lambda record: offsets.map(lambda offset: {**record, "at": BASE + offset}))
     invalid = st.just({"type": "track", "anonymousId": "a1", "receivedAt": BASE})  # no event
-    mostly_plain = st.one_of(track, track, track, identify, identify, traits, control)
+    mostly_plain = st.one_of(track, track, page, identify, identify, traits, control)
     then_maybe_invalid = st.one_of(track, track, identify, control, invalid)
     return st.tuples(
         st.lists(mostly_plain, max_size=40), st.lists(then_maybe_invalid, max_size=15)

@@ -1,17 +1,18 @@
-"""Replay's bulk path: runs of plain Data Pipelines tracks and identifies, applied with
-their reads and their writes in bulk, leaving the workspace the service would leave.
+"""Replay's bulk path: runs of plain Data Pipelines tracks, pages, screens and
+identifies, applied with their reads and their writes in bulk, leaving the workspace the
+service would leave.
 
-A record is *plain* (`plain`) when it is a Data Pipelines `track` or `identify` that
-the service would take without a question. It is read by the reader the service uses
-(`pipelines.parse_message`), and plain when that reads a Track or an Identify with a
-receive time, a person named by id (not by email or cio_id), no `_update`, `id` or
-`anonymous_id` trait, nothing over Customer.io's limits. That is what sessions are made
-of: anonymous tracks, tracks naming a person (known or created by the track), identifies
-that assign an id, repeat an assignment or meet an id someone else holds, late events,
-retries. Anything else — and a plain call that meets a case the bulk path leaves to the
-service (traits sent for the anonymous id, a suppression, merging off, an email changing
-hands) — goes through the service, one call at a time, after what came before it is
-written.
+A record is *plain* (`plain`) when it is a Data Pipelines `track`, `page`, `screen` or
+`identify` that the service would take without a question. It is read by the reader the
+service uses (`pipelines.parse_message`), and plain when that reads a Track or an
+Identify with a receive time, a person named by id (not by email or cio_id), no
+`_update`, `id` or `anonymous_id` trait, nothing over Customer.io's limits. That is what
+sessions are made of: page views and screens, anonymous tracks, tracks naming a person
+(known or created by the track), identifies that assign an id, repeat an assignment or
+meet an id someone else holds, late events, retries. Anything else — and a plain call
+that meets a case the bulk path leaves to the service (traits sent for the anonymous
+id, a suppression, merging off, an email changing hands) — goes through the service,
+one call at a time, after what came before it is written.
 
 A run of plain calls (`CHUNK` at most) is applied in three steps: everything it reads
 is read in a handful of queries (events with its message ids, the assignments of its
@@ -90,7 +91,7 @@ def fewer_collections() -> Iterator[None]:
 
 @dataclass(slots=True)
 class Call:
-    """A plain track or identify, read and checked."""
+    """A plain track (an event, a page or a screen) or identify, read and checked."""
 
     record: Record
     at: datetime
@@ -99,6 +100,8 @@ class Call:
     anonymous_id: str | None
     message_id: str | None
     name: str = ""
+    type: str = "event"
+    """A track's type: event, page or screen."""
     data: dict[str, Any] = field(default_factory=dict)
     data_json: str = "{}"
     happened: datetime | None = None
@@ -112,7 +115,7 @@ def plain(record: Record) -> Call | None:
     value = record.value
     if record.error is not None or not isinstance(value, dict):
         return None
-    if value.get("type") not in ("track", "identify") or not _PLAIN_KEYS.isdisjoint(value):
+    if value.get("type") not in _PLAIN_TYPES or not _PLAIN_KEYS.isdisjoint(value):
         return None  # a cheap look first: control records, HTTP calls, other types
     try:
         at = receive_time(value)
@@ -128,12 +131,16 @@ def plain(record: Record) -> Call | None:
     return None
 
 
+_PLAIN_TYPES = ("track", "page", "screen", "identify")
+"""The message types a plain call has (a group or an alias is the service's). A tuple:
+`type` may be any JSON value, a list too, which a set could not be asked about."""
+
 _PLAIN_KEYS = frozenset({"op", "method", "path"})
 """A record with one of these is a control record or an HTTP call, never plain."""
 
 
 def _track(record: Record, at: datetime, track: Track) -> Call | None:
-    if track.type != "event" or track.person is not None and not _by_id(track.person):
+    if track.person is not None and not _by_id(track.person):
         return None
     for text in (track.person, track.anonymous_id, track.event_id):
         if text is not None:
@@ -154,6 +161,7 @@ def _track(record: Record, at: datetime, track: Track) -> Call | None:
         anonymous_id=track.anonymous_id,
         message_id=track.event_id,
         name=track.name,
+        type=track.type,
         data=data,
         data_json=data_json,
         happened=happened,
@@ -335,7 +343,7 @@ class _Run:
         event = Event(
             event_id=call.message_id or new_event_id(at),
             name=call.name,
-            type="event",
+            type=call.type,
             data=call.data,
             timestamp=happened,
             received_at=at,
@@ -376,7 +384,7 @@ class _Run:
             call.name,
             call.user_id,
             anonymous_id,
-            "event",
+            call.type,
             call.data,
             to_iso(happened),
             event.event_id,
