@@ -7,11 +7,13 @@ records."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import json
 import sqlite3
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,26 +113,50 @@ def test_the_benchmark_traffic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert {"anonymous", "merged_on_identify", "window_closed", "campaign_eligible"} <= rules_seen
 
 
+@contextlib.contextmanager
+def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[list[int], list[Any]]]:
+    """How many calls each run of the bulk path is made with, and the records it leaves
+    to the service after all, while the block runs."""
+    runs: list[int] = []
+    left: list[Any] = []
+    with monkeypatch.context() as patched:
+        start, fallback = batch._Run.__init__, replay_module._File.fallback
+
+        def counting(run: Any, workspace: Any, calls: list[batch.Call], *rest: Any) -> None:
+            runs.append(len(calls))
+            start(run, workspace, calls, *rest)
+
+        patched.setattr(batch._Run, "__init__", counting)
+        patched.setattr(
+            replay_module._File, "fallback", lambda self, r: left.append(r) or fallback(self, r)
+        )
+        yield runs, left
+
+
+def replay_once(db: Path, files: list[Path]) -> None:
+    with service.opened(db, NOW, write=True) as workspace:
+        replay(workspace, NOW, files)
+    db.unlink()
+
+
 def assert_all_taken_in_bulk(
     tmp_path: Path, files: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every Data Pipelines record of `files` is plain, and the bulk path leaves none of
     them to the service (replayed in a workspace of their own)."""
     taken: list[batch.Call] = []
-    left: list[Any] = []
-    with monkeypatch.context() as patched:
-        add, fallback = batch.Batch.add, replay_module._File.fallback
-        patched.setattr(
-            batch.Batch, "add", lambda self, call: taken.append(call) or add(self, call)
-        )
-        patched.setattr(
-            replay_module._File, "fallback", lambda self, r: left.append(r) or fallback(self, r)
-        )
-        with service.opened(tmp_path / "count.db", NOW, write=True) as workspace:
-            replay(workspace, NOW, files)
-    messages = sum(1 for f in files for line in f.open() if '"type"' in line)
+    with watched(monkeypatch) as (_, left), monkeypatch.context() as patched:
+        plain = batch.plain
+
+        def counted(record: Any) -> list[batch.Call] | None:
+            calls = plain(record)
+            taken.extend(calls or [])
+            return calls
+
+        patched.setattr(batch, "plain", counted)
+        replay_once(tmp_path / "count.db", files)
+    messages = sum(_messages(json.loads(line)) for f in files for line in f.open())
     assert len(taken) == messages and left == []
-    (tmp_path / "count.db").unlink()
 
 
 @pytest.mark.parametrize("shape", ["sessions", "hostile"])
@@ -199,21 +225,8 @@ def test_after_the_service_a_run_reads_about_as_far_as_the_last_got(
     records = _email_changes(1_000)
     file = write(tmp_path / "emails.ndjson", records)
     monkeypatch.setattr(batch, "AFTER_SERVICE", 4)
-    read: list[int] = []
-    left: list[Any] = []
-    with monkeypatch.context() as patched:
-        start, fallback = batch._Run.__init__, replay_module._File.fallback
-
-        def counting(run: Any, workspace: Any, calls: list[batch.Call], *rest: Any) -> None:
-            read.append(len(calls))
-            start(run, workspace, calls, *rest)
-
-        patched.setattr(batch._Run, "__init__", counting)
-        patched.setattr(
-            replay_module._File, "fallback", lambda self, r: left.append(r) or fallback(self, r)
-        )
-        with service.opened(tmp_path / "count.db", NOW, write=True) as workspace:
-            replay(workspace, NOW, [file])
+    with watched(monkeypatch) as (read, left):
+        replay_once(tmp_path / "count.db", [file])
     assert len(left) >= 90  # the email changes (the first of each person's is plain)
     assert sum(read) <= 3 * len(records)
     assert_same_both_ways(tmp_path, [file], monkeypatch)
@@ -230,17 +243,8 @@ def test_a_run_holds_so_many_bytes_of_records(
     ]
     file = write(tmp_path / "large.ndjson", records)
     monkeypatch.setattr(batch, "RUN_BYTES", 10_000)
-    runs: list[int] = []
-    with monkeypatch.context() as patched:
-        start = batch._Run.__init__
-
-        def counting(run: Any, workspace: Any, calls: list[batch.Call], *rest: Any) -> None:
-            runs.append(len(calls))
-            start(run, workspace, calls, *rest)
-
-        patched.setattr(batch._Run, "__init__", counting)
-        with service.opened(tmp_path / "count.db", NOW, write=True) as workspace:
-            replay(workspace, NOW, [file])
+    with watched(monkeypatch) as (runs, _):
+        replay_once(tmp_path / "count.db", [file])
     assert sum(runs) == 100 and max(runs) == 5 and len(runs) == 20
     assert_same_both_ways(tmp_path, [file], monkeypatch)
 
@@ -312,6 +316,100 @@ def test_an_email_changing_hands_within_a_chunk(
     ]
     tables = assert_same_both_ways(tmp_path, [write(tmp_path / "e.ndjson", records)], monkeypatch)
     assert sorted(row[2] for row in tables["people"]) == ["X@example.com", "y@example.com"]
+
+
+def _messages(record: dict[str, Any]) -> int:
+    """How many tracks and identifies a record is or carries: a bare message, a Data
+    Pipelines request (a batch, or one message), a Track API event."""
+    path = record.get("path", "")
+    if path.startswith("/v1/"):
+        return len(record["body"]["batch"]) if "batch" in record["body"] else 1
+    return 1 if "type" in record or path.endswith("/events") else 0
+
+
+def _request(at: int, messages: list[dict[str, Any]], path: str = "/v1/batch") -> dict[str, Any]:
+    """A request as `serve --record` writes it: a batch, or one message on its path."""
+    body = {"batch": messages, "sentAt": at} if path in ("/v1/batch", "/v1/b") else messages[0]
+    return {"at": at, "method": "POST", "path": path, "body": body}
+
+
+def test_recorded_requests_are_taken_in_bulk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `serve --record` writes from real clients: a server SDK's batches of many
+    messages, a browser SDK's single messages on the short paths (/v1/p, /v1/t, /v1/i),
+    the Track API's events. Every message in bulk, at its request's receive time."""
+    records: list[dict[str, Any]] = []
+    for i in range(30):
+        at, anonymous = BASE + i * 60, f"a{i % 5}"
+        records.append(
+            _request(
+                at,
+                [
+                    _page(at - 5, f"https://shop.example/{i}", anonymousId=anonymous),
+                    _track(at - 4, anonymousId=anonymous, messageId=f"t{i}"),
+                    _track(at - 3, anonymousId=anonymous, messageId=f"t{i}"),  # a retry
+                ],
+                path="/v1/b" if i % 2 else "/v1/batch",
+            )
+        )
+        records.append(
+            _request(at + 1, [_page(at, "https://shop.example/", anonymousId=anonymous)], "/v1/p")
+        )
+        if i % 6 == 5:
+            login = _identify(at + 2, f"u{i % 4}", anonymousId=anonymous, messageId=f"i{i}")
+            records.append(_request(at + 2, [login], "/v1/i"))
+            records.append(
+                {
+                    "at": at + 3,
+                    "method": "POST",
+                    "path": f"/api/v1/customers/u{i % 4}/events",
+                    "body": {"name": "Purchased", "data": {"total": i}},
+                }
+            )
+    file = write(tmp_path / "recorded.ndjson", records)
+    assert_all_taken_in_bulk(tmp_path, [file], monkeypatch)
+    tables = assert_same_both_ways(tmp_path, [file], monkeypatch)
+    assert {row[3] for row in tables["events"]} == {"page", "event"}
+    received = {row[1] for row in tables["journal"][1:]}  # after the workspace's own entry
+    assert received <= {float(r["at"]) for r in records}  # each at its request's time
+
+
+def test_a_request_is_left_to_the_service_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose third message the bulk path leaves to the service (an email
+    changing) is applied whole by the service, the two messages before it too: the run
+    that began it is decided again without it. A run reaching into a request reaches to
+    its end. With --keep-going a request is applied or refused whole, as it is one call
+    at a time."""
+    records = [_identify(BASE, "u1", traits={"email": "x@example.com"})]
+    for i in range(6):
+        at = BASE + 10 + i * 10
+        changing = {"email": f"e{i}@example.com"} if i % 3 == 0 else {"plan": "a"}
+        records.append(
+            _request(
+                at,
+                [
+                    _track(at, anonymousId=f"a{i}", messageId=f"t{i}"),
+                    _track(at, userId="u1", messageId=f"o{i}"),
+                    _identify(at, "u1", anonymousId=f"a{i}", traits=changing),
+                    _track(at, anonymousId=f"a{i}", messageId=f"p{i}"),
+                ],
+            )
+        )
+    file = write(tmp_path / "batches.ndjson", records)
+    with watched(monkeypatch) as (runs, left), monkeypatch.context() as patched:
+        patched.setattr(batch, "AFTER_SERVICE", 2)
+        replay_once(tmp_path / "count.db", [file])
+    assert [record.value["at"] for record in left] == [BASE + 10, BASE + 40]
+    assert all(len(record.value["body"]["batch"]) == 4 for record in left)
+    # all 25 calls, stopped inside the first request: decided again up to it (1); then
+    # reaching 2 calls, to the end of the request they begin (4), 4, 8 (stopped inside
+    # its first request: nothing before it), and 4 and 4 again
+    assert runs == [25, 1, 4, 4, 8, 0, 4, 4]
+    for keep_going in (False, True):
+        assert_same_both_ways(tmp_path, [file], monkeypatch, keep_going)
 
 
 def _track(at: int, age: int = 0, **ids: Any) -> dict[str, Any]:
@@ -395,7 +493,19 @@ def _records() -> st.SearchStrategy[list[dict[str, Any]]]:
         ]
     ).flatmap(lambda record: offsets.map(lambda offset: {**record, "at": BASE + offset}))
     invalid = st.just({"type": "track", "anonymousId": "a1", "receivedAt": BASE})  # no event
-    mostly_plain = st.one_of(track, track, page, identify, identify, traits, control)
+    # recorded requests: a batch of messages (an invalid one too), or one on its path
+    batch_of = st.builds(
+        lambda offset, messages: _request(BASE + offset, messages, "/v1/batch"),
+        offsets,
+        st.lists(st.one_of(track, page, identify, identify, traits, invalid), max_size=4),
+    )
+    one_of = st.builds(
+        lambda offset, message: _request(BASE + offset, [message], f"/v1/{message['type'][0]}"),
+        offsets,
+        st.one_of(track, page, identify),
+    )
+    request = st.one_of(batch_of, one_of)
+    mostly_plain = st.one_of(track, track, page, identify, identify, traits, control, request)
     then_maybe_invalid = st.one_of(track, track, identify, control, invalid)
     return st.tuples(
         st.lists(mostly_plain, max_size=40), st.lists(then_maybe_invalid, max_size=15)
@@ -421,4 +531,5 @@ def test_generated_streams(
     ]
     with monkeypatch.context() as patched:
         patched.setattr(batch, "CHUNK", 5)
+        patched.setattr(batch, "AFTER_SERVICE", 3)  # runs after a fallback end in requests
         assert_same_both_ways(tmp_path, files, patched, keep_going)

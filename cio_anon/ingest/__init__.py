@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from cio_anon.errors import InvalidInput
 
@@ -192,9 +192,8 @@ Operation = (
 )
 
 
-@dataclass(frozen=True)
-class Timed:
-    """An operation with its receive time."""
+class Timed(NamedTuple):
+    """An operation with its receive time (a tuple: one is made for every record)."""
 
     at: datetime
     operation: Operation

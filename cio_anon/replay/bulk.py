@@ -1,18 +1,20 @@
-"""Replay's bulk path: runs of plain Data Pipelines tracks, pages, screens and
-identifies, applied with their reads and their writes in bulk, leaving the workspace the
-service would leave.
+"""Replay's bulk path: runs of plain tracks, pages, screens and identifies, applied with
+their reads and their writes in bulk, leaving the workspace the service would leave.
 
-A record is *plain* (`plain`) when it is a Data Pipelines `track`, `page`, `screen` or
-`identify` that the service would take without a question. It is read by the reader the
-service uses (`pipelines.parse_message`), and plain when that reads a Track or an
-Identify with a receive time, a person named by id (not by email or cio_id), no
-`_update`, `id` or `anonymous_id` trait, nothing over Customer.io's limits. That is what
-sessions are made of: page views and screens, anonymous tracks, tracks naming a person
-(known or created by the track), identifies that assign an id, repeat an assignment or
-meet an id someone else holds, late events, retries. Anything else — and a plain call
-that meets a case the bulk path leaves to the service (traits sent for the anonymous
-id, a suppression, merging off, an email changing hands) — goes through the service,
-one call at a time, after what came before it is written.
+A record is *plain* (`plain`) when every call it carries is a track (an event, a page
+or a screen) or an identify that the service would take without a question: a bare
+Data Pipelines message, or a recorded HTTP request (`serve --record`) — a Data
+Pipelines batch, one message posted to its type's path, a Track API event or identify.
+It is read by the reader the service uses (`fixtures.to_operations`), and plain when
+that reads only Tracks and Identifies with a receive time, a person named by id (not by
+email or cio_id) or an anonymous id, no `_update`, `id` or `anonymous_id` trait,
+nothing over Customer.io's limits. That is what sessions are made of: page views and
+screens, anonymous tracks, tracks naming a person (known or created by the track),
+identifies that assign an id, repeat an assignment or meet an id someone else holds,
+late events, retries. Anything else — and a plain call that meets a case the bulk path
+leaves to the service (traits sent for the anonymous id, a suppression, merging off, an
+email changing hands) — goes through the service with its whole record, after what
+came before it is written.
 
 A run of plain calls (`CHUNK` at most) is applied in three steps: everything it reads
 is read in a handful of queries (events with its message ids, the assignments of its
@@ -30,7 +32,7 @@ import gc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cio_anon import jsonio, rules
@@ -38,8 +40,7 @@ from cio_anon.clock import parse_time, to_iso
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest import Identify, Track
 from cio_anon.ingest.emit import track_record
-from cio_anon.ingest.fixtures import Record, receive_time
-from cio_anon.ingest.pipelines import parse_message
+from cio_anon.ingest.fixtures import Record, to_operations
 from cio_anon.models import Activity, ActivityType, Event, Person
 from cio_anon.replay.apply import Tally
 from cio_anon.rules import Assignment, IdentifierKind, Rule
@@ -48,12 +49,12 @@ from cio_anon.service.events import new_event_id
 from cio_anon.service.people import reassigned_warnings, unmerged_warnings, update_person
 from cio_anon.service.shared import (
     anon_merge_activity,
-    journal,
+    journal_entry,
     merge_pending,
     recipient_in,
     settle,
 )
-from cio_anon.store import Workspace
+from cio_anon.store import JournalRow, Workspace, journal_row
 
 CHUNK = 20_000
 """Plain calls decided together: what they read is read in one go. Longer runs read an id
@@ -106,40 +107,53 @@ class Call:
     data_json: str = "{}"
     happened: datetime | None = None
     traits: dict[str, Any] = field(default_factory=dict)
+    part: int = 0
+    """Its place among its record's calls (a recorded request may carry many)."""
+    parts: int = 1
+    """How many calls its record carries."""
 
 
-def plain(record: Record) -> Call | None:
-    """The record as a plain call, or None when the service must take it. The record is
-    read as the service reads it (`pipelines.parse_message`); only what it reads to is
-    judged."""
+def plain(record: Record) -> list[Call] | None:
+    """The record's calls, when every one is plain; None when the service must take it
+    (then it takes the whole record). A bare message is one call; a recorded HTTP request
+    (`method`, `path`) is the calls it carries — a Data Pipelines batch its messages, all
+    at the request's receive time. The record is read as the service reads it
+    (`fixtures.to_operations`); only what it reads to is judged."""
     value = record.value
-    if record.error is not None or not isinstance(value, dict):
-        return None
-    if value.get("type") not in _PLAIN_TYPES or not _PLAIN_KEYS.isdisjoint(value):
-        return None  # a cheap look first: control records, HTTP calls, other types
+    if record.error is not None or not isinstance(value, dict) or "op" in value:
+        return None  # a control record
+    if value.get("type") not in _PLAIN_TYPES and "method" not in value and "path" not in value:
+        return None  # a cheap look first: another message type
+    calls: list[Call] = []
     try:
-        at = receive_time(value)
-        if at is None:
-            return None
-        operation = parse_message(value)
-        if isinstance(operation, Track):
-            return _track(record, at, operation)
-        if isinstance(operation, Identify):
-            return _identify(record, at, operation)
+        for at, operation in to_operations(value, EPOCH):  # EPOCH: for control records
+            if type(operation) is Track:
+                call = _track(record, at, operation)
+            elif type(operation) is Identify:
+                call = _identify(record, at, operation)
+            else:
+                return None
+            if call is None:
+                return None
+            calls.append(call)
     except CioAnonError:
-        pass
-    return None
+        return None
+    if len(calls) > 1:
+        for part, call in enumerate(calls):
+            call.part, call.parts = part, len(calls)
+    return calls or None
 
 
 _PLAIN_TYPES = ("track", "page", "screen", "identify")
 """The message types a plain call has (a group or an alias is the service's). A tuple:
 `type` may be any JSON value, a list too, which a set could not be asked about."""
 
-_PLAIN_KEYS = frozenset({"op", "method", "path"})
-"""A record with one of these is a control record or an HTTP call, never plain."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _track(record: Record, at: datetime, track: Track) -> Call | None:
+    if track.person is None and track.anonymous_id is None:
+        return None  # an invite (the Track API's event for no one): the service's
     if track.person is not None and not _by_id(track.person):
         return None
     for text in (track.person, track.anonymous_id, track.event_id):
@@ -217,7 +231,8 @@ Exact = Callable[[Record], object]
 
 class Batch:
     """Plain calls of one file, held until `flush` (or `CHUNK` of them, or `RUN_BYTES` of
-    records) applies them."""
+    records) applies them. A record's calls are held, applied and left to the service
+    together: a run never ends inside a recorded request."""
 
     def __init__(self, workspace: Workspace, file: str, tally: Tally, exact: Exact) -> None:
         self.workspace = workspace
@@ -228,11 +243,17 @@ class Batch:
         self.held = 0
         """The bytes of the records held."""
 
-    def add(self, call: Call) -> None:
-        self.calls.append(call)
-        self.held += call.record.size
+    def take(self, record: Record) -> datetime | None:
+        """Hold the record's calls if they are plain (`plain`); their receive time, or
+        None when the service must take the record."""
+        calls = plain(record)
+        if calls is None:
+            return None
+        self.calls += calls
+        self.held += record.size
         if len(self.calls) >= CHUNK or self.held >= RUN_BYTES:
             self.flush()
+        return calls[0].at
 
     def flush(self) -> None:
         """Apply the calls held; one the bulk path leaves to the service goes through
@@ -240,30 +261,43 @@ class Batch:
         reach; after one the service took, the next reaches twice as far as that run got
         (`AFTER_SERVICE` at least), then twice as far again while none is left to the
         service: traffic that keeps meeting such calls reads for about as many calls as
-        it applies, not a whole chunk each time."""
+        it applies, not a whole chunk each time.
+
+        The service takes a recorded request whole (with --keep-going it is refused or
+        applied whole): a run that stops inside one it began is decided again without
+        it, before the service takes it."""
         calls, self.calls, self.held = self.calls, [], 0
         reach = len(calls)
         while calls:
-            run = _Run(self.workspace, calls[:reach], self.file, self.tally)
+            end = min(reach, len(calls))
+            while end < len(calls) and calls[end].part:
+                end += 1  # to the end of the request the reach ends in
+            run = _Run(self.workspace, calls[:end], self.file)
             done = run.apply()
+            first = done - calls[done].part if done < end else done
+            if first < done:  # nothing is written before `write`: decide the part before
+                run = _Run(self.workspace, calls[:first], self.file)
+                run.apply()
             run.write()
-            if done < len(run.calls):
-                self.exact(calls[done].record)
-                calls = calls[done + 1 :]
-                reach = max(2 * done, AFTER_SERVICE)
+            self.tally.add(run.tally)
+            if first < end:
+                self.exact(calls[first].record)
+                calls = calls[first + calls[first].parts :]
+                reach = max(2 * first, AFTER_SERVICE)
             else:
-                calls = calls[done:]
+                calls = calls[end:]
                 reach *= 2
 
 
 class _Run:
     """The state a run of calls reads, read in bulk, and what they change, in memory."""
 
-    def __init__(self, workspace: Workspace, calls: list[Call], file: str, tally: Tally) -> None:
+    def __init__(self, workspace: Workspace, calls: list[Call], file: str) -> None:
         self.workspace = workspace
         self.calls = calls
         self.file = file
-        self.tally = tally
+        self.tally = Tally()
+        """What the run did, added to the file's when it is written."""
         settings = workspace.settings()
         self.merge_enabled = settings.anonymous_merge
         self.suppressions = workspace.any_suppressed()
@@ -305,6 +339,7 @@ class _Run:
         self.assigned: list[Assignment] = []
         self.activities: list[Activity] = []
         self.marked: list[tuple[str, datetime]] = []
+        self.journal: list[JournalRow] = []
 
     def apply(self) -> int:
         """Apply calls in order; the index of the first the service must take (or all)."""
@@ -325,6 +360,7 @@ class _Run:
         workspace.mark_messages(self.marked)
         if self.created is not None:
             workspace.set_people_created(self.created)
+        workspace.add_journal_rows(self.journal)
 
     # -- track --------------------------------------------------------------------------
 
@@ -390,7 +426,7 @@ class _Run:
             event.event_id,
         )
         people = [event.cio_id] if event.cio_id else []
-        self.workspace.add_journal(at, "Track", record, people, anonymous_id)
+        self.journal.append(journal_row(at, "Track", record, people, anonymous_id))
         return True
 
     # -- identify -----------------------------------------------------------------------
@@ -441,7 +477,7 @@ class _Run:
             self.handled.add(call.message_id)
             self.marked.append((call.message_id, at))
         said = Identify(call.user_id, dict(call.traits), anonymous_id, call.message_id)
-        journal(self.workspace, at, said, [person.cio_id], anonymous_id)
+        self.journal.append(journal_entry(at, said, [person.cio_id], anonymous_id))
         self.tally.people_created += created
         return True
 
@@ -490,7 +526,9 @@ class _Run:
         person = self._new_person(user_id, at)
         self.saved[person.cio_id] = person
         self.activities.append(Activity(person.cio_id, ActivityType.PROFILE_CREATE, at, {}))
-        journal(self.workspace, at, Identify(user_id, {}, None, None), [person.cio_id], None)
+        self.journal.append(
+            journal_entry(at, Identify(user_id, {}, None, None), [person.cio_id], None)
+        )
         self.tally.people_created += 1
         return person
 

@@ -18,7 +18,7 @@ from cio_anon import service
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest.fixtures import Record, display_name, iter_records, to_operations
 from cio_anon.replay.apply import Observer, Problem, Source, Tally, apply_operation
-from cio_anon.replay.bulk import Batch, fewer_collections, plain
+from cio_anon.replay.bulk import Batch, fewer_collections
 from cio_anon.store import Workspace
 
 
@@ -179,10 +179,9 @@ def _replay_file(file: _File, path: Path, progress: Progress | None, bulk: bool)
                 tally.records += 1
                 if progress is not None:
                     progress(record.size)
-                call = None if batch is None else plain(record)
-                if call is not None and batch is not None:
-                    batch.add(call)
-                    file.applied(call.at)
+                taken = None if batch is None else batch.take(record)
+                if taken is not None:
+                    file.applied(taken)
                     continue
                 try:
                     if batch is not None:

@@ -14,7 +14,7 @@ from cio_anon.ingest import Operation
 from cio_anon.ingest.emit import to_record
 from cio_anon.models import Activity, ActivityType, Event, Person
 from cio_anon.rules import Assignment, Decision, IdentifierKind, Provenance, Rule
-from cio_anon.store import Workspace
+from cio_anon.store import JournalRow, Workspace, journal_row
 
 
 @dataclass(frozen=True)
@@ -185,4 +185,12 @@ def journal(
 ) -> None:
     """Keep in the journal the fixture record that replays `op` (see `ingest.emit`),
     naming whom it touched: cio_ids in `people`, and an `anonymous_id`."""
-    workspace.add_journal(at, type(op).__name__, to_record(op), people, anonymous_id)
+    workspace.add_journal_rows([journal_entry(at, op, people, anonymous_id)])
+
+
+def journal_entry(
+    at: datetime, op: Operation, people: Iterable[str], anonymous_id: str | None
+) -> JournalRow:
+    """The journal row `journal` keeps (a run of the bulk path keeps its own until it is
+    written)."""
+    return journal_row(at, type(op).__name__, to_record(op), people, anonymous_id)

@@ -3,7 +3,7 @@ set-based SQL over exports aside). One module per family of tables, each a class
 `base.Store`; `Workspace` joins them. The store knows the domain's types (`models`,
 `rules`) and nothing above them: not how calls are read (`ingest`), not the service."""
 
-from cio_anon.store.base import remove_workspace_files
+from cio_anon.store.base import JournalRow, journal_row, remove_workspace_files
 from cio_anon.store.events import PURGED_NAME
 from cio_anon.store.journal import JournalEntry, JournalRewrite
 from cio_anon.store.log import LogFilter, activity_row
@@ -13,8 +13,10 @@ __all__ = [
     "PURGED_NAME",
     "JournalEntry",
     "JournalRewrite",
+    "JournalRow",
     "LogFilter",
     "Workspace",
     "activity_row",
+    "journal_row",
     "remove_workspace_files",
 ]

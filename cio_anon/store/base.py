@@ -58,6 +58,22 @@ def _locked(error: sqlite3.DatabaseError) -> bool:
 
 
 JOURNAL_BATCH = 1_000
+
+JournalRow = tuple[float, str, str, str | None, str | None]
+"""A journal row: at, kind, record (JSON), people, anonymous_id."""
+
+
+def journal_row(
+    at: datetime,
+    kind: str,
+    record: dict[str, Any],
+    people: Iterable[str] = (),
+    anonymous_id: str | None = None,
+) -> JournalRow:
+    """The row `Store.add_journal` keeps for these."""
+    return (at.timestamp(), kind, jsonio.dumps(record), " ".join(people) or None, anonymous_id)
+
+
 """Journal rows written in one statement."""
 
 # What reset empties; a workspace where all are empty holds nothing but its settings.
@@ -108,7 +124,7 @@ class Store:
         self._tombstones: bool | None = None
         self._anonymous_profiles: bool | None = None
         self._assignments: dict[str, Assignment | None] = {}
-        self._journal_rows: list[tuple[float, str, str, str | None, str | None]] = []
+        self._journal_rows: list[JournalRow] = []
         self._journal_flushed = 0
         """Journal rows written so far (a savepoint's mark counts them too)."""
 
@@ -484,9 +500,13 @@ class Store:
         name; see `ingest.emit`), naming whom it touched: cio_ids in `people`, and an
         `anonymous_id`. Rows are written in bulk (`JOURNAL_BATCH` at a time, and before
         the commit); a savepoint rolled back drops the rows it added."""
-        self._journal_rows.append(
-            (at.timestamp(), kind, jsonio.dumps(record), " ".join(people) or None, anonymous_id)
-        )
+        self._journal_rows.append(journal_row(at, kind, record, people, anonymous_id))
+        if len(self._journal_rows) >= JOURNAL_BATCH:
+            self._flush_journal()
+
+    def add_journal_rows(self, rows: Iterable[JournalRow]) -> None:
+        """Keep journal rows made by `journal_row` (a run of the bulk path makes its own)."""
+        self._journal_rows += rows
         if len(self._journal_rows) >= JOURNAL_BATCH:
             self._flush_journal()
 
