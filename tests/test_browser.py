@@ -27,8 +27,9 @@ from urllib.parse import urlencode
 import pytest
 
 from cio_anon import diff, server, service
+from cio_anon.ingest.fixtures import iter_records
 from cio_anon.present import documents
-from cio_anon.replay import replay_into
+from cio_anon.replay import bulk, replay_into
 from tests.test_serve import Running
 
 pytestmark = pytest.mark.browser
@@ -445,6 +446,9 @@ def test_what_serve_recorded_replays_to_the_same_workspace(
         served = {p: visit.served.inspect(f"profile/{p}") for p in ("dana", "eli")}
         served_log = visit.served.inspect("log?limit=500")
         now = visit.served.instance.clock()
+    # every request the SDK sent is taken by replay's bulk path, whole
+    requests = list(iter_records(record))
+    assert requests and all(bulk.plain(request) for request in requests)
     fresh = tmp_path / "replayed.db"
     summary = replay_into(fresh, now, [record])
     assert summary.ok, summary.invalid
