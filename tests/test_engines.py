@@ -141,7 +141,7 @@ def test_the_placement_arms_stand_in_the_order_of_the_python_rule() -> None:
         rules.Rule.MERGED_ON_IDENTIFY,
     ):
         assert f"'{rule}'" in arms
-    assert rules.placement.placement_sql() in setrules.PLACEMENTS
+    assert rules.placement.placement_sql() in setrules.placements()
 
 
 # -- whole streams through every engine -----------------------------------------------
@@ -300,6 +300,25 @@ def test_every_engine_places_the_corners_alike(tmp_path: Path, corner: str) -> N
     _every_engine(tmp_path, records, ENGINES)
     if corner in EXPECTED:  # and the answer is the one the rules give
         assert _replayed(tmp_path, records, bulk=False) == EXPECTED[corner]
+
+
+def test_event_ids_whose_keys_collide_are_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Duplicates are looked for among the event ids whose keys (a 64-bit hash) repeat,
+    comparing the ids themselves: with a key that every id of one length shares, the
+    placements are still the service's."""
+    monkeypatch.setattr(audit.DuckDB, "key", lambda self, text: f"length({text})")
+    records = [
+        *CORNERS["re-identifies, duplicates, an anonymous id taken"],
+        _track(T + 600, anonymousId="a2", messageId="e3"),
+        _track(T + 601, anonymousId="a2", messageId="e4"),
+        _identify(T + 602, "u3", anonymousId="a2"),
+        _track(T + 603, anonymousId="a2", messageId="e3"),  # a retry: not placed twice
+        _track(T + 604, userId="u3", messageId="e5"),
+        _track(T + 605, userId="u3", messageId="e4"),
+    ]
+    _every_engine(tmp_path, records, ENGINES)
 
 
 def _stream() -> st.SearchStrategy[list[dict[str, Any]]]:

@@ -174,6 +174,11 @@ class Engine:
         """The SQL for a text's size in UTF-8 bytes."""
         raise NotImplementedError
 
+    def key(self, text: str) -> str:
+        """The SQL for a cheap key of a text, equal for equal texts (a 64-bit hash: two
+        texts may share one, so whoever groups by it compares the texts too)."""
+        return text
+
     def longest_key(self, json_object: str) -> str:
         """The SQL for the size of a JSON object's longest key, in UTF-8 bytes."""
         raise NotImplementedError
@@ -331,6 +336,9 @@ class DuckDB(Engine):
     def size(self, text: str) -> str:
         return f"strlen({text})"
 
+    def key(self, text: str) -> str:
+        return f"hash({text})"
+
     def longest_key(self, json_object: str) -> str:
         return f"list_max(list_transform(json_keys({json_object}), lambda k: strlen(k)))"
 
@@ -466,6 +474,9 @@ class Spark(Engine):
 
     def size(self, text: str) -> str:
         return f"octet_length({text})"
+
+    def key(self, text: str) -> str:
+        return f"xxhash64({text})"
 
     def longest_key(self, json_object: str) -> str:
         keys = f"map_keys(from_json({json_object}, 'map<string,string>'))"

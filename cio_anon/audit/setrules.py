@@ -20,7 +20,7 @@ workspace.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +37,21 @@ _MERGING = ", ".join(f"'{rule}'" for rule in MERGING_RULES)
 STAGING = """
 CREATE TABLE staged_events (
     seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, person TEXT, anonymous_id TEXT,
-    received_at REAL NOT NULL, timestamp REAL NOT NULL);
+    received_at REAL NOT NULL, timestamp REAL NOT NULL, source TEXT);
 CREATE TABLE staged_identifies (
     seq INTEGER PRIMARY KEY, person TEXT NOT NULL, anonymous_id TEXT, message_id TEXT,
     received_at REAL NOT NULL);
 """
+
+
+def placements(key: Callable[[str], str] = str) -> str:
+    """The SQL placing every event, in no order (a reader that needs stream order sorts
+    by seq: the engines keep a table's rows in no order either). `key`: the SQL of a
+    cheap key for an event id (an engine's 64-bit hash of it; the id itself by
+    default): only ids whose keys repeat are compared to find the duplicates, so the
+    millions of ids that occur once are grouped by an integer, not by their text."""
+    return PLACEMENTS.replace("{event_key}", key("event_id"))
+
 
 PLACEMENTS = f"""
 WITH first_identifies AS (
@@ -57,14 +67,20 @@ WITH first_identifies AS (
 ), assignments AS (
     SELECT i.anonymous_id, i.person, i.received_at AS assigned_at
     FROM identifies i JOIN first_claims c ON c.seq = i.seq
-), first_events AS (
+), repeated_keys AS (
+    SELECT {{event_key}} AS event_key FROM staged_events
+    GROUP BY {{event_key}} HAVING count(*) > 1
+), duplicates AS (
     -- an event id seen before is a duplicate: the first one stays
-    SELECT min(seq) AS seq FROM staged_events GROUP BY event_id
+    SELECT seq FROM (
+        SELECT seq, row_number() OVER (PARTITION BY event_id ORDER BY seq) AS nth
+        FROM staged_events WHERE {{event_key}} IN (SELECT event_key FROM repeated_keys)
+    ) numbered WHERE nth > 1
 ), events AS (
-    SELECT e.* FROM staged_events e JOIN first_events f ON f.seq = e.seq
+    SELECT e.* FROM staged_events e LEFT JOIN duplicates d ON d.seq = e.seq WHERE d.seq IS NULL
 ), placed AS (
     SELECT e.event_id, e.seq, e.person AS own, e.anonymous_id, e.received_at, e.timestamp,
-           a.person AS assignee,
+           e.source, a.person AS assignee,
            a.assigned_at,
            CASE WHEN e.received_at > a.assigned_at THEN e.received_at ELSE a.assigned_at END
                AS merged_at
@@ -83,11 +99,13 @@ SELECT event_id,
             WHEN rule IN ({_MERGING}) THEN {can_trigger_sql("timestamp", "merged_at")}
             ELSE false END AS can_trigger,
        anonymous_id,
-       seq
+       seq,
+       received_at,
+       source
 FROM ruled
 """
-"""Every event's placement, in no order (a reader that needs stream order sorts by seq:
-the engines keep a table's rows in no order either)."""
+"""Every event's placement: the template of `placements`, with `{event_key}` for the key
+of an event id."""
 
 
 @dataclass(frozen=True)
@@ -114,13 +132,13 @@ def place(records: Iterable[Mapping[str, Any]]) -> list[Placement]:
     try:
         conn.executescript(STAGING)
         stage(conn, records)
-        return placed(conn.execute(f"{PLACEMENTS} ORDER BY seq"))
+        return placed(conn.execute(f"{placements()} ORDER BY seq"))
     finally:
         conn.close()
 
 
 def placed(rows: Iterable[Sequence[Any]]) -> list[Placement]:
-    """Placements from the rows PLACEMENTS selects (booleans as any engine returns them)."""
+    """Placements from the rows `placements` selects (booleans as any engine returns them)."""
     return [
         Placement(event_id, rule, person, merged_at, bool(can_trigger))
         for event_id, rule, person, merged_at, can_trigger, *_ in rows
@@ -145,12 +163,12 @@ def stage(conn: Any, records: Iterable[Mapping[str, Any]]) -> None:
                 raise NotSetBased(f"Record {seq + 1} has no messageId to name its event by.")
             happened = received if op.timestamp is None else _seconds(op.timestamp)
             person = op.person
-            events.append((seq, op.event_id, person, op.anonymous_id, received, happened))
+            events.append((seq, op.event_id, person, op.anonymous_id, received, happened, None))
         elif isinstance(op, Identify):
             identifies.append((seq, op.identifier, op.anonymous_id, op.message_id, received))
         elif not isinstance(op, AnonymousTraits):  # alias: merges nothing
             continue
-    conn.executemany("INSERT INTO staged_events VALUES (?, ?, ?, ?, ?, ?)", events)
+    conn.executemany("INSERT INTO staged_events VALUES (?, ?, ?, ?, ?, ?, ?)", events)
     conn.executemany("INSERT INTO staged_identifies VALUES (?, ?, ?, ?, ?)", identifies)
 
 
