@@ -305,9 +305,9 @@ def test_every_engine_places_the_corners_alike(tmp_path: Path, corner: str) -> N
 def test_event_ids_whose_keys_collide_are_told_apart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Duplicates are looked for among the event ids whose keys (a 64-bit hash) repeat,
-    comparing the ids themselves: with a key that every id of one length shares, the
-    placements are still the service's."""
+    """Duplicates are looked for among the event and message ids whose keys (a 64-bit
+    hash) repeat, comparing the ids themselves: with a key that every id of one length
+    shares, the placements are still the service's."""
     monkeypatch.setattr(audit.DuckDB, "key", lambda self, text: f"length({text})")
     records = [
         *CORNERS["re-identifies, duplicates, an anonymous id taken"],
@@ -317,6 +317,8 @@ def test_event_ids_whose_keys_collide_are_told_apart(
         _track(T + 603, anonymousId="a2", messageId="e3"),  # a retry: not placed twice
         _track(T + 604, userId="u3", messageId="e5"),
         _track(T + 605, userId="u3", messageId="e4"),
+        _identify(T + 606, "u1", anonymousId="a3", messageId="i2"),  # i1's key, not i1
+        _track(T + 607, anonymousId="a3", messageId="e6"),
     ]
     _every_engine(tmp_path, records, ENGINES)
 

@@ -47,19 +47,12 @@ CREATE TABLE staged_identifies (
 def placements(key: Callable[[str], str] = str) -> str:
     """The SQL placing every event, in no order (a reader that needs stream order sorts
     by seq: the engines keep a table's rows in no order either). `key`: the SQL of a
-    cheap key for an event id (an engine's 64-bit hash of it; the id itself by
-    default): only ids whose keys repeat are compared to find the duplicates, so the
-    millions of ids that occur once are grouped by an integer, not by their text."""
-    return PLACEMENTS.replace("{event_key}", key("event_id"))
-
-
-PLACEMENTS = f"""
-WITH first_identifies AS (
+    cheap key for an id (an engine's 64-bit hash of it; the id itself by default): see
+    `first_of`."""
+    return f"""
+WITH identifies AS (
     -- an identify whose messageId was handled before is a duplicate: skipped
-    SELECT min(seq) AS seq FROM staged_identifies
-    GROUP BY coalesce(message_id, 'seq:' || seq)
-), identifies AS (
-    SELECT i.* FROM staged_identifies i JOIN first_identifies f ON f.seq = i.seq
+    {first_of("staged_identifies", "message_id", key)}
 ), first_claims AS (
     -- an anonymous id is assigned once: to the first identify that carries it
     SELECT min(seq) AS seq FROM identifies WHERE anonymous_id IS NOT NULL
@@ -67,17 +60,9 @@ WITH first_identifies AS (
 ), assignments AS (
     SELECT i.anonymous_id, i.person, i.received_at AS assigned_at
     FROM identifies i JOIN first_claims c ON c.seq = i.seq
-), repeated_keys AS (
-    SELECT {{event_key}} AS event_key FROM staged_events
-    GROUP BY {{event_key}} HAVING count(*) > 1
-), duplicates AS (
-    -- an event id seen before is a duplicate: the first one stays
-    SELECT seq FROM (
-        SELECT seq, row_number() OVER (PARTITION BY event_id ORDER BY seq) AS nth
-        FROM staged_events WHERE {{event_key}} IN (SELECT event_key FROM repeated_keys)
-    ) numbered WHERE nth > 1
 ), events AS (
-    SELECT e.* FROM staged_events e LEFT JOIN duplicates d ON d.seq = e.seq WHERE d.seq IS NULL
+    -- an event id seen before is a duplicate: the first one stays
+    {first_of("staged_events", "event_id", key)}
 ), placed AS (
     SELECT e.event_id, e.seq, e.person AS own, e.anonymous_id, e.received_at, e.timestamp,
            e.source, a.person AS assignee,
@@ -104,8 +89,21 @@ SELECT event_id,
        source
 FROM ruled
 """
-"""Every event's placement: the template of `placements`, with `{event_key}` for the key
-of an event id."""
+
+
+def first_of(table: str, column: str, key: Callable[[str], str]) -> str:
+    """SQL: the rows of `table` but those whose `column` a row before them (by seq) had;
+    rows without one all stay. Only the values whose keys repeat are compared by their
+    text, so millions of ids that occur once are grouped by an integer."""
+    given = f"{column} IS NOT NULL"
+    return f"""SELECT t.* FROM {table} t LEFT JOIN (
+        SELECT seq FROM (
+            SELECT seq, row_number() OVER (PARTITION BY {column} ORDER BY seq) AS nth
+            FROM {table} WHERE {given} AND {key(column)} IN (
+                SELECT {key(column)} FROM {table} WHERE {given}
+                GROUP BY {key(column)} HAVING count(*) > 1)
+        ) numbered WHERE nth > 1
+    ) later ON later.seq = t.seq WHERE later.seq IS NULL"""
 
 
 @dataclass(frozen=True)
