@@ -149,6 +149,8 @@ _PLAIN_TYPES = ("track", "page", "screen", "identify")
 `type` may be any JSON value, a list too, which a set could not be asked about."""
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""What `to_operations` is told came before: only a control record (never plain) reads
+it."""
 
 
 def _track(record: Record, at: datetime, track: Track) -> Call | None:
