@@ -58,6 +58,7 @@ def _locked(error: sqlite3.DatabaseError) -> bool:
 
 
 JOURNAL_BATCH = 1_000
+"""Journal rows written in one statement."""
 
 JournalRow = tuple[float, str, str, str | None, str | None]
 """A journal row: at, kind, record (JSON), people, anonymous_id."""
@@ -73,8 +74,6 @@ def journal_row(
     """The row `Store.add_journal` keeps for these."""
     return (at.timestamp(), kind, jsonio.dumps(record), " ".join(people) or None, anonymous_id)
 
-
-"""Journal rows written in one statement."""
 
 # What reset empties; a workspace where all are empty holds nothing but its settings.
 _DATA_TABLES = (
