@@ -453,8 +453,10 @@ class Spark(Engine):
         )
 
     def table(self, name: str, select: str) -> None:
-        frame = self.spark.sql(select).cache()
-        frame.createOrReplaceTempView(name)
+        # computed now and kept without the plan that made it: a table's readers plan
+        # over its rows, not again over every step before it (the plans of the later
+        # steps, written out for Spark's listeners, grew to tens of megabytes)
+        self.spark.sql(select).localCheckpoint().createOrReplaceTempView(name)
 
     def view(self, name: str, select: str) -> None:
         self.spark.sql(select).createOrReplaceTempView(name)
@@ -495,6 +497,9 @@ class Spark(Engine):
             shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
+        # the tables' rows (kept by localCheckpoint) and anything cached
+        for rdd in self.spark.sparkContext._jsc.getPersistentRDDs().values():
+            rdd.unpersist(False)
         self.spark.catalog.clearCache()
         self._remove_scratch()
 
