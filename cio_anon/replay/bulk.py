@@ -109,8 +109,6 @@ class Call:
     traits: dict[str, Any] = field(default_factory=dict)
     part: int = 0
     """Its place among its record's calls (a recorded request may carry many)."""
-    parts: int = 1
-    """How many calls its record carries."""
 
 
 def plain(record: Record) -> list[Call] | None:
@@ -138,9 +136,8 @@ def plain(record: Record) -> list[Call] | None:
             calls.append(call)
     except CioAnonError:
         return None
-    if len(calls) > 1:
-        for part, call in enumerate(calls):
-            call.part, call.parts = part, len(calls)
+    for part, call in enumerate(calls[1:], 1):
+        call.part = part
     return calls or None
 
 
@@ -271,9 +268,7 @@ class Batch:
         calls, self.calls, self.held = self.calls, [], 0
         reach = len(calls)
         while calls:
-            end = min(reach, len(calls))
-            while end < len(calls) and calls[end].part:
-                end += 1  # to the end of the request the reach ends in
+            end = _request_end(calls, min(reach, len(calls)))
             run = _Run(self.workspace, calls[:end], self.file)
             done = run.apply()
             first = done - calls[done].part if done < end else done
@@ -284,11 +279,19 @@ class Batch:
             self.tally.add(run.tally)
             if first < end:
                 self.exact(calls[first].record)
-                calls = calls[first + calls[first].parts :]
+                calls = calls[_request_end(calls, first + 1) :]
                 reach = max(2 * first, AFTER_SERVICE)
             else:
                 calls = calls[end:]
                 reach *= 2
+
+
+def _request_end(calls: list[Call], index: int) -> int:
+    """Where the request that `calls[index - 1]` belongs to ends (`index` itself when a
+    new record begins there)."""
+    while index < len(calls) and calls[index].part:
+        index += 1
+    return index
 
 
 class _Run:

@@ -2,7 +2,7 @@
 history, as a replayable fixture) and forgetting a deleted person.
 
 Every operation that changes the workspace keeps the fixture record that replays it
-(`Workspace.add_journal`), in order, naming the people (cio_ids) and the anonymous id
+(`Workspace.add_journal_rows`), in order, naming the people (cio_ids) and the anonymous id
 it touched. Replaying the whole journal into an empty workspace gives the same people
 (the same cio_ids, numbered in creation order), events, assignments and log.
 """

@@ -71,7 +71,9 @@ def journal_row(
     people: Iterable[str] = (),
     anonymous_id: str | None = None,
 ) -> JournalRow:
-    """The row `Store.add_journal` keeps for these."""
+    """The journal row of the fixture `record` that replays a call (`kind`: its
+    operation's class name; see `ingest.emit`), naming whom it touched: cio_ids in
+    `people`, and an `anonymous_id` (kept by `Store.add_journal_rows`)."""
     return (at.timestamp(), kind, jsonio.dumps(record), " ".join(people) or None, anonymous_id)
 
 
@@ -271,7 +273,9 @@ class Store:
                 if initial is None:
                     raise WorkspaceError(f"{self.path} is empty: run `cio-anon init`.")
                 self.save_settings(initial)
-                self.add_journal(initial.created_at, "ChangeSettings", initial.record())
+                self.add_journal_rows(
+                    [journal_row(initial.created_at, "ChangeSettings", initial.record())]
+                )
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -487,24 +491,10 @@ class Store:
 
     # -- the journal --------------------------------------------------------------------
 
-    def add_journal(
-        self,
-        at: datetime,
-        kind: str,
-        record: dict[str, Any],
-        people: Iterable[str] = (),
-        anonymous_id: str | None = None,
-    ) -> None:
-        """Keep the fixture `record` that replays a call (`kind`: its operation's class
-        name; see `ingest.emit`), naming whom it touched: cio_ids in `people`, and an
-        `anonymous_id`. Rows are written in bulk (`JOURNAL_BATCH` at a time, and before
-        the commit); a savepoint rolled back drops the rows it added."""
-        self._journal_rows.append(journal_row(at, kind, record, people, anonymous_id))
-        if len(self._journal_rows) >= JOURNAL_BATCH:
-            self._flush_journal()
-
     def add_journal_rows(self, rows: Iterable[JournalRow]) -> None:
-        """Keep journal rows made by `journal_row` (a run of the bulk path makes its own)."""
+        """Keep journal rows (`journal_row`: the fixture record that replays a call,
+        naming whom it touched). Rows are written in bulk (`JOURNAL_BATCH` at a time, and
+        before the commit); a savepoint rolled back drops the rows it added."""
         self._journal_rows += rows
         if len(self._journal_rows) >= JOURNAL_BATCH:
             self._flush_journal()

@@ -1,5 +1,5 @@
 """The journal: every call that changed the workspace, as the fixture record that
-replays it (written through `Store.add_journal`; read and rewritten here)."""
+replays it (written through `Store.add_journal_rows`; read and rewritten here)."""
 
 from __future__ import annotations
 
