@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from cio_anon import audit
+from cio_anon.audit.exports import Export
 from cio_anon.errors import InvalidInput
 from tests.pyclients import PythonClients
 from tests.test_setrules import _message, _stream, engine_placements, together
@@ -159,6 +160,95 @@ def test_every_format_gives_the_same_placements(tmp_path: Path) -> None:
     _write(parts / "part-1.ndjson", records[half:])
     for named in ([str(tmp_path / "archive")], [str(parts / "part-*.ndjson")]):
         assert audit.placements(audit.exports(named)) == expected
+
+
+ODD_RECORDS = [
+    '{"type":"track","userId":123,"anonymousId":true,"messageId":{"a":1},"event":"e",'
+    '"receivedAt":1772000003.5,"timestamp":"2026-03-01T00:00:00Z"}',
+    '{"type":"identify","userId":"a\\u00e9 \\n","receivedAt":1e3,'
+    '"traits":{"email":"X@y.z","k":[1,2],"n":null},"context":{"library":{"name":7}}}',
+    "",
+    '{"type":null,"userId":null,"receivedAt":"-0.0","traits":"str","properties":{}}',
+    '{"type":"identify","userId":"u","receivedAt":12345678901234567890123,'
+    '"traits":{"email":{"x":1}},"context":{"library":null,"ip":"1.2.3.4"}}',
+    '{"type":"page","anonymousId":"a","at":"2026-03-01T00:00:00+02:00","receivedAt":"x",'
+    '"properties":{"url":"https://x.io/' + "p" * 1100 + '"},"name":["n"]}',
+    '{"type":"identify","userId":"u","receivedAt":"1772000000","traits":{"' + "k" * 151 + '":1}}',
+    '{"type":"track","anonymousId":"a","event":"big","receivedAt":1772000000,'
+    '"properties":{"blob":"' + "z" * 100_001 + '"}}',
+    '{"op":"settings","anonymous_merge":false,"created_at":"2026-01-01"}',
+    '{"method":"POST","path":"/v1/track","at":"2026-03-01T00:00:00Z","_line":"9"}',
+    "{}",
+]
+"""Records whose fields are of every JSON kind, missing, odd or beyond a limit."""
+
+
+def _staged(path: Path, lined: bool = False) -> list[tuple[Any, ...]]:
+    duck = audit.DuckDB()
+    try:
+        duck.load([Export(path, path.name, lined=lined)])
+        return duck.rows("SELECT * FROM staged ORDER BY seq")
+    finally:
+        duck.close()
+
+
+@pytest.mark.parametrize("lined", [False, True])
+@pytest.mark.parametrize("array", [False, True])
+def test_both_ways_of_reading_an_export_stage_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, array: bool, lined: bool
+) -> None:
+    """DuckDB reads an export into typed columns, or else takes each field out of each
+    record's text: the two stage every field, time, flag and kept text alike."""
+    export = tmp_path / "odd.json"
+    lines = [line for line in ODD_RECORDS if line] if array else ODD_RECORDS
+    export.write_text(("[" + ",\n".join(lines) + "]") if array else "\n".join(lines) + "\n")
+    read_typed = audit.DuckDB._read_typed
+    typed: list[bool] = []
+    monkeypatch.setattr(
+        audit.DuckDB, "_read_typed", lambda *a: typed.append(read_typed(*a)) or typed[-1]
+    )
+    fast = _staged(export, lined)
+    assert typed == [True]  # these records are read the typed way
+    monkeypatch.setattr(audit.DuckDB, "_read_typed", lambda *a: False)
+    assert fast == _staged(export, lined)
+    assert len(fast) == len([line for line in ODD_RECORDS if line])
+    suspect = [row[0] for row in fast if row[-2]]  # the records flagged, with their texts
+    assert suspect == [5, 6, 7] and all(row[-1] for row in fast if row[-2])
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        '{"type":"track","anonymousId":"a9","event":"e","messageId":"m9","context":"web",'
+        '"receivedAt":1772000009}',
+        '{"type":"track","anonymousId":"a9","event":"e","messageId":"m9","context":'
+        '{"library":"js"},"receivedAt":1772000009}',
+        '{"type":"track","anonymousId":"a1","event":"e","messageId":"m9","receivedAt":1772000009,'
+        '"messageId":"m9"}',
+    ],
+)
+def test_an_export_duckdb_will_not_type_is_read_by_its_texts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd: str
+) -> None:
+    """A value where an object belongs, a repeated key: the typed read refuses the
+    file, and it is placed as a replay places it."""
+    track = {"type": "track", "anonymousId": "a1", "event": "x", "messageId": "m1"}
+    records = [
+        {**track, "receivedAt": 1772000000},
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "receivedAt": 1772000010},
+    ]
+    export = tmp_path / "odd.ndjson"
+    export.write_text("".join(json.dumps(r) + "\n" for r in records) + odd + "\n")
+    read_typed = audit.DuckDB._read_typed
+    typed: list[bool] = []
+    monkeypatch.setattr(
+        audit.DuckDB, "_read_typed", lambda *a: typed.append(read_typed(*a)) or typed[-1]
+    )
+    placed = audit.placements([export])
+    assert typed == [False]
+    extra = json.loads(odd)  # as a replay reads it (a repeated key: its last value)
+    replayed = [*records, extra] if isinstance(extra, dict) else records
+    assert placed == engine_placements(tmp_path, replayed, keep_going=True)
 
 
 def test_the_report_counts_rules_days_sources_and_findings(cli: Cli, tmp_path: Path) -> None:

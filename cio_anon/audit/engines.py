@@ -37,6 +37,12 @@ FIELDS = {
 }
 
 
+DATA = {"data": "$.properties"}
+"""An event's data (what its limit is on), where a reader can see its size."""
+TIMES = {"at": "$.at", "received": "$.receivedAt", "timestamp": "$.timestamp"}
+"""The times a record may give (name → path): a replay's `at`, then Data Pipelines'."""
+
+
 Progress = Callable[[str, float | None], None]
 """Told what an audit is doing: the step, and how far its running statement is (0 to 1;
 None where the engine cannot say)."""
@@ -48,6 +54,49 @@ LIMITED = {
     "name": "$.name",
     "traits": "$.traits",
 }
+
+
+def reader_paths(export: Export) -> dict[str, str]:
+    """Every path an engine reads from a record of `export` (name → JSON path): the
+    FIELDS, the TIMES, what LIMITED checks, and a recording's `_line`."""
+    lined = {"_line": "$._line"} if export.lined else {}
+    return {**FIELDS, **TIMES, **LIMITED, **lined}
+
+
+def typed_columns(paths: dict[str, str]) -> tuple[str, Callable[[str], str]]:
+    """DuckDB `read_json` columns for these paths (its `columns` argument) and, by
+    name, the SQL for each path's value over them — the value `json_extract_string`
+    takes out of the record's text. A field read only whole is VARCHAR (an object or
+    array as its JSON text), one only looked into a STRUCT of what is looked at, one
+    both read whole and looked into is JSON, looked into by `json_extract_string`."""
+    keys = {name: path.removeprefix("$.").split(".") for name, path in paths.items()}
+
+    def kind(below: list[list[str]]) -> str:
+        if all(not rest for rest in below):
+            return "VARCHAR"
+        if any(not rest for rest in below):
+            return "JSON"
+        fields: dict[str, list[list[str]]] = {}
+        for rest in below:
+            fields.setdefault(rest[0], []).append(rest[1:])
+        inner = {key: kind(paths) for key, paths in fields.items()}
+        if "JSON" in inner.values():  # a STRUCT is only walked into, to its VARCHARs
+            return "JSON"
+        return "STRUCT(" + ", ".join(f'"{key}" {type_}' for key, type_ in inner.items()) + ")"
+
+    tops: dict[str, list[list[str]]] = {}
+    for path in keys.values():
+        tops.setdefault(path[0], []).append(path[1:])
+    kinds = {top: kind(below) for top, below in tops.items()}
+    spec = "{" + ", ".join(f"{quoted(top)}: {quoted(kinds[top])}" for top in tops) + "}"
+
+    def field(name: str) -> str:
+        top, *rest = keys[name]
+        if kinds[top] == "JSON":
+            return f'json_extract_string("{top}", {quoted(".".join(["$", *rest]))})'
+        return ".".join(f'"{key}"' for key in (top, *rest))
+
+    return spec, field
 
 
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
@@ -218,52 +267,110 @@ class DuckDB(Engine):
     def load(self, exports: Sequence[Export]) -> int:
         # One pass per file, straight into `staged`: every field at once (one parse per
         # record), the records themselves not kept — only those `suspect` flags.
-        names = [*FIELDS, "at", "received", "timestamp", *LIMITED]
-        json_paths = [*FIELDS.values(), "$.at", "$.receivedAt", "$.timestamp", *LIMITED.values()]
-        listed = ", ".join(quoted(path) for path in json_paths)
+        offset = 0
+        for index, export in enumerate(exports):
+            into = "CREATE TABLE staged AS " if index == 0 else "INSERT INTO staged "
+            parquet = export.path.name.endswith(".parquet")
+            if parquet or not self._read_typed(into, export, offset):
+                self._read_texts(into, export, offset)
+            offset = self.rows("SELECT coalesce(max(seq), 0) FROM staged")[0][0]
+        self.view(self.raw, "SELECT seq, raw AS json FROM staged WHERE raw IS NOT NULL")
+        return int(self.rows("SELECT count(*) FROM staged")[0][0])
+
+    def _read_typed(self, into: str, export: Export, offset: int) -> bool:
+        """Stage a JSON export read into typed columns (`typed_columns`), much faster
+        than taking the fields out of each record's text. DuckDB refuses a file this
+        way if a record is not an object, repeats a key, or holds a value where an
+        object belongs: then False, with nothing staged. The data limit is looked for
+        in the records' properties (an event's data); only the records flagged are
+        read again, for their texts."""
+        spec, field = typed_columns({**reader_paths(export), **DATA})
+        name = quoted(str(export.path))
+        kind = "array" if is_array(export.path) else "newline_delimited"
+        source = (
+            f"(SELECT ordinality AS n, * FROM read_json({name}, format = '{kind}', "
+            f"records = 'true', auto_detect = false, columns = {spec}) WITH ORDINALITY)"
+        )
+        # DuckDB writes the properties' JSON anew, not always as Python does (numbers):
+        # half the limit keeps the flag generous
+        data = f"{self.size(field('data'))} > {rules.EVENT_DATA_MAX_BYTES // 2}"
+        select = self._staging(export, offset, field, data, "NULL::VARCHAR", source)
+        if self._stage(into + select, export) is not None:
+            return False  # read the texts instead, which says what is wrong
+        if self.rows(f"SELECT count(*) FROM staged WHERE suspect AND seq > {offset}")[0][0]:
+            self._execute(
+                f"""
+                UPDATE staged SET raw = texts.json FROM (
+                    SELECT ordinality + {offset} AS seq, json::VARCHAR AS json
+                    FROM read_json_objects({name}, format = '{kind}') WITH ORDINALITY
+                    WHERE ordinality + {offset} IN (SELECT seq FROM staged WHERE suspect)
+                ) texts WHERE staged.seq = texts.seq
+                """
+            )
+        return True
+
+    def _read_texts(self, into: str, export: Export, offset: int) -> None:
+        """Stage any export: each field taken out of each record's JSON text."""
+        paths = reader_paths(export)
+        names, listed = list(paths), ", ".join(quoted(path) for path in paths.values())
 
         def field(name: str) -> str:
             return f"f[{names.index(name) + 1}]"
 
-        columns = ", ".join(f"{field(column)} AS {column}" for column in FIELDS)
+        path = export.path
+        name = quoted(str(path))
+        if path.name.endswith(".parquet"):
+            numbered = (
+                "(SELECT row_number() OVER () AS n, to_json(t) AS json "
+                f"FROM read_parquet({name}) t)"
+            )
+        else:  # numbered as read (file order), far cheaper than a window function
+            kind = "array" if is_array(path) else "newline_delimited"
+            numbered = (
+                "(SELECT ordinality AS n, json FROM "
+                f"read_json_objects({name}, format = '{kind}') WITH ORDINALITY)"
+            )
+        source = f"(SELECT n, json, json_extract_string(json, [{listed}]) AS f FROM {numbered})"
+        # data beyond its limit needs a record beyond it
+        data = f"{self.size('json::VARCHAR')} > {rules.EVENT_DATA_MAX_BYTES}"
+        select = self._staging(export, offset, field, data, "json::VARCHAR", source)
+        why = self._stage(into + select, export)
+        if why is not None:
+            raise AuditError(f"{export.name}: cannot be read as an export ({why})")
+
+    def _stage(self, statement: str, export: Export) -> str | None:
+        """Run a statement staging `export`: None, or why DuckDB could not read it."""
+        try:
+            self._execute(statement, [export.name])
+        except AuditError:
+            raise
+        except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
+            return str(error).strip().splitlines()[0]  # not the SQL it quotes after
+        return None
+
+    def _staging(
+        self,
+        export: Export,
+        offset: int,
+        field: Callable[[str], str],
+        data: str,
+        text: str,
+        source: str,
+    ) -> str:
+        """The SELECT of one export's staged rows from `source` (its records numbered
+        `n`, each path's value being `field(name)`); `data`: whether a record's data
+        may be beyond its limit; `text`: a record's JSON text, kept if it is suspect."""
         given = f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
         received, happened = self._seconds(given), self._seconds(field("timestamp"))
         unreadable = unreadable_time(given, received, field("timestamp"), happened)
-        offset = 0
-        for index, export in enumerate(exports):
-            path = export.path
-            name = quoted(str(path))
-            if path.name.endswith(".parquet"):
-                numbered = (
-                    "(SELECT row_number() OVER () AS n, to_json(t) AS json "
-                    f"FROM read_parquet({name}) t)"
-                )
-            else:  # numbered as read (file order), far cheaper than a window function
-                kind = "array" if is_array(path) else "newline_delimited"
-                numbered = (
-                    "(SELECT ordinality AS n, json FROM "
-                    f"read_json_objects({name}, format = '{kind}') WITH ORDINALITY)"
-                )
-            record = "CAST(json_extract_string(json, '$._line') AS BIGINT)" if export.lined else "n"
-            select = (
-                f"SELECT n + {offset} AS seq, {record} AS record, ? AS file, {columns}, "
-                f"{received} AS received_at, {happened} AS happened, "
-                f"{unreadable} AS bad_time, "
-                "suspect, CASE WHEN suspect THEN json::VARCHAR END AS raw "
-                f"FROM (SELECT *, {suspect(self, field, 'json::VARCHAR')} AS suspect FROM "
-                f"(SELECT n, json, json_extract_string(json, [{listed}]) AS f FROM {numbered}))"
-            )
-            into = "CREATE TABLE staged AS " if index == 0 else "INSERT INTO staged "
-            try:
-                self._execute(into + select, [export.name])
-            except AuditError:
-                raise
-            except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
-                why = str(error).strip().splitlines()[0]  # not the SQL it quotes after
-                raise AuditError(f"{export.name}: cannot be read as an export ({why})") from None
-            offset = self.rows("SELECT coalesce(max(seq), 0) FROM staged")[0][0]
-        self.view(self.raw, "SELECT seq, raw AS json FROM staged WHERE raw IS NOT NULL")
-        return int(self.rows("SELECT count(*) FROM staged")[0][0])
+        columns = ", ".join(f"{field(column)} AS {column}" for column in FIELDS)
+        record = f"CAST({field('_line')} AS BIGINT)" if export.lined else "n"
+        return (
+            f"SELECT n + {offset} AS seq, {record} AS record, ? AS file, {columns}, "
+            f"{received} AS received_at, {happened} AS happened, {unreadable} AS bad_time, "
+            f"suspect, CASE WHEN suspect THEN {text} END AS raw "
+            f"FROM (SELECT *, {suspect(self, field, data)} AS suspect FROM {source})"
+        )
 
     @staticmethod
     def _seconds(text: str) -> str:
@@ -425,23 +532,22 @@ class Spark(Engine):
             f"get_json_object(json, '{path}') AS {column}" for column, path in FIELDS.items()
         )
 
-        def field(name: str) -> str:
-            return f"get_json_object(json, '{({**FIELDS, **LIMITED})[name]}')"
+        paths = {**FIELDS, **TIMES, **LIMITED}
 
-        given = (
-            "coalesce(get_json_object(json, '$.at'), get_json_object(json, '$.receivedAt'), "
-            "get_json_object(json, '$.timestamp'))"
-        )
-        stamp = "get_json_object(json, '$.timestamp')"
-        received, happened = self._seconds(given), self._seconds(stamp)
-        unreadable = unreadable_time(given, received, stamp, happened)
+        def field(name: str) -> str:
+            return f"get_json_object(json, '{paths[name]}')"
+
+        given = f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
+        received, happened = self._seconds(given), self._seconds(field("timestamp"))
+        unreadable = unreadable_time(given, received, field("timestamp"), happened)
+        data = f"{self.size('json')} > {rules.EVENT_DATA_MAX_BYTES}"  # needs a record beyond it
         self.table(
             "staged",
             "SELECT seq, coalesce(line, row_number() OVER (PARTITION BY file ORDER BY seq)) "
             "AS record, file, "
             f"{columns}, {received} AS received_at, {happened} AS happened, "
             f"{unreadable} AS bad_time, "
-            f"{suspect(self, field, 'json')} AS suspect FROM raw_messages",
+            f"{suspect(self, field, data)} AS suspect FROM raw_messages",
         )
         return int(self.rows("SELECT count(*) FROM staged")[0][0])
 
@@ -524,11 +630,12 @@ def unreadable_time(given: str, received: str, stamp: str, happened: str) -> str
     )
 
 
-def suspect(db: Engine, field: Callable[[str], str], record: str) -> str:
+def suspect(db: Engine, field: Callable[[str], str], data: str) -> str:
     """SQL: whether a record might break one of Customer.io's limits on a call (ids,
-    event names, data, attribute names and values), from its fields and the size of
-    its JSON text (`record`). Cheap and generous: `refusals` then checks the few it
-    flags exactly, with the very checks a replay runs."""
+    event names, data, attribute names and values), from its fields, `data` telling
+    whether its data may be beyond its limit (the reader knows how). Cheap and generous:
+    `refusals` then checks the few it flags exactly, with the very checks a replay
+    runs."""
     size = db.size
     checks = [
         f"{size(field(name))} > {rules.IDENTIFIER_MAX_BYTES}"
@@ -537,8 +644,7 @@ def suspect(db: Engine, field: Callable[[str], str], record: str) -> str:
     checks += [
         f"{size(field(name))} > {rules.EVENT_NAME_MAX_BYTES}" for name in ("event", "url", "name")
     ]
-    # data beyond its limit needs a record beyond it
-    checks.append(f"{size(record)} > {rules.EVENT_DATA_MAX_BYTES}")
+    checks.append(data)
     # an attribute's name or value beyond its limit needs traits beyond it
     traits = field("traits")
     name_limit, value_limit = rules.ATTRIBUTE_NAME_MAX_BYTES, rules.ATTRIBUTE_VALUE_MAX_BYTES
