@@ -216,6 +216,42 @@ def test_both_ways_of_reading_an_export_stage_the_same_rows(
     assert suspect == [5, 6, 7] and all(row[-1] for row in fast if row[-2])
 
 
+@pytest.mark.parametrize("typed", [True, False])
+def test_records_are_staged_in_file_order_files_one_after_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, typed: bool
+) -> None:
+    """A stream's order is its files' order, then each file's: with more records than
+    DuckDB reads in one piece (it reads a file on every core), every record's seq is its
+    place in the stream, and its file and record number are its own."""
+    if not typed:
+        monkeypatch.setattr(audit.DuckDB, "_read_typed", lambda *a: False)
+    sizes = {"a.ndjson": 300_000, "b.ndjson": 5, "c.json": 140_000}
+    exports, total = [], 0
+    for name, size in sizes.items():
+        path = tmp_path / name
+        pad = "x" * 100  # a file DuckDB reads in several pieces at once
+        lines = (f'{{"messageId":"m{total + i}","at":{i + 1},"pad":"{pad}"}}' for i in range(size))
+        text = ",\n".join(lines) if name.endswith(".json") else "\n".join(lines)
+        path.write_text(f"[{text}]" if name.endswith(".json") else text + "\n")
+        exports.append(Export(path, name))
+        total += size
+    duck = audit.DuckDB()
+    try:
+        assert duck.load(exports) == total
+        # each record says its place in the stream and in its file
+        rows = duck.rows(
+            "SELECT count(*), count(DISTINCT seq), max(seq), sum(CASE WHEN message_id = "
+            "'m' || (seq - 1) AND record = CAST(received_at AS BIGINT) THEN 1 END) "
+            "FROM staged"
+        )
+        assert rows == [(total, total, total, total)]
+        assert duck.rows(
+            "SELECT file, min(record), max(record) FROM staged GROUP BY 1 ORDER BY 1"
+        ) == [(name, 1, size) for name, size in sizes.items()]
+    finally:
+        duck.close()
+
+
 @pytest.mark.parametrize(
     "odd",
     [

@@ -265,17 +265,38 @@ class DuckDB(Engine):
             self.conn.execute(f"SET memory_limit = '{budget}B'")
 
     def load(self, exports: Sequence[Export]) -> int:
-        # One pass per file, straight into `staged`: every field at once (one parse per
-        # record), the records themselves not kept — only those `suspect` flags.
-        offset = 0
-        for index, export in enumerate(exports):
-            into = "CREATE TABLE staged AS " if index == 0 else "INSERT INTO staged "
-            parquet = export.path.name.endswith(".parquet")
-            if parquet or not self._read_typed(into, export, offset):
-                self._read_texts(into, export, offset)
-            offset = self.rows("SELECT coalesce(max(seq), 0) FROM staged")[0][0]
+        # One pass per file, straight into `staged_records`: every field at once (one
+        # parse per record), the records themselves not kept — only those `suspect`
+        # flags. Rows are stored in file order, files one after another, so a row's
+        # place (its rowid) is its seq: numbering the records while reading would keep
+        # DuckDB from reading a file on both cores.
+        ends: list[tuple[int, Export]] = []  # each export's end, in rows
+        self.conn.execute("SET preserve_insertion_order = true")
+        try:
+            for index, export in enumerate(exports):
+                into = (
+                    "CREATE TABLE staged_records AS "
+                    if index == 0
+                    else "INSERT INTO staged_records "
+                )
+                offset = ends[-1][0] if ends else 0
+                parquet = export.path.name.endswith(".parquet")
+                if parquet or not self._read_typed(into, export, offset):
+                    self._read_texts(into, export)
+                ends.append((self.rows("SELECT count(*) FROM staged_records")[0][0], export))
+        finally:
+            self.conn.execute("SET preserve_insertion_order = false")
+        first = name = ""  # each file's first row, its name
+        for start, (end, export) in zip([0] + [end for end, _ in ends], ends, strict=False):
+            first += f" WHEN rowid < {end} THEN {start}"
+            name += f" WHEN rowid < {end} THEN {quoted(export.name)}"
+        self.view(
+            "staged",
+            f"SELECT rowid + 1 AS seq, coalesce(line, rowid + 1 - CASE {first} END) AS record, "
+            f"CASE {name} END AS file, * EXCLUDE (line) FROM staged_records",
+        )
         self.view(self.raw, "SELECT seq, raw AS json FROM staged WHERE raw IS NOT NULL")
-        return int(self.rows("SELECT count(*) FROM staged")[0][0])
+        return ends[-1][0] if ends else 0
 
     def _read_typed(self, into: str, export: Export, offset: int) -> bool:
         """Stage a JSON export read into typed columns (`typed_columns`), much faster
@@ -288,28 +309,29 @@ class DuckDB(Engine):
         name = quoted(str(export.path))
         kind = "array" if is_array(export.path) else "newline_delimited"
         source = (
-            f"(SELECT ordinality AS n, * FROM read_json({name}, format = '{kind}', "
-            f"records = 'true', auto_detect = false, columns = {spec}) WITH ORDINALITY)"
+            f"read_json({name}, format = '{kind}', records = 'true', auto_detect = false, "
+            f"columns = {spec})"
         )
         # DuckDB writes the properties' JSON anew, not always as Python does (numbers):
         # half the limit keeps the flag generous
         data = f"{self.size(field('data'))} > {rules.EVENT_DATA_MAX_BYTES // 2}"
-        select = self._staging(export, offset, field, data, "NULL::VARCHAR", source)
+        select = self._staging(export, field, data, "NULL::VARCHAR", source)
         if self._stage(into + select, export) is not None:
             return False  # read the texts instead, which says what is wrong
-        if self.rows(f"SELECT count(*) FROM staged WHERE suspect AND seq > {offset}")[0][0]:
+        flagged = f"SELECT rowid FROM staged_records WHERE suspect AND rowid >= {offset}"
+        if self.rows(f"SELECT count(*) FROM ({flagged})")[0][0]:
             self._execute(
                 f"""
-                UPDATE staged SET raw = texts.json FROM (
-                    SELECT ordinality + {offset} AS seq, json::VARCHAR AS json
+                UPDATE staged_records SET raw = texts.json FROM (
+                    SELECT ordinality + {offset - 1} AS place, json::VARCHAR AS json
                     FROM read_json_objects({name}, format = '{kind}') WITH ORDINALITY
-                    WHERE ordinality + {offset} IN (SELECT seq FROM staged WHERE suspect)
-                ) texts WHERE staged.seq = texts.seq
+                    WHERE ordinality + {offset - 1} IN ({flagged})
+                ) texts WHERE staged_records.rowid = texts.place
                 """
             )
         return True
 
-    def _read_texts(self, into: str, export: Export, offset: int) -> None:
+    def _read_texts(self, into: str, export: Export) -> None:
         """Stage any export: each field taken out of each record's JSON text."""
         paths = reader_paths(export)
         names, listed = list(paths), ", ".join(quoted(path) for path in paths.values())
@@ -320,20 +342,14 @@ class DuckDB(Engine):
         path = export.path
         name = quoted(str(path))
         if path.name.endswith(".parquet"):
-            numbered = (
-                "(SELECT row_number() OVER () AS n, to_json(t) AS json "
-                f"FROM read_parquet({name}) t)"
-            )
-        else:  # numbered as read (file order), far cheaper than a window function
+            records = f"(SELECT to_json(t) AS json FROM read_parquet({name}) t)"
+        else:
             kind = "array" if is_array(path) else "newline_delimited"
-            numbered = (
-                "(SELECT ordinality AS n, json FROM "
-                f"read_json_objects({name}, format = '{kind}') WITH ORDINALITY)"
-            )
-        source = f"(SELECT n, json, json_extract_string(json, [{listed}]) AS f FROM {numbered})"
+            records = f"read_json_objects({name}, format = '{kind}')"
+        source = f"(SELECT json, json_extract_string(json, [{listed}]) AS f FROM {records})"
         # data beyond its limit needs a record beyond it
         data = f"{self.size('json::VARCHAR')} > {rules.EVENT_DATA_MAX_BYTES}"
-        select = self._staging(export, offset, field, data, "json::VARCHAR", source)
+        select = self._staging(export, field, data, "json::VARCHAR", source)
         why = self._stage(into + select, export)
         if why is not None:
             raise AuditError(f"{export.name}: cannot be read as an export ({why})")
@@ -341,7 +357,7 @@ class DuckDB(Engine):
     def _stage(self, statement: str, export: Export) -> str | None:
         """Run a statement staging `export`: None, or why DuckDB could not read it."""
         try:
-            self._execute(statement, [export.name])
+            self._execute(statement)
         except AuditError:
             raise
         except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
@@ -349,24 +365,18 @@ class DuckDB(Engine):
         return None
 
     def _staging(
-        self,
-        export: Export,
-        offset: int,
-        field: Callable[[str], str],
-        data: str,
-        text: str,
-        source: str,
+        self, export: Export, field: Callable[[str], str], data: str, text: str, source: str
     ) -> str:
-        """The SELECT of one export's staged rows from `source` (its records numbered
-        `n`, each path's value being `field(name)`); `data`: whether a record's data
+        """The SELECT of one export's staged rows from `source` (its records in file
+        order, each path's value being `field(name)`); `data`: whether a record's data
         may be beyond its limit; `text`: a record's JSON text, kept if it is suspect."""
         given = f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
         received, happened = self._seconds(given), self._seconds(field("timestamp"))
         unreadable = unreadable_time(given, received, field("timestamp"), happened)
         columns = ", ".join(f"{field(column)} AS {column}" for column in FIELDS)
-        record = f"CAST({field('_line')} AS BIGINT)" if export.lined else "n"
+        line = f"CAST({field('_line')} AS BIGINT)" if export.lined else "NULL::BIGINT"
         return (
-            f"SELECT n + {offset} AS seq, {record} AS record, ? AS file, {columns}, "
+            f"SELECT {line} AS line, {columns}, "
             f"{received} AS received_at, {happened} AS happened, {unreadable} AS bad_time, "
             f"suspect, CASE WHEN suspect THEN {text} END AS raw "
             f"FROM (SELECT *, {suspect(self, field, data)} AS suspect FROM {source})"
