@@ -259,15 +259,15 @@ def test_records_are_staged_in_file_order_files_one_after_another(
         '"receivedAt":1772000009}',
         '{"type":"track","anonymousId":"a9","event":"e","messageId":"m9","context":'
         '{"library":"js"},"receivedAt":1772000009}',
-        '{"type":"track","anonymousId":"a1","event":"e","messageId":"m9","receivedAt":1772000009,'
-        '"messageId":"m9"}',
+        '{"type":"track","anonymousId":"a1","event":"e","messageId":"m9","context":"web",'
+        '"receivedAt":1772000009,"note":1,"note":2}',
     ],
 )
 def test_an_export_duckdb_will_not_type_is_read_by_its_texts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd: str
 ) -> None:
-    """A value where an object belongs, a repeated key: the typed read refuses the
-    file, and it is placed as a replay places it."""
+    """A value where an object belongs, a key given twice (one audit does not read):
+    the typed read refuses the file, and it is placed as a replay places it."""
     track = {"type": "track", "anonymousId": "a1", "event": "x", "messageId": "m1"}
     records = [
         {**track, "receivedAt": 1772000000},
@@ -282,9 +282,7 @@ def test_an_export_duckdb_will_not_type_is_read_by_its_texts(
     )
     placed = audit.placements([export])
     assert typed == [False]
-    extra = json.loads(odd)  # as a replay reads it (a repeated key: its last value)
-    replayed = [*records, extra] if isinstance(extra, dict) else records
-    assert placed == engine_placements(tmp_path, replayed, keep_going=True)
+    assert placed == engine_placements(tmp_path, [*records, json.loads(odd)], keep_going=True)
 
 
 def test_the_report_counts_rules_days_sources_and_findings(cli: Cli, tmp_path: Path) -> None:
@@ -424,6 +422,39 @@ def spark_ready() -> None:
         if os.environ.get("CI"):
             pytest.fail("no Java runtime: .ci/run installs Debian's default-jre-headless")
         pytest.skip("no Java runtime here")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_a_key_read_twice_is_refused_on_every_engine(
+    spark_ready: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    """SQL takes a repeated key's first value, a replay its last: every engine and
+    reader refuses a record giving a key it reads twice, and reads one giving another
+    key twice as a replay does."""
+    head = '{"type":"track","anonymousId":"a1","event":"x","messageId":"m1","receivedAt":1}\n'
+    twice = {
+        "userId": '{"type":"identify","userId":"u1","anonymousId":"a1","userId":"u2",'
+        '"receivedAt":2}',
+        "traits.email": '{"type":"identify","userId":"u1","anonymousId":"a1","receivedAt":2,'
+        '"traits":{"email":"a@x.io","email":"b@x.io"}}',
+        "context.library.name": '{"type":"identify","userId":"u1","anonymousId":"a1",'
+        '"receivedAt":2,"context":{"library":{"name":"a","name":"b"}}}',
+    }
+    readers = [False, True] if engine == "duckdb" else [False]
+    for texts in readers:  # DuckDB: typed columns, then each record's text
+        if texts:
+            monkeypatch.setattr(audit.DuckDB, "_read_typed", lambda *a: False)
+        for key, line in twice.items():
+            export = tmp_path / "twice.ndjson"
+            export.write_text(head + line + "\n")
+            with pytest.raises(audit.AuditError, match=f"record 2 gives '{key}' twice"):
+                audit.placements([export], engine_name=engine)
+        other = '{"type":"identify","userId":"u1","anonymousId":"a1","receivedAt":2,"x":1,"x":2}'
+        export.write_text(head + other + "\n")
+        assert audit.placements([export], engine_name=engine) == engine_placements(
+            tmp_path, [json.loads(head), json.loads(other)]
+        )
 
 
 @pytest.mark.slow
@@ -758,6 +789,20 @@ def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
             "record 2 is not JSON",
         ),
         (["\x00\x01 binary"], "bad.ndjson: cannot be read as an export ("),
+        (
+            [
+                '{"type":"track","anonymousId":"a","event":"x","messageId":"m","receivedAt":1}',
+                '{"type":"identify","userId":"u1","userId":"u2","receivedAt":2}',
+            ],
+            "record 2 gives 'userId' twice, and audit cannot tell which a replay reads",
+        ),
+        (
+            [
+                '{"type":"identify","userId":"u1","receivedAt":2,'
+                '"traits":{"email":"a@x.io","email":"b@x.io","plan":1,"plan":2}}',
+            ],
+            "record 1 gives 'traits.email' twice",
+        ),
     ],
 )
 def test_unreadable_exports_are_a_sentence_naming_the_record(

@@ -63,12 +63,67 @@ def reader_paths(export: Export) -> dict[str, str]:
     return {**FIELDS, **TIMES, **LIMITED, **lined}
 
 
+def read_objects(paths: dict[str, str]) -> dict[str, list[str]]:
+    """The JSON objects a reader looks into (as JSON paths, the record itself first)
+    and, in each, the keys it reads."""
+    objects: dict[str, list[str]] = {}
+    for path in paths.values():
+        *parents, key = path.removeprefix("$.").split(".")
+        for depth in range(len(parents) + 1):
+            inner = [*parents[:depth], key][-1] if depth == len(parents) else parents[depth]
+            parent = ".".join(["$", *parents[:depth]])
+            if inner not in objects.setdefault(parent, []):
+                objects[parent].append(inner)
+    return objects
+
+
+def repeated_key(text: str, objects: dict[str, list[str]]) -> str | None:
+    """The first key of `objects` (see `read_objects`) that a record's JSON text gives
+    twice in one object, as a dotted path."""
+    import json
+
+    tree = json.loads(text, object_pairs_hook=tuple)  # an object: its pairs, every key kept
+    for parent, keys in objects.items():
+        node: Any = tree
+        for part in parent.split(".")[1:]:
+            node = (
+                next((value for name, value in node if name == part), None)
+                if isinstance(node, tuple)
+                else None
+            )
+        if isinstance(node, tuple):
+            names = [name for name, _ in node if name in keys]
+            twice = next((name for name in names if names.count(name) > 1), None)
+            if twice is not None:
+                return ".".join([*parent.split(".")[1:], twice])
+    return None
+
+
+def given_twice(db: Engine, json: str, objects: dict[str, list[str]]) -> str:
+    """SQL: whether a record's JSON text gives a key of `objects` (`read_objects`) twice
+    in one object. SQL reads such a key's first value and a replay its last, so such a
+    record is refused (`refuse_repeated`), not guessed at."""
+    counts = [db.keys_among(json, parent, keys) for parent, keys in objects.items()]
+    return "(" + " OR ".join(f"coalesce({n} > {distinct}, false)" for n, distinct in counts) + ")"
+
+
+def refuse_repeated(file: str, record: object, text: str, objects: dict[str, list[str]]) -> None:
+    """Refuse a record `given_twice` found, naming the key."""
+    raise AuditError(
+        f"{file}: record {record} gives {repeated_key(text, objects)!r} twice, and audit "
+        "cannot tell which a replay reads (its last): send each key once, or replay the "
+        "file with `cio-anon replay`."
+    )
+
+
 def typed_columns(paths: dict[str, str]) -> tuple[str, Callable[[str], str]]:
     """DuckDB `read_json` columns for these paths (its `columns` argument) and, by
     name, the SQL for each path's value over them — the value `json_extract_string`
     takes out of the record's text. A field read only whole is VARCHAR (an object or
     array as its JSON text), one only looked into a STRUCT of what is looked at, one
-    both read whole and looked into is JSON, looked into by `json_extract_string`."""
+    both read whole and looked into is JSON, looked into by `json_extract_string`.
+    DuckDB refuses a file whose records give a key of a VARCHAR or STRUCT twice; a key
+    looked into in JSON given twice is refused by `error()`."""
     keys = {name: path.removeprefix("$.").split(".") for name, path in paths.items()}
 
     def kind(below: list[list[str]]) -> str:
@@ -92,9 +147,18 @@ def typed_columns(paths: dict[str, str]) -> tuple[str, Callable[[str], str]]:
 
     def field(name: str) -> str:
         top, *rest = keys[name]
-        if kinds[top] == "JSON":
-            return f'json_extract_string("{top}", {quoted(".".join(["$", *rest]))})'
-        return ".".join(f'"{key}"' for key in (top, *rest))
+        if kinds[top] != "JSON":
+            return ".".join(f'"{key}"' for key in (top, *rest))
+        value = f'json_extract_string("{top}", {quoted(".".join(["$", *rest]))})'
+        if not rest:
+            return value
+        # DuckDB reads the first of a repeated key, a replay the last: the file is left
+        # to the other reader, which refuses it with a sentence (`read_objects`)
+        parent, key = quoted(".".join(["$", *rest[:-1]])), quoted(rest[-1])
+        return (
+            f'(CASE WHEN len(list_filter(json_keys("{top}", {parent}), lambda k: k = {key})) > 1 '
+            f"THEN error('a key given twice') ELSE {value} END)"
+        )
 
     return spec, field
 
@@ -232,6 +296,11 @@ class Engine:
         """The SQL for the size of a JSON object's longest key, in UTF-8 bytes."""
         raise NotImplementedError
 
+    def keys_among(self, json: str, parent: str, keys: Sequence[str]) -> tuple[str, str]:
+        """The SQL for how many of the keys the object at JSON path `parent` of a JSON
+        text gives are among `keys`, and how many different ones those are."""
+        raise NotImplementedError
+
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         """A table of rows made here (`columns`: its SQL column definitions)."""
         raise NotImplementedError
@@ -353,6 +422,20 @@ class DuckDB(Engine):
         why = self._stage(into + select, export)
         if why is not None:
             raise AuditError(f"{export.name}: cannot be read as an export ({why})")
+        if not path.name.endswith(".parquet"):  # (Parquet's records hold each key once)
+            self._refuse_repeated_keys(export, paths, records)
+
+    def _refuse_repeated_keys(self, export: Export, paths: dict[str, str], records: str) -> None:
+        """Refuse a record that gives a key read twice (`given_twice`)."""
+        objects = read_objects(paths)
+        record = "json ->> '_line'" if export.lined else "ordinality"
+        found = self.rows(
+            f"SELECT {record}, json::VARCHAR FROM {records} WITH ORDINALITY "
+            f"WHERE {given_twice(self, 'json', objects)} ORDER BY ordinality LIMIT 1"
+        )
+        if found:
+            record, text = found[0]
+            refuse_repeated(export.name, record, text, objects)
 
     def _stage(self, statement: str, export: Export) -> str | None:
         """Run a statement staging `export`: None, or why DuckDB could not read it."""
@@ -459,6 +542,11 @@ class DuckDB(Engine):
     def longest_key(self, json_object: str) -> str:
         return f"list_max(list_transform(json_keys({json_object}), lambda k: strlen(k)))"
 
+    def keys_among(self, json: str, parent: str, keys: Sequence[str]) -> tuple[str, str]:
+        listed = ", ".join(quoted(key) for key in keys)
+        among = f"list_filter(json_keys({json}, {quoted(parent)}), lambda k: k IN ({listed}))"
+        return f"len({among})", f"len(list_distinct({among}))"
+
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         self.conn.execute(f"CREATE TABLE {name} ({columns})")
         if rows:
@@ -559,6 +647,14 @@ class Spark(Engine):
             f"{unreadable} AS bad_time, "
             f"{suspect(self, field, data)} AS suspect FROM raw_messages",
         )
+        objects = read_objects(paths)
+        found = self.rows(
+            "SELECT s.file, s.record, r.json FROM raw_messages r JOIN staged s ON s.seq = r.seq "
+            f"WHERE {given_twice(self, 'r.json', objects)} ORDER BY r.seq LIMIT 1"
+        )
+        if found:
+            file, record, text = found[0]
+            refuse_repeated(file, record, text, objects)
         return int(self.rows("SELECT count(*) FROM staged")[0][0])
 
     @staticmethod
@@ -599,6 +695,12 @@ class Spark(Engine):
     def longest_key(self, json_object: str) -> str:
         keys = f"map_keys(from_json({json_object}, 'map<string,string>'))"
         return f"array_max(transform({keys}, k -> octet_length(k)))"
+
+    def keys_among(self, json: str, parent: str, keys: Sequence[str]) -> tuple[str, str]:
+        listed = ", ".join(quoted(key) for key in keys)
+        inner = json if parent == "$" else f"get_json_object({json}, {quoted(parent)})"
+        among = f"filter(json_object_keys({inner}), k -> k IN ({listed}))"
+        return f"size({among})", f"size(array_distinct({among}))"
 
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         self.spark.createDataFrame(rows, columns).createOrReplaceTempView(name)
