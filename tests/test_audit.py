@@ -115,6 +115,9 @@ def test_calls_beyond_customerios_limits_are_refused_as_a_replay_refuses_them(
             messageId="m6",
             properties={"blob": "z" * 100_001},
         ),
+        message("track", 90, anonymousId="a4", event="x", messageId="m7"),
+        # RudderStack's identify: its traits in context.traits
+        message("identify", 95, userId="u4", anonymousId="a4", context={"traits": {"k" * 151: 1}}),
     ]
     export = _write(tmp_path / "e.ndjson", records)
     placed = audit.placements([export])
@@ -122,10 +125,11 @@ def test_calls_beyond_customerios_limits_are_refused_as_a_replay_refuses_them(
     assert {p.event_id: (p.rule, p.person) for p in placed} == {
         "m1": ("merged_on_identify", "u2"),
         "m3": ("anonymous", None),
+        "m7": ("anonymous", None),
     }
     report = json.loads(cli("audit", str(export), "--json", code=1).stdout)
     (finding,) = [f for f in report["findings"] if f["code"] == "limit_exceeded"]
-    assert finding["record"] == 2 and "6 record(s)" in finding["message"]
+    assert finding["record"] == 2 and "7 record(s)" in finding["message"]
     assert "'bio' is 1001 bytes" in finding["message"]
 
 
@@ -250,39 +254,6 @@ def test_records_are_staged_in_file_order_files_one_after_another(
         ) == [(name, 1, size) for name, size in sizes.items()]
     finally:
         duck.close()
-
-
-@pytest.mark.parametrize(
-    "odd",
-    [
-        '{"type":"track","anonymousId":"a9","event":"e","messageId":"m9","context":"web",'
-        '"receivedAt":1772000009}',
-        '{"type":"track","anonymousId":"a9","event":"e","messageId":"m9","context":'
-        '{"library":"js"},"receivedAt":1772000009}',
-        '{"type":"track","anonymousId":"a1","event":"e","messageId":"m9","context":"web",'
-        '"receivedAt":1772000009,"note":1,"note":2}',
-    ],
-)
-def test_an_export_duckdb_will_not_type_is_read_by_its_texts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd: str
-) -> None:
-    """A value where an object belongs, a key given twice (one audit does not read):
-    the typed read refuses the file, and it is placed as a replay places it."""
-    track = {"type": "track", "anonymousId": "a1", "event": "x", "messageId": "m1"}
-    records = [
-        {**track, "receivedAt": 1772000000},
-        {"type": "identify", "userId": "u1", "anonymousId": "a1", "receivedAt": 1772000010},
-    ]
-    export = tmp_path / "odd.ndjson"
-    export.write_text("".join(json.dumps(r) + "\n" for r in records) + odd + "\n")
-    read_typed = audit.DuckDB._read_typed
-    typed: list[bool] = []
-    monkeypatch.setattr(
-        audit.DuckDB, "_read_typed", lambda *a: typed.append(read_typed(*a)) or typed[-1]
-    )
-    placed = audit.placements([export])
-    assert typed == [False]
-    assert placed == engine_placements(tmp_path, [*records, json.loads(odd)], keep_going=True)
 
 
 def test_the_report_counts_rules_days_sources_and_findings(cli: Cli, tmp_path: Path) -> None:

@@ -219,6 +219,15 @@ CORNERS: dict[str, list[dict[str, Any]]] = {
         _identify(T + 500, "u1", anonymousId="a1"),
         _track(T + 501, anonymousId="a1", messageId="e2"),
     ],
+    "identify traits in context.traits, as RudderStack's SDKs send them": [
+        _track(T, anonymousId="a1", messageId="anon-1"),
+        _identify(T + 10, "u1", anonymousId="a1", context={"traits": {"email": "Lee@x.io"}}),
+        _track(T + 20, userId="lee@x.io", messageId="by-email"),  # names u1, who has it
+        _identify(T + 30, "u2", traits={}, context={"traits": {"email": "dee@x.io"}}),
+        _track(T + 40, userId="DEE@x.io", messageId="not-u2"),  # u2 sent traits: not its
+        {"type": "identify", "receivedAt": T + 50, "context": {"traits": {"email": "kim@x.io"}}},
+        _track(T + 60, userId="cio_00000004", messageId="by-cio-id"),  # kim, created fourth
+    ],
 }
 
 
@@ -271,6 +280,12 @@ def _every_engine(tmp_path: Path, records: list[dict[str, Any]], engines: Engine
 
 
 EXPECTED = {
+    "identify traits in context.traits, as RudderStack's SDKs send them": {
+        "anon-1": ("merged_on_identify", "u1", True),
+        "by-email": ("campaign_eligible", "u1", True),
+        "not-u2": ("campaign_eligible", "DEE@x.io", True),
+        "by-cio-id": ("campaign_eligible", "kim@x.io", True),
+    },
     "the 5-minute window, at and past its edge": {
         "before": ("merged_on_identify", "u1", True),
         "with": ("merged_on_identify", "u1", True),

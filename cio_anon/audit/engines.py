@@ -53,14 +53,30 @@ LIMITED = {
     "url": "$.properties.url",
     "name": "$.name",
     "traits": "$.traits",
+    "context_traits": "$.context.traits",
 }
+CONTEXT_EMAIL = {"context_email": "$.context.traits.email"}
+"""RudderStack's SDKs send an identify's traits in `context.traits`: its email, read
+where a message has no `traits` (as `parse_message` reads it)."""
 
 
 def reader_paths(export: Export) -> dict[str, str]:
     """Every path an engine reads from a record of `export` (name → JSON path): the
     FIELDS, the TIMES, what LIMITED checks, and a recording's `_line`."""
     lined = {"_line": "$._line"} if export.lined else {}
-    return {**FIELDS, **TIMES, **LIMITED, **lined}
+    return {**FIELDS, **TIMES, **LIMITED, **CONTEXT_EMAIL, **lined}
+
+
+def staged_columns(field: Callable[[str], str]) -> str:
+    """SQL: the FIELDS as `staged` keeps them, from each path's value (`field`)."""
+
+    def column(name: str) -> str:
+        if name == "trait_email":  # a message without traits: its context's, if any
+            traits, email = field("traits"), field("trait_email")
+            return f"CASE WHEN {traits} IS NULL THEN {field('context_email')} ELSE {email} END"
+        return field(name)
+
+    return ", ".join(f"{column(name)} AS {name}" for name in FIELDS)
 
 
 def read_objects(paths: dict[str, str]) -> dict[str, list[str]]:
@@ -456,7 +472,7 @@ class DuckDB(Engine):
         given = f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
         received, happened = self._seconds(given), self._seconds(field("timestamp"))
         unreadable = unreadable_time(given, received, field("timestamp"), happened)
-        columns = ", ".join(f"{field(column)} AS {column}" for column in FIELDS)
+        columns = staged_columns(field)
         line = f"CAST({field('_line')} AS BIGINT)" if export.lined else "NULL::BIGINT"
         return (
             f"SELECT {line} AS line, {columns}, "
@@ -626,14 +642,12 @@ class Spark(Engine):
         for frame in frames[1:]:
             messages = messages.unionByName(frame)
         messages.createOrReplaceTempView("raw_messages")
-        columns = ", ".join(
-            f"get_json_object(json, '{path}') AS {column}" for column, path in FIELDS.items()
-        )
-
-        paths = {**FIELDS, **TIMES, **LIMITED}
+        paths = {**FIELDS, **TIMES, **LIMITED, **CONTEXT_EMAIL}
 
         def field(name: str) -> str:
             return f"get_json_object(json, '{paths[name]}')"
+
+        columns = staged_columns(field)
 
         given = f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
         received, happened = self._seconds(given), self._seconds(field("timestamp"))
@@ -757,11 +771,12 @@ def suspect(db: Engine, field: Callable[[str], str], data: str) -> str:
         f"{size(field(name))} > {rules.EVENT_NAME_MAX_BYTES}" for name in ("event", "url", "name")
     ]
     checks.append(data)
-    # an attribute's name or value beyond its limit needs traits beyond it
-    traits = field("traits")
+    # an attribute's name or value beyond its limit needs traits beyond it (an
+    # identify's, or its context's)
     name_limit, value_limit = rules.ATTRIBUTE_NAME_MAX_BYTES, rules.ATTRIBUTE_VALUE_MAX_BYTES
-    checks.append(
-        f"(CASE WHEN {size(traits)} > {name_limit} THEN "
-        f"{size(traits)} > {value_limit} OR {db.longest_key(traits)} > {name_limit} END)"
-    )
+    for traits in (field("traits"), field("context_traits")):
+        checks.append(
+            f"(CASE WHEN {size(traits)} > {name_limit} THEN "
+            f"{size(traits)} > {value_limit} OR {db.longest_key(traits)} > {name_limit} END)"
+        )
     return "(" + " OR ".join(f"coalesce({check}, false)" for check in checks) + ")"
