@@ -60,11 +60,11 @@ CONTEXT_EMAIL = {"context_email": "$.context.traits.email"}
 where a message has no `traits` (as `parse_message` reads it)."""
 
 
-def reader_paths(export: Export) -> dict[str, str]:
-    """Every path an engine reads from a record of `export` (name → JSON path): the
-    FIELDS, the TIMES, what LIMITED checks, and a recording's `_line`."""
-    lined = {"_line": "$._line"} if export.lined else {}
-    return {**FIELDS, **TIMES, **LIMITED, **CONTEXT_EMAIL, **lined}
+def reader_paths(lined: bool = False) -> dict[str, str]:
+    """Every path an engine reads from a record (name → JSON path): the FIELDS, the
+    TIMES, what LIMITED checks, CONTEXT_EMAIL, and a recording's `_line` if `lined`."""
+    line = {"_line": "$._line"} if lined else {}
+    return {**FIELDS, **TIMES, **LIMITED, **CONTEXT_EMAIL, **line}
 
 
 def staged_columns(field: Callable[[str], str]) -> str:
@@ -386,11 +386,12 @@ class DuckDB(Engine):
     def _read_typed(self, into: str, export: Export, offset: int) -> bool:
         """Stage a JSON export read into typed columns (`typed_columns`), much faster
         than taking the fields out of each record's text. DuckDB refuses a file this
-        way if a record is not an object, repeats a key, or holds a value where an
-        object belongs: then False, with nothing staged. The data limit is looked for
+        way if a record is not an object or gives a key it reads twice (or, for a
+        STRUCT column, holds a value where an object belongs): then False, with nothing
+        staged. The data limit is looked for
         in the records' properties (an event's data); only the records flagged are
         read again, for their texts."""
-        spec, field = typed_columns({**reader_paths(export), **DATA})
+        spec, field = typed_columns({**reader_paths(export.lined), **DATA})
         name = quoted(str(export.path))
         kind = "array" if is_array(export.path) else "newline_delimited"
         source = (
@@ -418,7 +419,7 @@ class DuckDB(Engine):
 
     def _read_texts(self, into: str, export: Export) -> None:
         """Stage any export: each field taken out of each record's JSON text."""
-        paths = reader_paths(export)
+        paths = reader_paths(export.lined)
         names, listed = list(paths), ", ".join(quoted(path) for path in paths.values())
 
         def field(name: str) -> str:
@@ -642,7 +643,7 @@ class Spark(Engine):
         for frame in frames[1:]:
             messages = messages.unionByName(frame)
         messages.createOrReplaceTempView("raw_messages")
-        paths = {**FIELDS, **TIMES, **LIMITED, **CONTEXT_EMAIL}
+        paths = reader_paths()  # (`_line` is read above)
 
         def field(name: str) -> str:
             return f"get_json_object(json, '{paths[name]}')"
