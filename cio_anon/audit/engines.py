@@ -266,6 +266,11 @@ class Engine:
         """A name for a query, computed where it is used (not stored)."""
         raise NotImplementedError
 
+    def drop(self, *names: str) -> None:
+        """Forget tables and views no step reads any more (their memory is the next
+        steps' to use)."""
+        raise NotImplementedError
+
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
@@ -539,6 +544,11 @@ class DuckDB(Engine):
     def view(self, name: str, select: str) -> None:
         self._execute(f"CREATE VIEW {name} AS {select}")
 
+    def drop(self, *names: str) -> None:
+        kinds = dict(self.rows("SELECT table_name, table_type FROM information_schema.tables"))
+        for name in names:
+            self._execute(f"DROP {'VIEW' if kinds[name] == 'VIEW' else 'TABLE'} {name}")
+
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return list(self._execute(sql).fetchall())
 
@@ -687,6 +697,10 @@ class Spark(Engine):
 
     def view(self, name: str, select: str) -> None:
         self.spark.sql(select).createOrReplaceTempView(name)
+
+    def drop(self, *names: str) -> None:
+        for name in names:  # (the rows a table kept are released at close)
+            self.spark.catalog.dropTempView(name)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.spark.sql(sql).collect()]
