@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cio_anon.audit import setrules
-from cio_anon.audit.engines import DuckDB, Engine, Progress, engine, quoted
+from cio_anon.audit.engines import DuckDB, Engine, Progress, engine
 from cio_anon.audit.exports import AuditError
 from cio_anon.audit.findings import findings
+from cio_anon.audit.reading import quoted
 from cio_anon.audit.staging import stage
 from cio_anon.clock import from_unix
 

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cio_anon import rules
-from cio_anon.audit.engines import Engine, quoted
+from cio_anon.audit.engines import Engine
 from cio_anon.audit.exports import AuditError, readable
+from cio_anon.audit.reading import quoted
 from cio_anon.clock import from_unix, parse_time
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest import SEMANTIC_EVENTS
