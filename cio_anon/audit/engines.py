@@ -23,7 +23,6 @@ from cio_anon.audit.reading import (
     refuse_repeated,
     staged_columns,
     suspect,
-    typed_columns,
     unreadable_time,
 )
 from cio_anon.errors import InvalidInput
@@ -170,9 +169,9 @@ class Engine:
         """The SQL for the size of a JSON object's longest key, in UTF-8 bytes."""
         raise NotImplementedError
 
-    def keys_among(self, json: str, parent: str, keys: Sequence[str]) -> tuple[str, str]:
-        """The SQL for how many of the keys the object at JSON path `parent` of a JSON
-        text gives are among `keys`, and how many different ones those are."""
+    def gives_twice(self, json: str, parent: str, keys: Sequence[str]) -> str:
+        """The SQL for whether the object at JSON path `parent` of a JSON text gives one
+        of `keys` twice."""
         raise NotImplementedError
 
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
@@ -242,14 +241,13 @@ class DuckDB(Engine):
         return ends[-1][0] if ends else 0
 
     def _read_typed(self, into: str, export: Export, offset: int) -> bool:
-        """Stage a JSON export read into typed columns (`typed_columns`), much faster
+        """Stage a JSON export read into typed columns (`_typed_columns`), much faster
         than taking the fields out of each record's text. DuckDB refuses a file this
         way if a record is not an object or gives a key it reads twice (or, for a
         STRUCT column, holds a value where an object belongs): then False, with nothing
-        staged. The data limit is looked for
-        in the records' properties (an event's data); only the records flagged are
-        read again, for their texts."""
-        spec, field = typed_columns({**reader_paths(export.lined), **DATA})
+        staged. The data limit is looked for in the records' properties (an event's
+        data); only the records flagged are read again, for their texts."""
+        spec, field = self._typed_columns({**reader_paths(export.lined), **DATA})
         name = quoted(str(export.path))
         kind = "array" if is_array(export.path) else "newline_delimited"
         source = (
@@ -274,6 +272,49 @@ class DuckDB(Engine):
                 """
             )
         return True
+
+    def _typed_columns(self, paths: dict[str, str]) -> tuple[str, Callable[[str], str]]:
+        """DuckDB `read_json` columns for these paths (its `columns` argument) and, by
+        name, the SQL for each path's value over them — the value `json_extract_string`
+        takes out of the record's text. A field read only whole is VARCHAR (an object or
+        array as its JSON text), one only looked into a STRUCT of what is looked at, one
+        both read whole and looked into is JSON, looked into by `json_extract_string`.
+        DuckDB refuses a file whose records give a key of a VARCHAR or STRUCT twice; a key
+        looked into in JSON given twice (`gives_twice`) is refused by `error()`."""
+        keys = {name: path.removeprefix("$.").split(".") for name, path in paths.items()}
+
+        def kind(below: list[list[str]]) -> str:
+            if all(not rest for rest in below):
+                return "VARCHAR"
+            if any(not rest for rest in below):
+                return "JSON"
+            fields: dict[str, list[list[str]]] = {}
+            for rest in below:
+                fields.setdefault(rest[0], []).append(rest[1:])
+            inner = {key: kind(paths) for key, paths in fields.items()}
+            if "JSON" in inner.values():  # a STRUCT is only walked into, to its VARCHARs
+                return "JSON"
+            return "STRUCT(" + ", ".join(f'"{key}" {type_}' for key, type_ in inner.items()) + ")"
+
+        tops: dict[str, list[list[str]]] = {}
+        for path in keys.values():
+            tops.setdefault(path[0], []).append(path[1:])
+        kinds = {top: kind(below) for top, below in tops.items()}
+        spec = "{" + ", ".join(f"{quoted(top)}: {quoted(kinds[top])}" for top in tops) + "}"
+
+        def field(name: str) -> str:
+            top, *rest = keys[name]
+            if kinds[top] != "JSON":
+                return ".".join(f'"{key}"' for key in (top, *rest))
+            value = f'json_extract_string("{top}", {quoted(".".join(["$", *rest]))})'
+            if not rest:
+                return value
+            # DuckDB reads the first of a repeated key, a replay the last: the file is left
+            # to the other reader, which refuses it with a sentence (`given_twice`)
+            twice = self.gives_twice(f'"{top}"', ".".join(["$", *rest[:-1]]), rest[-1:])
+            return f"(CASE WHEN {twice} THEN error('a key given twice') ELSE {value} END)"
+
+        return spec, field
 
     def _read_texts(self, into: str, export: Export) -> None:
         """Stage any export: each field taken out of each record's JSON text."""
@@ -422,10 +463,12 @@ class DuckDB(Engine):
     def longest_key(self, json_object: str) -> str:
         return f"list_max(list_transform(json_keys({json_object}), lambda k: strlen(k)))"
 
-    def keys_among(self, json: str, parent: str, keys: Sequence[str]) -> tuple[str, str]:
+    def gives_twice(self, json: str, parent: str, keys: Sequence[str]) -> str:
         listed = ", ".join(quoted(key) for key in keys)
         among = f"list_filter(json_keys({json}, {quoted(parent)}), lambda k: k IN ({listed}))"
-        return f"len({among})", f"len(list_distinct({among}))"
+        if len(keys) == 1:  # (what the typed read asks of every record: no list to sort)
+            return f"len({among}) > 1"
+        return f"len({among}) > len(list_distinct({among}))"
 
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         self.conn.execute(f"CREATE TABLE {name} ({columns})")
@@ -578,11 +621,11 @@ class Spark(Engine):
         keys = f"map_keys(from_json({json_object}, 'map<string,string>'))"
         return f"array_max(transform({keys}, k -> octet_length(k)))"
 
-    def keys_among(self, json: str, parent: str, keys: Sequence[str]) -> tuple[str, str]:
+    def gives_twice(self, json: str, parent: str, keys: Sequence[str]) -> str:
         listed = ", ".join(quoted(key) for key in keys)
         inner = json if parent == "$" else f"get_json_object({json}, {quoted(parent)})"
         among = f"filter(json_object_keys({inner}), k -> k IN ({listed}))"
-        return f"size({among})", f"size(array_distinct({among}))"
+        return f"size({among}) > size(array_distinct({among}))"
 
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         self.spark.createDataFrame(rows, columns).createOrReplaceTempView(name)

@@ -1,7 +1,7 @@
-"""What every engine reads from a record — the paths (`reader_paths`), as typed columns
-for DuckDB (`typed_columns`), the staged fields made of them (`staged_columns`) — and
-the checks built from it: times that are none (`unreadable_time`), the cheap limit
-pre-check (`suspect`), and keys given twice (`given_twice`)."""
+"""What every engine reads from a record — the paths (`reader_paths`) and the staged
+fields made of them (`staged_columns`) — and the checks built from it: times that are
+none (`unreadable_time`), the cheap limit pre-check (`suspect`), and keys given twice
+(`given_twice`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from cio_anon import rules
 from cio_anon.audit.exports import AuditError
+from cio_anon.ingest.pipelines import identify_email_sql
 
 
 class Dialect(Protocol):
@@ -19,7 +20,7 @@ class Dialect(Protocol):
 
     def longest_key(self, json_object: str) -> str: ...
 
-    def keys_among(self, json: str, parent: str, keys: Sequence[str]) -> tuple[str, str]: ...
+    def gives_twice(self, json: str, parent: str, keys: Sequence[str]) -> str: ...
 
 
 def quoted(text: str) -> str:
@@ -57,8 +58,8 @@ LIMITED = {
     "context_traits": "$.context.traits",
 }
 CONTEXT_EMAIL = {"context_email": "$.context.traits.email"}
-"""RudderStack's SDKs send an identify's traits in `context.traits`: its email, read
-where a message has no `traits` (as `parse_message` reads it)."""
+"""The email of `context.traits`, where RudderStack's SDKs send an identify's traits
+(`identify_email_sql`)."""
 
 
 def reader_paths(lined: bool = False) -> dict[str, str]:
@@ -72,9 +73,8 @@ def staged_columns(field: Callable[[str], str]) -> str:
     """SQL: the FIELDS as `staged` keeps them, from each path's value (`field`)."""
 
     def column(name: str) -> str:
-        if name == "trait_email":  # a message without traits: its context's, if any
-            traits, email = field("traits"), field("trait_email")
-            return f"CASE WHEN {traits} IS NULL THEN {field('context_email')} ELSE {email} END"
+        if name == "trait_email":  # as `parse_message` reads an identify's traits
+            return identify_email_sql(field("traits"), field("trait_email"), field("context_email"))
         return field(name)
 
     return ", ".join(f"{column(name)} AS {name}" for name in FIELDS)
@@ -120,8 +120,8 @@ def given_twice(db: Dialect, json: str, objects: dict[str, list[str]]) -> str:
     """SQL: whether a record's JSON text gives a key of `objects` (`read_objects`) twice
     in one object. SQL reads such a key's first value and a replay its last, so such a
     record is refused (`refuse_repeated`), not guessed at."""
-    counts = [db.keys_among(json, parent, keys) for parent, keys in objects.items()]
-    return "(" + " OR ".join(f"coalesce({n} > {distinct}, false)" for n, distinct in counts) + ")"
+    twice = [db.gives_twice(json, parent, keys) for parent, keys in objects.items()]
+    return "(" + " OR ".join(f"coalesce({check}, false)" for check in twice) + ")"
 
 
 def refuse_repeated(file: str, record: object, text: str, objects: dict[str, list[str]]) -> None:
@@ -131,53 +131,6 @@ def refuse_repeated(file: str, record: object, text: str, objects: dict[str, lis
         "cannot tell which a replay reads (its last): send each key once, or replay the "
         "file with `cio-anon replay`."
     )
-
-
-def typed_columns(paths: dict[str, str]) -> tuple[str, Callable[[str], str]]:
-    """DuckDB `read_json` columns for these paths (its `columns` argument) and, by
-    name, the SQL for each path's value over them — the value `json_extract_string`
-    takes out of the record's text. A field read only whole is VARCHAR (an object or
-    array as its JSON text), one only looked into a STRUCT of what is looked at, one
-    both read whole and looked into is JSON, looked into by `json_extract_string`.
-    DuckDB refuses a file whose records give a key of a VARCHAR or STRUCT twice; a key
-    looked into in JSON given twice is refused by `error()`."""
-    keys = {name: path.removeprefix("$.").split(".") for name, path in paths.items()}
-
-    def kind(below: list[list[str]]) -> str:
-        if all(not rest for rest in below):
-            return "VARCHAR"
-        if any(not rest for rest in below):
-            return "JSON"
-        fields: dict[str, list[list[str]]] = {}
-        for rest in below:
-            fields.setdefault(rest[0], []).append(rest[1:])
-        inner = {key: kind(paths) for key, paths in fields.items()}
-        if "JSON" in inner.values():  # a STRUCT is only walked into, to its VARCHARs
-            return "JSON"
-        return "STRUCT(" + ", ".join(f'"{key}" {type_}' for key, type_ in inner.items()) + ")"
-
-    tops: dict[str, list[list[str]]] = {}
-    for path in keys.values():
-        tops.setdefault(path[0], []).append(path[1:])
-    kinds = {top: kind(below) for top, below in tops.items()}
-    spec = "{" + ", ".join(f"{quoted(top)}: {quoted(kinds[top])}" for top in tops) + "}"
-
-    def field(name: str) -> str:
-        top, *rest = keys[name]
-        if kinds[top] != "JSON":
-            return ".".join(f'"{key}"' for key in (top, *rest))
-        value = f'json_extract_string("{top}", {quoted(".".join(["$", *rest]))})'
-        if not rest:
-            return value
-        # DuckDB reads the first of a repeated key, a replay the last: the file is left
-        # to the other reader, which refuses it with a sentence (`read_objects`)
-        parent, key = quoted(".".join(["$", *rest[:-1]])), quoted(rest[-1])
-        return (
-            f'(CASE WHEN len(list_filter(json_keys("{top}", {parent}), lambda k: k = {key})) > 1 '
-            f"THEN error('a key given twice') ELSE {value} END)"
-        )
-
-    return spec, field
 
 
 def unreadable_time(given: str, received: str, stamp: str, happened: str) -> str:

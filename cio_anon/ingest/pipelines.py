@@ -85,7 +85,8 @@ def parse_message(
         traits = optional_object(message, "traits", what)
         context = message.get("context")
         if "traits" not in message and isinstance(context, dict):
-            # RudderStack's SDKs send identify traits in context.traits
+            # RudderStack's SDKs send identify traits in context.traits (the SQL form:
+            # `identify_email_sql`)
             traits = optional_object(context, "traits", f"{what} context")
         message_id = optional_text(message, "messageId", what)
         person = message_person(kind, user_id, anonymous_id, traits.get("email"))
@@ -115,6 +116,13 @@ def parse_message(
         timestamp=message.get("timestamp"),
         event_id=optional_text(message, "messageId", what),
     )
+
+
+def identify_email_sql(traits: str, traits_email: str, context_email: str) -> str:
+    """SQL: the email of an identify's traits as `parse_message` reads them — its
+    `traits`, or, for a message without them, its `context.traits` (a message sent
+    with `"traits": null` reads as one without)."""
+    return f"CASE WHEN {traits} IS NULL THEN {context_email} ELSE {traits_email} END"
 
 
 def _page_name(message: Mapping[str, Any], properties: Mapping[str, Any], what: str) -> str:
