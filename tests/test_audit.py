@@ -180,6 +180,8 @@ ODD_RECORDS = [
     '{"type":"identify","userId":"u","receivedAt":"1772000000","traits":{"' + "k" * 151 + '":1}}',
     '{"type":"track","anonymousId":"a","event":"big","receivedAt":1772000000,'
     '"properties":{"blob":"' + "z" * 100_001 + '"}}',
+    '{"type":"identify","userId":"v","receivedAt":1,"traits":{"\\u0065mail":"E@x.io"},'
+    '"context":{"library":{"n\\u0061me":"lib\\"s"}}}',
     '{"op":"settings","anonymous_merge":false,"created_at":"2026-01-01"}',
     '{"method":"POST","path":"/v1/track","at":"2026-03-01T00:00:00Z","_line":"9"}',
     "{}",
@@ -187,11 +189,13 @@ ODD_RECORDS = [
 """Records whose fields are of every JSON kind, missing, odd or beyond a limit."""
 
 
-def _staged(path: Path, lined: bool = False) -> list[tuple[Any, ...]]:
+def _staged(path: Path, lined: bool = False) -> list[dict[str, Any]]:
     duck = audit.DuckDB()
     try:
         duck.load([Export(path, path.name, lined=lined)])
-        return duck.rows("SELECT * FROM staged ORDER BY seq")
+        result = duck.conn.execute("SELECT * FROM staged ORDER BY seq")
+        names = [column[0] for column in result.description]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
     finally:
         duck.close()
 
@@ -216,8 +220,18 @@ def test_both_ways_of_reading_an_export_stage_the_same_rows(
     monkeypatch.setattr(audit.DuckDB, "_read_typed", lambda *a: False)
     assert fast == _staged(export, lined)
     assert len(fast) == len([line for line in ODD_RECORDS if line])
-    suspect = [row[0] for row in fast if row[-2]]  # the records flagged, with their texts
-    assert suspect == [5, 6, 7] and all(row[-1] for row in fast if row[-2])
+    suspect = [row["seq"] for row in fast if row["suspect"]]  # flagged, with their texts
+    assert suspect == [5, 6, 7] and all(row["raw"] for row in fast if row["suspect"])
+    assert [row["op"] or row["method"] for row in fast if row["op"] or row["method"]] == [
+        "settings",
+        "POST",
+    ]
+    assert not any(row["raw"] for row in fast if not row["suspect"])
+    # keys spelled with escapes are read (the typed read looks into JSON only where its
+    # text could hold the key)
+    assert [(row["trait_email"], row["source"]) for row in fast if row["user_id"] == "v"] == [
+        ("E@x.io", 'lib"s')
+    ]
 
 
 @pytest.mark.parametrize("typed", [True, False])

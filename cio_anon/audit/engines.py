@@ -4,6 +4,7 @@ reading the exports its own way into one staged shape (`Engine.load`, from what
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from cio_anon.audit.reading import (
     reader_paths,
     refuse_repeated,
     staged_columns,
+    staged_fields,
     suspect,
     unreadable_time,
 )
@@ -206,13 +208,21 @@ class DuckDB(Engine):
             budget = duckdb_budget(memory_limit)
             self.conn.execute(f"SET memory_limit = '{budget}B'")
 
+    RARE = ("op", "method", "anonymous_merge", "created_at")
+    """The FIELDS a Data Pipelines message has none of (control records', settings'):
+    `staged_records` keeps them, with the text of a record `suspect` flags, as one JSON
+    array (`rare`; text, so that filling in a text updates it in place), NULL on nearly
+    every row — a column each would cost every row its slot."""
+
     def load(self, exports: Sequence[Export]) -> int:
         # One pass per file, straight into `staged_records`: every field at once (one
         # parse per record), the records themselves not kept — only those `suspect`
         # flags. Rows are stored in file order, files one after another, so a row's
         # place (its rowid) is its seq: numbering the records while reading would keep
-        # DuckDB from reading a file on both cores.
+        # DuckDB from reading a file on both cores. What is stored per row is what the
+        # steps read, narrowly: beyond memory it is written out and read back.
         ends: list[tuple[int, Export]] = []  # each export's end, in rows
+        lined = any(export.lined for export in exports)  # (else no `line` column)
         self.conn.execute("SET preserve_insertion_order = true")
         try:
             for index, export in enumerate(exports):
@@ -223,8 +233,8 @@ class DuckDB(Engine):
                 )
                 offset = ends[-1][0] if ends else 0
                 parquet = export.path.name.endswith(".parquet")
-                if parquet or not self._read_typed(into, export, offset):
-                    self._read_texts(into, export)
+                if parquet or not self._read_typed(into, export, offset, lined):
+                    self._read_texts(into, export, lined)
                 ends.append((self.rows("SELECT count(*) FROM staged_records")[0][0], export))
         finally:
             self.conn.execute("SET preserve_insertion_order = false")
@@ -232,15 +242,18 @@ class DuckDB(Engine):
         for start, (end, export) in zip([0] + [end for end, _ in ends], ends, strict=False):
             first += f" WHEN rowid < {end} THEN {start}"
             name += f" WHEN rowid < {end} THEN {quoted(export.name)}"
+        place = f"rowid + 1 - CASE {first} END"
+        rare = ", ".join(f"{self._rare(index)} AS {field}" for index, field in enumerate(self.RARE))
         self.view(
             "staged",
-            f"SELECT rowid + 1 AS seq, coalesce(line, rowid + 1 - CASE {first} END) AS record, "
-            f"CASE {name} END AS file, * EXCLUDE (line) FROM staged_records",
+            f"SELECT rowid + 1 AS seq, {f'coalesce(line, {place})' if lined else place} AS record, "
+            f"CASE {name} END AS file, * EXCLUDE ({'line, ' if lined else ''}rare), {rare}, "
+            f"{self._rare(len(self.RARE))} AS raw FROM staged_records",
         )
         self.view(self.raw, "SELECT seq, raw AS json FROM staged WHERE raw IS NOT NULL")
         return ends[-1][0] if ends else 0
 
-    def _read_typed(self, into: str, export: Export, offset: int) -> bool:
+    def _read_typed(self, into: str, export: Export, offset: int, lined: bool) -> bool:
         """Stage a JSON export read into typed columns (`_typed_columns`), much faster
         than taking the fields out of each record's text. DuckDB refuses a file this
         way if a record is not an object or gives a key it reads twice (or, for a
@@ -254,17 +267,18 @@ class DuckDB(Engine):
             f"read_json({name}, format = '{kind}', records = 'true', auto_detect = false, "
             f"columns = {spec})"
         )
-        # DuckDB writes the properties' JSON anew, not always as Python does (numbers):
-        # half the limit keeps the flag generous
-        data = f"{self.size(field('data'))} > {rules.EVENT_DATA_MAX_BYTES // 2}"
-        select = self._staging(export, field, data, "NULL::VARCHAR", source)
+        # the size of the properties' JSON as DuckDB writes it anew, not always as Python
+        # does (numbers): half the limit keeps the flag generous
+        data = f"{self.size(self._json_text(DATA['data']))} > {rules.EVENT_DATA_MAX_BYTES // 2}"
+        select = self._staging(export, field, data, "NULL::VARCHAR", source, lined)
         if self._stage(into + select, export) is not None:
             return False  # read the texts instead, which says what is wrong
         flagged = f"SELECT rowid FROM staged_records WHERE suspect AND rowid >= {offset}"
         if self.rows(f"SELECT count(*) FROM ({flagged})")[0][0]:
+            kept = ", ".join(self._rare(index) for index in range(len(self.RARE)))
             self._execute(
                 f"""
-                UPDATE staged_records SET raw = texts.json FROM (
+                UPDATE staged_records SET rare = to_json([{kept}, texts.json]) FROM (
                     SELECT ordinality + {offset - 1} AS place, json::VARCHAR AS json
                     FROM read_json_objects({name}, format = '{kind}') WITH ORDINALITY
                     WHERE ordinality + {offset - 1} IN ({flagged})
@@ -312,11 +326,29 @@ class DuckDB(Engine):
             # DuckDB reads the first of a repeated key, a replay the last: the file is left
             # to the other reader, which refuses it with a sentence (`given_twice`)
             twice = self.gives_twice(f'"{top}"', ".".join(["$", *rest[:-1]]), rest[-1:])
-            return f"(CASE WHEN {twice} THEN error('a key given twice') ELSE {value} END)"
+            # each look parses the JSON again: none where its text cannot hold the key
+            # (not as a string, and no escape that could spell it)
+            text = self._json_text(f"$.{top}")
+            key = quoted(json.dumps(rest[-1], ensure_ascii=False))
+            written = f"contains({text}, {key}) OR contains({text}, '\\')"
+            return (
+                f"(CASE WHEN {written} THEN "
+                f"(CASE WHEN {twice} THEN error('a key given twice') ELSE {value} END) END)"
+            )
 
         return spec, field
 
-    def _read_texts(self, into: str, export: Export) -> None:
+    @staticmethod
+    def _rare(index: int) -> str:
+        """SQL: the value at `index` of `rare` (RARE, then the record's text)."""
+        return f"json_extract_string(rare, '$[{index}]')"
+
+    @staticmethod
+    def _json_text(path: str) -> str:
+        """SQL: the JSON text, as `read_json` writes it, of a top-level field read as JSON."""
+        return f'"{path.removeprefix("$.")}"::VARCHAR'
+
+    def _read_texts(self, into: str, export: Export, lined: bool) -> None:
         """Stage any export: each field taken out of each record's JSON text."""
         paths = reader_paths(export.lined)
         names, listed = list(paths), ", ".join(quoted(path) for path in paths.values())
@@ -334,7 +366,7 @@ class DuckDB(Engine):
         source = f"(SELECT json, json_extract_string(json, [{listed}]) AS f FROM {records})"
         # data beyond its limit needs a record beyond it
         data = f"{self.size('json::VARCHAR')} > {rules.EVENT_DATA_MAX_BYTES}"
-        select = self._staging(export, field, data, "json::VARCHAR", source)
+        select = self._staging(export, field, data, "json::VARCHAR", source, lined)
         why = self._stage(into + select, export)
         if why is not None:
             raise AuditError(f"{export.name}: cannot be read as an export ({why})")
@@ -364,20 +396,34 @@ class DuckDB(Engine):
         return None
 
     def _staging(
-        self, export: Export, field: Callable[[str], str], data: str, text: str, source: str
+        self,
+        export: Export,
+        field: Callable[[str], str],
+        data: str,
+        text: str,
+        source: str,
+        lined: bool,
     ) -> str:
         """The SELECT of one export's staged rows from `source` (its records in file
         order, each path's value being `field(name)`); `data`: whether a record's data
-        may be beyond its limit; `text`: a record's JSON text, kept if it is suspect."""
+        may be beyond its limit; `text`: a record's JSON text, kept if it is suspect;
+        `lined`: whether the rows have a `line` (some export is a recording)."""
         given = f"coalesce({field('at')}, {field('received')}, {field('timestamp')})"
         received, happened = self._seconds(given), self._seconds(field("timestamp"))
         unreadable = unreadable_time(given, received, field("timestamp"), happened)
-        columns = staged_columns(field)
-        line = f"CAST({field('_line')} AS BIGINT)" if export.lined else "NULL::BIGINT"
+        fields = staged_fields(field)
+        rare = [fields.pop(name) for name in self.RARE]
+        control = f"coalesce({field('op')}, {field('method')})"  # a control record's
+        columns = ", ".join(f"{sql} AS {name}" for name, sql in fields.items())
+        line = ""
+        if lined:
+            given_line = f"CAST({field('_line')} AS BIGINT)" if export.lined else "NULL::BIGINT"
+            line = f"{given_line} AS line, "
         return (
-            f"SELECT {line} AS line, {columns}, "
+            f"SELECT {line}{columns}, "
             f"{received} AS received_at, {happened} AS happened, {unreadable} AS bad_time, "
-            f"suspect, CASE WHEN suspect THEN {text} END AS raw "
+            f"suspect, CASE WHEN {control} IS NOT NULL OR suspect "
+            f"THEN to_json([{', '.join(rare)}, CASE WHEN suspect THEN {text} END]) END AS rare "
             f"FROM (SELECT *, {suspect(self, field, data)} AS suspect FROM {source})"
         )
 

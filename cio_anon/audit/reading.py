@@ -1,5 +1,5 @@
 """What every engine reads from a record — the paths (`reader_paths`) and the staged
-fields made of them (`staged_columns`) — and the checks built from it: times that are
+fields made of them (`staged_fields`) — and the checks built from it: times that are
 none (`unreadable_time`), the cheap limit pre-check (`suspect`), and keys given twice
 (`given_twice`)."""
 
@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from cio_anon import rules
 from cio_anon.audit.exports import AuditError
+from cio_anon.ingest import SEMANTIC_EVENTS
 from cio_anon.ingest.pipelines import identify_email_sql
 
 
@@ -69,15 +70,26 @@ def reader_paths(lined: bool = False) -> dict[str, str]:
     return {**FIELDS, **TIMES, **LIMITED, **CONTEXT_EMAIL, **line}
 
 
+def staged_fields(field: Callable[[str], str]) -> dict[str, str]:
+    """SQL of each column `staged` keeps from the FIELDS (column → SQL), from each path's
+    value (`field`). Of the event's name only whether it is an ordinary one is kept
+    (`ordinary`: placed if a track; NULL with no name, which places nothing either)."""
+    columns = {name: field(name) for name in FIELDS}
+    # as `parse_message` reads an identify's traits
+    columns["trait_email"] = identify_email_sql(
+        field("traits"), field("trait_email"), field("context_email")
+    )
+    # (not `NOT IN`: DuckDB makes a long IN list a join, which reads records out of order)
+    event = columns.pop("event")
+    columns["ordinary"] = (
+        "(" + " AND ".join(f"{event} <> {quoted(name)}" for name in SEMANTIC_EVENTS) + ")"
+    )
+    return columns
+
+
 def staged_columns(field: Callable[[str], str]) -> str:
-    """SQL: the FIELDS as `staged` keeps them, from each path's value (`field`)."""
-
-    def column(name: str) -> str:
-        if name == "trait_email":  # as `parse_message` reads an identify's traits
-            return identify_email_sql(field("traits"), field("trait_email"), field("context_email"))
-        return field(name)
-
-    return ", ".join(f"{column(name)} AS {name}" for name in FIELDS)
+    """SQL: the columns of `staged_fields`, as a SELECT list."""
+    return ", ".join(f"{sql} AS {name}" for name, sql in staged_fields(field).items())
 
 
 def read_objects(paths: dict[str, str]) -> dict[str, list[str]]:

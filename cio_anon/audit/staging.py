@@ -10,10 +10,8 @@ from pathlib import Path
 from cio_anon import rules
 from cio_anon.audit.engines import Engine
 from cio_anon.audit.exports import AuditError, readable
-from cio_anon.audit.reading import quoted
 from cio_anon.clock import from_unix, parse_time
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest import SEMANTIC_EVENTS
 from cio_anon.rules import IdentifierKind, identity
 
 
@@ -86,7 +84,6 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     db.refused = refusals(db)
     db.rows_table("refused", "seq BIGINT", [(seq,) for seq, *_ in db.refused])
     db.begin("Staging events and identifies")
-    semantic = ", ".join(quoted(name) for name in SEMANTIC_EVENTS)
     matches = db.matches
     texts = ("user_id", "anonymous_id", "message_id", "trait_email")
     unplain = " UNION ".join(
@@ -117,7 +114,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
                           FROM staged
                           WHERE op IS NULL AND seq NOT IN (SELECT seq FROM refused)
                             AND (type IN ('identify', 'page', 'screen')
-                                 OR (type = 'track' AND event NOT IN ({semantic})))) s) w) k
+                                 OR (type = 'track' AND ordinary))) s) w) k
         """,
     )
     # An email names the person who has it: the first who had it — the person an email
