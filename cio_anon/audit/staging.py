@@ -153,30 +153,33 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     )
     # A person named by cio_id is the one the workspace created in that place: people are
     # created in the order they are first named (`rules.cio_id_of`); a cio_id that names
-    # no one yet names no one (the replay refuses the call).
-    db.table(
-        "people",
-        f"""
-        SELECT person, created,
-               {identity.cio_id_of_sql("row_number() OVER (ORDER BY created)")} AS cio_id
-        FROM (SELECT named_person AS person, min(seq) AS created FROM people_by_id
-              WHERE named_person IS NOT NULL GROUP BY named_person) p
-        """,
-    )
-    # Only the messages naming someone by cio_id look people up (a join of every message
-    # with every person would hold the people in memory beside all the messages).
+    # no one yet names no one (the replay refuses the call). Only the messages naming
+    # someone by cio_id look people up (a join of every message with every person would
+    # hold the people in memory beside all the messages), and without such a message no
+    # one is numbered.
     cio_id = f"'{IdentifierKind.CIO_ID}'"
-    db.view(
-        "people_named",
-        f"""
+    named_people = f"""
         SELECT n.*, n.named_person AS person FROM people_by_id n
         WHERE n.kind IS DISTINCT FROM {cio_id} AND (n.who IS NOT NULL OR n.anonymous_id IS NOT NULL)
+        """
+    by_cio_id = bool(db.rows(f"SELECT count(*) FROM named WHERE kind = {cio_id}")[0][0])
+    if by_cio_id:
+        db.table(
+            "people",
+            f"""
+            SELECT person, created,
+                   {identity.cio_id_of_sql("row_number() OVER (ORDER BY created)")} AS cio_id
+            FROM (SELECT named_person AS person, min(seq) AS created FROM people_by_id
+                  WHERE named_person IS NOT NULL GROUP BY named_person) p
+            """,
+        )
+        named_people += f"""
         UNION ALL
         SELECT n.*, p.person FROM people_by_id n
         LEFT JOIN people p ON p.cio_id = substr(n.who, 5) AND p.created < n.seq
         WHERE n.kind = {cio_id}
-        """,
-    )
+        """
+    db.view("people_named", named_people)
     db.table(
         "staged_events",
         """
@@ -194,7 +197,9 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         """,
     )
     # what placing reads is staged: the steps' own tables make room for it
-    db.drop("people_named", "people_by_id", "people", "email_holders", "named")
+    db.drop(
+        "people_named", "people_by_id", *(["people"] if by_cio_id else []), "email_holders", "named"
+    )
     return records
 
 
