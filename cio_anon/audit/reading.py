@@ -10,8 +10,7 @@ from typing import Any, Protocol
 
 from cio_anon import rules
 from cio_anon.audit.exports import AuditError
-from cio_anon.ingest import SEMANTIC_EVENTS
-from cio_anon.ingest.pipelines import identify_email_sql
+from cio_anon.ingest.pipelines import identify_email_sql, ordinary_event_sql
 
 
 class Dialect(Protocol):
@@ -79,11 +78,7 @@ def staged_fields(field: Callable[[str], str]) -> dict[str, str]:
     columns["trait_email"] = identify_email_sql(
         field("traits"), field("trait_email"), field("context_email")
     )
-    # (not `NOT IN`: DuckDB makes a long IN list a join, which reads records out of order)
-    event = columns.pop("event")
-    columns["ordinary"] = (
-        "(" + " AND ".join(f"{event} <> {quoted(name)}" for name in SEMANTIC_EVENTS) + ")"
-    )
+    columns["ordinary"] = ordinary_event_sql(columns.pop("event"))
     return columns
 
 

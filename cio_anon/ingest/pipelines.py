@@ -101,7 +101,7 @@ def parse_message(
     properties = optional_object(message, "properties", what)
     if kind == "track":
         name = require_text(message, "event", what)
-        if name in SEMANTIC_EVENTS:
+        if name in SEMANTIC_EVENTS:  # (its SQL form: `ordinary_event_sql`)
             return _semantic(name, person, properties, message, what)
     elif kind == "page":
         name = _page_name(message, properties, what)
@@ -123,6 +123,15 @@ def identify_email_sql(traits: str, traits_email: str, context_email: str) -> st
     `traits`, or, for a message without them, its `context.traits` (a message sent
     with `"traits": null` reads as one without)."""
     return f"CASE WHEN {traits} IS NULL THEN {context_email} ELSE {traits_email} END"
+
+
+def ordinary_event_sql(event: str) -> str:
+    """SQL: whether a track's event name is an ordinary one, not one of SEMANTIC_EVENTS
+    that `parse_message` takes as a call of its own (`_semantic`); NULL for a track
+    without a name, which places nothing either. (A chain of `<>`, not `NOT IN`: DuckDB
+    makes a long IN list a join, which would read an export's records out of order.)"""
+    names = (name.replace("'", "''") for name in SEMANTIC_EVENTS)
+    return "(" + " AND ".join(f"{event} <> '{name}'" for name in names) + ")"
 
 
 def _page_name(message: Mapping[str, Any], properties: Mapping[str, Any], what: str) -> str:
