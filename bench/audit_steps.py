@@ -1,10 +1,13 @@
 """Where `cio-anon audit` spends its time: each DuckDB statement of one audit, timed.
 
-    python bench/audit_steps.py EXPORT [--memory-limit 1GB] [--top 15]
+    python bench/audit_steps.py EXPORT [--memory-limit 1GB] [--top 15] [--explain TABLE ...]
 
 Prints every statement's seconds as it finishes (on stderr, so a failing one is seen
 with those before it), then the slowest; an export from `bench/audit.py`'s `write`
-reproduces the figures in docs/audit.md.
+reproduces the figures in docs/audit.md. `--explain placements` runs the statement
+making that table under DuckDB's profiler (`EXPLAIN ANALYZE`, which makes the table
+too) and prints its operators, each with its own seconds and rows, as a tree: which
+operator of a step grows with the records.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import sys
 import time
 from typing import Any
@@ -25,14 +29,24 @@ def main() -> None:
     parser.add_argument("export")
     parser.add_argument("--memory-limit", default="1GB")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--explain", nargs="*", default=[], metavar="TABLE")
     args = parser.parse_args()
+    explained = tuple(f"CREATE TABLE {table} AS " for table in args.explain)
     timings: list[tuple[float, str]] = []
     execute = engines.DuckDB._execute
 
     def timed(self: engines.DuckDB, sql: str, params: list[Any] | None = None) -> Any:
         started = time.perf_counter()
+        profiled = " ".join(sql.split()).startswith(explained) if explained else False
         try:
-            return execute(self, sql, params)
+            if not profiled:
+                return execute(self, sql, params)
+            plan = execute(self, f"EXPLAIN (ANALYZE, FORMAT json) {sql}", params).fetchall()
+            print(f"\n{' '.join(sql.split())[:60]}", file=sys.stderr)
+            tree = json.loads(plan[0][1])
+            for node in tree.get("operator") or tree.get("children", []):  # (2.0; 1.4)
+                operators(node, 0)
+            return None
         finally:
             seconds, text = time.perf_counter() - started, " ".join(sql.split())
             timings.append((seconds, text))
@@ -47,6 +61,27 @@ def main() -> None:
     print(f"\naudit {total:.2f} s, of which DuckDB statements {sum(s for s, _ in timings):.2f} s")
     for seconds, text in sorted(timings, reverse=True)[: args.top]:
         print(f"{seconds:7.2f} s  {text[:100]}")
+
+
+SHOWN = ("Join Type", "Conditions", "Groups", "Aggregates", "Table", "Function")
+"""What of an operator's details `operators` prints beside its name."""
+
+
+def operators(node: dict[str, Any], depth: int) -> None:
+    """Print a profiled plan's operators (its JSON, as DuckDB 1.4 and later write it),
+    each with its own seconds and the rows it gave, indented by depth."""
+    name = node.get("name") or node.get("operator_name") or node.get("operator_type", "")
+    seconds = node.get("timing", node.get("operator_timing", 0.0))
+    rows = node.get("intermediate_rows", node.get("operator_cardinality", 0))
+    info = node.get("extra_info") or {}
+    shown = "; ".join(
+        f"{key}: {' '.join(str(info[key]).split())}"[:70] for key in SHOWN if key in info
+    )
+    if name not in ("RESULT_COLLECTOR", "EXPLAIN_ANALYZE"):
+        print(f"{seconds:7.2f} s {rows:>12,}  {'  ' * depth}{name}  {shown}", file=sys.stderr)
+        depth += 1
+    for child in node.get("children", []):
+        operators(child, depth)
 
 
 if __name__ == "__main__":
