@@ -36,19 +36,19 @@ def main() -> None:
     execute = engines.DuckDB._execute
 
     def timed(self: engines.DuckDB, sql: str, params: list[Any] | None = None) -> Any:
-        started = time.perf_counter()
-        profiled = " ".join(sql.split()).startswith(explained) if explained else False
+        started, text = time.perf_counter(), " ".join(sql.split())
         try:
-            if not profiled:
+            if not text.startswith(explained):  # (no table named: nothing starts so)
                 return execute(self, sql, params)
+            # (the table is made all the same; the statements making one use no result)
             plan = execute(self, f"EXPLAIN (ANALYZE, FORMAT json) {sql}", params).fetchall()
-            print(f"\n{' '.join(sql.split())[:60]}", file=sys.stderr)
+            print(f"\n{text[:60]}", file=sys.stderr)
             tree = json.loads(plan[0][1])
             for node in tree.get("operator") or tree.get("children", []):  # (2.0; 1.4)
                 operators(node, 0)
             return None
         finally:
-            seconds, text = time.perf_counter() - started, " ".join(sql.split())
+            seconds = time.perf_counter() - started
             timings.append((seconds, text))
             print(f"{seconds:7.2f} s  {text[:100]}", file=sys.stderr, flush=True)
 
