@@ -5,7 +5,9 @@ and not growing with the number of records).
 
 The fixture is the replay benchmark's traffic in slices of 500,000 records with their
 own ids (`make_fixture.py --slices`). Each replay runs in its own process; its peak
-resident set size is read from the kernel when it ends (`ru_maxrss`).
+resident set size is read from the kernel when it ends (`ru_maxrss`). A file this
+large is read ahead by a second process (`cio_anon.replay.ahead`); its peak is measured
+on its own after the replay, reading the same file with nothing taking its records.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cio_anon.replay import ahead
 
 
 def main() -> None:
@@ -52,6 +56,16 @@ def main() -> None:
             print(
                 f"{count:>10,} records ({size / 1e6:,.0f} MB): peak RSS "
                 f"{usage.ru_maxrss / 1024:,.0f} MB (goal <= 300 MB), {elapsed:,.0f} s, "
+                f"exit {os.waitstatus_to_exitcode(status)}"
+            )
+            # the second process that reads a large file ahead (`replay.ahead`), alone
+            reader = subprocess.Popen(
+                [sys.executable, "-P", "-c", ahead._CHILD, str(fixture)],
+                stdout=subprocess.DEVNULL,
+            )
+            _, status, usage = os.wait4(reader.pid, 0)
+            print(
+                f"{'':>10} reading ahead alone: peak RSS {usage.ru_maxrss / 1024:,.0f} MB, "
                 f"exit {os.waitstatus_to_exitcode(status)}"
             )
 

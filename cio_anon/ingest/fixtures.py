@@ -13,6 +13,7 @@ import glob
 import gzip
 import json
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -47,6 +48,21 @@ class Record:
     error: str | None = None
     size: int = 0
     """Its bytes in the file (a progress bar counts them)."""
+    raw: bytes | None = None
+    """The NDJSON line it was read from (None for an element of a JSON array)."""
+
+    def let_go(self) -> None:
+        """Drop the parsed value, keeping the line to read it again from (`parsed`): for
+        whoever holds many records a while (a line's bytes are one object, its value may
+        be dozens). A record with no line to read again keeps its value."""
+        if self.raw is not None:
+            self.value = None
+
+    def parsed(self) -> Record:
+        """The record with its value: itself, or read again from its line (`let_go`)."""
+        if self.value is not None or self.raw is None or self.error is not None:
+            return self
+        return _line(self.line, self.raw)
 
 
 STDIN = Path("-")
@@ -135,12 +151,17 @@ def iter_records(path: Path) -> Iterator[Record]:
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such file.") from None
     except OSError as error:
-        raise InvalidInput(f"{path}: cannot be read ({error.strerror}).") from None
+        raise _unreadable(path, error) from None
     with opened as handle:
         try:
             yield from _records(handle)
-        except OSError as error:
-            raise InvalidInput(f"{path}: cannot be read ({error.strerror}).") from None
+        except (OSError, EOFError, zlib.error) as error:  # gzip: cut short, or not gzip
+            raise _unreadable(path, error) from None
+
+
+def _unreadable(path: Path, error: Exception) -> InvalidInput:
+    why = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return InvalidInput(f"{path}: cannot be read ({why.rstrip('.')}).")
 
 
 def _records(handle: BinaryIO) -> Iterator[Record]:
@@ -173,11 +194,11 @@ def _records(handle: BinaryIO) -> Iterator[Record]:
 def _line(number: int, raw: bytes) -> Record:
     """One NDJSON line as a record (an error record when it is not JSON)."""
     try:
-        return Record(number, jsonio.loads(raw), size=len(raw))  # orjson checks the UTF-8
+        return Record(number, jsonio.loads(raw), size=len(raw), raw=raw)  # orjson checks UTF-8
     except ValueError:
         pass  # say what is wrong, as below
     try:
-        return Record(number, _loads(raw.decode("utf-8")), size=len(raw))
+        return Record(number, _loads(raw.decode("utf-8")), size=len(raw), raw=raw)
     except UnicodeDecodeError as error:
         return Record(number, error=f"not UTF-8 text ({error.reason})", size=len(raw))
     except ValueError as error:

@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cio_anon import jsonio, rules
@@ -40,7 +41,7 @@ from cio_anon.clock import parse_time, to_iso
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest import Identify, Track
 from cio_anon.ingest.emit import track_record
-from cio_anon.ingest.fixtures import Record, to_operations
+from cio_anon.ingest.fixtures import Record, iter_records, to_operations
 from cio_anon.models import Activity, ActivityType, Event, Person
 from cio_anon.replay.apply import Tally
 from cio_anon.rules import Assignment, IdentifierKind, Rule
@@ -95,6 +96,7 @@ class Call:
     """A plain track (an event, a page or a screen) or identify, read and checked."""
 
     record: Record
+    """Its record, its value let go while the call is held (`plain_records`)."""
     at: datetime
     identify: bool
     user_id: str | None
@@ -109,6 +111,41 @@ class Call:
     traits: dict[str, Any] = field(default_factory=dict)
     part: int = 0
     """Its place among its record's calls (a recorded request may carry many)."""
+    recipient: str | None = None
+    """A track's recipient (`recipient_in` its data)."""
+    journal: str | None = None
+    """A track's journal record as JSON, when it names its event (a messageId)."""
+
+
+def packed(call: Call) -> tuple[Any, ...]:
+    """The call's fields after its record, in order: `Call(record, *packed(call))` makes
+    it again (a second process sends calls so: see `ahead`)."""
+    return (
+        call.at,
+        call.identify,
+        call.user_id,
+        call.anonymous_id,
+        call.message_id,
+        call.name,
+        call.type,
+        call.data,
+        call.data_json,
+        call.happened,
+        call.traits,
+        call.part,
+        call.recipient,
+        call.journal,
+    )
+
+
+def plain_records(path: Path) -> Iterator[tuple[Record, list[Call] | None]]:
+    """The file's records, each with its calls when it is plain (`plain`): a plain
+    record's value is let go (`Record.let_go`), since its calls carry what is needed."""
+    for record in iter_records(path):
+        calls = plain(record)
+        if calls is not None:
+            record.let_go()
+        yield record, calls
 
 
 def plain(record: Record) -> list[Call] | None:
@@ -166,6 +203,19 @@ def _track(record: Record, at: datetime, track: Track) -> Call | None:
     rules.check_event_limits(track.name, data_json)
     stamp = track.timestamp
     happened = at if stamp is None else parse_time(stamp, what="event timestamp")
+    journal = None
+    if track.event_id:  # else its event's id is made when it is stored (`_Run._track`)
+        journal = jsonio.dumps(
+            track_record(
+                track.name,
+                track.person,
+                track.anonymous_id,
+                track.type,
+                data,
+                to_iso(happened),
+                track.event_id,
+            )
+        )
     return Call(
         record,
         at,
@@ -178,6 +228,8 @@ def _track(record: Record, at: datetime, track: Track) -> Call | None:
         data=data,
         data_json=data_json,
         happened=happened,
+        recipient=recipient_in(data),
+        journal=journal,
     )
 
 
@@ -242,10 +294,9 @@ class Batch:
         self.held = 0
         """The bytes of the records held."""
 
-    def take(self, record: Record) -> datetime | None:
-        """Hold the record's calls if they are plain (`plain`); their receive time, or
-        None when the service must take the record."""
-        calls = plain(record)
+    def take(self, record: Record, calls: list[Call] | None) -> datetime | None:
+        """Hold the record's calls if it is plain (`plain_records`); their receive time,
+        or None when the service must take the record."""
         if calls is None:
             return None
         self.calls += calls
@@ -278,7 +329,7 @@ class Batch:
             run.write()
             self.tally.add(run.tally)
             if first < end:
-                self.exact(calls[first].record)
+                self.exact(calls[first].record.parsed())
                 calls = calls[_request_end(calls, first + 1) :]
                 reach = max(2 * first, AFTER_SERVICE)
             else:
@@ -390,7 +441,7 @@ class _Run:
             received_at=at,
             rule=Rule.INVITE,
             anonymous_id=call.anonymous_id,
-            recipient=recipient_in(call.data),
+            recipient=call.recipient,
             source=f"{self.file}:{call.record.line}",  # as str(Source(...)) says it
         )
         if event.event_id in self.known:
@@ -421,7 +472,7 @@ class _Run:
             self.waiting.setdefault(anonymous_id, []).append(event)
         self.events.append((event, call.data_json))
         self.tally.stored += 1
-        record = track_record(
+        record = call.journal or track_record(  # (`plain` made it, for a named event)
             call.name,
             call.user_id,
             anonymous_id,

@@ -17,6 +17,7 @@ from pathlib import Path
 from cio_anon import service
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest.fixtures import Record, display_name, iter_records, to_operations
+from cio_anon.replay import ahead
 from cio_anon.replay.apply import Observer, Problem, Source, Tally, apply_operation
 from cio_anon.replay.bulk import Batch, fewer_collections
 from cio_anon.store import Workspace
@@ -173,13 +174,13 @@ def _replay_file(file: _File, path: Path, progress: Progress | None, bulk: bool)
     tally = file.tally
     batch = Batch(file.workspace, file.name, tally, file.fallback) if bulk else None
     try:
-        records = iter_records(path)
+        records = ahead.read(path) if bulk else ((r, None) for r in iter_records(path))
         try:
-            for record in records:
+            for record, calls in records:
                 tally.records += 1
                 if progress is not None:
                     progress(record.size)
-                taken = None if batch is None else batch.take(record)
+                taken = None if batch is None else batch.take(record, calls)
                 if taken is not None:
                     file.applied(taken)
                     continue

@@ -67,14 +67,15 @@ JournalRow = tuple[float, str, str, str | None, str | None]
 def journal_row(
     at: datetime,
     kind: str,
-    record: dict[str, Any],
+    record: dict[str, Any] | str,
     people: Iterable[str] = (),
     anonymous_id: str | None = None,
 ) -> JournalRow:
-    """The journal row of the fixture `record` that replays a call (`kind`: its
-    operation's class name; see `ingest.emit`), naming whom it touched: cio_ids in
+    """The journal row of the fixture `record` (or its JSON) that replays a call (`kind`:
+    its operation's class name; see `ingest.emit`), naming whom it touched: cio_ids in
     `people`, and an `anonymous_id` (kept by `Store.add_journal_rows`)."""
-    return (at.timestamp(), kind, jsonio.dumps(record), " ".join(people) or None, anonymous_id)
+    text = record if isinstance(record, str) else jsonio.dumps(record)
+    return (at.timestamp(), kind, text, " ".join(people) or None, anonymous_id)
 
 
 # What reset empties; a workspace where all are empty holds nothing but its settings.
