@@ -169,7 +169,7 @@ def test_a_child_that_ends_early_leaves_the_rest_to_be_read_here(
     order."""
     path = tmp_path / "odd.ndjson"
     path.write_bytes(b"".join(ODD_LINES * 5))
-    monkeypatch.setattr(ahead, "_CHILD", child)
+    monkeypatch.setattr(ahead, "command", lambda path: [sys.executable, "-P", "-c", child, path])
     given: list[int] = []
     reading_here = ahead.plain_records
 

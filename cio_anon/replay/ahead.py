@@ -12,8 +12,8 @@ value (its line is kept, to be read again if the service takes it). The replay s
 same records with the same calls, in the same order, either way; `tests/test_ahead.py`
 holds the two readers equal.
 
-The child is the same Python running `main` (`python -P -c …`, this `cio_anon` first on
-its path): nothing of this process, its workspace or its threads is copied into it, and
+The child is the same Python running `main` (`command`, this `cio_anon` first on its
+path): nothing of this process, its workspace or its threads is copied into it, and
 no script of the caller's is run again in it (as `multiprocessing` would). It writes
 each lot to its standard output as a length and a pickle. When the replay stops reading
 early (a file refused, Ctrl-C) the child is stopped; when the replay is killed, the
@@ -76,11 +76,18 @@ def _size(path: Path) -> int:
         return 0  # read here, which says what is wrong with it
 
 
+def command(path: Path) -> list[str]:
+    """The child reading `path` ahead: this Python running `main` (`-P`: without the
+    folder it is started in first on its path, which may hold another checkout)."""
+    code = "import sys; from cio_anon.replay.ahead import main; main(sys.argv[1])"
+    return [sys.executable, "-P", "-c", code, str(path)]
+
+
 def _read_ahead(path: Path) -> Read:
     root = str(Path(cio_anon.__file__).resolve().parent.parent)  # this cio_anon, first
     paths = [root, *filter(None, [os.environ.get("PYTHONPATH")])]
     child = subprocess.Popen(  # noqa: S603 (this Python, this module, the file's path)
-        [sys.executable, "-P", "-c", _CHILD, str(path)],  # -P: not the folder it runs in
+        command(path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,  # a child that fails says nothing: the replay reads on
@@ -105,7 +112,7 @@ def _read_ahead(path: Path) -> Read:
                 raise InvalidInput(payload)
             elif kind == "end":
                 return
-            else:  # the child failed, or is gone: the rest is read here
+            else:  # the child is gone (it failed, or was killed): the rest is read here
                 break
     finally:
         receiver.stop()
@@ -143,11 +150,8 @@ class _Receiver(threading.Thread):
         """Stop the child (it is done, or its records are not wanted) and this thread."""
         self.stopped = True
         if self.child.poll() is None:
-            try:
-                self.child.wait(timeout=0.1)  # done: it is writing nothing more
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait()
+            self.child.kill()  # done (all it sent is here), or reading what is not wanted
+        self.child.wait()
         self.join()
         self.stream.close()
 
@@ -160,9 +164,6 @@ def _receive(stream: IO[bytes]) -> bytes | None:
     (length,) = _LENGTH.unpack(head)
     body = stream.read(length)
     return body if len(body) == length else None
-
-
-_CHILD = "import sys; from cio_anon.replay.ahead import main; main(sys.argv[1])"
 
 
 def _messages(path: Path) -> Iterator[tuple[str, object]]:
@@ -190,8 +191,7 @@ def _messages(path: Path) -> Iterator[tuple[str, object]]:
                     lot, held = [], 0
     except CioAnonError as error:  # the file cannot be read on: the replay says so
         ending = ("unreadable", str(error))
-    except Exception:  # noqa: BLE001 (a fault: the replay reads on here, and meets it)
-        ending = ("failed", None)
+    # (any other fault ends the child: the replay reads on here, and meets it)
     yield "records", lot
     yield ending
 

@@ -203,20 +203,7 @@ def _track(record: Record, at: datetime, track: Track) -> Call | None:
     rules.check_event_limits(track.name, data_json)
     stamp = track.timestamp
     happened = at if stamp is None else parse_time(stamp, what="event timestamp")
-    journal = None
-    if track.event_id:  # else its event's id is made when it is stored (`_Run._track`)
-        journal = jsonio.dumps(
-            track_record(
-                track.name,
-                track.person,
-                track.anonymous_id,
-                track.type,
-                data,
-                to_iso(happened),
-                track.event_id,
-            )
-        )
-    return Call(
+    call = Call(
         record,
         at,
         identify=False,
@@ -229,8 +216,25 @@ def _track(record: Record, at: datetime, track: Track) -> Call | None:
         data_json=data_json,
         happened=happened,
         recipient=recipient_in(data),
-        journal=journal,
     )
+    if call.message_id:  # else its event's id is made when it is stored (`_Run._track`)
+        call.journal = _journal(call, call.message_id)
+    return call
+
+
+def _journal(call: Call, event_id: str) -> str:
+    """A track's journal record as JSON: the `Track` the service journals for it."""
+    assert call.happened is not None
+    record = track_record(
+        call.name,
+        call.user_id,
+        call.anonymous_id,
+        call.type,
+        call.data,
+        to_iso(call.happened),
+        event_id,
+    )
+    return jsonio.dumps(record)
 
 
 def _identify(record: Record, at: datetime, identify: Identify) -> Call | None:
@@ -472,15 +476,7 @@ class _Run:
             self.waiting.setdefault(anonymous_id, []).append(event)
         self.events.append((event, call.data_json))
         self.tally.stored += 1
-        record = call.journal or track_record(  # (`plain` made it, for a named event)
-            call.name,
-            call.user_id,
-            anonymous_id,
-            call.type,
-            call.data,
-            to_iso(happened),
-            event.event_id,
-        )
+        record = call.journal or _journal(call, event.event_id)  # (`plain` made a named one's)
         people = [event.cio_id] if event.cio_id else []
         self.journal.append(journal_row(at, "Track", record, people, anonymous_id))
         return True
