@@ -149,6 +149,30 @@ def test_stopping_early_stops_the_reader(tmp_path: Path, monkeypatch: pytest.Mon
     assert children[0].poll() is not None
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="a pipe's room is set on Linux only")
+def test_the_pipe_from_the_reader_is_widened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipe from the child is widened to `PIPE_BYTES` (from 64 KiB), so the thread
+    taking lots off it needs few turns of the interpreter's lock per lot."""
+    import fcntl
+
+    if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < ahead.PIPE_BYTES:
+        pytest.skip("this system gives a pipe less room")
+    path = tmp_path / "long.ndjson"
+    path.write_bytes(ODD_LINES[0] * 10_000)
+    rooms: list[int] = []
+    widen = ahead._widen
+
+    def widened(pipe: Any) -> None:
+        widen(pipe)
+        rooms.append(fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ))
+
+    monkeypatch.setattr(ahead, "_widen", widened)
+    assert sum(1 for _ in ahead.read(path, ahead=True)) == 10_000
+    assert rooms == [ahead.PIPE_BYTES]
+
+
 DIES_AFTER_TWO_LOTS = (
     "import os, sys; from cio_anon.replay import ahead; ahead.LOT = 10; "
     "messages = ahead._messages; "

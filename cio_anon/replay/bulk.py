@@ -40,7 +40,7 @@ from cio_anon import jsonio, rules
 from cio_anon.clock import parse_time, to_iso
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest import Identify, Track
-from cio_anon.ingest.emit import track_record
+from cio_anon.ingest.emit import to_record, track_record
 from cio_anon.ingest.fixtures import Record, iter_records, to_operations
 from cio_anon.models import Activity, ActivityType, Event, Person
 from cio_anon.replay.apply import Tally
@@ -114,7 +114,8 @@ class Call:
     recipient: str | None = None
     """A track's recipient (`recipient_in` its data)."""
     journal: str | None = None
-    """A track's journal record as JSON, when it names its event (a messageId)."""
+    """Its journal record as JSON: an identify's always, a track's when it names its
+    event (a messageId); made where the call is read (`plain`)."""
 
 
 def packed(call: Call) -> tuple[Any, ...]:
@@ -259,6 +260,8 @@ def _identify(record: Record, at: datetime, identify: Identify) -> Call | None:
         traits=dict(traits),
     )
     rules.check_attribute_limits(_updates(call))
+    said = Identify(identify.identifier, call.traits, identify.anonymous_id, identify.message_id)
+    call.journal = jsonio.dumps(to_record(said))
     return call
 
 
@@ -528,8 +531,10 @@ class _Run:
         if call.message_id is not None:
             self.handled.add(call.message_id)
             self.marked.append((call.message_id, at))
-        said = Identify(call.user_id, dict(call.traits), anonymous_id, call.message_id)
-        self.journal.append(journal_entry(at, said, [person.cio_id], anonymous_id))
+        assert call.journal is not None  # (`plain` made it)
+        self.journal.append(
+            journal_row(at, "Identify", call.journal, [person.cio_id], anonymous_id)
+        )
         self.tally.people_created += created
         return True
 
@@ -561,9 +566,10 @@ class _Run:
         if rule is Rule.ANONYMOUS_ID_TAKEN:
             self.tally.warnings[str(rule)] += 1
             return
-        pending = self.stayed.get(anonymous_id, Counter()) + Counter(
-            event.rule for event in self.waiting.get(anonymous_id, [])
-        )
+        stayed, waiting = self.stayed.get(anonymous_id), self.waiting.get(anonymous_id)
+        if not stayed and not waiting:
+            return  # nothing pending: no warning (most identifies repeating one)
+        pending = (stayed or Counter()) + Counter(event.rule for event in waiting or ())
         warnings = reassigned_warnings(anonymous_id, pending)
         self.tally.warnings.update(str(w.rule) for w in warnings)
 
