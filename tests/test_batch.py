@@ -249,6 +249,24 @@ def test_a_run_holds_so_many_bytes_of_records(
     assert_same_both_ways(tmp_path, [file], monkeypatch)
 
 
+def test_runs_grow_from_the_first_to_a_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's first run holds `FIRST_RUN` calls and each after a quarter more, up to
+    `CHUNK` (so that a file read ahead is applied from its first calls on); the same
+    rows as one run at a time."""
+    file = write(
+        tmp_path / "grow.ndjson",
+        [_track(BASE + i, anonymousId=f"a{i % 4}", messageId=f"t{i}") for i in range(100)],
+    )
+    monkeypatch.setattr(batch, "FIRST_RUN", 8)
+    monkeypatch.setattr(batch, "CHUNK", 20)
+    with watched(monkeypatch) as (runs, _):
+        replay_once(tmp_path / "count.db", [file])
+    assert runs == [8, 11, 14, 18, 20, 20, 9]
+    assert_same_both_ways(tmp_path, [file], monkeypatch)
+
+
 def test_the_collector_looks_less_often_while_replaying(tmp_path: Path) -> None:
     """While a replay takes the bulk path the collector's first threshold is raised; it
     is as it was afterwards, after a rejected file, after an interrupted replay, and
