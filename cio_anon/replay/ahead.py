@@ -56,7 +56,8 @@ IN_HAND = 8
 """Lots received and not yet replayed, at most: about 16,000 records, 16 MiB of lines."""
 
 PIPE_BYTES = 2**20
-"""The pipe's room (64 KiB by default; 1 MiB is as much as Linux gives anyone)."""
+"""The pipe's room (64 KiB by default): 1 MiB, what Linux lets any process ask for
+unless its `/proc/sys/fs/pipe-max-size` says otherwise."""
 
 _LENGTH = struct.Struct("<Q")
 """A message's length before it: its pickle's bytes."""
@@ -128,8 +129,8 @@ def _read_ahead(path: Path) -> Read:
 def _widen(pipe: IO[bytes]) -> None:
     """Give the pipe `PIPE_BYTES` of room where the system allows it (Linux). The thread
     taking lots off it needs the interpreter's lock for every read, and waits for it up
-    to 5 ms while the replay decides a run: at 64 KiB a read, a lot of 2 MiB took that
-    wait 30 times over, and the child stood waiting on a full pipe."""
+    to 5 ms while the replay decides a run: at 64 KiB a read, a lot of 1–2 MB took that
+    wait 20–30 times over, and the child stood waiting on a full pipe."""
     if sys.platform == "linux":
         import fcntl  # noqa: PLC0415 (Linux only)
 

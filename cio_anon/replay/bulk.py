@@ -70,6 +70,7 @@ the start), and each run is short enough that the reader has the next one ready 
 time it is written (it reads about a third faster than the replay applies)."""
 
 GROWTH = 1.25
+"""How many times longer than the one before a run may be (see `FIRST_RUN`)."""
 
 RUN_BYTES = 16 * 2**20
 """The most bytes of records a run holds, whatever their number: a chunk of large
