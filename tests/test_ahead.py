@@ -173,6 +173,18 @@ def test_the_pipe_from_the_reader_is_widened(
     assert rooms == [ahead.PIPE_BYTES]
 
 
+def test_a_reader_that_cannot_be_started_leaves_the_file_to_be_read_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No second process to be had (its program is gone, or the system has no room for
+    another): the whole file is read here, as if it were small, not a traceback."""
+    path = tmp_path / "odd.ndjson"
+    path.write_bytes(b"".join(ODD_LINES * 3))
+    monkeypatch.setattr(ahead, "command", lambda path: [str(tmp_path / "no-python"), path])
+    read_ahead, read_here = both_ways(path)
+    assert read_ahead == read_here
+
+
 DIES_AFTER_TWO_LOTS = (
     "import os, sys; from cio_anon.replay import ahead; ahead.LOT = 10; "
     "messages = ahead._messages; "

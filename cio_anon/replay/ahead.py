@@ -91,13 +91,17 @@ def command(path: Path) -> list[str]:
 def _read_ahead(path: Path) -> Read:
     root = str(Path(cio_anon.__file__).resolve().parent.parent)  # this cio_anon, first
     paths = [root, *filter(None, [os.environ.get("PYTHONPATH")])]
-    child = subprocess.Popen(  # noqa: S603 (this Python, this module, the file's path)
-        command(path),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # a child that fails says nothing: the replay reads on
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
-    )
+    try:
+        child = subprocess.Popen(  # noqa: S603 (this Python, this module, the file's path)
+            command(path),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # a child that fails says nothing: the replay reads on
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        )
+    except OSError:  # no process to be had (the program gone, no room for another): here
+        yield from plain_records(path)
+        return
     assert child.stdout is not None
     _widen(child.stdout)
     receiver = _Receiver(child)
