@@ -336,7 +336,8 @@ class Batch:
         applied whole): a run that stops inside one it began is decided again without
         it, before the service takes it."""
         calls, self.calls, self.held = self.calls, [], 0
-        self.run_size = min(int(self.run_size * GROWTH) + 1, CHUNK)
+        if calls:  # (the replay flushes before every record the service takes, held or not)
+            self.run_size = min(int(self.run_size * GROWTH) + 1, CHUNK)
         reach = len(calls)
         while calls:
             end = _request_end(calls, min(reach, len(calls)))
@@ -494,7 +495,7 @@ class _Run:
         self.tally.stored += 1
         record = call.journal or _journal(call, event.event_id)  # (`plain` made a named one's)
         people = [event.cio_id] if event.cio_id else []
-        self.journal.append(journal_row(at, "Track", record, people, anonymous_id))
+        self.journal.append(journal_row(at, Track.__name__, record, people, anonymous_id))
         return True
 
     # -- identify -----------------------------------------------------------------------
@@ -546,7 +547,7 @@ class _Run:
             self.marked.append((call.message_id, at))
         assert call.journal is not None  # (`plain` made it)
         self.journal.append(
-            journal_row(at, "Identify", call.journal, [person.cio_id], anonymous_id)
+            journal_row(at, Identify.__name__, call.journal, [person.cio_id], anonymous_id)
         )
         self.tally.people_created += created
         return True
