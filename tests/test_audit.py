@@ -266,6 +266,14 @@ def test_records_are_staged_in_file_order_files_one_after_another(
         assert duck.rows(
             "SELECT file, min(record), max(record) FROM staged GROUP BY 1 ORDER BY 1"
         ) == [(name, 1, size) for name, size in sizes.items()]
+        # and once the staged rows are let go, a row's file and record come from its seq
+        seqs = [1, 2, 123_457, 300_000, 300_001, 300_005, 300_006, 400_000, total]
+        staged = audit.Engine.located(duck, seqs)  # (the base class asks the rows)
+        assert staged[300_005] == ("b.ndjson", 5) and staged[total] == ("c.json", 140_000)
+        duck.release_staged()
+        tables = duck.rows("SELECT table_name FROM information_schema.tables")
+        assert ("staged_records",) not in tables
+        assert duck.located(seqs) == staged
     finally:
         duck.close()
 

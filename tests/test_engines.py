@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cio_anon import audit, rules, service
-from cio_anon.audit import setrules
+from cio_anon.audit import reading, setrules
 from cio_anon.replay import replay
 from cio_anon.rules import identity
 from tests.test_audit import spark_examples, spark_ready  # noqa: F401 (a fixture)
@@ -105,6 +105,46 @@ def _python_forms(values: list[str]) -> list[tuple[Any, ...]]:
     return out
 
 
+def _flags(db: audit.Engine, values: list[str]) -> list[tuple[Any, ...]]:
+    """Each value's `odd_ids` flag, given as each of the staged identifiers."""
+    columns = reading.IDENTIFIERS
+    db.rows_table("given", "seq BIGINT, value STRING", list(enumerate(values)))
+    rows = ", ".join(
+        f"CASE WHEN n = {index} THEN value END AS {column}" for index, column in enumerate(columns)
+    )
+    each = " UNION ALL ".join(f"SELECT {index} AS n" for index in range(len(columns)))
+    flagged: dict[int, list[bool]] = {}
+    for seq, _, flag in db.rows(
+        f"SELECT seq, n, {reading.odd_ids(db)} FROM (SELECT seq, n, {rows} "
+        f"FROM given CROSS JOIN ({each}) columns) staged ORDER BY seq, n"
+    ):
+        flagged.setdefault(int(seq), []).append(bool(flag))
+    return [(value, *flagged[seq]) for seq, value in enumerate(values)]
+
+
+def _python_flags(values: list[str]) -> list[tuple[Any, ...]]:
+    """What the steps reading `odd_ids` look for: an identifier outside PLAIN, a person's
+    id that is a placeholder."""
+    return [
+        (
+            value,
+            *(
+                not _plain(value) or (column in reading.PERSON_IDS and rules.is_placeholder(value))
+                for column in reading.IDENTIFIERS
+            ),
+        )
+        for value in values
+    ]
+
+
+def _duckdb_flags(values: list[str]) -> list[tuple[Any, ...]]:
+    db = audit.DuckDB()
+    try:
+        return _flags(db, values)
+    finally:
+        db.close()
+
+
 def test_identity_rules_in_sql_answer_as_in_python() -> None:
     assert _duckdb_forms(VALUES) == _python_forms(VALUES)
     # the short forms, for data whose identifiers are all printable ASCII, on such data
@@ -112,11 +152,19 @@ def test_identity_rules_in_sql_answer_as_in_python() -> None:
     assert len(plain) > 10 and _duckdb_forms(plain, all_plain=True) == _python_forms(plain)
 
 
+def test_the_rows_the_identity_steps_read_are_flagged_as_they_are_read() -> None:
+    flags = _duckdb_flags(VALUES)
+    assert flags == _python_flags(VALUES)
+    assert any(flagged[1] and not flagged[3] for _, *flagged in flags)  # placeholders
+    assert any(not any(flagged) for _, *flagged in flags)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.text(max_size=12), min_size=1, max_size=20))
 def test_identity_rules_in_sql_answer_as_in_python_for_any_text(values: list[str]) -> None:
     values = [v.replace("\x00", "") for v in values]  # no engine stores NUL in a string
     assert _duckdb_forms(values) == _python_forms(values)
+    assert _duckdb_flags(values) == _python_flags(values)
 
 
 def test_cio_ids_in_sql_are_made_as_the_workspace_makes_them() -> None:
@@ -400,6 +448,7 @@ def test_the_identity_rules_in_spark_sql_answer_as_in_python(spark_ready: None) 
     db = audit.Spark()
     try:
         assert _forms(db, VALUES) == _python_forms(VALUES)
+        assert _flags(db, VALUES) == _python_flags(VALUES)
     finally:
         db.close()
 

@@ -4,6 +4,7 @@ reading the exports its own way into one staged shape (`Engine.load`, from what
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import shutil
@@ -18,6 +19,7 @@ from cio_anon.audit.exports import AuditError, Export, is_array
 from cio_anon.audit.reading import (
     DATA,
     given_twice,
+    odd_ids,
     quoted,
     read_objects,
     reader_paths,
@@ -127,6 +129,18 @@ class Engine:
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         raise NotImplementedError
+
+    def located(self, seqs: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """Where each of these staged rows was read (seq → file, record)."""
+        if not seqs:
+            return {}
+        listed = ", ".join(str(seq) for seq in sorted(set(seqs)))
+        rows = self.rows(f"SELECT seq, file, record FROM staged WHERE seq IN ({listed})")
+        return {int(seq): (str(file), int(record)) for seq, file, record in rows}
+
+    def release_staged(self) -> None:
+        """Let the staged rows go once the steps have read what they need of them; only
+        `located` reads them after (an engine that keeps them answers from them)."""
 
     raw = ""
     """The table of every record's JSON text by seq."""
@@ -251,7 +265,28 @@ class DuckDB(Engine):
             f"{self._rare(len(self.RARE))} AS raw FROM staged_records",
         )
         self.view(self.raw, "SELECT seq, raw AS json FROM staged WHERE raw IS NOT NULL")
+        self._ends = None if lined else [(end, export.name) for end, export in ends]
         return ends[-1][0] if ends else 0
+
+    _ends: list[tuple[int, str]] | None = None
+    """Each file's last row and its name, when a row's place is its record (no export is
+    a recording, whose records are their lines)."""
+
+    def located(self, seqs: Sequence[int]) -> dict[int, tuple[str, int]]:
+        if self._ends is None:
+            return super().located(seqs)
+        ends = [end for end, _ in self._ends]
+        found = {}
+        for seq in seqs:
+            index = bisect.bisect_left(ends, seq)  # the file whose rows reach it
+            start = ends[index - 1] if index else 0
+            found[seq] = (self._ends[index][1], seq - start)
+        return found
+
+    def release_staged(self) -> None:
+        # beyond memory, a table held is a table spilled: the steps after get the room
+        if self._ends is not None:
+            self.drop(self.raw, "staged", "staged_records")
 
     def _read_typed(self, into: str, export: Export, offset: int, lined: bool) -> bool:
         """Stage a JSON export read into typed columns (`_typed_columns`), much faster
@@ -420,11 +455,12 @@ class DuckDB(Engine):
             given_line = f"CAST({field('_line')} AS BIGINT)" if export.lined else "NULL::BIGINT"
             line = f"{given_line} AS line, "
         return (
+            f"SELECT *, {odd_ids(self)} AS odd_ids FROM ("
             f"SELECT {line}{columns}, "
             f"{received} AS received_at, {happened} AS happened, {unreadable} AS bad_time, "
             f"suspect, CASE WHEN {control} IS NOT NULL OR suspect "
             f"THEN to_json([{', '.join(rare)}, CASE WHEN suspect THEN {text} END]) END AS rare "
-            f"FROM (SELECT *, {suspect(self, field, data)} AS suspect FROM {source})"
+            f"FROM (SELECT *, {suspect(self, field, data)} AS suspect FROM {source})) fields"
         )
 
     @staticmethod
@@ -608,11 +644,12 @@ class Spark(Engine):
         data = f"{self.size('json')} > {rules.EVENT_DATA_MAX_BYTES}"  # needs a record beyond it
         self.table(
             "staged",
+            f"SELECT *, {odd_ids(self)} AS odd_ids FROM ("
             "SELECT seq, coalesce(line, row_number() OVER (PARTITION BY file ORDER BY seq)) "
             "AS record, file, "
             f"{columns}, {received} AS received_at, {happened} AS happened, "
             f"{unreadable} AS bad_time, "
-            f"{suspect(self, field, data)} AS suspect FROM raw_messages",
+            f"{suspect(self, field, data)} AS suspect FROM raw_messages) fields",
         )
         objects = read_objects(paths)
         found = self.rows(

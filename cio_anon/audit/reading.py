@@ -11,10 +11,13 @@ from typing import Any, Protocol
 from cio_anon import rules
 from cio_anon.audit.exports import AuditError
 from cio_anon.ingest.pipelines import identify_email_sql, ordinary_event_sql
+from cio_anon.rules import identity
 
 
 class Dialect(Protocol):
     """The SQL pieces the checks here take from an engine (`engines.Engine`)."""
+
+    def matches(self, text: str, pattern: str) -> str: ...
 
     def size(self, text: str) -> str: ...
 
@@ -80,6 +83,29 @@ def staged_fields(field: Callable[[str], str]) -> dict[str, str]:
     )
     columns["ordinary"] = ordinary_event_sql(columns.pop("event"))
     return columns
+
+
+IDENTIFIERS = ("user_id", "anonymous_id", "message_id", "trait_email")
+"""The staged columns holding identifiers, which the identity forms read
+(`identity.fold_sql`, `identity.stripped_sql`)."""
+PERSON_IDS = ("user_id", "anonymous_id")
+"""The staged identifiers a placeholder is looked for in (`findings`)."""
+
+
+def odd_ids(db: Dialect) -> str:
+    """SQL over a staged row's columns: whether an identifier of it is outside
+    `identity.PLAIN` (whose Python forms `stage` looks up) or one of PERSON_IDS is a
+    placeholder (which `findings` counts). Each engine stores it with every row as it
+    reads it (column `odd_ids`), and those two steps read only the rows it flags: one
+    boolean a row, instead of every identifier read again (at 20,000,000 records, out
+    of memory, the identifiers read back took seconds a step). A value outside PLAIN is
+    flagged whatever it folds to, so the placeholder's short form is exact where it is
+    used."""
+    outside = " OR ".join(f"NOT {db.matches(column, identity.PLAIN)}" for column in IDENTIFIERS)
+    placeholder = " OR ".join(
+        identity.is_placeholder_sql(column, db.matches, all_plain=True) for column in PERSON_IDS
+    )
+    return f"coalesce({outside} OR {placeholder}, false)"
 
 
 def staged_columns(field: Callable[[str], str]) -> str:

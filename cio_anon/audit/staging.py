@@ -10,6 +10,7 @@ from pathlib import Path
 from cio_anon import rules
 from cio_anon.audit.engines import Engine
 from cio_anon.audit.exports import AuditError, readable
+from cio_anon.audit.reading import IDENTIFIERS, PERSON_IDS
 from cio_anon.clock import from_unix, parse_time
 from cio_anon.errors import CioAnonError
 from cio_anon.rules import IdentifierKind, identity
@@ -85,15 +86,23 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     db.rows_table("refused", "seq BIGINT", [(seq,) for seq, *_ in db.refused])
     db.begin("Staging events and identifies")
     matches = db.matches
-    texts = ("user_id", "anonymous_id", "message_id", "trait_email")
     unplain = " UNION ".join(
-        f"SELECT {column} AS value FROM staged WHERE {column} IS NOT NULL "
+        f"SELECT {column} AS value FROM staged WHERE odd_ids AND {column} IS NOT NULL "
         f"AND NOT {matches(column, identity.PLAIN)}"
-        for column in texts
+        for column in IDENTIFIERS
     )
     outside = identity.outside_plain(value for (value,) in db.rows(unplain))
     db.rows_table(identity.OUTSIDE_PLAIN, identity.OUTSIDE_PLAIN_COLUMNS, outside)
     db.all_plain = not outside  # then the forms need no test and no look-up
+    # every record's placeholder ids, for `findings` (the staged rows are let go below)
+    ids = " UNION ALL ".join(
+        f"SELECT {db.fold(column)} AS id, seq FROM staged "
+        f"WHERE odd_ids AND {db.is_placeholder(column)}"
+        for column in PERSON_IDS
+    )
+    db.table(
+        "placeholder_ids", f"SELECT id, count(*) AS n, min(seq) AS seq FROM ({ids}) ids GROUP BY id"
+    )
 
     # whom each message names (`rules.message_person`), and how (`rules.resolve_identifier`)
     who = identity.message_person_sql("type", "user_id", "anonymous_id", "trait_email")
@@ -117,6 +126,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
                                  OR (type = 'track' AND ordinary))) s) w) k
         """,
     )
+    db.release_staged()  # the steps below read `named`
     # An email names the person who has it: the first who had it — the person an email
     # created (sent as the userId), or the first userId that sent it as traits.email
     # (later ones cannot take it from them). Emails compare folded (`rules.fold`).
