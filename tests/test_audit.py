@@ -498,6 +498,14 @@ def test_spark_agrees_with_duckdb_and_replay(spark_ready: None, tmp_path: Path) 
         duck.by_source,
         duck.findings,
     )
+    # a finding at the stream's first record (Spark numbers it 0, DuckDB 1)
+    first = _write(
+        tmp_path / "first.ndjson",
+        [{"type": "track", "userId": "undefined", "event": "x", "receivedAt": 1_772_000_000}],
+    )
+    found = [(f.code, f.line) for f in audit.audit([first], engine_name="spark").findings]
+    assert found == [(f.code, f.line) for f in audit.audit([first]).findings]
+    assert found == [("placeholder_id", 1)]
 
 
 @spark_examples(1)

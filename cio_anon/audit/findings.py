@@ -47,7 +47,9 @@ def findings(db: Engine) -> list[Finding]:
     late = db.rows(
         "SELECT count(*) AS n, min(seq) AS seq FROM placements WHERE rule = 'window_closed'"
     )[0]
-    where = db.located([int(seq) for *_, seq in reused + placeholders + split + [late] if seq])
+    where = db.located(
+        [int(seq) for *_, seq in reused + placeholders + split + [late] if seq is not None]
+    )
     for anonymous_id, people, seq in reused:
         message = (
             f"anonymous_id {anonymous_id!r} was identified to {people} people; only the first "
