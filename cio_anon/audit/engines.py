@@ -691,8 +691,9 @@ class Spark(Engine):
 
     def matches(self, text: str, pattern: str) -> str:
         # to the very end (`$` would let a final line break through); Spark's literal
-        # takes the backslash escaped
-        return f"({text} RLIKE {quoted('^(?:' + pattern + ')' + chr(92) * 2 + 'z')})"
+        # takes each backslash escaped
+        whole = "^(?:" + pattern + ")" + chr(92) + "z"
+        return f"({text} RLIKE {quoted(whole.replace(chr(92), chr(92) * 2))})"
 
     def size(self, text: str) -> str:
         return f"octet_length({text})"
