@@ -256,3 +256,16 @@ def test_an_iso_time_reads_as_the_same_instant_however_it_is_written(
 def test_an_iso_time_before_1970_is_refused() -> None:
     with pytest.raises(InvalidInput, match="outside 1970-01-01"):
         clock.parse_time("1969-12-31T23:59:59Z")
+
+
+def test_a_placeholder_is_a_listed_id_or_the_zero_uuid_folded_and_nothing_else() -> None:
+    from cio_anon.rules import identity
+
+    for value in identity.PLACEHOLDER_IDS:
+        assert rules.is_placeholder(value) and rules.is_placeholder(f" {value.upper()}\t")
+        assert not rules.is_placeholder(f"{value}x") and not rules.is_placeholder(f"x{value}")
+    assert rules.is_placeholder("00000000-0000-0000-0000-000000000000")
+    assert rules.is_placeholder("00000000000000000000000000000000")
+    # the pattern's own characters are literal: no single letter of "[object object]"
+    assert not any(rules.is_placeholder(letter) for letter in "[object ]")
+    assert not rules.is_placeholder("0000") and not rules.is_placeholder("n.a")
