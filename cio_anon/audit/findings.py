@@ -45,7 +45,7 @@ def findings(db: Engine) -> list[Finding]:
         "ORDER BY people DESC, email LIMIT 50"
     )
     late = db.rows(
-        "SELECT count(*) AS n, min(seq) AS seq FROM placements WHERE rule = 'window_closed'"
+        "SELECT sum(n) AS n, min(seq) AS seq FROM placed_counts WHERE rule = 'window_closed'"
     )[0]
     where = db.located(
         [int(seq) for *_, seq in reused + placeholders + split + [late] if seq is not None]

@@ -79,9 +79,10 @@ def audit(
     db.progress = progress
     try:
         records = stage(db, paths)
-        db.begin("Placing events")
-        db.table("placements", setrules.placements(db.key))
-        if placements_out is not None:
+        placed = setrules.placements(db.key)
+        if placements_out is not None:  # kept: written out, then counted
+            db.begin("Placing events")
+            db.table("placements", placed)
             db.begin("Writing placements")
             db.write_parquet(
                 "SELECT event_id, anonymous_id, person, rule, "
@@ -89,7 +90,11 @@ def audit(
                 "FROM placements ORDER BY seq",
                 placements_out,
             )
-        db.begin("Counting")
+            placed = "SELECT * FROM placements"
+            db.begin("Counting")
+        else:  # counted as they are placed: the millions of placements are never stored
+            db.begin("Placing and counting events")
+        _count(db, placed)
         tally = _tally(_counted(db))
         db.begin("Looking for identity findings")
         found = findings(db)
@@ -116,21 +121,31 @@ class _Tally:
     by_source: dict[str, Counter[str]] = field(default_factory=dict)
 
 
+_DAY = "CAST(floor(received_at / 86400) AS BIGINT)"
+
+
+def _count(db: Engine, placed: str) -> None:
+    """`placed_counts`: the placements (`placed`, a query) counted by day number, source,
+    rule, whether on a person and whether they can trigger campaigns, each group with
+    its first seq (where `findings` locates the late events)."""
+    db.table(
+        "placed_counts",
+        f"SELECT {_DAY} AS day, source, rule, person IS NOT NULL AS on_person, can_trigger, "
+        f"count(*) AS n, min(seq) AS seq FROM ({placed}) placed GROUP BY 1, 2, 3, 4, 5",
+    )
+
+
 def _counted(db: Engine) -> list[tuple[Any, ...]]:
     """Every staged event counted by day, source, rule, whether on a person and whether
-    it can trigger campaigns: the placed ones, and the rest — duplicates of an event id
-    seen before — as each day's and source's staged events less its placed ones (two
-    groupings, no join of millions of events with their placements)."""
-    day = "CAST(floor(received_at / 86400) AS BIGINT)"
-    placed = db.rows(
-        f"SELECT {day}, source, rule, person IS NOT NULL, can_trigger, count(*) "
-        "FROM placements GROUP BY 1, 2, 3, 4, 5"
-    )
+    it can trigger campaigns: the placed ones (`placed_counts`), and the rest — duplicates
+    of an event id seen before — as each day's and source's staged events less its placed
+    ones (two groupings, no join of millions of events with their placements)."""
+    placed = db.rows("SELECT day, source, rule, on_person, can_trigger, n FROM placed_counts")
     left = Counter(
         {
             (d, source): n
             for d, source, n in db.rows(
-                f"SELECT {day}, source, count(*) FROM staged_events GROUP BY 1, 2"
+                f"SELECT {_DAY}, source, count(*) FROM staged_events GROUP BY 1, 2"
             )
         }
     )
