@@ -4,7 +4,7 @@
 
 Prints every statement's seconds as it finishes (on stderr, so a failing one is seen
 with those before it), then the slowest; an export from `bench/audit.py`'s `write`
-reproduces the figures in docs/audit.md. `--explain placements` runs the statement
+reproduces the figures in docs/audit.md. `--explain placed_counts` runs the statement
 making that table under DuckDB's profiler (`EXPLAIN ANALYZE`, which makes the table
 too) and prints its operators, each with its own seconds and rows, as a tree: which
 operator of a step grows with the records.
