@@ -74,14 +74,21 @@ def reader_paths(lined: bool = False) -> dict[str, str]:
 
 def staged_fields(field: Callable[[str], str]) -> dict[str, str]:
     """SQL of each column `staged` keeps from the FIELDS (column → SQL), from each path's
-    value (`field`). Of the event's name only whether it is an ordinary one is kept
-    (`ordinary`: placed if a track; NULL with no name, which places nothing either)."""
+    value (`field`). Of the type and the event's name only what the steps ask is kept, a
+    byte each where a name takes 16: whether the message is an identify (`identifies`),
+    and whether it is one that is placed (`placed`: an identify, a page, a screen, or a
+    track of an ordinary event; NULL for a track without a name, which places nothing
+    either)."""
     columns = {name: field(name) for name in FIELDS}
     # as `parse_message` reads an identify's traits
     columns["trait_email"] = identify_email_sql(
         field("traits"), field("trait_email"), field("context_email")
     )
-    columns["ordinary"] = ordinary_event_sql(columns.pop("event"))
+    kind, ordinary = columns.pop("type"), ordinary_event_sql(columns.pop("event"))
+    columns["identifies"] = f"({kind} = 'identify')"
+    columns["placed"] = (
+        f"({kind} IN ('identify', 'page', 'screen') OR ({kind} = 'track' AND {ordinary}))"
+    )
     return columns
 
 

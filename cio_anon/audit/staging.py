@@ -105,28 +105,27 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     )
 
     # whom each message names (`rules.message_person`), and how (`rules.resolve_identifier`)
-    who = identity.message_person_sql("type", "user_id", "anonymous_id", "trait_email")
+    who = identity.message_person_sql("identifies", "user_id", "anonymous_id", "trait_email")
     db.table(  # a table: the steps below read it five times
         "named",
         f"""
-        -- the type and the kind as the steps below ask them: a byte each a row, where
-        -- their names took 16 (at 20M, 600 MB less to write out and read back)
-        SELECT seq, type = 'identify' AS identifies, who, anonymous_id, message_id,
-               received_at, source, timestamp, trait_email,
+        -- the kind as the steps below ask it: a byte each a row, where its name took 16
+        -- (as `staged` keeps the type; at 20M, 300 MB less to write out and read back)
+        SELECT seq, identifies, who, anonymous_id, message_id, received_at, source,
+               timestamp, trait_email,
                kind = '{IdentifierKind.ID}' AS by_id, kind = '{IdentifierKind.CIO_ID}' AS by_cio_id,
                CASE WHEN kind = '{IdentifierKind.EMAIL}' THEN {db.fold("who")} END AS email
         FROM (SELECT *, {identity.kind_sql("who")} AS kind
-              FROM (SELECT seq, type, {who} AS who, anonymous_id, message_id, received_at,
-                           source, timestamp, trait_email
-                    FROM (SELECT seq, type, {db.stripped("user_id")} AS user_id,
+              FROM (SELECT seq, identifies, {who} AS who, anonymous_id, message_id,
+                           received_at, source, timestamp, trait_email
+                    FROM (SELECT seq, identifies, {db.stripped("user_id")} AS user_id,
                                  {db.stripped("anonymous_id")} AS anonymous_id,
                                  {db.stripped("message_id")} AS message_id, received_at, source,
                                  coalesce(happened, received_at) AS timestamp,
                                  {db.stripped("trait_email")} AS trait_email
                           FROM staged
                           WHERE op IS NULL AND seq NOT IN (SELECT seq FROM refused)
-                            AND (type IN ('identify', 'page', 'screen')
-                                 OR (type = 'track' AND ordinary))) s) w) k
+                            AND placed) s) w) k
         """,
     )
     db.release_staged()  # the steps below read `named`

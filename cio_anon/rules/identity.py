@@ -169,11 +169,11 @@ def cio_id_of_sql(number: str) -> str:
     return f"(CASE WHEN length({digits}) >= 8 THEN {digits} ELSE lpad({digits}, 8, '0') END)"
 
 
-def message_person_sql(kind: str, user_id: str, anonymous_id: str, email: str) -> str:
-    """SQL: `message_person`, over stripped fields."""
+def message_person_sql(identifies: str, user_id: str, anonymous_id: str, email: str) -> str:
+    """SQL: `message_person`, over stripped fields (`identifies`: whether the message is
+    an identify, its kind being `identify`)."""
     return (
-        f"coalesce({user_id}, CASE WHEN {kind} = 'identify' AND {anonymous_id} IS NULL "
-        f"THEN {email} END)"
+        f"coalesce({user_id}, CASE WHEN {identifies} AND {anonymous_id} IS NULL THEN {email} END)"
     )
 
 
