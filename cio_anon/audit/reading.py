@@ -84,10 +84,11 @@ def staged_fields(field: Callable[[str], str]) -> dict[str, str]:
     columns["trait_email"] = identify_email_sql(
         field("traits"), field("trait_email"), field("context_email")
     )
-    kind, ordinary = columns.pop("type"), ordinary_event_sql(columns.pop("event"))
-    columns["identifies"] = f"({kind} = 'identify')"
+    message_type, ordinary = columns.pop("type"), ordinary_event_sql(columns.pop("event"))
+    columns["identifies"] = f"({message_type} = 'identify')"
     columns["placed"] = (
-        f"({kind} IN ('identify', 'page', 'screen') OR ({kind} = 'track' AND {ordinary}))"
+        f"({message_type} IN ('identify', 'page', 'screen') "
+        f"OR ({message_type} = 'track' AND {ordinary}))"
     )
     return columns
 

@@ -170,8 +170,8 @@ def cio_id_of_sql(number: str) -> str:
 
 
 def message_person_sql(identifies: str, user_id: str, anonymous_id: str, email: str) -> str:
-    """SQL: `message_person`, over stripped fields (`identifies`: whether the message is
-    an identify, its kind being `identify`)."""
+    """SQL: `message_person`, over stripped fields (`identifies`: SQL of whether the
+    message is an identify, where the Python form takes its type)."""
     return (
         f"coalesce({user_id}, CASE WHEN {identifies} AND {anonymous_id} IS NULL THEN {email} END)"
     )
