@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from cio_anon import rules
 from cio_anon.audit.exports import AuditError
-from cio_anon.ingest.pipelines import identify_email_sql, ordinary_event_sql
+from cio_anon.ingest.pipelines import identify_email_sql, placed_message_sql
 from cio_anon.rules import identity
 
 
@@ -76,20 +76,15 @@ def staged_fields(field: Callable[[str], str]) -> dict[str, str]:
     """SQL of each column `staged` keeps from the FIELDS (column → SQL), from each path's
     value (`field`). Of the type and the event's name only what the steps ask is kept, a
     byte each where a name takes 16: whether the message is an identify (`identifies`),
-    and whether it is one that is placed (`placed`: an identify, a page, a screen, or a
-    track of an ordinary event; NULL for a track without a name, which places nothing
-    either)."""
+    and whether it is a call placement looks at (`placed`: `placed_message_sql`)."""
     columns = {name: field(name) for name in FIELDS}
     # as `parse_message` reads an identify's traits
     columns["trait_email"] = identify_email_sql(
         field("traits"), field("trait_email"), field("context_email")
     )
-    message_type, ordinary = columns.pop("type"), ordinary_event_sql(columns.pop("event"))
+    message_type = columns.pop("type")
     columns["identifies"] = f"({message_type} = 'identify')"
-    columns["placed"] = (
-        f"({message_type} IN ('identify', 'page', 'screen') "
-        f"OR ({message_type} = 'track' AND {ordinary}))"
-    )
+    columns["placed"] = placed_message_sql(message_type, columns.pop("event"))
     return columns
 
 

@@ -101,7 +101,7 @@ def parse_message(
     properties = optional_object(message, "properties", what)
     if kind == "track":
         name = require_text(message, "event", what)
-        if name in SEMANTIC_EVENTS:  # (its SQL form: `ordinary_event_sql`)
+        if name in SEMANTIC_EVENTS:  # (the SQL form: `placed_message_sql`)
             return _semantic(name, person, properties, message, what)
     elif kind == "page":
         name = _page_name(message, properties, what)
@@ -123,6 +123,16 @@ def identify_email_sql(traits: str, traits_email: str, context_email: str) -> st
     `traits`, or, for a message without them, its `context.traits` (a message sent
     with `"traits": null` reads as one without)."""
     return f"CASE WHEN {traits} IS NULL THEN {context_email} ELSE {traits_email} END"
+
+
+def placed_message_sql(message_type: str, event: str) -> str:
+    """SQL: whether `parse_message` reads the message as a call placement looks at — an
+    identify, a page, a screen, or a track of an ordinary event (not an alias, a group
+    or a semantic event); NULL for a track without a name, which places nothing either."""
+    return (
+        f"({message_type} IN ('identify', 'page', 'screen') "
+        f"OR ({message_type} = 'track' AND {ordinary_event_sql(event)}))"
+    )
 
 
 def ordinary_event_sql(event: str) -> str:
