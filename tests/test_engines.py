@@ -38,8 +38,13 @@ Placed = dict[str, tuple[str, str | None, bool]]
 VALUES = [
     "u1",
     "  u1 ",
+    " u1",  # a space on one side only: trimmed (the forms test for one first)
+    "u1 ",
+    "u 1",  # within: kept
+    "%u_",  # what LIKE reads as wildcards, as a value
     "\tu1\n",
     "",
+    " ",
     "   ",
     "STRASSE@x.com",
     "Straße@x.com",

