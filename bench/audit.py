@@ -6,8 +6,9 @@ data team would run instead (`STITCH`), on the same file in the same run; with
 
     python bench/audit.py [--records 2000000 20000000] [--runs 3] [--memory-limit 1GB] [--spark]
 
-Each size is audited and stitched `--runs` times, in turn; the figures are the medians
-(peak memory: the largest).
+Every size is audited and stitched once a round, `--runs` rounds; the figures are the
+medians (peak memory: the largest), and the growth from one size to the next is the
+median of each round's (the sizes measured minutes apart, not a quarter of an hour).
 """
 
 from __future__ import annotations
@@ -93,10 +94,10 @@ def main() -> None:
     import cio_anon
 
     compileall.compile_dir(Path(cio_anon.__file__).parent, quiet=1)
-    previous: tuple[int, float] | None = None
-    for index, count in enumerate(args.records):
-        with tempfile.TemporaryDirectory() as folder:
-            export = Path(folder) / "traffic.ndjson"
+    with tempfile.TemporaryDirectory() as folder:
+        exports = []
+        for count in args.records:
+            export = Path(folder) / f"traffic-{count}.ndjson"
             # in a process of its own: a child forked from a big parent reports the
             # parent's peak memory as its own (Linux keeps it across exec)
             writer = multiprocessing.get_context("spawn").Process(
@@ -104,35 +105,48 @@ def main() -> None:
             )
             writer.start()
             writer.join()
-            audits, stitchings = [], []
-            for _ in range(args.runs):  # in turn, so that both meet the machine's moods
-                audits.append(run([str(export), "--memory-limit", args.memory_limit]))
-                stitchings.append(stitched(export, args.memory_limit))
-            elapsed, status, usage = _median(audits)
-            plain, _, plain_usage = _median(stitchings)
-            size = export.stat().st_size
-            if args.spark and index == 0:
-                spark, spark_status, _ = run([str(export), "--engine", "spark"])
-                print(
-                    f"{count:>11,} records on Spark (local mode): {spark:,.1f} s = "
-                    f"{count / spark:,.0f} records/s; "
-                    f"exit {os.waitstatus_to_exitcode(spark_status)}"
+            exports.append(export)
+        # every size once in each round, so that each meets the machine's moods of that
+        # round: the growth from one size to the next is taken run by run, minutes apart
+        # at most, not between sizes measured a quarter of an hour apart
+        audits: list[list[tuple[float, int, Any]]] = [[] for _ in exports]
+        stitchings: list[list[tuple[float, int, Any]]] = [[] for _ in exports]
+        for _ in range(args.runs):
+            for index, export in enumerate(exports):
+                audits[index].append(run([str(export), "--memory-limit", args.memory_limit]))
+                stitchings[index].append(stitched(export, args.memory_limit))
+        if args.spark:
+            spark, spark_status, _ = run([str(exports[0]), "--engine", "spark"])
+            print(
+                f"{args.records[0]:>11,} records on Spark (local mode): {spark:,.1f} s = "
+                f"{args.records[0] / spark:,.0f} records/s; "
+                f"exit {os.waitstatus_to_exitcode(spark_status)}"
+            )
+        for index, (count, export) in enumerate(zip(args.records, exports, strict=True)):
+            elapsed, status, usage = _median(audits[index])
+            plain, _, plain_usage = _median(stitchings[index])
+            growth = ""
+            if index:
+                before = args.records[index - 1]
+                each = [
+                    now[0] / then[0]
+                    for now, then in zip(audits[index], audits[index - 1], strict=True)
+                ]
+                growth = (
+                    f"; time ×{statistics.median(each):.1f} for records ×{count / before:.0f} "
+                    f"(the median of each round's: {', '.join(f'×{g:.1f}' for g in each)})"
                 )
-        growth = ""
-        if previous is not None:
-            growth = f"; time ×{elapsed / previous[1]:.1f} for records ×{count / previous[0]:.0f}"
-        print(
-            f"{count:>11,} records ({size / 1e6:,.0f} MB): {elapsed:,.1f} s = "
-            f"{count / elapsed:,.0f} records/s (goal >= 500,000); peak RSS "
-            f"{usage.ru_maxrss / 1024:,.0f} MB (memory limit {args.memory_limit}); "
-            f"exit {os.waitstatus_to_exitcode(status)}{growth}"
-        )
-        print(
-            f"{'':>11} plain stitching of the same file: {plain:,.1f} s, peak RSS "
-            f"{plain_usage.ru_maxrss / 1024:,.0f} MB; audit at {plain / elapsed:.2f} x its speed "
-            "(goal >= 0.5)"
-        )
-        previous = (count, elapsed)
+            print(
+                f"{count:>11,} records ({export.stat().st_size / 1e6:,.0f} MB): "
+                f"{elapsed:,.1f} s = {count / elapsed:,.0f} records/s (goal >= 500,000); "
+                f"peak RSS {usage.ru_maxrss / 1024:,.0f} MB (memory limit "
+                f"{args.memory_limit}); exit {os.waitstatus_to_exitcode(status)}{growth}"
+            )
+            print(
+                f"{'':>11} plain stitching of the same file: {plain:,.1f} s, peak RSS "
+                f"{plain_usage.ru_maxrss / 1024:,.0f} MB; audit at {plain / elapsed:.2f} x "
+                "its speed (goal >= 0.5)"
+            )
 
 
 def _median(runs: list[tuple[float, int, Any]]) -> tuple[float, int, Any]:
