@@ -135,8 +135,8 @@ def _python_form(column: str, text: str) -> str:
 
 def _trimmed(text: str) -> str:
     """SQL: `trim(text)`, which makes a new string of every value, called only on those
-    beginning or ending with a space (the few it changes): the same value, at a tenth of
-    the cost (on DuckDB, 60M ids trimmed: 2.7 s; tested first: 0.4 s)."""
+    beginning or ending with a space (the few it changes): the same value, at a fifth of
+    the cost (on DuckDB, 60M ids trimmed: 2.3 s; tested first: 0.5 s)."""
     return f"(CASE WHEN {text} LIKE ' %' OR {text} LIKE '% ' THEN trim({text}) ELSE {text} END)"
 
 
