@@ -3,11 +3,12 @@
     python bench/audit_steps.py EXPORT [--memory-limit 1GB] [--top 15] [--explain TABLE ...]
 
 Prints every statement's seconds as it finishes (on stderr, so a failing one is seen
-with those before it), then the slowest; an export from `bench/audit.py`'s `write`
-reproduces the figures in docs/audit.md. `--explain placed_counts` runs the statement
-making that table under DuckDB's profiler (`EXPLAIN ANALYZE`, which makes the table
-too) and prints its operators, each with its own seconds and rows, as a tree: which
-operator of a step grows with the records.
+with those before it; under one making a table, what the tables take by then, held in
+memory and written out beyond the limit), then the slowest; an export from
+`bench/audit.py`'s `write` reproduces the figures in docs/audit.md. `--explain
+placed_counts` runs the statement making that table under DuckDB's profiler (`EXPLAIN
+ANALYZE`, which makes the table too) and prints its operators, each with its own
+seconds and rows, as a tree: which operator of a step grows with the records.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def main() -> None:
         finally:
             seconds = time.perf_counter() - started
             timings.append((seconds, text))
-            print(f"{seconds:7.2f} s  {text[:100]}", file=sys.stderr, flush=True)
+            held = _tables_held(self) if text.startswith("CREATE TABLE") else ""
+            print(f"{seconds:7.2f} s  {text[:100]}{held}", file=sys.stderr, flush=True)
 
     engines.DuckDB._execute = timed  # type: ignore[method-assign]
     sys.argv = ["cio-anon", "audit", args.export, "--json", "--memory-limit", args.memory_limit]
@@ -61,6 +63,16 @@ def main() -> None:
     print(f"\naudit {total:.2f} s, of which DuckDB statements {sum(s for s, _ in timings):.2f} s")
     for seconds, text in sorted(timings, reverse=True)[: args.top]:
         print(f"{seconds:7.2f} s  {text[:100]}")
+
+
+def _tables_held(db: engines.DuckDB) -> str:
+    """What the tables made so far take once a statement has made one: in DuckDB's
+    memory, and written out to its spill (beyond `--memory-limit`)."""
+    held, spilled = db.conn.execute(
+        "SELECT memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() "
+        "WHERE tag = 'IN_MEMORY_TABLE'"
+    ).fetchone() or (0, 0)
+    return f"\n{'':>11}(tables: {held / 1e6:,.0f} MB held, {spilled / 1e6:,.0f} MB written out)"
 
 
 SHOWN = ("Join Type", "Conditions", "Groups", "Aggregates", "Table", "Function")
