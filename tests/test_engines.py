@@ -391,23 +391,6 @@ def test_event_ids_whose_keys_collide_are_told_apart(
     _every_engine(tmp_path, records, ENGINES)
 
 
-def test_a_table_kept_with_rows_together_keeps_every_row_those_first() -> None:
-    """DuckDB stores the rows a condition holds for before the others (so that a step
-    reading one kind skips the other's stretches), and loses none: not those the
-    condition is NULL for either."""
-    db = audit.DuckDB()
-    try:
-        given = [(1, False), (2, True), (3, None), (4, True), (5, False), (6, True)]
-        db.rows_table("given", "seq BIGINT, flag BOOLEAN", given)
-        db.table("kept", "SELECT seq, flag FROM given", together="flag")
-        kept = db.rows("SELECT seq, flag FROM kept ORDER BY rowid")
-    finally:
-        db.close()
-    assert sorted(kept, key=lambda row: row[0]) == given
-    assert [flag for _, flag in kept[:3]] == [True, True, True]
-    assert True not in [flag for _, flag in kept[3:]]
-
-
 def _stream() -> st.SearchStrategy[list[dict[str, Any]]]:
     """Streams over a few people and devices, with what trips set-based engines: emails
     in several spellings, cio_ ids, whitespace, placeholders, late and old events."""

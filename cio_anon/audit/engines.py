@@ -115,11 +115,8 @@ class Engine:
     def load(self, exports: Sequence[Export]) -> int:
         raise NotImplementedError
 
-    def table(self, name: str, select: str, *, together: str | None = None) -> None:
-        """Keep a query's rows as a table. `together`: SQL of a condition on its rows;
-        an engine that keeps each stretch of a table's rows with the range of each
-        column (DuckDB) stores those for which it holds first, then the others, so that
-        a step reading only the one kind skips the other's stretches."""
+    def table(self, name: str, select: str) -> None:
+        """Keep a query's rows as a table."""
         raise NotImplementedError
 
     def view(self, name: str, select: str) -> None:
@@ -518,17 +515,8 @@ class DuckDB(Engine):
             raise outcome["error"]
         return outcome["result"]
 
-    def table(self, name: str, select: str, *, together: str | None = None) -> None:
-        if together is None:
-            self._execute(f"CREATE TABLE {name} AS {select}")
-            return
-        # two passes over what the query reads, which costs one more reading of it
-        # but spares every step after it reading the whole table (the rows are spread
-        # through the exports, so a single pass would leave both kinds in every stretch)
-        self._execute(f"CREATE TABLE {name} AS SELECT * FROM ({select}) t WHERE ({together})")
-        self._execute(
-            f"INSERT INTO {name} SELECT * FROM ({select}) t WHERE ({together}) IS NOT TRUE"
-        )
+    def table(self, name: str, select: str) -> None:
+        self._execute(f"CREATE TABLE {name} AS {select}")
 
     def view(self, name: str, select: str) -> None:
         self._execute(f"CREATE VIEW {name} AS {select}")
@@ -681,8 +669,7 @@ class Spark(Engine):
             f"ELSE CAST(try_to_timestamp({value}) AS DOUBLE) END"
         )
 
-    def table(self, name: str, select: str, *, together: str | None = None) -> None:
-        # (`together`: a Spark table keeps no ranges of its rows that a step could skip)
+    def table(self, name: str, select: str) -> None:
         # computed now and kept without the plan that made it: a table's readers plan
         # over its rows, not again over every step before it (the plans of the later
         # steps, written out for Spark's listeners, grew to tens of megabytes)

@@ -104,35 +104,12 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         "placeholder_ids", f"SELECT id, count(*) AS n, min(seq) AS seq FROM ({ids}) ids GROUP BY id"
     )
 
-    # whom each message names (`rules.message_person`), and how (`rules.resolve_identifier`)
-    who = identity.message_person_sql("identifies", "user_id", "anonymous_id", "trait_email")
-    db.table(  # a table: the steps below read it five times
-        "named",
-        f"""
-        -- the kind as the steps below ask it: a byte each a row, where its name took 16
-        -- (as `staged` keeps the type; at 20M, 300 MB less to write out and read back)
-        SELECT seq, identifies, who, anonymous_id, message_id, received_at, source,
-               timestamp, trait_email,
-               kind = '{IdentifierKind.ID}' AS by_id, kind = '{IdentifierKind.CIO_ID}' AS by_cio_id,
-               CASE WHEN kind = '{IdentifierKind.EMAIL}' THEN {db.fold("who")} END AS email
-        FROM (SELECT *, {identity.kind_sql("who")} AS kind
-              FROM (SELECT seq, identifies, {who} AS who, anonymous_id, message_id,
-                           received_at, source, timestamp, trait_email
-                    FROM (SELECT seq, identifies, {db.stripped("user_id")} AS user_id,
-                                 {db.stripped("anonymous_id")} AS anonymous_id,
-                                 {db.stripped("message_id")} AS message_id, received_at, source,
-                                 coalesce(happened, received_at) AS timestamp,
-                                 {db.stripped("trait_email")} AS trait_email
-                          FROM staged
-                          WHERE op IS NULL AND seq NOT IN (SELECT seq FROM refused)
-                            AND placed) s) w) k
-        """,
-        # the identifies first: `staged_identifies` and the trait claims read only
-        # them, `staged_events` only the rest (at 20M under 1 GB those three took 5.9 s
-        # and take 3.8 s, for 1.3 s more in making this table; at 2M, the same)
-        together="identifies",
-    )
-    db.release_staged()  # the steps below read `named`
+    # whom each message names (`rules.message_person`), and how (`rules.resolve_identifier`):
+    # `named` keeps the identifies and the events that may name someone by email or
+    # cio_id (what the steps below read again and again); the events are named once, as
+    # they are staged (at 20M records, every event kept in `named` was written out beyond
+    # memory and read back)
+    db.table("named", _named(db, f"identifies OR {_may_name_by('user_id')}"))
     # An email names the person who has it: the first who had it — the person an email
     # created (sent as the userId), or the first userId that sent it as traits.email
     # (later ones cannot take it from them). Emails compare folded (`rules.fold`).
@@ -158,25 +135,13 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         ) ranked WHERE claim = 1
         """,
     )
-    db.view(
-        "people_by_id",
-        """
-        SELECT n.*, CASE WHEN n.by_cio_id THEN NULL
-                         WHEN n.email IS NULL THEN n.who ELSE coalesce(h.holder, n.who) END
-                    AS named_person
-        FROM named n LEFT JOIN email_holders h ON h.email = n.email AND h.seq <= n.seq
-        """,
-    )
+    events = _named(db, "NOT identifies")
     # A person named by cio_id is the one the workspace created in that place: people are
     # created in the order they are first named (`rules.cio_id_of`); a cio_id that names
     # no one yet names no one (the replay refuses the call). Only the messages naming
     # someone by cio_id look people up (a join of every message with every person would
     # hold the people in memory beside all the messages), and without such a message no
-    # one is numbered.
-    named_people = """
-        SELECT n.*, n.named_person AS person FROM people_by_id n
-        WHERE NOT n.by_cio_id AND (n.who IS NOT NULL OR n.anonymous_id IS NOT NULL)
-        """
+    # one is numbered (nor are the events read for whom they name first).
     by_cio_id = bool(db.rows("SELECT count(*) FROM named WHERE by_cio_id")[0][0])
     if by_cio_id:
         db.table(
@@ -184,38 +149,94 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
             f"""
             SELECT person, created,
                    {identity.cio_id_of_sql("row_number() OVER (ORDER BY created)")} AS cio_id
-            FROM (SELECT named_person AS person, min(seq) AS created FROM people_by_id
-                  WHERE named_person IS NOT NULL GROUP BY named_person) p
+            FROM (SELECT named_person AS person, min(seq) AS created FROM (
+                      SELECT named_person, seq FROM ({_people_by_id("named")}) n
+                      UNION ALL
+                      SELECT named_person, seq FROM ({_people_by_id(f"({events})")}) e
+                  ) firsts WHERE named_person IS NOT NULL GROUP BY named_person) p
             """,
         )
-        named_people += """
-        UNION ALL
-        SELECT n.*, p.person FROM people_by_id n
-        LEFT JOIN people p ON p.cio_id = substr(n.who, 5) AND p.created < n.seq
-        WHERE n.by_cio_id
-        """
-    db.view("people_named", named_people)
     db.table(
         "staged_events",
-        """
+        f"""
         SELECT seq, coalesce(message_id, 'seq:' || seq) AS event_id, person,
                CASE WHEN who IS NULL THEN anonymous_id END AS anonymous_id,
                received_at, timestamp, coalesce(source, 'unknown') AS source
-        FROM people_named WHERE NOT identifies AND (person IS NOT NULL OR who IS NULL)
+        FROM ({_people_named(f"({events})", by_cio_id)}) n
+        WHERE person IS NOT NULL OR who IS NULL
         """,
     )
+    db.release_staged()  # the steps below read `named`
     db.table(
         "staged_identifies",
-        """
+        f"""
         SELECT seq, person, anonymous_id, message_id, received_at
-        FROM people_named WHERE identifies AND person IS NOT NULL
+        FROM ({_people_named("named", by_cio_id)}) n WHERE identifies AND person IS NOT NULL
         """,
     )
     # what placing reads is staged: the steps' own tables make room for it
-    db.drop(
-        "people_named", "people_by_id", *(["people"] if by_cio_id else []), "email_holders", "named"
-    )
+    db.drop(*(["people"] if by_cio_id else []), "email_holders", "named")
     return records
+
+
+def _may_name_by(user_id: str) -> str:
+    """SQL: whether a message's `user_id`, as sent, may name someone by email or cio_id
+    (`identity.kind_sql` of its stripped form, which has the same characters inside)."""
+    return f"({user_id} LIKE '%@%' OR {user_id} LIKE '%cio%')"
+
+
+def _named(db: Engine, where: str) -> str:
+    """SQL: the staged messages for which `where` holds (SQL over `staged`), each with
+    whom it names and how: `who` (`rules.message_person`), `by_id`, `by_cio_id` and,
+    when by email, its folded `email` (`rules.resolve_identifier`)."""
+    who = identity.message_person_sql("identifies", "user_id", "anonymous_id", "trait_email")
+    return f"""
+        -- the kind as the steps below ask it: a byte each a row, where its name took 16
+        SELECT seq, identifies, who, anonymous_id, message_id, received_at, source,
+               timestamp, trait_email,
+               kind = '{IdentifierKind.ID}' AS by_id, kind = '{IdentifierKind.CIO_ID}' AS by_cio_id,
+               CASE WHEN kind = '{IdentifierKind.EMAIL}' THEN {db.fold("who")} END AS email
+        FROM (SELECT *, {identity.kind_sql("who")} AS kind
+              FROM (SELECT seq, identifies, {who} AS who, anonymous_id, message_id,
+                           received_at, source, timestamp, trait_email
+                    FROM (SELECT seq, identifies, {db.stripped("user_id")} AS user_id,
+                                 {db.stripped("anonymous_id")} AS anonymous_id,
+                                 {db.stripped("message_id")} AS message_id, received_at, source,
+                                 coalesce(happened, received_at) AS timestamp,
+                                 {db.stripped("trait_email")} AS trait_email
+                          FROM staged
+                          WHERE op IS NULL AND seq NOT IN (SELECT seq FROM refused)
+                            AND placed AND ({where})) s) w) k
+        """
+
+
+def _people_by_id(named: str) -> str:
+    """SQL: the `named` messages (a table, or a query in parentheses), each with the
+    person its identifier names when not by cio_id (`named_person`): by email, whoever
+    holds that email (`email_holders`) by then."""
+    return f"""
+        SELECT n.*, CASE WHEN n.by_cio_id THEN NULL
+                         WHEN n.email IS NULL THEN n.who ELSE coalesce(h.holder, n.who) END
+                    AS named_person
+        FROM {named} n LEFT JOIN email_holders h ON h.email = n.email AND h.seq <= n.seq
+        """
+
+
+def _people_named(named: str, by_cio_id: bool) -> str:
+    """SQL: the `named` messages that name someone or carry an anonymous id, each with
+    its `person` (by cio_id: the person the workspace created in that place, `people`)."""
+    found = f"""
+        SELECT n.*, n.named_person AS person FROM ({_people_by_id(named)}) n
+        WHERE NOT n.by_cio_id AND (n.who IS NOT NULL OR n.anonymous_id IS NOT NULL)
+        """
+    if not by_cio_id:
+        return found
+    return f"""{found}
+        UNION ALL
+        SELECT n.*, p.person FROM ({_people_by_id(named)}) n
+        LEFT JOIN people p ON p.cio_id = substr(n.who, 5) AND p.created < n.seq
+        WHERE n.by_cio_id
+        """
 
 
 def _check_settings(db: Engine) -> None:
