@@ -109,7 +109,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     # cio_id (what the steps below read again and again); the events are named once, as
     # they are staged (at 20M records, every event kept in `named` was written out beyond
     # memory and read back)
-    db.table("named", _named(db, f"identifies OR {_may_name_by('user_id')}"))
+    db.table("named", _named(db, f"identifies OR {identity.may_not_be_id_sql('user_id')}"))
     # An email names the person who has it: the first who had it — the person an email
     # created (sent as the userId), or the first userId that sent it as traits.email
     # (later ones cannot take it from them). Emails compare folded (`rules.fold`).
@@ -177,12 +177,6 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
     # what placing reads is staged: the steps' own tables make room for it
     db.drop(*(["people"] if by_cio_id else []), "email_holders", "named")
     return records
-
-
-def _may_name_by(user_id: str) -> str:
-    """SQL: whether a message's `user_id`, as sent, may name someone by email or cio_id
-    (`identity.kind_sql` of its stripped form, which has the same characters inside)."""
-    return f"({user_id} LIKE '%@%' OR {user_id} LIKE '%cio%')"
 
 
 def _named(db: Engine, where: str) -> str:

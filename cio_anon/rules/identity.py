@@ -170,6 +170,14 @@ def kind_sql(text: str) -> str:
     )
 
 
+def may_not_be_id_sql(text: str) -> str:
+    """SQL: whether an identifier, as sent, may name someone by email or cio_id: false only
+    where `resolve_identifier` of its stripped form surely gives an ID (what `kind_sql`
+    tells apart is inside a value, and stripping takes nothing from inside): a cheap test
+    on the value itself, before any form of it is made."""
+    return f"({text} LIKE '%@%' OR {text} LIKE '%cio%')"
+
+
 def cio_id_of_sql(number: str) -> str:
     """SQL: `cio_id_of(number)`."""
     digits = f"lower(hex({number}))"
