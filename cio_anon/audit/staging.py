@@ -166,7 +166,7 @@ def stage(db: Engine, paths: Sequence[Path]) -> int:
         WHERE person IS NOT NULL OR who IS NULL
         """,
     )
-    db.release_staged()  # the steps below read `named`
+    db.release_staged()  # the steps below read `named` and the staged events, not `staged`
     db.table(
         "staged_identifies",
         f"""
