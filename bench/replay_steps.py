@@ -12,13 +12,15 @@ first of these come opening the workspace and starting the reader, after the las
 commit and closing; the rest is the loop over the records (making each record and its
 calls from the reader's lots, holding them for a run). The floor is `replay.py`'s, timed
 in the same run; the goal's budget is floor / 0.35, and what the writes leave of it is
-what every other step may take.
+what every other step may take. Last, the CPU time of this process and of the reader:
+what the replay's work would take spread evenly over two cores, against the budget.
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
+import resource
 import statistics
 import sys
 import tempfile
@@ -130,15 +132,22 @@ def one(fixture: Path, db: Path) -> dict[str, float]:
     """One replay's steps, in seconds."""
     spent.clear()
     marks.clear()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time()
     started = time.perf_counter()
     summary = replay_into(db, datetime.now(UTC), [fixture])
     ended = time.perf_counter()
+    reader = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert summary.ok, summary.invalid[:3]
     steps: dict[str, float] = dict(spent)
     steps["opening, and starting the reader"] = marks["first"] - started
     steps["commit and closing"] = ended - marks["last"]
     steps["the loop over the records"] = marks["last"] - marks["first"] - sum(spent.values())
     steps["total"] = ended - started
+    steps["cpu: this process"] = time.process_time() - cpu
+    steps["cpu: the reader"] = (reader.ru_utime + reader.ru_stime) - (
+        children.ru_utime + children.ru_stime
+    )
     return steps
 
 
@@ -186,6 +195,12 @@ def report(shape: str, count: int, found: list[dict[str, float]], floor_seconds:
         f"floor {floor_seconds:.2f} s, so the goal's budget is {budget:.2f} s; the writes take "
         f"{writes:.2f} s of it and leave {budget - writes:.2f} s for the other steps, which "
         f"take {total - writes:.2f} s (x{(total - writes) / max(budget - writes, 0.01):.2f})",
+    )
+    ours, reader = median["cpu: this process"], median["cpu: the reader"]
+    print(
+        f"CPU: this process {ours:.2f} s, the reader {reader:.2f} s; together "
+        f"{ours + reader:.2f} s, {(ours + reader) / 2:.2f} s a core on two cores "
+        f"(x{(ours + reader) / 2 / budget:.2f} the budget)",
         flush=True,
     )
 
