@@ -126,14 +126,21 @@ class Measured:
         return (self.stored / self.ours) / (self.rows / self.floor)
 
 
-def measure(shape: str, count: int, runs: int, folder: Path) -> Measured:
-    """Medians of `runs` interleaved runs of the replay, the floor and the replay's own
-    rows written alone, on `count` records of `shape`."""
+def write_shape(shape: str, count: int, folder: Path) -> Path:
+    """`count` records of `shape` (the fixture, or a `make_sessions` shape) as NDJSON in
+    `folder`."""
     fixture = folder / f"{shape}.ndjson"
     made = records(count, seed=7) if shape == "fixture" else generate(shape, count)
     with fixture.open("wb") as handle:
         for record in made:
             handle.write(orjson.dumps(record) + b"\n")
+    return fixture
+
+
+def measure(shape: str, count: int, runs: int, folder: Path) -> Measured:
+    """Medians of `runs` interleaved runs of the replay, the floor and the replay's own
+    rows written alone, on `count` records of `shape`."""
+    fixture = write_shape(shape, count, folder)
     kept = folder / "replayed.db"
     ours: list[float] = []
     floors: list[float] = []

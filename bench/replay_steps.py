@@ -31,12 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_fixture import records  # noqa: E402
-from make_sessions import SHAPES, generate  # noqa: E402
-from replay import floor  # noqa: E402
+from make_sessions import SHAPES  # noqa: E402
+from replay import floor, write_shape  # noqa: E402
 
 from cio_anon.replay import ahead, bulk, files, replay_into  # noqa: E402
 from cio_anon.store import Workspace  # noqa: E402
@@ -67,33 +64,45 @@ STEPS = (
     "commit and closing",
 )
 
-spent: defaultdict[str, float] = defaultdict(float)
-marks: dict[str, float] = {}
-"""When the first timed step began and the last one ended."""
+
+class _Clock:
+    """The seconds spent in each step of one replay, and when the first timed step began
+    and the last one ended."""
+
+    def __init__(self) -> None:
+        self.spent: defaultdict[str, float] = defaultdict(float)
+        self.first: float | None = None
+        self.last = 0.0
+        self.inside = False
+        """A timed step is running: a step inside it is its own (the service's records
+        write through the same methods as the runs)."""
+
+    def reset(self) -> None:
+        self.spent.clear()
+        self.first, self.last = None, 0.0
+
+    def wrap(self, owner: Any, name: str, step: str) -> None:
+        """Add the seconds each call of `owner.name` takes to `step`."""
+        function: Callable[..., Any] = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self.inside:
+                return function(*args, **kwargs)
+            self.inside = True
+            started = time.perf_counter()
+            if self.first is None:
+                self.first = started
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.last = time.perf_counter()
+                self.spent[step] += self.last - started
+                self.inside = False
+
+        setattr(owner, name, timed)
 
 
-def clocked(owner: Any, name: str, step: str) -> None:
-    """Add the seconds each call of `owner.name` takes to `step` (not while a step
-    around it is timed: the service's records write through the same methods)."""
-    function: Callable[..., Any] = getattr(owner, name)
-
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        if clocked.depth:  # type: ignore[attr-defined]
-            return function(*args, **kwargs)
-        clocked.depth += 1  # type: ignore[attr-defined]
-        started = time.perf_counter()
-        marks.setdefault("first", started)
-        try:
-            return function(*args, **kwargs)
-        finally:
-            marks["last"] = time.perf_counter()
-            spent[step] += marks["last"] - started
-            clocked.depth -= 1  # type: ignore[attr-defined]
-
-    setattr(owner, name, timed)
-
-
-clocked.depth = 0  # type: ignore[attr-defined]
+clock = _Clock()
 
 
 class _Loads:
@@ -108,21 +117,21 @@ class _Loads:
         try:
             return pickle.loads(body)  # noqa: S301 (the reader's own pickles)
         finally:
-            spent["loading the reader's lots"] += time.perf_counter() - started
+            clock.spent["loading the reader's lots"] += time.perf_counter() - started
 
 
 def instrument() -> None:
-    clocked(bulk._Run, "__init__", "a run's reads")
-    clocked(bulk._Run, "apply", "deciding the calls")
-    clocked(files._File, "exact", "the service's records")
-    clocked(bulk, "plain", "checking records (a file under 16 MiB: here)")
+    clock.wrap(bulk._Run, "__init__", "a run's reads")
+    clock.wrap(bulk._Run, "apply", "deciding the calls")
+    clock.wrap(files._File, "exact", "the service's records")
+    clock.wrap(bulk, "plain", "checking records (a file under 16 MiB: here)")
     for method, label in WRITES:
-        clocked(Workspace, method, label)
+        clock.wrap(Workspace, method, label)
     receiver = ahead._Receiver.__init__
 
     def receiving(self: ahead._Receiver, child: Any) -> None:
         receiver(self, child)
-        clocked(self.lots, "get", "waiting for the reader")
+        clock.wrap(self.lots, "get", "waiting for the reader")
 
     ahead._Receiver.__init__ = receiving  # type: ignore[method-assign]
     ahead.pickle = _Loads()  # type: ignore[assignment,attr-defined]
@@ -130,8 +139,7 @@ def instrument() -> None:
 
 def one(fixture: Path, db: Path) -> dict[str, float]:
     """One replay's steps, in seconds."""
-    spent.clear()
-    marks.clear()
+    clock.reset()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time()
     started = time.perf_counter()
@@ -139,10 +147,11 @@ def one(fixture: Path, db: Path) -> dict[str, float]:
     ended = time.perf_counter()
     reader = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert summary.ok, summary.invalid[:3]
-    steps: dict[str, float] = dict(spent)
-    steps["opening, and starting the reader"] = marks["first"] - started
-    steps["commit and closing"] = ended - marks["last"]
-    steps["the loop over the records"] = marks["last"] - marks["first"] - sum(spent.values())
+    assert clock.first is not None  # (a file with records)
+    steps: dict[str, float] = dict(clock.spent)
+    steps["opening, and starting the reader"] = clock.first - started
+    steps["commit and closing"] = ended - clock.last
+    steps["the loop over the records"] = clock.last - clock.first - sum(clock.spent.values())
     steps["total"] = ended - started
     steps["cpu: this process"] = time.process_time() - cpu
     steps["cpu: the reader"] = (reader.ru_utime + reader.ru_stime) - (
@@ -160,12 +169,7 @@ def main() -> None:
     instrument()
     with tempfile.TemporaryDirectory() as folder:
         for shape in args.shapes.split(","):
-            fixture = Path(folder) / f"{shape}.ndjson"
-            count = args.records
-            made = records(count, seed=7) if shape == "fixture" else generate(shape, count)
-            with fixture.open("wb") as handle:
-                for record in made:
-                    handle.write(orjson.dumps(record) + b"\n")
+            fixture = write_shape(shape, args.records, Path(folder))
             found: list[dict[str, float]] = []
             floors: list[float] = []
             for run in range(args.runs):  # interleaved with the floor: the same load
