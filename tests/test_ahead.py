@@ -43,6 +43,10 @@ ODD_LINES = [
     b'{"method": "POST", "path": "/v1/batch", "at": 1772000005, "body": {"batch": ['
     b'{"type": "page", "anonymousId": "a2", "properties": {"url": "https://x.test/"}},'
     b'{"type": "track", "event": "Added", "userId": "u1", "messageId": "m2"}]}}\n',
+    b'{"method": "POST", "path": "/v1/batch", "at": 1772000005, "body": {"batch": ['
+    b'{"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}},'
+    b'{"type": "page", "anonymousId": "a2", "properties": {"url": "https://x.test/b"}},'
+    b'{"type": "alias", "userId": "u1", "previousId": "a2"}]}}\n',
     b'{"type": "track", "event": "Viewed", "anonymousId": "a1", "receivedAt": "\xff"}\n',
     b'{"type": "track", "event": "", "anonymousId": "a1", "receivedAt": 1772000006}\n',
     b'{"type": "track", "event": "Big", "anonymousId": "a1", "receivedAt": 1772000007,'
@@ -52,14 +56,17 @@ ODD_LINES = [
 
 def test_records_read_ahead_are_those_read_here(tmp_path: Path) -> None:
     """Plain records (their values let go, kept as lines), a track without a messageId,
-    blank lines, text that is not JSON or not UTF-8, control records, an alias, a recorded
-    batch, records refused by a check: the same fields and calls either way."""
+    blank lines, text that is not JSON or not UTF-8, control records, an alias, recorded
+    batches (one with a group and an alias, which travel as the service's operations),
+    records refused by a check: the same fields and calls either way."""
     path = tmp_path / "odd.ndjson"
     path.write_bytes(b"".join(ODD_LINES))
     read_ahead, read_here = both_ways(path)
     assert read_ahead == read_here
     plain = [fields for fields, calls in read_here if calls is not None]
-    assert len(plain) == 4 and all(value is None and raw for _, value, _, _, raw in plain)
+    assert len(plain) == 5 and all(value is None and raw for _, value, _, _, raw in plain)
+    operations = [c.operation for _, calls in read_here for c in calls or [] if c.operation]
+    assert [type(operation).__name__ for operation in operations] == ["ObjectUpdate", "Alias"]
     assert [calls[0].recipient for _, calls in read_here if calls][0] == "x@example.com"
     assert sum(1 for (_, _, error, _, _), _ in read_here if error) == 3  # text, UTF-8, 65 bits
 

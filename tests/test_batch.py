@@ -143,12 +143,14 @@ def test_the_benchmark_traffic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 @contextlib.contextmanager
 def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[list[int], list[Any]]]:
-    """How many calls each run of the bulk path is made with, and the records it leaves
-    to the service after all, while the block runs."""
+    """How many calls each run of the bulk path is made with, and what it leaves to the
+    service after all while the block runs: a whole record, or a call of a recorded
+    request alone (as `(record, part)`)."""
     runs: list[int] = []
     left: list[Any] = []
     with monkeypatch.context() as patched:
         start, fallback = batch._Run.__init__, replay_module._File.fallback
+        alone = replay_module._File.alone
 
         def counting(run: Any, workspace: Any, calls: list[batch.Call], *rest: Any) -> None:
             runs.append(len(calls))
@@ -158,12 +160,17 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[list[int], list[A
         patched.setattr(
             replay_module._File, "fallback", lambda self, r: left.append(r) or fallback(self, r)
         )
+        patched.setattr(
+            replay_module._File,
+            "alone",
+            lambda self, c: left.append((c.record, c.part)) or alone(self, c),
+        )
         yield runs, left
 
 
-def replay_once(db: Path, files: list[Path]) -> None:
+def replay_once(db: Path, files: list[Path], keep_going: bool = False) -> None:
     with service.opened(db, NOW, write=True) as workspace:
-        replay(workspace, NOW, files)
+        replay(workspace, NOW, files, keep_going=keep_going)
     db.unlink()
 
 
@@ -421,14 +428,14 @@ def test_recorded_requests_are_taken_in_bulk(
     assert received <= {float(r["at"]) for r in records}  # each at its request's time
 
 
-def test_a_request_is_left_to_the_service_whole(
+def test_a_call_inside_a_request_is_left_to_the_service_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch whose third message the bulk path leaves to the service (an email
-    changing) is applied whole by the service, the two messages before it too: the run
-    that began it is decided again without it. A run reaching into a request reaches to
-    its end. With --keep-going a request is applied or refused whole, as it is one call
-    at a time."""
+    changing): the service takes that message alone, the others are taken in bulk; a
+    run reaching into a request reaches to its end. With --keep-going a request is
+    applied or refused whole, as it is one call at a time: the service takes the whole
+    request, and the run that began it is decided again without it."""
     records = [_identify(BASE, "u1", traits={"email": "x@example.com"})]
     for i in range(6):
         at = BASE + 10 + i * 10
@@ -448,6 +455,17 @@ def test_a_request_is_left_to_the_service_whole(
     with watched(monkeypatch) as (runs, left), monkeypatch.context() as patched:
         patched.setattr(batch, "AFTER_SERVICE", 2)
         replay_once(tmp_path / "count.db", [file])
+    assert [(record.parsed().value["at"], part) for record, part in left] == [
+        (BASE + 10, 2),
+        (BASE + 40, 2),
+    ]
+    # all 25 calls, stopped at the first email change (the service takes it); then
+    # reaching 6 calls, to the end of the request they reach into (9), 12 (stopped at
+    # the second), 4 to the end of its request (5), and the last request
+    assert runs == [25, 9, 12, 5, 4]
+    with watched(monkeypatch) as (runs, left), monkeypatch.context() as patched:
+        patched.setattr(batch, "AFTER_SERVICE", 2)
+        replay_once(tmp_path / "count.db", [file], keep_going=True)
     assert [record.value["at"] for record in left] == [BASE + 10, BASE + 40]
     assert all(len(record.value["body"]["batch"]) == 4 for record in left)
     # all 25 calls, stopped inside the first request: decided again up to it (1); then
@@ -456,6 +474,70 @@ def test_a_request_is_left_to_the_service_whole(
     assert runs == [25, 1, 4, 4, 8, 0, 4, 4]
     for keep_going in (False, True):
         assert_same_both_ways(tmp_path, [file], monkeypatch, keep_going)
+
+
+def test_a_server_sdks_batches_with_groups_and_aliases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server SDK sends fifty messages a request, among them now and then a group, an
+    alias, a device or a call naming someone by email: the service takes each of those
+    alone (an alias, which only says so, is noted by the run itself) and the bulk path
+    every other message, leaving the workspace and the notes one call at a time leaves
+    (with --keep-going too, where the service takes such a request whole)."""
+    records: list[dict[str, Any]] = []
+    services: list[int] = []
+    for i in range(12):
+        at = BASE + i * 600
+        messages = []
+        for j in range(48):
+            anonymous = f"a{(i * 48 + j) // 6}"
+            if j % 6 == 5:
+                messages.append(
+                    _identify(
+                        at, f"u{(i * 48 + j) % 5}", anonymousId=anonymous, messageId=f"i{i}-{j}"
+                    )
+                )
+            else:
+                messages.append(_page(at - 40 + j, f"https://x.test/{j}", anonymousId=anonymous))
+        for place, other in ((10, _NOT_PLAIN[i % 6]), (30, _NOT_PLAIN[(i + 1) % 6])):
+            messages.insert(place, {**other, "receivedAt": at})
+            services += [] if other["type"] == "alias" else [place]
+        records.append(_request(at, messages))
+    file = write(tmp_path / "sdk.ndjson", records)
+    with watched(monkeypatch) as (runs, left):
+        replay_once(tmp_path / "count.db", [file])
+    assert [part for _, part in left] == services  # the service's messages, alone
+    assert len(runs) == len(services) + 1 == 21  # a run up to each, and the last
+    tables = assert_same_both_ways(tmp_path, [file], monkeypatch)
+    assert tables["objects"] and tables["devices"] and len(tables["events"]) > 12 * 40
+    _, summary = replayed(tmp_path / "notes.db", [file], True, monkeypatch)
+    notes = summary["tally"]["notes"]
+    assert sum("alias of 'a3' to 'u2'" in note["message"] for note in notes) == 4
+    assert_same_both_ways(tmp_path, [file], monkeypatch, keep_going=True)
+
+
+def test_a_call_the_service_refuses_inside_a_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose call the service takes alone, and refuses (a trait over
+    Customer.io's limit, sent by email): the file is refused as one call at a time
+    refuses it, and nothing of it is applied — not even its time; with --keep-going the
+    request is refused whole and the rest applied."""
+    refused = {"type": "identify", "userId": "x@example.com", "traits": {"note": "x" * 1001}}
+    records = [
+        _request(BASE + i, [_page(BASE + i, "https://x.test/", anonymousId=f"a{i}")] * 3)
+        for i in range(3)
+    ]
+    records.append(_request(BASE + 9, [_track(BASE + 9, anonymousId="a9"), refused]))
+    file = write(tmp_path / "refused.ndjson", records)
+    assert_same_both_ways(tmp_path, [file], monkeypatch)
+    for keep_going in (False, True):
+        tables, summary = replayed(tmp_path / "bulk.db", [file], True, monkeypatch, keep_going)
+        assert [p["line"] for p in summary["invalid"]] == [4]
+        assert len(tables["events"]) == (9 if keep_going else 0)
+        applied = datetime.fromtimestamp(BASE + 2, UTC) if keep_going else None
+        assert summary["last_at"] == applied and summary["tally"]["applied"] == 3 * keep_going
+    assert_same_both_ways(tmp_path, [file], monkeypatch, keep_going=True)
 
 
 def _track(at: int, age: int = 0, **ids: Any) -> dict[str, Any]:
@@ -478,6 +560,21 @@ def _identify(at: int, user: str, **rest: Any) -> dict[str, Any]:
 
 
 AGES = [0, 30, 200, 86_400 * 3 + 1, 86_400 * 29, 86_400 * 31]
+
+_NOT_PLAIN: list[dict[str, Any]] = [
+    {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}},
+    {"type": "group", "userId": "u5", "anonymousId": "a2", "groupId": "g2"},  # u5: created
+    {"type": "alias", "userId": "u2", "previousId": "a3"},
+    {
+        "type": "track",
+        "event": "Device Created or Updated",
+        "userId": "u3",
+        "context": {"device": {"token": "t1", "type": "ios"}},
+    },
+    {"type": "identify", "userId": "x@example.com", "traits": {"plan": "c"}},  # by email
+    {"type": "track", "event": "Viewed", "userId": "y@example.com", "messageId": "m1"},
+]
+"""Valid messages that are not plain calls (`batch.plain`): what the service takes."""
 
 
 def _records() -> st.SearchStrategy[list[dict[str, Any]]]:
@@ -539,11 +636,17 @@ def _records() -> st.SearchStrategy[list[dict[str, Any]]]:
         ]
     ).flatmap(lambda record: offsets.map(lambda offset: {**record, "at": BASE + offset}))
     invalid = st.just({"type": "track", "anonymousId": "a1", "receivedAt": BASE})  # no event
+    # what a server SDK's batch carries beside plain calls: the service's, taken alone
+    others = st.builds(
+        lambda offset, message: {**message, "receivedAt": BASE + offset},
+        offsets,
+        st.sampled_from(_NOT_PLAIN),
+    )
     # recorded requests: a batch of messages (an invalid one too), or one on its path
     batch_of = st.builds(
         lambda offset, messages: _request(BASE + offset, messages, "/v1/batch"),
         offsets,
-        st.lists(st.one_of(track, page, identify, identify, traits, invalid), max_size=4),
+        st.lists(st.one_of(track, page, identify, identify, traits, others, invalid), max_size=4),
     )
     one_of = st.builds(
         lambda offset, message: _request(BASE + offset, [message], f"/v1/{message['type'][0]}"),

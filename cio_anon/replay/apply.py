@@ -170,14 +170,7 @@ def _apply(
     elif isinstance(op, DeletePerson):
         service.delete_person(workspace, at, identifier=op.identifier)
     elif isinstance(op, Alias):
-        tally.notes.append(
-            Problem(
-                source.file,
-                source.line,
-                f"alias of {op.previous_id!r} to {op.user_id!r} recorded; it merges "
-                "nothing (Customer.io uses alias only for destinations)",
-            )
-        )
+        tally.notes.append(alias_note(source, op))
     elif isinstance(op, Purge):
         service.purge(workspace, at)
     elif isinstance(op, ChangeSettings):
@@ -203,6 +196,16 @@ def _apply(
         tally.expectations += 1
         for mismatch in expect.check(workspace, at, op.checks):
             tally.failed_expectations.append(Problem(source.file, source.line, mismatch))
+
+
+def alias_note(source: Source, op: Alias) -> Problem:
+    """What replaying an alias says: all it does (the bulk path says it too)."""
+    return Problem(
+        source.file,
+        source.line,
+        f"alias of {op.previous_id!r} to {op.user_id!r} recorded; it merges "
+        "nothing (Customer.io uses alias only for destinations)",
+    )
 
 
 def _first_time(workspace: Workspace, op: Identify | AnonymousTraits, at: datetime) -> bool:

@@ -1,20 +1,25 @@
 """Replay's bulk path: runs of plain tracks, pages, screens and identifies, applied with
 their reads and their writes in bulk, leaving the workspace the service would leave.
 
-A record is *plain* (`plain`) when every call it carries is a track (an event, a page
-or a screen) or an identify that the service would take without a question: a bare
-Data Pipelines message, or a recorded HTTP request (`serve --record`) — a Data
-Pipelines batch, one message posted to its type's path, a Track API event or identify.
-It is read by the reader the service uses (`fixtures.to_operations`), and plain when
-that reads only Tracks and Identifies with a receive time, a person named by id (not by
-email or cio_id) or an anonymous id, no `_update`, `id` or `anonymous_id` trait,
-nothing over Customer.io's limits. That is what sessions are made of: page views and
-screens, anonymous tracks, tracks naming a person (known or created by the track),
-identifies that assign an id, repeat an assignment or meet an id someone else holds,
-late events, retries. Anything else — and a plain call that meets a case the bulk path
-leaves to the service (traits sent for the anonymous id, a suppression, merging off, an
-email changing hands) — goes through the service with its whole record, after what
-came before it is written.
+A call is *plain* (`plain`) when it is a track (an event, a page or a screen) or an
+identify that the service would take without a question. A record is read by the
+reader the service uses (`fixtures.to_operations`): a bare Data Pipelines message, or a
+recorded HTTP request (`serve --record`) — a Data Pipelines batch, one message posted to
+its type's path, a Track API event or identify. A call is plain when it is a Track or
+an Identify with a person named by id (not by email or cio_id) or an anonymous id, no
+`_update`, `id` or `anonymous_id` trait, nothing over Customer.io's limits. That is what
+sessions are made of: page views and screens, anonymous tracks, tracks naming a person
+(known or created by the track), identifies that assign an id, repeat an assignment or
+meet an id someone else holds, late events, retries.
+
+A record whose calls are not all plain — and a plain call that meets a case the bulk
+path leaves to the service (traits sent for the anonymous id, a suppression, merging
+off, an email changing hands) — goes to the service, after what came before it is
+written. A bare message goes whole. A recorded request whose calls are valid goes a
+call at a time: a server SDK's batch of fifty messages with a `group` or an `alias` in
+it has its other messages taken in bulk, and the service takes that one alone
+(`Call.operation`). With --keep-going a request is refused or applied whole, so there
+the service takes the whole request.
 
 A run of plain calls (`CHUNK` at most) is applied in three steps: everything it reads
 is read in a handful of queries (events with its message ids, the assignments of its
@@ -39,11 +44,11 @@ from typing import Any
 from cio_anon import jsonio, rules
 from cio_anon.clock import parse_time, to_iso
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest import Identify, Track
+from cio_anon.ingest import Alias, Identify, Operation, Track
 from cio_anon.ingest.emit import to_record, track_record
 from cio_anon.ingest.fixtures import Record, iter_records, to_operations
 from cio_anon.models import Activity, ActivityType, Event, Person
-from cio_anon.replay.apply import Tally
+from cio_anon.replay.apply import Source, Tally, alias_note
 from cio_anon.rules import Assignment, IdentifierKind, Rule
 from cio_anon.rules.identity import cio_id_of
 from cio_anon.service.events import new_event_id
@@ -126,6 +131,10 @@ class Call:
     journal: str | None = None
     """Its journal record as JSON: an identify's always, a track's when it names its
     event (a messageId); made where the call is read (`plain`)."""
+    operation: Operation | None = None
+    """The call's operation when it is not plain (one message of a recorded request
+    whose others are): the service takes it alone (`Batch`), but an alias, whose note
+    a run makes itself."""
 
 
 def packed(call: Call) -> tuple[Any, ...]:
@@ -146,6 +155,7 @@ def packed(call: Call) -> tuple[Any, ...]:
         call.part,
         call.recipient,
         call.journal,
+        call.operation,
     )
 
 
@@ -160,33 +170,37 @@ def plain_records(path: Path) -> Iterator[tuple[Record, list[Call] | None]]:
 
 
 def plain(record: Record) -> list[Call] | None:
-    """The record's calls, when every one is plain; None when the service must take it
-    (then it takes the whole record). A bare message is one call; a recorded HTTP request
-    (`method`, `path`) is the calls it carries — a Data Pipelines batch its messages, all
-    at the request's receive time. The record is read as the service reads it
-    (`fixtures.to_operations`); only what it reads to is judged."""
+    """The record's calls, when it has a plain one; None when the service must take it
+    whole: when it is invalid, or is one call (a bare message), or has no plain call. A
+    recorded HTTP request (`method`, `path`) is the calls it carries — a Data Pipelines
+    batch its messages, all at the request's receive time —, each one not plain carrying
+    its `operation` for the service. The record is read as the service reads it
+    (`fixtures.to_operations`)."""
     value = record.value
     if record.error is not None or not isinstance(value, dict) or "op" in value:
         return None  # a control record
     if value.get("type") not in _PLAIN_TYPES and "method" not in value and "path" not in value:
         return None  # a cheap look first: another message type
     calls: list[Call] = []
+    others = 0
     try:
         for at, operation in to_operations(value, EPOCH):  # EPOCH: for control records
+            call = None
             if type(operation) is Track:
                 call = _track(record, at, operation)
             elif type(operation) is Identify:
                 call = _identify(record, at, operation)
-            else:
-                return None
             if call is None:
-                return None
+                others += 1
+                call = Call(record, at, False, None, None, None, operation=operation)
             calls.append(call)
     except CioAnonError:
         return None
+    if others == len(calls) or (others and len(calls) == 1):
+        return None
     for part, call in enumerate(calls[1:], 1):
         call.part = part
-    return calls or None
+    return calls
 
 
 _PLAIN_TYPES = ("track", "page", "screen", "identify")
@@ -293,20 +307,40 @@ def _updates(call: Call) -> dict[str, Any]:
     return updates
 
 
-Exact = Callable[[Record], object]
-"""Apply one record through the service (replay's own path)."""
+Exact = Callable[[Record], bool]
+"""Apply one record through the service (replay's own path); whether it was (with
+--keep-going it may be refused)."""
+
+Alone = Callable[[Call], object]
+"""Apply one call of a recorded request through the service, alone."""
+
+Applied = Callable[[datetime], object]
+"""Told of each record once it is applied, with its receive time."""
 
 
 class Batch:
     """Plain calls of one file, held until `flush` (or `run_size` of them, or `RUN_BYTES` of
-    records) applies them. A record's calls are held, applied and left to the service
-    together: a run never ends inside a recorded request."""
+    records) applies them. A record's calls are held together; a run ends inside a
+    recorded request only where the service takes a call of it alone (with --keep-going,
+    never)."""
 
-    def __init__(self, workspace: Workspace, file: str, tally: Tally, exact: Exact) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        file: str,
+        tally: Tally,
+        exact: Exact,
+        alone: Alone | None,
+        applied: Applied,
+    ) -> None:
         self.workspace = workspace
         self.file = file
         self.tally = tally
         self.exact = exact
+        self.alone = alone
+        """Applies one call of a request through the service; None when a request is
+        applied or refused whole (--keep-going), and the service then takes it whole."""
+        self.applied = applied
         self.calls: list[Call] = []
         self.held = 0
         """The bytes of the records held."""
@@ -326,36 +360,76 @@ class Batch:
 
     def flush(self) -> None:
         """Apply the calls held; one the bulk path leaves to the service goes through
-        `exact` once those before it are written. A run reads for all the calls it may
-        reach; after one the service took, the next reaches twice as far as that run got
-        (`AFTER_SERVICE` at least), then twice as far again while none is left to the
-        service: traffic that keeps meeting such calls reads for about as many calls as
-        it applies, not a whole chunk each time.
+        `alone` (or its record through `exact`) once those before it are written. A run
+        ends before the next call `plain` left to the service (`Call.operation`), and
+        reads for all the calls it may reach; after a call it could not take, the next
+        reaches twice as far as that run got (`AFTER_SERVICE` at least), then twice as
+        far again while none is left to the service: traffic that keeps meeting such
+        calls reads for about as many calls as it applies, not a whole chunk each time.
 
-        The service takes a recorded request whole (with --keep-going it is refused or
-        applied whole): a run that stops inside one it began is decided again without
-        it, before the service takes it."""
+        With --keep-going (no `alone`) the service takes a recorded request whole, as it
+        is refused or applied whole: a run that stops inside one it began is decided
+        again without it, before the service takes it."""
         calls, self.calls, self.held = self.calls, [], 0
         if calls:  # (the replay flushes before every record the service takes, held or not)
             self.run_size = min(int(self.run_size * GROWTH) + 1, CHUNK)
         reach = len(calls)
         while calls:
             end = _request_end(calls, min(reach, len(calls)))
-            run = _Run(self.workspace, calls[:end], self.file)
-            done = run.apply()
-            first = done - calls[done].part if done < end else done
-            if first < done:  # nothing is written before `write`: decide the part before
-                run = _Run(self.workspace, calls[:first], self.file)
-                run.apply()
-            run.write()
-            self.tally.add(run.tally)
-            if first < end:
-                self.exact(calls[first].record.parsed())
-                calls = calls[_request_end(calls, first + 1) :]
-                reach = max(2 * first, AFTER_SERVICE)
-            else:
+            if self.alone:
+                end = _operation_before(calls, end)
+            first = self._run(calls, end) if end else 0
+            self._applied(calls, 0, first)
+            next_is_the_services = bool(self.alone) and end < len(calls) and _services(calls[end])
+            if first == end and not next_is_the_services:
                 calls = calls[end:]
                 reach *= 2
+                continue
+            if self.alone:
+                self.alone(calls[first])
+                self._applied(calls, first, first + 1)
+                calls = calls[first + 1 :]
+            else:
+                if self.exact(calls[first].record.parsed()):
+                    self.applied(calls[first].at)
+                calls = calls[_request_end(calls, first + 1) :]
+            if first < end:  # a call the run met a case of the service's in
+                reach = max(2 * first, AFTER_SERVICE)
+
+    def _applied(self, calls: list[Call], start: int, stop: int) -> None:
+        """Tell of the records whose last call is among `calls[start:stop]`, just
+        applied."""
+        for index in range(start, stop):
+            if index + 1 == len(calls) or not calls[index + 1].part:
+                self.applied(calls[index].at)
+
+    def _run(self, calls: list[Call], end: int) -> int:
+        """Decide and write the calls before `end`, up to the first the bulk path cannot
+        take (without `alone`: up to the request it belongs to); how many were written."""
+        run = _Run(self.workspace, calls[:end], self.file)
+        done = run.apply()
+        first = done if done == end or self.alone else done - calls[done].part
+        if first < done:  # nothing is written before `write`: decide the part before
+            run = _Run(self.workspace, calls[:first], self.file)
+            run.apply()
+        run.write()
+        self.tally.add(run.tally)
+        return first
+
+
+def _operation_before(calls: list[Call], end: int) -> int:
+    """The place of the first call before `end` that `plain` left to the service, or
+    `end`."""
+    for index in range(end):
+        if _services(calls[index]):
+            return index
+    return end
+
+
+def _services(call: Call) -> bool:
+    """Whether `plain` left the call to the service: one with an `operation`, but an
+    alias, whose note a run makes itself."""
+    return call.operation is not None and type(call.operation) is not Alias
 
 
 def _request_end(calls: list[Call], index: int) -> int:
@@ -421,6 +495,13 @@ class _Run:
     def apply(self) -> int:
         """Apply calls in order; the index of the first the service must take (or all)."""
         for index, call in enumerate(self.calls):
+            if _services(call):
+                return index
+            if type(call.operation) is Alias:  # all it does: a note (`apply.alias_note`)
+                self.tally.notes.append(
+                    alias_note(Source(self.file, call.record.line), call.operation)
+                )
+                continue
             taken = self._identify(call) if call.identify else self._track(call)
             if not taken:
                 return index

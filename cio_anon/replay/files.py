@@ -16,10 +16,11 @@ from pathlib import Path
 
 from cio_anon import service
 from cio_anon.errors import CioAnonError
+from cio_anon.ingest import Timed
 from cio_anon.ingest.fixtures import Record, display_name, iter_records, to_operations
 from cio_anon.replay import ahead
 from cio_anon.replay.apply import Observer, Problem, Source, Tally, apply_operation
-from cio_anon.replay.bulk import Batch, fewer_collections
+from cio_anon.replay.bulk import Batch, Call, fewer_collections
 from cio_anon.store import Workspace
 
 
@@ -108,6 +109,10 @@ def replay(
                 summary.tally.records += tally.records
                 continue
             summary.tally.add(tally)
+            if context.last_at is not None and (
+                summary.last_at is None or context.last_at > summary.last_at
+            ):
+                summary.last_at = context.last_at
     return summary
 
 
@@ -123,26 +128,51 @@ class _File:
     keep_going: bool
     observer: Observer | None
     previous: datetime | None = None
-    """The receive time of the last record applied (control records without one)."""
+    """The receive time of the last record read (control records without one)."""
+    last_at: datetime | None = None
+    """The latest receive time of a record applied (the summary's, once the file is)."""
 
-    def applied(self, at: datetime | None) -> None:
-        self.tally.applied += 1
+    def took(self, at: datetime | None) -> None:
+        """A record is taken, in its place: the receive time of the control records
+        after it that give none."""
         if at is not None:
             self.previous = at
-            last = self.summary.last_at
-            if last is None or at > last:
-                self.summary.last_at = at
 
-    def fallback(self, record: Record) -> None:
-        """Apply a record the bulk path read as plain (and counted as applied) but
-        leaves to the service after all."""
+    def applied(self, at: datetime | None) -> None:
+        """A record is applied (by the service, or by the bulk path once it is written)."""
+        self.tally.applied += 1
+        if at is not None and (self.last_at is None or at > self.last_at):
+            self.last_at = at
+
+    def fallback(self, record: Record) -> bool:
+        """Apply a record the bulk path read as plain but leaves to the service after
+        all; whether it was (with --keep-going a refused one is listed)."""
         try:
             self.exact(record)
         except _Rejected as rejected:
             if not self.keep_going:
                 raise
-            self.tally.applied -= 1
             self.summary.invalid.append(rejected.problem)
+            return False
+        return True
+
+    def alone(self, call: Call) -> None:
+        """Apply one call of a recorded request through the service, alone: one the bulk
+        path left to it, the request's others being the bulk path's. _Rejected when it is
+        refused."""
+        record = call.record
+        try:
+            if call.operation is not None:
+                timed = Timed(call.at, call.operation)
+            else:  # a plain call the bulk path met a case of the service's in
+                timed = to_operations(record.parsed().value, call.at)[call.part]
+            apply_operation(
+                self.workspace, timed, Source(self.name, record.line), self.tally, self.observer
+            )
+        except CioAnonError as error:
+            raise _Rejected(
+                Problem(self.name, record.line, str(error), getattr(error, "rule", None))
+            ) from None
 
     def exact(self, record: Record) -> datetime | None:
         """Apply a record's operations through the service (not counted: see `applied`);
@@ -172,7 +202,12 @@ class _File:
 def _replay_file(file: _File, path: Path, progress: Progress | None, bulk: bool) -> None:
     """Apply one file's records as they are read (memory does not grow with the file)."""
     tally = file.tally
-    batch = Batch(file.workspace, file.name, tally, file.fallback) if bulk else None
+    alone = None if file.keep_going else file.alone  # with it, a request is applied whole
+    batch = (
+        Batch(file.workspace, file.name, tally, file.fallback, alone, file.applied)
+        if bulk
+        else None
+    )
     try:
         records = ahead.read(path) if bulk else ((r, None) for r in iter_records(path))
         try:
@@ -182,12 +217,14 @@ def _replay_file(file: _File, path: Path, progress: Progress | None, bulk: bool)
                     progress(record.size)
                 taken = None if batch is None else batch.take(record, calls)
                 if taken is not None:
-                    file.applied(taken)
+                    file.took(taken)  # the batch says when it is applied
                     continue
                 try:
                     if batch is not None:
                         batch.flush()
-                    file.applied(file.exact(record))
+                    at = file.exact(record)
+                    file.took(at)
+                    file.applied(at)
                 except _Rejected as rejected:
                     if not file.keep_going:
                         raise
