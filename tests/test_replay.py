@@ -135,6 +135,28 @@ def test_keep_going_applies_the_valid_records(cli: Cli, tmp_path: Path) -> None:
     assert sorted(row["event_id"] for row in log["anonymous"]) == ["k1", "k2"]
 
 
+def test_notes_alike_are_counted_after_the_first_few(cli: Cli, tmp_path: Path) -> None:
+    """A recording with an alias for every login says the first few and how many more;
+    --json lists every one."""
+    aliases = tmp_path / "aliases.ndjson"
+    aliases.write_text(
+        "".join(
+            json.dumps(
+                {"type": "alias", "userId": f"u{i}", "previousId": f"a{i}", "receivedAt": i + 1}
+            )
+            + "\n"
+            for i in range(8)
+        )
+    )
+    result = cli("replay", str(aliases), "--db", str(tmp_path / "a.db"))
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert [note.split(": ")[1] for note in notes[:5]] == [f"{aliases}:{i}" for i in range(1, 6)]
+    assert "'a4' to 'u4'" in notes[4] and len(notes) == 6
+    assert notes[5].startswith("note: 3 more: alias of '…' to '…' recorded;")
+    summary = cli("replay", str(aliases), "--db", str(tmp_path / "b.db"), "--json")
+    assert len(summary["notes"]) == 8
+
+
 def test_replaying_twice_changes_nothing(cli: Cli, tmp_path: Path) -> None:
     """Data Pipelines messages all carry ids: a second replay is a no-op."""
     db = tmp_path / "ws.db"

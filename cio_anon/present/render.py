@@ -4,6 +4,7 @@ escaped. Their JSON documents are in `documents`."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -304,10 +305,27 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
     return _group(*lines)
 
 
+NOTES_ALIKE = 5
+"""The notes alike (the same words but for the ids they quote) a replay prints on
+stderr; of the rest, how many there are (its --json lists every note). A server SDK's
+recording may hold an alias for every login."""
+
+
 def replay_diagnostics(summary: ReplaySummary) -> list[Text]:
     """What a replay has to say about its input, for stderr: `FILE:LINE: ...` lines."""
     tally = summary.tally
-    lines = [_text(f"note: {p}", style="dim") for p in tally.notes]
+    alike: Counter[str] = Counter()
+    lines = []
+    for note in tally.notes:
+        kind = _QUOTED.sub("'…'", note.message)
+        alike[kind] += 1
+        if alike[kind] <= NOTES_ALIKE:
+            lines.append(_text(f"note: {note}", style="dim"))
+    lines += [
+        _text(f"note: {count - NOTES_ALIKE:,} more: {kind} (--json lists every note)", style="dim")
+        for kind, count in alike.items()
+        if count > NOTES_ALIKE
+    ]
     lines += [_text(f"invalid: {p}", style="red") for p in summary.invalid]
     lines += [
         _text(f"rejected at line {summary.stopped_at[f]} (nothing applied): {f}", style="red")
@@ -315,6 +333,10 @@ def replay_diagnostics(summary: ReplaySummary) -> list[Text]:
     ]
     lines += [_text(f"expectation failed: {p}", style="red") for p in tally.failed_expectations]
     return lines
+
+
+_QUOTED = re.compile(r"'[^']*'")
+"""A quoted value in a note (an id, a name): what notes alike differ in."""
 
 
 def delete_text(result: DeleteResult) -> RenderableType:
