@@ -537,6 +537,7 @@ def test_a_call_the_service_refuses_inside_a_request(
         assert len(tables["events"]) == (9 if keep_going else 0)
         applied = datetime.fromtimestamp(BASE + 2, UTC) if keep_going else None
         assert summary["last_at"] == applied and summary["tally"]["applied"] == 3 * keep_going
+        assert summary["tally"]["stored"] == len(tables["events"])  # the refused track: none
     assert_same_both_ways(tmp_path, [file], monkeypatch, keep_going=True)
 
 

@@ -179,23 +179,23 @@ class _File:
         their receive time. _Rejected when the record is invalid or refused."""
         if record.error is not None:
             raise _Rejected(Problem(self.name, record.line, record.error))
+        # With --keep-going a refused record is undone whole, and so is what its
+        # operations counted; without it a failed record rejects the whole file (one
+        # savepoint, one tally, both let go).
+        tally = Tally() if self.keep_going else self.tally
         try:
-            # Without --keep-going the whole file is one savepoint: a failed record
-            # rejects all of it, so it needs none of its own.
             with self.workspace.savepoint() if self.keep_going else contextlib.nullcontext():
                 timed = to_operations(record.value, self.previous or self.now)
                 for item in timed:
                     apply_operation(
-                        self.workspace,
-                        item,
-                        Source(self.name, record.line),
-                        self.tally,
-                        self.observer,
+                        self.workspace, item, Source(self.name, record.line), tally, self.observer
                     )
         except CioAnonError as error:
             raise _Rejected(
                 Problem(self.name, record.line, str(error), getattr(error, "rule", None))
             ) from None
+        if tally is not self.tally:
+            self.tally.add(tally)
         return timed[-1].at if timed else None
 
 
