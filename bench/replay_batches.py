@@ -8,14 +8,14 @@ in batches, and `serve --record` writes each batch as one recorded request. The
 messages here are `make_sessions.py`'s session traffic, fifty to a request as
 `serve --record` writes them (the request's receive time, not the messages'); among
 them, every `--every` messages, a `group` or an `alias` (Segment's calls for accounts
-and for a second id, which the bulk path leaves to the service). Three replays, each in
+and for a second id: the service takes a group, and an alias only says so). Three replays, each in
 a fresh workspace, interleaved, medians of `--runs`:
 
 - `plain`: the batches without the groups and aliases;
-- `with groups and aliases`: the bulk path takes the other messages, the service each
-  group and alias alone;
-- the same with `--keep-going`, where a request is applied or refused whole, so the
-  service takes every request with a group or an alias whole.
+- `with groups and aliases`: the bulk path takes the other messages (and notes each
+  alias), the service each group alone;
+- the same with `--keep-going`, where a request is applied or refused whole: each
+  request with a group is applied apart, inside a savepoint of its own.
 
 The goal: the batches with groups and aliases cost little more than without them.
 """

@@ -144,12 +144,12 @@ def test_the_benchmark_traffic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 @contextlib.contextmanager
 def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[list[int], list[Any]]]:
     """How many calls each run of the bulk path is made with, and what it leaves to the
-    service after all while the block runs: a whole record, or a call of a recorded
-    request alone (as `(record, part)`)."""
+    service after all while the block runs: a call of a recorded request alone (as
+    `(record, part)`), and with --keep-going the request it applies apart (its record)."""
     runs: list[int] = []
     left: list[Any] = []
     with monkeypatch.context() as patched:
-        start, fallback = batch._Run.__init__, replay_module._File.fallback
+        start, whole = batch._Run.__init__, replay_module._File.whole
         alone = replay_module._File.alone
 
         def counting(run: Any, workspace: Any, calls: list[batch.Call], *rest: Any) -> None:
@@ -158,12 +158,12 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[list[int], list[A
 
         patched.setattr(batch._Run, "__init__", counting)
         patched.setattr(
-            replay_module._File, "fallback", lambda self, r: left.append(r) or fallback(self, r)
+            replay_module._File, "whole", lambda self, r, b: left.append(r) or whole(self, r, b)
         )
         patched.setattr(
             replay_module._File,
             "alone",
-            lambda self, c: left.append((c.record, c.part)) or alone(self, c),
+            lambda self, c, t: left.append((c.record, c.part)) or alone(self, c, t),
         )
         yield runs, left
 
@@ -434,8 +434,9 @@ def test_a_call_inside_a_request_is_left_to_the_service_alone(
     """A batch whose third message the bulk path leaves to the service (an email
     changing): the service takes that message alone, the others are taken in bulk; a
     run reaching into a request reaches to its end. With --keep-going a request is
-    applied or refused whole, as it is one call at a time: the service takes the whole
-    request, and the run that began it is decided again without it."""
+    applied or refused whole, as it is one call at a time: the run that began it is
+    decided again without it, and the request is applied apart, its calls the same way
+    but inside a savepoint of its own."""
     records = [_identify(BASE, "u1", traits={"email": "x@example.com"})]
     for i in range(6):
         at = BASE + 10 + i * 10
@@ -466,12 +467,19 @@ def test_a_call_inside_a_request_is_left_to_the_service_alone(
     with watched(monkeypatch) as (runs, left), monkeypatch.context() as patched:
         patched.setattr(batch, "AFTER_SERVICE", 2)
         replay_once(tmp_path / "count.db", [file], keep_going=True)
-    assert [record.value["at"] for record in left] == [BASE + 10, BASE + 40]
-    assert all(len(record.value["body"]["batch"]) == 4 for record in left)
-    # all 25 calls, stopped inside the first request: decided again up to it (1); then
-    # reaching 2 calls, to the end of the request they begin (4), 4, 8 (stopped inside
-    # its first request: nothing before it), and 4 and 4 again
-    assert runs == [25, 1, 4, 4, 8, 0, 4, 4]
+    seen = [
+        (e[0].parsed().value["at"], e[1])
+        if isinstance(e, tuple)
+        else (e.parsed().value["at"], "apart")
+        for e in left
+    ]
+    assert seen == [(BASE + 10, "apart"), (BASE + 10, 2), (BASE + 40, "apart"), (BASE + 40, 2)]
+    # all 25 calls, stopped inside the first request: decided again up to it (1); the
+    # request apart: its calls up to the email change (2 of 4), and the one after it
+    # (1); then reaching 2 calls, to the end of the request they begin (4), 4, 8
+    # (stopped inside its first request: nothing before it), the request apart (4, 1),
+    # and 4 and 4 again
+    assert runs == [25, 1, 4, 1, 4, 4, 8, 0, 4, 1, 4, 4]
     for keep_going in (False, True):
         assert_same_both_ways(tmp_path, [file], monkeypatch, keep_going)
 
@@ -574,8 +582,10 @@ _NOT_PLAIN: list[dict[str, Any]] = [
     },
     {"type": "identify", "userId": "x@example.com", "traits": {"plan": "c"}},  # by email
     {"type": "track", "event": "Viewed", "userId": "y@example.com", "messageId": "m1"},
+    {"type": "identify", "userId": "x@example.com", "traits": {"note": "x" * 1001}},  # refused
 ]
-"""Valid messages that are not plain calls (`batch.plain`): what the service takes."""
+"""Messages that are not plain calls (`batch.plain`): what the service takes (the last
+it refuses: a value over Customer.io's limit)."""
 
 
 def _records() -> st.SearchStrategy[list[dict[str, Any]]]:

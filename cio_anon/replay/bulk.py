@@ -18,8 +18,9 @@ off, an email changing hands) — goes to the service, after what came before it
 written. A bare message goes whole. A recorded request whose calls are valid goes a
 call at a time: a server SDK's batch of fifty messages with a `group` or an `alias` in
 it has its other messages taken in bulk, and the service takes that one alone
-(`Call.operation`). With --keep-going a request is refused or applied whole, so there
-the service takes the whole request.
+(`Call.operation`). With --keep-going a request is refused or applied whole: there a
+request with a call for the service is applied apart, the same way, inside a savepoint
+of its own (`Service.whole`).
 
 A run of plain calls (`CHUNK` at most) is applied in three steps: everything it reads
 is read in a handful of queries (events with its message ids, the assignments of its
@@ -38,8 +39,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cio_anon import jsonio, rules
 from cio_anon.clock import parse_time, to_iso
@@ -307,40 +309,36 @@ def _updates(call: Call) -> dict[str, Any]:
     return updates
 
 
-Exact = Callable[[Record], bool]
-"""Apply one record through the service (replay's own path); whether it was (with
---keep-going it may be refused)."""
+class Service(Protocol):
+    """What the bulk path leaves to the service, and tells it (replay's `_File`)."""
 
-Alone = Callable[[Call], object]
-"""Apply one call of a recorded request through the service, alone."""
+    keep_going: bool
+    """Whether a record is applied or refused whole (then listed), the replay going on."""
 
-Applied = Callable[[datetime], object]
-"""Told of each record once it is applied, with its receive time."""
+    def alone(self, call: Call, tally: Tally) -> None:
+        """Apply one call of a recorded request through the service, alone, counting
+        into `tally`; raises when the service refuses it."""
+
+    def whole(self, record: Record, body: Callable[[Tally], object]) -> bool:
+        """With --keep-going: run `body` (which applies the record) so that the record
+        is applied or refused whole, counting into the tally it is given; whether it
+        was applied."""
+
+    def applied(self, at: datetime | None) -> None:
+        """Told of each record once it is applied, with its receive time."""
 
 
 class Batch:
     """Plain calls of one file, held until `flush` (or `run_size` of them, or `RUN_BYTES` of
     records) applies them. A record's calls are held together; a run ends inside a
     recorded request only where the service takes a call of it alone (with --keep-going,
-    never)."""
+    never: such a request is applied apart, `_request`)."""
 
-    def __init__(
-        self,
-        workspace: Workspace,
-        file: str,
-        tally: Tally,
-        exact: Exact,
-        alone: Alone | None,
-        applied: Applied,
-    ) -> None:
+    def __init__(self, workspace: Workspace, file: str, tally: Tally, service: Service) -> None:
         self.workspace = workspace
         self.file = file
         self.tally = tally
-        self.exact = exact
-        self.alone = alone
-        """Applies one call of a request through the service; None when a request is
-        applied or refused whole (--keep-going), and the service then takes it whole."""
-        self.applied = applied
+        self.service = service
         self.calls: list[Call] = []
         self.held = 0
         """The bytes of the records held."""
@@ -360,60 +358,75 @@ class Batch:
 
     def flush(self) -> None:
         """Apply the calls held; one the bulk path leaves to the service goes through
-        `alone` (or its record through `exact`) once those before it are written. A run
-        ends before the next call `plain` left to the service (`Call.operation`), and
-        reads for all the calls it may reach; after a call it could not take, the next
-        reaches twice as far as that run got (`AFTER_SERVICE` at least), then twice as
-        far again while none is left to the service: traffic that keeps meeting such
-        calls reads for about as many calls as it applies, not a whole chunk each time.
+        `Service.alone` once those before it are written. A run ends before the next
+        call `plain` left to the service (`Call.operation`), and reads for all the calls
+        it may reach; after a call it could not take, the next reaches twice as far as
+        that run got (`AFTER_SERVICE` at least), then twice as far again while none is
+        left to the service: traffic that keeps meeting such calls reads for about as
+        many calls as it applies, not a whole chunk each time.
 
-        With --keep-going (no `alone`) the service takes a recorded request whole, as it
-        is refused or applied whole: a run that stops inside one it began is decided
-        again without it, before the service takes it."""
+        With --keep-going a recorded request is applied or refused whole, so a run ends
+        before a request with a call for the service (a run that stops inside one it
+        began is decided again without it), and that request is applied apart
+        (`_request`)."""
         calls, self.calls, self.held = self.calls, [], 0
         if calls:  # (the replay flushes before every record the service takes, held or not)
             self.run_size = min(int(self.run_size * GROWTH) + 1, CHUNK)
+        whole = self.service.keep_going
         reach = len(calls)
         while calls:
-            end = _request_end(calls, min(reach, len(calls)))
-            if self.alone:
-                end = _operation_before(calls, end)
-            first = self._run(calls, end) if end else 0
+            reached = _request_end(calls, min(reach, len(calls)))
+            ahead = _operation_before(calls, reached)
+            end = ahead - calls[ahead].part if whole and ahead < reached else ahead
+            first = self._run(calls, end, whole, self.tally) if end else 0
             self._applied(calls, 0, first)
-            next_is_the_services = bool(self.alone) and end < len(calls) and _services(calls[end])
-            if first == end and not next_is_the_services:
+            if first == end and ahead == reached:  # all it reached is written
                 calls = calls[end:]
                 reach *= 2
                 continue
-            if self.alone:
-                self.alone(calls[first])
+            if whole:  # the request that begins there, applied apart
+                stop = _request_end(calls, first + 1)
+                request = calls[first:stop]
+                if self.service.whole(request[0].record, partial(self._request, request)):
+                    self.service.applied(request[0].at)
+                calls = calls[stop:]
+            else:
+                self.service.alone(calls[first], self.tally)
                 self._applied(calls, first, first + 1)
                 calls = calls[first + 1 :]
-            else:
-                if self.exact(calls[first].record.parsed()):
-                    self.applied(calls[first].at)
-                calls = calls[_request_end(calls, first + 1) :]
             if first < end:  # a call the run met a case of the service's in
                 reach = max(2 * first, AFTER_SERVICE)
+
+    def _request(self, calls: list[Call], tally: Tally) -> None:
+        """Apply one recorded request's calls (with --keep-going, inside
+        `Service.whole`): its plain calls in bulk, the others by the service alone."""
+        while calls:
+            end = _operation_before(calls, len(calls))
+            done = self._run(calls, end, False, tally) if end else 0
+            if done == len(calls):
+                return
+            self.service.alone(calls[done], tally)
+            calls = calls[done + 1 :]
 
     def _applied(self, calls: list[Call], start: int, stop: int) -> None:
         """Tell of the records whose last call is among `calls[start:stop]`, just
         applied."""
         for index in range(start, stop):
             if index + 1 == len(calls) or not calls[index + 1].part:
-                self.applied(calls[index].at)
+                self.service.applied(calls[index].at)
 
-    def _run(self, calls: list[Call], end: int) -> int:
-        """Decide and write the calls before `end`, up to the first the bulk path cannot
-        take (without `alone`: up to the request it belongs to); how many were written."""
+    def _run(self, calls: list[Call], end: int, whole: bool, tally: Tally) -> int:
+        """Decide and write the calls before `end` up to the first the bulk path cannot
+        take (with `whole`, up to the request that call belongs to), counting into
+        `tally`; how many were written."""
         run = _Run(self.workspace, calls[:end], self.file)
         done = run.apply()
-        first = done if done == end or self.alone else done - calls[done].part
+        first = done - calls[done].part if whole and done < end else done
         if first < done:  # nothing is written before `write`: decide the part before
             run = _Run(self.workspace, calls[:first], self.file)
             run.apply()
         run.write()
-        self.tally.add(run.tally)
+        tally.add(run.tally)
         return first
 
 

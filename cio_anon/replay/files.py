@@ -9,7 +9,7 @@ same service functions the CLI uses, each at its own receive time. Expectations
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -144,22 +144,10 @@ class _File:
         if at is not None and (self.last_at is None or at > self.last_at):
             self.last_at = at
 
-    def fallback(self, record: Record) -> bool:
-        """Apply a record the bulk path read as plain but leaves to the service after
-        all; whether it was (with --keep-going a refused one is listed)."""
-        try:
-            self.exact(record)
-        except _Rejected as rejected:
-            if not self.keep_going:
-                raise
-            self.summary.invalid.append(rejected.problem)
-            return False
-        return True
-
-    def alone(self, call: Call) -> None:
-        """Apply one call of a recorded request through the service, alone: one the bulk
-        path left to it, the request's others being the bulk path's. _Rejected when it is
-        refused."""
+    def alone(self, call: Call, tally: Tally) -> None:
+        """Apply one call of a recorded request through the service, alone, counting
+        into `tally`: one the bulk path left to it, the request's others being the bulk
+        path's. _Rejected when it is refused."""
         record = call.record
         try:
             if call.operation is not None:
@@ -167,24 +155,31 @@ class _File:
             else:  # a plain call the bulk path met a case of the service's in
                 timed = to_operations(record.parsed().value, call.at)[call.part]
             apply_operation(
-                self.workspace, timed, Source(self.name, record.line), self.tally, self.observer
+                self.workspace, timed, Source(self.name, record.line), tally, self.observer
             )
         except CioAnonError as error:
             raise _Rejected(
                 Problem(self.name, record.line, str(error), getattr(error, "rule", None))
             ) from None
 
+    def whole(self, record: Record, body: Callable[[Tally], object]) -> bool:
+        """With --keep-going: apply a record by `body` (the bulk path's, in pieces),
+        whole or not at all; whether it was (a refused one is listed)."""
+        try:
+            with self._counted() as tally:
+                body(tally)
+        except _Rejected as rejected:
+            self.summary.invalid.append(rejected.problem)
+            return False
+        return True
+
     def exact(self, record: Record) -> datetime | None:
         """Apply a record's operations through the service (not counted: see `applied`);
         their receive time. _Rejected when the record is invalid or refused."""
         if record.error is not None:
             raise _Rejected(Problem(self.name, record.line, record.error))
-        # With --keep-going a refused record is undone whole, and so is what its
-        # operations counted; without it a failed record rejects the whole file (one
-        # savepoint, one tally, both let go).
-        tally = Tally() if self.keep_going else self.tally
         try:
-            with self.workspace.savepoint() if self.keep_going else contextlib.nullcontext():
+            with self._counted() as tally:
                 timed = to_operations(record.value, self.previous or self.now)
                 for item in timed:
                     apply_operation(
@@ -194,20 +189,27 @@ class _File:
             raise _Rejected(
                 Problem(self.name, record.line, str(error), getattr(error, "rule", None))
             ) from None
-        if tally is not self.tally:
-            self.tally.add(tally)
         return timed[-1].at if timed else None
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[Tally]:
+        """What a record's operations count into. With --keep-going a refused record is
+        undone whole, and so is what it counted: a savepoint and a tally of its own,
+        added to the file's when the block ends well. Without it a refused record
+        rejects the whole file (one savepoint, one tally, both let go)."""
+        if not self.keep_going:
+            yield self.tally
+            return
+        tally = Tally()
+        with self.workspace.savepoint():
+            yield tally
+        self.tally.add(tally)
 
 
 def _replay_file(file: _File, path: Path, progress: Progress | None, bulk: bool) -> None:
     """Apply one file's records as they are read (memory does not grow with the file)."""
     tally = file.tally
-    alone = None if file.keep_going else file.alone  # with it, a request is applied whole
-    batch = (
-        Batch(file.workspace, file.name, tally, file.fallback, alone, file.applied)
-        if bulk
-        else None
-    )
+    batch = Batch(file.workspace, file.name, tally, file) if bulk else None
     try:
         records = ahead.read(path) if bulk else ((r, None) for r in iter_records(path))
         try:
