@@ -7,7 +7,8 @@ least `AHEAD_BYTES` (not standard input) a child process does it and sends the r
 over a pipe, in lots of `LOT` records; a thread here takes the lots off the pipe as
 they come, `IN_HAND` at most, so the child reads on while a run is written, and memory
 stays bounded. A record travels as its fields and its calls' fields (strings, datetimes,
-small dicts: quick to pickle, where a dataclass is not), a plain one without its parsed
+small dicts: quick to pickle, where a dataclass is not; only a call left to the service,
+a group in a batch, carries its operation, a dataclass), a plain one without its parsed
 value (its line is kept, to be read again if the service takes it). The replay sees the
 same records with the same calls, in the same order, either way; `tests/test_ahead.py`
 holds the two readers equal.

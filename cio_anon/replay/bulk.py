@@ -173,7 +173,7 @@ def plain_records(path: Path) -> Iterator[tuple[Record, list[Call] | None]]:
 
 def plain(record: Record) -> list[Call] | None:
     """The record's calls, when it has a plain one; None when the service must take it
-    whole: when it is invalid, or is one call (a bare message), or has no plain call. A
+    whole: when it is invalid, has no plain call, or is one call that is not. A
     recorded HTTP request (`method`, `path`) is the calls it carries — a Data Pipelines
     batch its messages, all at the request's receive time —, each one not plain carrying
     its `operation` for the service. The record is read as the service reads it
