@@ -475,3 +475,20 @@ def test_a_terminal_sees_check_progress_and_a_pipe_does_not(tmp_path: Path) -> N
     piped = subprocess.run(command, capture_output=True, timeout=120)
     assert piped.stderr == b""
     assert json.loads(piped.stdout) == shown
+
+
+def test_a_refused_request_says_nothing_but_that_it_was_refused(cli: Cli, tmp_path: Path) -> None:
+    """A recorded batch whose second message Customer.io refuses (a trait over its limit)
+    is refused whole: its first message, an event the plan does not know, is undone
+    with it and found nothing of; sent in a batch of its own, it is found."""
+    refused = {"type": "identify", "userId": "x@example.com", "traits": {"note": "x" * 1001}}
+    unplanned = {"type": "track", "event": "Unplanned Thing", "anonymousId": "a1"}
+    records = [
+        {"at": 1772000000, "method": "POST", "path": "/v1/batch", "body": {"batch": batch}}
+        for batch in ([unplanned, refused], [{**unplanned, "anonymousId": "a2"}])
+    ]
+    fixture = tmp_path / "batches.ndjson"
+    fixture.write_text("".join(json.dumps(record) + "\n" for record in records))
+    found = findings(cli, str(fixture), "--plan", PLAN)
+    assert [f["code"] for f in found if f["line"] == 1] == ["limit_exceeded"]
+    assert "unplanned_event" in [f["code"] for f in found if f["line"] == 2]

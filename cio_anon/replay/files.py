@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cio_anon import service
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest import Timed
+from cio_anon.ingest import Operation, Timed
 from cio_anon.ingest.fixtures import Record, display_name, iter_records, to_operations
 from cio_anon.replay import ahead
 from cio_anon.replay.apply import Observer, Problem, Source, Tally, apply_operation
@@ -166,7 +167,7 @@ class _File:
         """With --keep-going: apply a record by `body` (the bulk path's, in pieces),
         whole or not at all; whether it was (a refused one is listed)."""
         try:
-            with self._counted() as tally:
+            with self._counted() as (tally, _):  # (the bulk path runs with no observer)
                 body(tally)
         except _Rejected as rejected:
             self.summary.invalid.append(rejected.problem)
@@ -179,11 +180,11 @@ class _File:
         if record.error is not None:
             raise _Rejected(Problem(self.name, record.line, record.error))
         try:
-            with self._counted() as tally:
+            with self._counted() as (tally, observer):
                 timed = to_operations(record.value, self.previous or self.now)
                 for item in timed:
                     apply_operation(
-                        self.workspace, item, Source(self.name, record.line), tally, self.observer
+                        self.workspace, item, Source(self.name, record.line), tally, observer
                     )
         except CioAnonError as error:
             raise _Rejected(
@@ -192,18 +193,25 @@ class _File:
         return timed[-1].at if timed else None
 
     @contextlib.contextmanager
-    def _counted(self) -> Iterator[Tally]:
-        """What a record's operations count into. With --keep-going a refused record is
-        undone whole, and so is what it counted: a savepoint and a tally of its own,
-        added to the file's when the block ends well. Without it a refused record
-        rejects the whole file (one savepoint, one tally, both let go)."""
+    def _counted(self) -> Iterator[tuple[Tally, Observer | None]]:
+        """What a record's operations count into, and whom they are told to. With
+        --keep-going a refused record is undone whole, and so is what it counted and
+        told: a savepoint, a tally of its own and the observer's calls held back, the
+        tally added to the file's and the calls made when the block ends well (`check`
+        hears nothing of a refused request). Without it a refused record rejects the
+        whole file (one savepoint, one tally, both let go)."""
         if not self.keep_going:
-            yield self.tally
+            yield self.tally, self.observer
             return
         tally = Tally()
+        told: list[tuple[Source, Operation, Any]] = []
+        held = None if self.observer is None else lambda *call: told.append(call)
         with self.workspace.savepoint():
-            yield tally
+            yield tally, held
         self.tally.add(tally)
+        for call in told:
+            assert self.observer is not None
+            self.observer(*call)
 
 
 def _replay_file(file: _File, path: Path, progress: Progress | None, bulk: bool) -> None:
