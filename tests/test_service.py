@@ -80,6 +80,23 @@ def test_merge_disabled_then_enabled(space: Space, tmp_path: Path) -> None:
     assert result.rule is Rule.MERGE_DISABLED and result.merged == []
     assert space.profile(t(minutes=1), "ann").person.attributes["anonymous_id"] == "old"
     assert space.explain(t(minutes=2), "e1").decision.rule is Rule.MERGE_DISABLED
+    # the claims read once (as `diff` reads them) say what the lookup for one id says
+    space.track(t(minutes=2), anonymous_id="other", event_id="e2")
+
+    def both_ways(ws: Workspace) -> list[tuple[service.Explanation, service.Explanation]]:
+        claims = ws.anonymous_claims()
+        assert list(claims) == ["old"]
+        return [
+            (
+                service.explain(ws, t(minutes=3), event_id=e),
+                service.explain(ws, t(minutes=3), event_id=e, claims=claims),
+            )
+            for e in ("e1", "e2")
+        ]
+
+    pairs = space.read(t(minutes=3), both_ways)
+    assert all(one == other for one, other in pairs)
+    assert [one.decision.rule for one, _ in pairs] == [Rule.MERGE_DISABLED, Rule.ANONYMOUS]
     space.run(t(minutes=3), lambda ws, now: service.update_settings(ws, now, anonymous_merge=True))
     assert space.identify(t(minutes=4), "ann", anonymous_id="old").merged == ["e1"]
 

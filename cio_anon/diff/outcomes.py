@@ -118,8 +118,9 @@ def _explained(workspace: Workspace, now: datetime, events: list[Event]) -> Iter
     anonymous = _numbered(e.anonymous_id for e in events if e.anonymous_id is not None)
     people = {ref.cio_id: f"user#{n}" for n, ref in enumerate(workspace.people_in_order(), 1)}
     seen: Counter[tuple[str, str]] = Counter()
+    claims = workspace.anonymous_claims()  # once, not a reading of every person an event
     for event in events:
-        why = service.explain(workspace, now, event_id=event.event_id)
+        why = service.explain(workspace, now, event_id=event.event_id, claims=claims)
         person = None if why.person is None else people.get(why.person.cio_id, "user#?")
         if event.anonymous_id is not None:
             journey = anonymous[event.anonymous_id]

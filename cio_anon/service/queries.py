@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -205,12 +206,20 @@ class Explanation:
     """Whether it can trigger campaigns (people's events and invites; else None)."""
 
 
-def explain(workspace: Workspace, now: datetime, *, event_id: str) -> Explanation:
+def explain(
+    workspace: Workspace,
+    now: datetime,
+    *,
+    event_id: str,
+    claims: Mapping[str, list[str]] | None = None,
+) -> Explanation:
     """Why an event is where it is: its status, the rule that put it there, the times.
 
     The decision reported is the one taken when the event arrived (or when an identify
     or a merge moved it), under the settings in force then, as stored with the event;
-    only the passing of time (retention) is judged at `now`.
+    only the passing of time (retention) is judged at `now`. `claims`: the workspace's
+    `anonymous_claims`, read once by whoever explains many events (`diff`); else an
+    anonymous event's claimants are looked up (a reading of every person).
     """
     event = workspace.get_event(event_id)
     if event is None:
@@ -280,7 +289,11 @@ def explain(workspace: Workspace, now: datetime, *, event_id: str) -> Explanatio
         anonymous_id=event.anonymous_id,
         timestamp=event.timestamp,
         claimed_while_disabled=assignment is None
-        and bool(workspace.people_claiming(event.anonymous_id)),
+        and bool(
+            workspace.people_claiming(event.anonymous_id)
+            if claims is None
+            else claims.get(event.anonymous_id)
+        ),
         now=now,
     )
     return Explanation(

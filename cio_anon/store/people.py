@@ -16,6 +16,10 @@ from cio_anon.models import (
 from cio_anon.rules import IdentifierKind, Rule, email_key
 from cio_anon.store.base import Store
 
+_CLAIMED = "json_extract(attributes, '$.anonymous_id')"
+"""SQL: the anonymous id a person holds as an attribute (one an identify gave while
+merging was off)."""
+
 
 def _person_values(person: Person) -> tuple[Any, ...]:
     return (
@@ -179,10 +183,19 @@ class PeopleTables(Store):
     def people_claiming(self, anonymous_id: str) -> list[str]:
         """cio_ids of people whose `anonymous_id` attribute is this id."""
         rows = self.conn.execute(
-            "SELECT cio_id FROM people WHERE json_extract(attributes, '$.anonymous_id') = ?",
-            (anonymous_id,),
+            f"SELECT cio_id FROM people WHERE {_CLAIMED} = ?", (anonymous_id,)
         ).fetchall()
         return [row["cio_id"] for row in rows]
+
+    def anonymous_claims(self) -> dict[str, list[str]]:
+        """`people_claiming` for every id at once, in one reading of the people: the
+        cio_ids of the people holding each `anonymous_id` attribute."""
+        claims: dict[str, list[str]] = {}
+        for row in self.conn.execute(
+            f"SELECT {_CLAIMED} AS claimed, cio_id FROM people WHERE claimed IS NOT NULL"
+        ):
+            claims.setdefault(row["claimed"], []).append(row["cio_id"])
+        return claims
 
     def move_person_records(self, source: PersonRef, target: str, inherited_at: datetime) -> None:
         """Hand a person's assignments, activities and (already chosen) events to another.
