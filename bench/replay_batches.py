@@ -112,13 +112,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        files = {
-            False: (folder / "plain.ndjson", write(folder / "plain.ndjson", args.records, 0)),
-            True: (
-                folder / "mixed.ndjson",
-                write(folder / "mixed.ndjson", args.records, args.every),
-            ),
-        }
+        files: dict[bool, tuple[Path, int]] = {}
+        for mixed in (False, True):
+            path = folder / ("mixed.ndjson" if mixed else "plain.ndjson")
+            files[mixed] = (path, write(path, args.records, args.every if mixed else 0))
         seconds: dict[str, list[float]] = {label: [] for label, _, _ in VARIANTS}
         for run in range(args.runs):  # interleaved, so all see the same machine load
             for label, mixed, keep_going in VARIANTS:

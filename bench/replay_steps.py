@@ -5,8 +5,8 @@
 
 Each step is timed with a clock around it (no profiler: a profiler slows the Python steps
 several times more than SQLite's): a run's reads (`_Run.__init__`), deciding its calls
-(`_Run.apply`), writing each table, the records the service takes (`_File.exact`);
-checking the records (`plain`: here only when the file is too small to read ahead),
+(`_Run.apply`), writing each table, the records and calls the service takes
+(`_File.exact`, `_File.alone`); checking the records (`plain`: here only when the file is too small to read ahead),
 waiting for the reader (the second process of `ahead`) and loading its lots. Before the
 first of these come opening the workspace and starting the reader, after the last the
 commit and closing; the rest is the loop over the records (making each record and its
@@ -124,6 +124,7 @@ def instrument() -> None:
     clock.wrap(bulk._Run, "__init__", "a run's reads")
     clock.wrap(bulk._Run, "apply", "deciding the calls")
     clock.wrap(files._File, "exact", "the service's records")
+    clock.wrap(files._File, "alone", "the service's records")  # a call the bulk path left
     clock.wrap(bulk, "plain", "checking records (a file under 16 MiB: here)")
     for method, label in WRITES:
         clock.wrap(Workspace, method, label)

@@ -159,9 +159,7 @@ class _File:
                 self.workspace, timed, Source(self.name, record.line), tally, self.observer
             )
         except CioAnonError as error:
-            raise _Rejected(
-                Problem(self.name, record.line, str(error), getattr(error, "rule", None))
-            ) from None
+            raise self._refused(record, error) from None
 
     def whole(self, record: Record, body: Callable[[Tally], object]) -> bool:
         """With --keep-going: apply a record by `body` (the bulk path's, in pieces),
@@ -187,10 +185,12 @@ class _File:
                         self.workspace, item, Source(self.name, record.line), tally, observer
                     )
         except CioAnonError as error:
-            raise _Rejected(
-                Problem(self.name, record.line, str(error), getattr(error, "rule", None))
-            ) from None
+            raise self._refused(record, error) from None
         return timed[-1].at if timed else None
+
+    def _refused(self, record: Record, error: CioAnonError) -> _Rejected:
+        """What the service's refusal of a record says: its line, why, the rule's code."""
+        return _Rejected(Problem(self.name, record.line, str(error), getattr(error, "rule", None)))
 
     @contextlib.contextmanager
     def _counted(self) -> Iterator[tuple[Tally, Observer | None]]:
