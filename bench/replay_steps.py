@@ -6,8 +6,9 @@
 Each step is timed with a clock around it (no profiler: a profiler slows the Python steps
 several times more than SQLite's): a run's reads (`_Run.__init__`), deciding its calls
 (`_Run.apply`), writing each table, the records and calls the service takes
-(`_File.exact`, `_File.alone`); checking the records (`plain`: here only when the file is too small to read ahead),
-waiting for the reader (the second process of `ahead`) and loading its lots. Before the
+(`_File.exact`, `_File.alone`); checking the records (`plain`: here only when the file
+is too small to read ahead), waiting for the reader (the second process of `ahead`) and
+loading its lots. Before the
 first of these come opening the workspace and starting the reader, after the last the
 commit and closing; the rest is the loop over the records (making each record and its
 calls from the reader's lots, holding them for a run). The floor is `replay.py`'s, timed
