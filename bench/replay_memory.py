@@ -60,7 +60,7 @@ def main() -> None:
             )
             # the second process that reads a large file ahead (`replay.ahead`), alone
             reader = subprocess.Popen(
-                ahead.command(fixture),
+                ahead.command([fixture]),
                 stdout=subprocess.DEVNULL,
             )
             _, status, usage = os.wait4(reader.pid, 0)

@@ -6,7 +6,9 @@ and leave no process behind when the replay stops early."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from cio_anon.errors import InvalidInput
 from cio_anon.replay import ahead
 from tests.test_batch import ROOT, assert_same_both_ways, replayed, write
 
@@ -103,18 +106,20 @@ def test_session_traffic_read_ahead(
         write(tmp_path / "one.ndjson", records[:3_500]),
         write(tmp_path / "two.ndjson", records[3_500:]),
     ]
-    read_ahead: list[Path] = []
-    reader = ahead._read_ahead
+    started: list[list[Path]] = []
+    start = ahead._start
 
-    def watched(path: Path) -> ahead.Read:
-        read_ahead.append(path)
-        return reader(path)
+    def watched(paths: list[Path]) -> Any:
+        started.append(list(paths))
+        return start(paths)
 
     monkeypatch.setattr(ahead, "AHEAD_BYTES", 0)
     monkeypatch.setattr(ahead, "LOT", 700)
-    monkeypatch.setattr(ahead, "_read_ahead", watched)
+    monkeypatch.setattr(ahead, "_start", watched)
     assert_same_both_ways(tmp_path, files, monkeypatch)
-    assert read_ahead == files  # the bulk replay read both ahead; the service's, neither
+    assert started == [
+        files
+    ]  # the bulk replay read both ahead, in one process; the service's, neither
 
 
 def test_a_file_that_cannot_be_read_says_so_either_way(
@@ -132,6 +137,30 @@ def test_a_file_that_cannot_be_read_says_so_either_way(
     assert read_ahead["rejected_files"] == [str(path)]
     assert "cannot be read" in read_ahead["invalid"][0]["message"]
     assert tables["events"] == []
+
+
+@pytest.mark.parametrize("keep_going", [False, True], ids=["", "keep going"])
+def test_an_archive_with_parts_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_going: bool
+) -> None:
+    """Parts holding invalid records and a part cut short among others, all read ahead by
+    one process: each refused part is rejected (or, going on, its invalid records are
+    skipped), the others replayed, every row as the service leaves it one call at a time."""
+    monkeypatch.setattr(ahead, "AHEAD_BYTES", 0)
+    monkeypatch.setattr(ahead, "LOT", 5)
+    paths = archive(tmp_path / "archive")
+    tables = assert_same_both_ways(tmp_path, paths, monkeypatch, keep_going)
+    _, summary = replayed(tmp_path / "again.db", paths, True, monkeypatch, keep_going)
+    rejected = ("c",) if keep_going else ("a", "b", "c")
+    assert summary["rejected_files"] == [str(p) for p in paths if p.name.startswith(rejected)]
+    names = {str(path): path.name[0] for path in paths}
+    sources = {  # (an event's source: its file and line)
+        names[value.rpartition(":")[0]]
+        for row in tables["events"]
+        for value in row
+        if isinstance(value, str) and value.rpartition(":")[0] in names
+    }
+    assert sources == ({"a", "b", "d"} if keep_going else {"d"})
 
 
 def test_stopping_early_stops_the_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,7 +216,7 @@ def test_a_reader_that_cannot_be_started_leaves_the_file_to_be_read_here(
     another): the whole file is read here, as if it were small, not a traceback."""
     path = tmp_path / "odd.ndjson"
     path.write_bytes(b"".join(ODD_LINES * 3))
-    monkeypatch.setattr(ahead, "command", lambda path: [str(tmp_path / "no-python"), path])
+    monkeypatch.setattr(ahead, "command", lambda paths: [str(tmp_path / "no-python"), *paths])
     read_ahead, read_here = both_ways(path)
     assert read_ahead == read_here
 
@@ -197,7 +226,7 @@ DIES_AFTER_TWO_LOTS = (
     "messages = ahead._messages; "
     "ahead._messages = lambda path: (m for i, m in enumerate(messages(path)) "
     "if i < 2 or os._exit(1)); "
-    "ahead.main(sys.argv[1])"
+    "ahead.main(sys.argv[1:])"
 )
 
 
@@ -212,7 +241,7 @@ def test_a_child_that_ends_early_leaves_the_rest_to_be_read_here(
     order."""
     path = tmp_path / "odd.ndjson"
     path.write_bytes(b"".join(ODD_LINES * 5))
-    monkeypatch.setattr(ahead, "command", lambda path: [sys.executable, "-P", "-c", child, path])
+    monkeypatch.setattr(ahead, "command", lambda paths: [sys.executable, "-P", "-c", child, *paths])
     given: list[int] = []
     reading_here = ahead.plain_records
 
@@ -226,3 +255,135 @@ def test_a_child_that_ends_early_leaves_the_rest_to_be_read_here(
     monkeypatch.setattr(ahead, "plain_records", here)
     list(ahead.read(path, ahead=True))
     assert given == [fields[0] for fields, _ in read_here]  # the rest was read here
+
+
+def archive(folder: Path) -> list[Path]:
+    """An archive's parts as a replay meets them: plain lines, a gzipped part, a part cut
+    short (which cannot be read), a JSON array and an empty part."""
+    folder.mkdir()
+    parts = [folder / name for name in ("a.ndjson", "b.ndjson.gz", "c.ndjson.gz", "d.json")]
+    parts[0].write_bytes(b"".join(ODD_LINES * 3))
+    parts[1].write_bytes(gzip.compress(b"".join(ODD_LINES * 4)))
+    whole = gzip.compress(b"".join(ODD_LINES[:1] * 3_000))
+    parts[2].write_bytes(whole[: len(whole) // 2])
+    parts[3].write_text(
+        json.dumps([{**json.loads(ODD_LINES[0]), "messageId": f"d{n}"} for n in range(7)])
+    )
+    (folder / "e.ndjson").write_bytes(b"")
+    return [*parts, folder / "e.ndjson"]
+
+
+def read_all(reader: ahead.Reader, paths: list[Path], stop_after: int | None = None) -> list[Any]:
+    """Each file's records through `reader` (`stop_after` of each at most: the rest let
+    go), or the sentence it could not be read with."""
+    seen: list[Any] = []
+    for path in paths:
+        try:
+            records = reader.read(path)
+            for n, (r, calls) in enumerate(records):
+                if stop_after is not None and n == stop_after:
+                    break
+                seen.append((path.name, r.line, r.value, r.error, r.raw, calls))
+        except InvalidInput as error:
+            seen.append((path.name, str(error)))
+    return seen
+
+
+@pytest.mark.parametrize("stop_after", [None, 2], ids=["whole", "each let go early"])
+def test_an_archive_read_ahead_by_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_after: int | None
+) -> None:
+    """An archive's parts, read ahead together by one second process, give each file's
+    records as reading each here does — a part that cannot be read says so in the same
+    words, and the parts after it are read — also when the replay lets a file go before
+    its end (the rest of that file is passed over, not given to the next)."""
+    paths = archive(tmp_path / "archive")
+    started: list[list[Path]] = []
+    start = ahead._start
+    monkeypatch.setattr(ahead, "_start", lambda files: started.append(files) or start(files))
+    monkeypatch.setattr(ahead, "LOT", 5)
+    reader = ahead.Reader(paths, ahead=True)
+    try:
+        read_ahead = read_all(reader, paths, stop_after)
+    finally:
+        reader.close()
+    read_here = read_all(ahead.Reader(paths, ahead=False), paths, stop_after)
+    assert read_ahead == read_here
+    assert started == [paths]
+    refused = [seen for seen in read_here if len(seen) == 2]
+    if stop_after is None:  # (let go early, the part is let go before its fault)
+        assert [name for name, _ in refused] == ["c.ndjson.gz"]
+        assert "cannot be read" in refused[0][1]
+    assert {seen[0] for seen in read_here} == {"a.ndjson", "b.ndjson.gz", "c.ndjson.gz", "d.json"}
+
+
+def test_a_child_that_dies_inside_an_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second process killed in the second part: the rest of that part, and every part
+    after it, is read here, each record given once, in order."""
+    paths = archive(tmp_path / "archive")
+    monkeypatch.setattr(
+        ahead,
+        "command",
+        lambda files: [sys.executable, "-P", "-c", DIES_IN_THE_SECOND_PART, *files],
+    )
+    reader = ahead.Reader(paths, ahead=True)
+    try:
+        read_ahead = read_all(reader, paths)
+    finally:
+        reader.close()
+    assert reader.gone
+    assert read_ahead == read_all(ahead.Reader(paths, ahead=False), paths)
+
+
+DIES_IN_THE_SECOND_PART = (
+    "import itertools, os, sys; from cio_anon.replay import ahead; ahead.LOT = 10; "
+    "messages = ahead._messages; sent = itertools.count(); "
+    "ahead._messages = lambda path: (m for m in messages(path) "
+    "if not (path.name.startswith('b') and next(sent) == 2 and os._exit(1))); "
+    "ahead.main(sys.argv[1:])"
+)
+
+
+def test_what_is_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files are read ahead when together they hold `AHEAD_BYTES` of lines: several small
+    parts as one large file, a gzipped file by the lines it holds (its trailer says), not
+    by its own size; standard input never."""
+    monkeypatch.setattr(ahead, "AHEAD_BYTES", 100_000)
+    line = ODD_LINES[0]
+    small = [tmp_path / f"part-{n}.ndjson" for n in range(3)]
+    for path in small:
+        path.write_bytes(line * (40_000 // len(line)))
+    packed = tmp_path / "packed.ndjson.gz"
+    packed.write_bytes(gzip.compress(line * (120_000 // len(line))))
+    assert packed.stat().st_size < 10_000
+    assert not ahead.Reader(small[:2]).ahead  # 80,000 bytes
+    assert ahead.Reader(small).ahead  # 120,000
+    assert ahead.Reader([packed]).ahead
+    assert not ahead.Reader([ahead.STDIN]).ahead
+    assert not ahead.Reader([tmp_path / "missing.ndjson"]).ahead
+    if hasattr(os, "mkfifo"):  # a pipe (`<(zcat …)`) is read here, the others ahead
+        os.mkfifo(tmp_path / "pipe")
+        assert ahead.Reader([small[0], tmp_path / "pipe", packed]).paths == [small[0], packed]
+
+
+def test_standard_input_among_files_read_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Standard input among files read ahead is read here, in its place."""
+    paths = archive(tmp_path / "archive")
+    stdin = tmp_path / "stdin.ndjson"
+    stdin.write_bytes(b"".join(ODD_LINES[4:5] * 3))
+    given = [paths[0], ahead.STDIN, paths[1]]
+    with stdin.open("rb") as handle:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(handle))
+        reader = ahead.Reader(given, ahead=True)
+        try:
+            read_ahead = read_all(reader, given)
+        finally:
+            reader.close()
+    assert reader.paths == [paths[0], paths[1]]
+    assert [seen[0] for seen in read_ahead].count("-") == 3
+    here = read_all(ahead.Reader(paths, ahead=False), [paths[0], paths[1]])
+    assert [seen for seen in read_ahead if seen[0] != "-"] == here

@@ -1,25 +1,30 @@
-"""Reading ahead: a large file's records read, and their plain calls checked, in a second
+"""Reading ahead: a replay's records read, and their plain calls checked, in a second
 process while this one applies them.
 
 Reading a line and checking its calls (`bulk.plain_records`) is about a third of a
-replay's time, and needs nothing from the workspace: `plain` is pure. So for a file of at
-least `AHEAD_BYTES` (not standard input) a child process does it and sends the records
-over a pipe, in lots of `LOT` records; a thread here takes the lots off the pipe as
-they come, `IN_HAND` at most, so the child reads on while a run is written, and memory
-stays bounded. A record travels as its fields and its calls' fields (strings, datetimes,
-small dicts: quick to pickle, where a dataclass is not; only a call left to the service,
-a group in a batch, carries its operation, a dataclass), a plain one without its parsed
-value (its line is kept, to be read again if the service takes it). The replay sees the
-same records with the same calls, in the same order, either way; `tests/test_ahead.py`
-holds the two readers equal.
+replay's time, and needs nothing from the workspace: `plain` is pure. So when a replay's
+files hold at least `AHEAD_BYTES` of lines together (a gzipped file counted by the lines
+it holds; standard input is read here), one child process reads them all, in order, and
+sends each file's records, then how the file ended, over a pipe, in lots of `LOT`
+records: an archive of many small parts is read ahead as one large file is, and the next
+part is read while the last runs of one are written. A thread here takes the lots off
+the pipe as they come, `IN_HAND` at most, so the child reads on while a run is written,
+and memory stays bounded. A record travels as its fields and its calls' fields (strings,
+datetimes, small dicts: quick to pickle, where a dataclass is not; only a call left to
+the service, a group in a batch, carries its operation, a dataclass), a plain one
+without its parsed value (its line is kept, to be read again if the service takes it).
+The replay sees the same records with the same calls, in the same order, either way;
+`tests/test_ahead.py` holds the two readers equal.
 
 The child is the same Python running `main` (`command`, this `cio_anon` first on its
 path): nothing of this process, its workspace or its threads is copied into it, and
 no script of the caller's is run again in it (as `multiprocessing` would). It writes
 each lot to its standard output as a length and a pickle. When the replay stops reading
-early (a file refused, Ctrl-C) the child is stopped; when the replay is killed, the
-child's next write finds the pipe closed, and it ends. If the child ends before the file
-does (it could not start, or was killed), the rest of the file is read here.
+early (Ctrl-C) the child is stopped; a file let go before its end (`Reader`) has the
+rest of its messages passed over. When the replay is killed, the child's next write finds
+the pipe closed, and it ends. If the child ends before the files do (it could not start,
+or was killed), the rest of the file it was reading, and every file after it, is read
+here.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,9 +49,9 @@ from cio_anon.ingest.fixtures import STDIN, Record
 from cio_anon.replay.bulk import Call, fewer_collections, packed, plain_records
 
 AHEAD_BYTES = 16 * 2**20
-"""The smallest file read ahead. Starting the child takes under 0.1 s; reading ahead
-saves about 8 µs a record, so a smaller file would gain less than half a second: not
-worth a second process."""
+"""The fewest bytes of lines a replay's files hold together for them to be read ahead.
+Starting the child takes under 0.1 s; reading ahead saves about 8 µs a record, so less
+would gain less than half a second: not worth a second process."""
 
 LOT = 2_000
 """Records sent together (fewer when they hold more than `LOT_BYTES`)."""
@@ -60,6 +65,9 @@ PIPE_BYTES = 2**20
 """The pipe's room (64 KiB by default): 1 MiB, what Linux lets any process ask for
 unless its `/proc/sys/fs/pipe-max-size` says otherwise."""
 
+_GZIP_SMALLEST = 18
+"""The fewest bytes a gzip file has: a header of 10, a trailer of 8."""
+
 _LENGTH = struct.Struct("<Q")
 """A message's length before it: its pickle's bytes."""
 
@@ -67,68 +75,135 @@ Read = Iterator[tuple[Record, list[Call] | None]]
 
 
 def read(path: Path, *, ahead: bool | None = None) -> Read:
-    """The file's records, each with its calls when it is plain (`bulk.plain_records`):
+    """One file's records, each with its calls when it is plain (`bulk.plain_records`):
     read ahead in a second process when the file is large (`AHEAD_BYTES`), or when
     `ahead` says so; else here."""
-    if ahead is None:
-        ahead = path != STDIN and bool(sys.executable) and _size(path) >= AHEAD_BYTES
-    return _read_ahead(path) if ahead else plain_records(path)
-
-
-def _size(path: Path) -> int:
+    reader = Reader([path], ahead=ahead)
     try:
-        return path.stat().st_size
-    except OSError:
-        return 0  # read here, which says what is wrong with it
+        yield from reader.read(path)
+    finally:
+        reader.close()
 
 
-def command(path: Path) -> list[str]:
-    """The child reading `path` ahead: this Python running `main` (`-P`: without the
-    folder it is started in first on its path, which may hold another checkout)."""
-    code = "import sys; from cio_anon.replay.ahead import main; main(sys.argv[1])"
-    return [sys.executable, "-P", "-c", code, str(path)]
+class Reader:
+    """The records of a replay's files, file by file, in the order given: all read ahead
+    by one second process when together they hold `AHEAD_BYTES` of lines or more (or
+    when `ahead` says so), so that an archive of many small parts is read ahead too, and
+    the next file is read while the last runs of one are written; else here. Standard
+    input is always read here. `close` stops the second process."""
 
+    def __init__(self, paths: Sequence[Path], *, ahead: bool | None = None) -> None:
+        self.paths = [path for path in paths if path != STDIN and path.is_file()]
+        """The files the second process reads, in order: not standard input, nor a pipe
+        (`<(zcat …)`: the second process could not open this one's), nor a file that is
+        not there (read here, which says so)."""
+        if ahead is None:
+            ahead = bool(sys.executable) and sum(map(_size, self.paths)) >= AHEAD_BYTES
+        self.ahead = ahead and bool(self.paths)
+        self.receiver: _Receiver | None = None
+        self.given = 0
+        """The files handed out so far (`read`) of those the second process reads."""
+        self.sent = 0
+        """The files whose last message (how the file ended) has come."""
+        self.gone = False
+        """The second process could not start or ended early: the rest is read here."""
 
-def _read_ahead(path: Path) -> Read:
-    root = str(Path(cio_anon.__file__).resolve().parent.parent)  # this cio_anon, first
-    paths = [root, *filter(None, [os.environ.get("PYTHONPATH")])]
-    try:
-        child = subprocess.Popen(  # noqa: S603 (this Python, this module, the file's path)
-            command(path),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # a child that fails says nothing: the replay reads on
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
-        )
-    except OSError:  # no process to be had (the program gone, no room for another): here
-        yield from plain_records(path)
-        return
-    assert child.stdout is not None
-    _widen(child.stdout)
-    receiver = _Receiver(child)
-    receiver.start()
-    given = 0
-    try:
-        while True:
-            body = receiver.lots.get()
-            message: tuple[str, Any] = ("gone", None)
-            if body is not None:
-                message = pickle.loads(body)  # noqa: S301 (our own child's pickles)
-            kind, payload = message
+    def read(self, path: Path) -> Read:
+        """The next file's records (the files are read in the order given)."""
+        index = self.given
+        if not self.ahead or index == len(self.paths) or self.paths[index] != path:
+            return plain_records(path)  # (standard input, a pipe)
+        self.given += 1
+        return self._records(index, path)
+
+    def _records(self, index: int, path: Path) -> Read:
+        self._skip(index)  # what is left of a file whose reader was let go early
+        given = 0
+        while not self.gone:
+            kind, payload = self._next()
             if kind == "records":
                 for *fields, calls in payload:
                     record = Record(*fields)
                     given += 1
                     yield record, None if calls is None else [Call(record, *c) for c in calls]
-            elif kind == "unreadable":
+                continue
+            self.sent += kind != "gone"
+            if kind == "unreadable":
                 raise InvalidInput(payload)
-            elif kind == "end":
+            if kind == "end":
                 return
-            else:  # the child is gone (it failed, or was killed): the rest is read here
-                break
-    finally:
-        receiver.stop()
-    yield from itertools.islice(plain_records(path), given, None)
+        yield from itertools.islice(plain_records(path), given, None)
+
+    def close(self) -> None:
+        """Stop the second process (done, or its records are not wanted) and its thread."""
+        if self.receiver is not None:
+            self.receiver.stop()
+            self.receiver = None
+        self.gone = True
+
+    def _skip(self, index: int) -> None:
+        """Take the messages of the files before `index` that were not read to their end."""
+        while self.sent < index and not self.gone:
+            kind, _ = self._next()
+            self.sent += kind in ("end", "unreadable")
+
+    def _next(self) -> tuple[str, Any]:
+        """The second process's next message (started at the first); ("gone", None) once
+        it cannot start or has ended early."""
+        if self.receiver is None and not self.gone:
+            self.receiver = _start(self.paths)
+        if self.receiver is None:
+            self.gone = True
+            return "gone", None
+        body = self.receiver.lots.get()
+        if body is None:
+            self.gone = True
+            return "gone", None
+        message: tuple[str, Any] = pickle.loads(body)  # noqa: S301 (our own child's pickles)
+        return message
+
+
+def _size(path: Path) -> int:
+    """The bytes of lines a file holds: a gzipped one's as its trailer gives them (modulo
+    4 GiB, as the format keeps it), at least its own size."""
+    try:
+        size = path.stat().st_size
+        if path.name.endswith(".gz") and size >= _GZIP_SMALLEST:
+            with path.open("rb") as handle:
+                handle.seek(-4, os.SEEK_END)
+                size = max(size, int.from_bytes(handle.read(4), "little"))
+        return size
+    except OSError:
+        return 0  # read here, which says what is wrong with it
+
+
+def command(paths: Sequence[Path]) -> list[str]:
+    """The child reading `paths` ahead: this Python running `main` (`-P`: without the
+    folder it is started in first on its path, which may hold another checkout)."""
+    code = "import sys; from cio_anon.replay.ahead import main; main(sys.argv[1:])"
+    return [sys.executable, "-P", "-c", code, *map(str, paths)]
+
+
+def _start(paths: Sequence[Path]) -> _Receiver | None:
+    """The second process reading `paths`, and the thread taking its messages; None when
+    no process is to be had (the program gone, no room for another)."""
+    root = str(Path(cio_anon.__file__).resolve().parent.parent)  # this cio_anon, first
+    path_list = [root, *filter(None, [os.environ.get("PYTHONPATH")])]
+    try:
+        child = subprocess.Popen(  # noqa: S603 (this Python, this module, the files' paths)
+            command(paths),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # a child that fails says nothing: the replay reads on
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(path_list)},
+        )
+    except OSError:
+        return None
+    assert child.stdout is not None
+    _widen(child.stdout)
+    receiver = _Receiver(child)
+    receiver.start()
+    return receiver
 
 
 def _widen(pipe: IO[bytes]) -> None:
@@ -220,12 +295,13 @@ def _messages(path: Path) -> Iterator[tuple[str, object]]:
     yield ending
 
 
-def main(path: str) -> None:
-    """The child: read the file, and write its messages to standard output."""
+def main(paths: Sequence[str]) -> None:
+    """The child: read the files in order, and write their messages to standard output
+    (each file's records, then how it ended)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the replay, which stops this
     out = sys.stdout.buffer
     try:
-        for message in _messages(Path(path)):
+        for message in itertools.chain.from_iterable(_messages(Path(p)) for p in paths):
             body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
             out.write(_LENGTH.pack(len(body)))
             out.write(body)

@@ -95,14 +95,18 @@ def replay(
     paths = list(paths)
     summary = ReplaySummary(files=[display_name(p) for p in paths])
     bulk = bulk and observer is None
-    with fewer_collections() if bulk else contextlib.nullcontext():
+    reader = ahead.Reader(paths) if bulk else None  # an archive's parts read ahead together
+    with (
+        fewer_collections() if bulk else contextlib.nullcontext(),
+        contextlib.closing(reader) if reader is not None else contextlib.nullcontext(),
+    ):
         for path in paths:
             name = display_name(path)
             tally = Tally()
             context = _File(workspace, now, name, tally, summary, keep_going, observer)
             try:
                 with workspace.savepoint():
-                    _replay_file(context, path, progress, bulk)
+                    _replay_file(context, path, progress, reader)
             except _Rejected as rejected:
                 summary.invalid.append(rejected.problem)
                 summary.rejected_files.append(name)
@@ -214,12 +218,15 @@ class _File:
             self.observer(*call)
 
 
-def _replay_file(file: _File, path: Path, progress: Progress | None, bulk: bool) -> None:
-    """Apply one file's records as they are read (memory does not grow with the file)."""
+def _replay_file(
+    file: _File, path: Path, progress: Progress | None, reader: ahead.Reader | None
+) -> None:
+    """Apply one file's records as they are read (memory does not grow with the file):
+    with a `reader`, runs of plain calls in bulk; without, every record by the service."""
     tally = file.tally
-    batch = Batch(file.workspace, file.name, tally, file) if bulk else None
+    batch = None if reader is None else Batch(file.workspace, file.name, tally, file)
     try:
-        records = ahead.read(path) if bulk else ((r, None) for r in iter_records(path))
+        records = ((r, None) for r in iter_records(path)) if reader is None else reader.read(path)
         try:
             for record, calls in records:
                 tally.records += 1
