@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from cio_anon import audit
 from cio_anon.audit.exports import Export
+from cio_anon.clock import from_unix
 from cio_anon.errors import InvalidInput
 from tests.pyclients import PythonClients
 from tests.test_setrules import _message, _stream, engine_placements, together
@@ -630,6 +632,14 @@ def test_a_generated_month_archive_agrees_with_replay(tmp_path: Path) -> None:
     report = audit.audit(paths)
     assert report.rules["duplicate"] > 0
     assert set(report.by_source) == {"analytics.js", "analytics-ios", "analytics-android"}
+    # materialized, the parts are replayed as they are: each event's source is its part
+    workspace = tmp_path / "look.db"
+    audit.materialize(paths, workspace, from_unix(1_800_000_000))
+    conn = sqlite3.connect(workspace)
+    sources = [source for (source,) in conn.execute("SELECT source FROM events")]
+    conn.close()
+    assert len(sources) == len(placed)
+    assert {source.rpartition(":")[0] for source in sources} == {str(p) for p in paths}
 
 
 def test_a_serve_recording_of_the_official_client_is_audited_as_replayed(

@@ -4,7 +4,6 @@ them into a workspace."""
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -175,20 +174,16 @@ def _sorted(counts: Counter[str]) -> dict[str, int]:
 
 def materialize(paths: Sequence[Path], workspace: Path, now: Any) -> None:
     """Replay the exports, in order, into a workspace — the exact engine, for a result
-    small enough to look at with `log`, `show`, `explain` and `ui`. Gzipped NDJSON and
-    Parquet are turned into NDJSON first."""
-    import gzip
-
+    small enough to look at with `log`, `show`, `explain` and `ui`. Parquet is turned into
+    NDJSON first; the replay reads the rest as they are (gzipped parts too, read ahead
+    together), so each event's source names its export and line."""
     from cio_anon.replay import replay_into
 
     with tempfile.TemporaryDirectory() as folder:
         plain = []
         for index, path in enumerate(paths):
-            if path.name.endswith(".gz"):
-                target = Path(folder) / f"{index}.ndjson"
-                with gzip.open(path, "rb") as source, target.open("wb") as out:
-                    shutil.copyfileobj(source, out)
-            elif path.name.endswith(".parquet"):
+            target = path
+            if path.name.endswith(".parquet"):
                 target = Path(folder) / f"{index}.ndjson"
                 duck = DuckDB()
                 try:
@@ -198,8 +193,6 @@ def materialize(paths: Sequence[Path], workspace: Path, now: Any) -> None:
                     )
                 finally:
                     duck.close()
-            else:
-                target = path
             plain.append(target)
         summary = replay_into(workspace, now, plain)
     if summary.invalid:
