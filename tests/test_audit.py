@@ -699,6 +699,13 @@ def test_a_serve_recording_of_the_official_client_is_audited_as_replayed(
                 event.can_trigger,
             )
     assert {p.rule for p in placed} >= {"merged_on_identify", "anonymous", "campaign_eligible"}
+    # kept gzipped, as an archive keeps recordings, it is unwrapped the same way
+    zipped = tmp_path / "traffic.ndjson.gz"
+    zipped.write_bytes(gzip.compress(record.read_bytes()))
+    assert audit.placements([zipped]) == placed
+    cut = tmp_path / "cut.ndjson.gz"
+    cut.write_bytes(zipped.read_bytes()[: zipped.stat().st_size // 2])
+    assert f"{cut}: cannot be read" in cli("audit", str(cut), code=1).stderr
     # another API's call in a recording is refused, at its own line
     track_call = {
         "at": "2026-03-01T10:00:00Z",

@@ -5,6 +5,9 @@ into their messages)."""
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,34 +40,49 @@ class Export:
 
 def readable(paths: Sequence[Path], folder: Path) -> list[Export]:
     """What the engines read for these exports. A `serve --record` file (its first
-    record an HTTP call) is unwrapped into `folder`: each Data Pipelines request becomes
-    its messages — a batch's items in order — received when the request was, as a
-    replay applies them; its other records stay as they are."""
+    record an HTTP call; gzipped too) is unwrapped into `folder`: each Data Pipelines
+    request becomes its messages — a batch's items in order — received when the request
+    was, as a replay applies them; its other records stay as they are."""
     out = []
     for index, path in enumerate(paths):
-        if path.name.endswith((".parquet", ".gz")) or not _is_recording(path):
+        if path.name.endswith(".parquet") or not _is_recording(path):
             out.append(Export(path, str(path)))
             continue
         target = folder / f"recording-{index}.ndjson"
-        with path.open("rb") as source, target.open("wb") as unwrapped:
-            for line, text in enumerate(source, 1):
-                if text.strip():
-                    unwrapped.writelines(_unwrapped(text, line, path))
+        with _opened(path) as source, target.open("wb") as unwrapped:
+            try:
+                for line, text in enumerate(source, 1):
+                    if text.strip():
+                        unwrapped.writelines(_unwrapped(text, line, path))
+            except _UNREADABLE as error:  # a gzipped recording cut short
+                why = str(error) or type(error).__name__
+                raise AuditError(f"{path}: cannot be read ({why}).") from None
         out.append(Export(target, str(path), lined=True))
     return out
 
 
+def _opened(path: Path) -> gzip.GzipFile | io.BufferedReader:
+    """An export's bytes: a gzipped one's (`.gz`, as archives keep them) uncompressed."""
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+
+
+_UNREADABLE = (OSError, EOFError, zlib.error)
+"""What reading a file that is not gzip, or is cut short, raises."""
+
+
 def _is_recording(path: Path) -> bool:
+    """Whether the file is a `serve --record` recording (gzipped too): its first record
+    is an HTTP call. A file that cannot be read is left to the engine, which says so."""
     import orjson
 
-    with path.open("rb") as head:
-        for text in head:
-            if text.strip():
-                try:
+    with _opened(path) as head:
+        try:
+            for text in head:
+                if text.strip():
                     first = orjson.loads(text)
-                except orjson.JSONDecodeError:
-                    return False
-                return isinstance(first, dict) and "method" in first
+                    return isinstance(first, dict) and "method" in first
+        except (*_UNREADABLE, orjson.JSONDecodeError):
+            return False
     return False
 
 
@@ -98,7 +116,10 @@ def _unwrapped(text: bytes, line: int, name: Path) -> list[bytes]:
 
 
 def is_array(path: Path) -> bool:
-    import gzip
-
-    with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as head:
-        return head.read(4096).lstrip().startswith(b"[")
+    """Whether the export is a JSON array (else NDJSON). A file that cannot be read is
+    taken for NDJSON, which the engine then says it cannot read."""
+    with _opened(path) as head:
+        try:
+            return head.read(4096).lstrip().startswith(b"[")
+        except _UNREADABLE:
+            return False
