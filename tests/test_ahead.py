@@ -117,9 +117,8 @@ def test_session_traffic_read_ahead(
     monkeypatch.setattr(ahead, "LOT", 700)
     monkeypatch.setattr(ahead, "_start", watched)
     assert_same_both_ways(tmp_path, files, monkeypatch)
-    assert started == [
-        files
-    ]  # the bulk replay read both ahead, in one process; the service's, neither
+    # the bulk replay read both ahead, in one process; the service's, neither
+    assert started == [files]
 
 
 def test_a_file_that_cannot_be_read_says_so_either_way(

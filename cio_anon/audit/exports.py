@@ -7,13 +7,12 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest.fixtures import files_named
+from cio_anon.ingest.fixtures import GZIP_FAULTS, files_named, unreadable
 
 SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".parquet")
 
@@ -54,9 +53,8 @@ def readable(paths: Sequence[Path], folder: Path) -> list[Export]:
                 for line, text in enumerate(source, 1):
                     if text.strip():
                         unwrapped.writelines(_unwrapped(text, line, path))
-            except _UNREADABLE as error:  # a gzipped recording cut short
-                why = str(error) or type(error).__name__
-                raise AuditError(f"{path}: cannot be read ({why}).") from None
+            except GZIP_FAULTS as error:  # a gzipped recording cut short
+                raise unreadable(path, error) from None
         out.append(Export(target, str(path), lined=True))
     return out
 
@@ -64,10 +62,6 @@ def readable(paths: Sequence[Path], folder: Path) -> list[Export]:
 def _opened(path: Path) -> gzip.GzipFile | io.BufferedReader:
     """An export's bytes: a gzipped one's (`.gz`, as archives keep them) uncompressed."""
     return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
-
-
-_UNREADABLE = (OSError, EOFError, zlib.error)
-"""What reading a file that is not gzip, or is cut short, raises."""
 
 
 def _is_recording(path: Path) -> bool:
@@ -81,7 +75,7 @@ def _is_recording(path: Path) -> bool:
                 if text.strip():
                     first = orjson.loads(text)
                     return isinstance(first, dict) and "method" in first
-        except (*_UNREADABLE, orjson.JSONDecodeError):
+        except (*GZIP_FAULTS, orjson.JSONDecodeError):
             return False
     return False
 
@@ -121,5 +115,5 @@ def is_array(path: Path) -> bool:
     with _opened(path) as head:
         try:
             return head.read(4096).lstrip().startswith(b"[")
-        except _UNREADABLE:
+        except GZIP_FAULTS:
             return False

@@ -151,15 +151,20 @@ def iter_records(path: Path) -> Iterator[Record]:
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such file.") from None
     except OSError as error:
-        raise _unreadable(path, error) from None
+        raise unreadable(path, error) from None
     with opened as handle:
         try:
             yield from _records(handle)
-        except (OSError, EOFError, zlib.error) as error:  # gzip: cut short, or not gzip
-            raise _unreadable(path, error) from None
+        except GZIP_FAULTS as error:  # gzip: cut short, or not gzip
+            raise unreadable(path, error) from None
 
 
-def _unreadable(path: Path, error: Exception) -> InvalidInput:
+GZIP_FAULTS = (OSError, EOFError, zlib.error)
+"""What reading gzip raises when it is cut short or is not gzip (or the file fails)."""
+
+
+def unreadable(path: Path, error: Exception) -> InvalidInput:
+    """The sentence for a file that fails while it is read."""
     why = getattr(error, "strerror", None) or str(error) or type(error).__name__
     return InvalidInput(f"{path}: cannot be read ({why.rstrip('.')}).")
 

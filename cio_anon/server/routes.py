@@ -15,7 +15,6 @@ import binascii
 import gzip
 import hmac
 import io
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +38,7 @@ from cio_anon.ingest import (
     track_v1,
     track_v2,
 )
+from cio_anon.ingest.fixtures import GZIP_FAULTS
 from cio_anon.ingest.http import Failure, HttpApi
 from cio_anon.models import MAX_LIMIT, ActivityType
 from cio_anon.present import documents
@@ -510,7 +510,7 @@ def decode(headers: Any, raw: bytes, limit: int) -> Any:
     if headers.get("content-encoding", "").lower() == "gzip":
         try:
             raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(BODY_CEILING + 1)
-        except (OSError, EOFError, zlib.error):
+        except GZIP_FAULTS:
             raise InvalidInput("The body is not valid gzip.") from None
     if len(raw) > limit:
         what = "a batch" if limit == BATCH_LIMIT else "one operation"
