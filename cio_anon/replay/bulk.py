@@ -506,10 +506,10 @@ class _Run:
         self.journal: list[JournalRow] = []
 
     def apply(self) -> int:
-        """Apply calls in order; the index of the first the service must take (or all)."""
+        """Apply calls in order; the index of the first the service must take (or all).
+        A run holds no call `plain` left to the service: it ends before the next one
+        (`_operation_before`)."""
         for index, call in enumerate(self.calls):
-            if _services(call):
-                return index
             if type(call.operation) is Alias:  # all it does: a note (`apply.alias_note`)
                 self.tally.notes.append(
                     alias_note(Source(self.file, call.record.line), call.operation)

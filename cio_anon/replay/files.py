@@ -114,10 +114,7 @@ def replay(
                 summary.tally.records += tally.records
                 continue
             summary.tally.add(tally)
-            if context.last_at is not None and (
-                summary.last_at is None or context.last_at > summary.last_at
-            ):
-                summary.last_at = context.last_at
+            summary.last_at = _latest(summary.last_at, context.last_at)
     return summary
 
 
@@ -146,8 +143,7 @@ class _File:
     def applied(self, at: datetime | None) -> None:
         """A record is applied (by the service, or by the bulk path once it is written)."""
         self.tally.applied += 1
-        if at is not None and (self.last_at is None or at > self.last_at):
-            self.last_at = at
+        self.last_at = _latest(self.last_at, at)
 
     def alone(self, call: Call, tally: Tally) -> None:
         """Apply one call of a recorded request through the service, alone, counting
@@ -216,6 +212,13 @@ class _File:
         for call in told:
             assert self.observer is not None
             self.observer(*call)
+
+
+def _latest(one: datetime | None, other: datetime | None) -> datetime | None:
+    """The later of two receive times, either of which may be missing."""
+    if one is None or (other is not None and other > one):
+        return other
+    return one
 
 
 def _replay_file(
