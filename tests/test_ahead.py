@@ -9,8 +9,10 @@ import gzip
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -229,15 +231,29 @@ DIES_AFTER_TWO_LOTS = (
 )
 
 
+def stray_after_two_lots(stray: bytes) -> str:
+    """A child whose pipe something else (a library's print) writes `stray` to after two
+    lots."""
+    return DIES_AFTER_TWO_LOTS.replace("os._exit(1)", f"os.write(1, {stray!r}) or True")
+
+
 @pytest.mark.parametrize(
-    "child", ["import sys; sys.exit(3)", DIES_AFTER_TWO_LOTS], ids=["fails", "dies"]
+    "child",
+    [
+        "import sys; sys.exit(3)",
+        DIES_AFTER_TWO_LOTS,
+        stray_after_two_lots(b"a library says hello\n"),
+        stray_after_two_lots(ahead._LENGTH.pack(6) + b"hello\n"),
+    ],
+    ids=["fails", "dies", "a stray length", "a stray message"],
 )
 def test_a_child_that_ends_early_leaves_the_rest_to_be_read_here(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child: str
 ) -> None:
-    """A child that cannot start, or is killed after two lots: the records it did not
-    send are read here (the file read again, those it sent skipped), each given once, in
-    order."""
+    """A child that cannot start, is killed after two lots, or whose pipe holds something
+    it did not send (a length that is not one, a message that is not a pickle): the
+    records it did not send whole are read here (the file read again, those it sent
+    skipped), each given once, in order, not a traceback nor a wait without end."""
     path = tmp_path / "odd.ndjson"
     path.write_bytes(b"".join(ODD_LINES * 5))
     monkeypatch.setattr(ahead, "command", lambda paths: [sys.executable, "-P", "-c", child, *paths])
@@ -254,6 +270,47 @@ def test_a_child_that_ends_early_leaves_the_rest_to_be_read_here(
     monkeypatch.setattr(ahead, "plain_records", here)
     list(ahead.read(path, ahead=True))
     assert given == [fields[0] for fields, _ in read_here]  # the rest was read here
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="no job control here")
+def test_a_reader_stopped_and_continued_sends_its_messages_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay stopped and continued again and again (Ctrl-Z, `fg`) while the child
+    waits on the pipe, with Python unbuffered (`PYTHONUNBUFFERED`, as many containers
+    set it): each interrupted write takes part of a message, and the child writes the
+    rest. The pipe keeps the system's room (64 KiB on Linux, less than a lot), so every
+    lot's write waits for it. Every record comes from the child, whole and in order; none
+    is read here."""
+    records = 40_000
+    path = tmp_path / "long.ndjson"
+    path.write_bytes(ODD_LINES[0] * records)
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    monkeypatch.setattr(ahead, "plain_records", lambda path: pytest.fail("read here"))
+    monkeypatch.setattr(ahead, "_widen", lambda pipe: None)
+    reader = ahead.Reader([path], ahead=True)
+    read = reader.read(path)
+    lines = [next(read)[0].line]
+    assert reader.receiver is not None
+    child = reader.receiver.child.pid
+    done = threading.Event()
+
+    def stop_and_continue() -> None:
+        while not done.wait(0.001):
+            os.kill(child, signal.SIGSTOP)
+            os.kill(child, signal.SIGCONT)
+
+    poking = threading.Thread(target=stop_and_continue)
+    poking.start()
+    try:
+        for record, calls in read:
+            assert calls
+            lines.append(record.line)
+    finally:
+        done.set()
+        poking.join()
+        reader.close()
+    assert lines == list(range(1, records + 1))
 
 
 def archive(folder: Path) -> list[Path]:

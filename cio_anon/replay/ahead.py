@@ -159,7 +159,11 @@ class Reader:
         if body is None:
             self.gone = True
             return "gone", None
-        message: tuple[str, Any] = pickle.loads(body)  # noqa: S301 (our own child's pickles)
+        try:
+            message: tuple[str, Any] = pickle.loads(body)  # noqa: S301 (our own child's pickles)
+        except Exception:  # not one of the child's messages: something else wrote to its pipe
+            self.close()  # as if it were gone: the rest is read here
+            return "gone", None
         return message
 
 
@@ -234,8 +238,8 @@ class _Receiver(threading.Thread):
         while True:
             try:
                 body = _receive(self.stream)
-            except OSError:  # the pipe failed: as if the child were gone (read on here)
-                body = None
+            except (OSError, MemoryError, OverflowError):
+                body = None  # the pipe failed, or a length is not one: as if the child were gone
             while not self.stopped:
                 try:
                     self.lots.put(body, timeout=0.1)
@@ -299,12 +303,20 @@ def main(paths: Sequence[str]) -> None:
     """The child: read the files in order, and write their messages to standard output
     (each file's records, then how it ended)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the replay, which stops this
-    out = sys.stdout.buffer
+    out = sys.stdout.fileno()
     try:
         for message in itertools.chain.from_iterable(_messages(Path(p)) for p in paths):
-            body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-            out.write(_LENGTH.pack(len(body)))
-            out.write(body)
-            out.flush()
+            _send(out, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
     except BrokenPipeError:
         os._exit(0)  # the replay stopped reading: nothing to flush, nothing to say
+
+
+def _send(out: int, body: bytes) -> None:
+    """Write a message whole: its length, then its pickle. A write to a full pipe that a
+    signal interrupts takes only part of what it is given — the replay stopped and
+    continued (Ctrl-Z, `fg`), a profiler looking in — and says how much; Python's own
+    `sys.stdout.buffer` writes the rest, but is the bare file when Python runs unbuffered
+    (`PYTHONUNBUFFERED`, set in many containers), and lost it."""
+    for part in (memoryview(_LENGTH.pack(len(body))), memoryview(body)):
+        while part:
+            part = part[os.write(out, part) :]
