@@ -313,10 +313,11 @@ def main(paths: Sequence[str]) -> None:
 
 def _send(out: int, body: bytes) -> None:
     """Write a message whole: its length, then its pickle. A write to a full pipe that a
-    signal interrupts takes only part of what it is given — the replay stopped and
-    continued (Ctrl-Z, `fg`), a profiler looking in — and says how much; Python's own
-    `sys.stdout.buffer` writes the rest, but is the bare file when Python runs unbuffered
-    (`PYTHONUNBUFFERED`, set in many containers), and lost it."""
+    signal interrupts (the replay stopped and continued, as Ctrl-Z and `fg` do; a
+    profiler looking in) takes only part of what it is given, and says how much.
+    `sys.stdout.buffer` would write the rest, but when Python runs unbuffered
+    (`PYTHONUNBUFFERED`, set in many containers) it is the bare file, which does not: the
+    rest was lost."""
     for part in (memoryview(_LENGTH.pack(len(body))), memoryview(body)):
         while part:
             part = part[os.write(out, part) :]
