@@ -35,6 +35,12 @@ def both_ways(path: Path) -> tuple[list[Any], list[Any]]:
     return seen(ahead.read(path, ahead=True)), seen(ahead.read(path, ahead=False))
 
 
+def read_everything_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay's files read ahead whatever their size, as on any machine with two CPUs."""
+    monkeypatch.setattr(ahead, "AHEAD_BYTES", 0)
+    monkeypatch.setattr(ahead, "_cpus", lambda: 2)
+
+
 ODD_LINES = [
     b'{"type": "track", "event": "Viewed", "anonymousId": "a1", "messageId": "m1",'
     b' "receivedAt": 1772000000, "properties": {"recipient": " x@example.com "}}\n',
@@ -115,7 +121,7 @@ def test_session_traffic_read_ahead(
         started.append(list(paths))
         return start(paths)
 
-    monkeypatch.setattr(ahead, "AHEAD_BYTES", 0)
+    read_everything_ahead(monkeypatch)
     monkeypatch.setattr(ahead, "LOT", 700)
     monkeypatch.setattr(ahead, "_start", watched)
     assert_same_both_ways(tmp_path, files, monkeypatch)
@@ -132,7 +138,7 @@ def test_a_file_that_cannot_be_read_says_so_either_way(
     path = tmp_path / "cut.ndjson.gz"
     path.write_bytes(whole[: len(whole) // 2])
     _, here = replayed(tmp_path / "here.db", [path], True, monkeypatch)
-    monkeypatch.setattr(ahead, "AHEAD_BYTES", 0)
+    read_everything_ahead(monkeypatch)
     tables, read_ahead = replayed(tmp_path / "ahead.db", [path], True, monkeypatch)
     assert read_ahead == here
     assert read_ahead["rejected_files"] == [str(path)]
@@ -147,7 +153,7 @@ def test_an_archive_with_parts_refused(
     """Parts holding invalid records and a part cut short among others, all read ahead by
     one process: each refused part is rejected (or, going on, its invalid records are
     skipped), the others replayed, every row as the service leaves it one call at a time."""
-    monkeypatch.setattr(ahead, "AHEAD_BYTES", 0)
+    read_everything_ahead(monkeypatch)
     monkeypatch.setattr(ahead, "LOT", 5)
     paths = archive(tmp_path / "archive")
     tables = assert_same_both_ways(tmp_path, paths, monkeypatch, keep_going)
@@ -407,6 +413,7 @@ def test_what_is_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     parts as one large file, a gzipped file by the lines it holds (its trailer says), not
     by its own size; standard input never."""
     monkeypatch.setattr(ahead, "AHEAD_BYTES", 100_000)
+    monkeypatch.setattr(ahead, "_cpus", lambda: 2)
     line = ODD_LINES[0]
     small = [tmp_path / f"part-{n}.ndjson" for n in range(3)]
     for path in small:
@@ -422,6 +429,137 @@ def test_what_is_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     if hasattr(os, "mkfifo"):  # a pipe (`<(zcat …)`) is read here, the others ahead
         os.mkfifo(tmp_path / "pipe")
         assert ahead.Reader([small[0], tmp_path / "pipe", packed]).paths == [small[0], packed]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_on_one_cpu_nothing_is_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay that may run on one CPU only (`taskset`, a container's cpuset) reads its
+    files itself, however large: a second process would only take turns with it, and on
+    one CPU the 200,000 records of `bench/make_fixture.py` replayed a third slower read
+    ahead. Given two CPUs again, the same files are read ahead."""
+    monkeypatch.setattr(ahead, "AHEAD_BYTES", 1_000)
+    path = tmp_path / "large.ndjson"
+    path.write_bytes(ODD_LINES[0] * 20)
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        pytest.skip("this machine gives one CPU")
+    try:
+        os.sched_setaffinity(0, {min(cpus)})  # (this thread's, on Linux: as `taskset` sets it)
+        one = ahead.Reader([path])
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert not one.ahead
+    assert ahead.Reader([path]).ahead
+
+
+def cgroups(root: Path, own: str, limits: dict[str, str]) -> Path:
+    """A cgroup tree as the kernel shows it under `root`: each file of `limits` (a path
+    below `root`) with its text, and the process's own cgroups (`/proc/self/cgroup`'s
+    lines) in `own`, whose path is returned."""
+    for name, text in limits.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / "self-cgroup").write_text(own)
+    return root / "self-cgroup"
+
+
+@pytest.mark.parametrize(
+    ("own", "limits", "cpus"),
+    [
+        # cgroup v2: the job's own limit, or its parent's when that is less
+        ("0::/ci/job\n", {"cgroup.controllers": "cpu", "ci/job/cpu.max": "50000 100000"}, 0.5),
+        (
+            "0::/ci/job\n",
+            {
+                "cgroup.controllers": "",
+                "ci/cpu.max": "200000 100000",
+                "ci/job/cpu.max": "max 100000",
+            },
+            2.0,
+        ),
+        # v2 beside v1 (`unified`, without a limit), v1's `cpu` hierarchy with one above
+        # the process's own cgroup, which has none (-1)
+        (
+            "1:cpu:/ci/job\n0::/ci/job\n",
+            {
+                "unified/ci/job/cgroup.procs": "",
+                "cpu/ci/cpu.cfs_quota_us": "100000\n",
+                "cpu/ci/cpu.cfs_period_us": "100000\n",
+                "cpu/ci/job/cpu.cfs_quota_us": "-1\n",
+                "cpu/ci/job/cpu.cfs_period_us": "100000\n",
+            },
+            1.0,
+        ),
+        # v1 in a container that sees its own cgroup as the root (`/docker/…` not there)
+        (
+            "4:cpu,cpuacct:/docker/abc\n",
+            {
+                "cpu,cpuacct/cpu.cfs_quota_us": "150000\n",
+                "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+            },
+            1.5,
+        ),
+        ("", {}, None),  # no cgroups at all
+        ("garbled\n0::/x\n", {"cgroup.controllers": "", "x/cpu.max": "max"}, None),
+    ],
+    ids=["v2", "v2 parent", "v1 beside v2", "v1 in a container", "none", "garbled"],
+)
+def test_a_cgroups_cpu_limit(
+    tmp_path: Path, own: str, limits: dict[str, str], cpus: float | None
+) -> None:
+    """The CPU time a cgroup allows (`docker run --cpus`, a pod's CPU limit), read as the
+    kernel shows it, v2 or v1, the least along the cgroup's path."""
+    assert ahead._quota(tmp_path, cgroups(tmp_path, own, limits)) == cpus
+    assert ahead._quota(tmp_path, tmp_path / "missing") is None
+
+
+def test_with_one_cpus_worth_of_time_nothing_is_read_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cgroup that allows one CPU's time, however many CPUs there are: read here."""
+    monkeypatch.setattr(ahead, "AHEAD_BYTES", 1_000)
+    path = tmp_path / "large.ndjson"
+    path.write_bytes(ODD_LINES[0] * 20)
+    monkeypatch.setattr(ahead, "_quota", lambda: 1.0)
+    assert not ahead.Reader([path]).ahead
+
+
+def test_a_real_cgroups_cpu_limit(tmp_path: Path) -> None:
+    """A replay in a cgroup of its own (v1's `cpu` hierarchy, where this machine lets one
+    be made) given one CPU's time reads that limit, and its files itself; given two
+    CPUs' time, it reads them ahead."""
+    own = Path("/proc/self/cgroup")
+    lines = own.read_text().splitlines() if own.exists() else []
+    path = next((line.split(":", 2)[2] for line in lines if line.split(":")[1:2] == ["cpu"]), "/")
+    folder = ahead.CGROUPS / "cpu" / path.lstrip("/") / f"cio-anon-test-{os.getpid()}"
+    try:
+        folder.mkdir()
+    except OSError:
+        pytest.skip("no cgroup of its own can be made here (v1's `cpu`, as root)")
+    large = tmp_path / "large.ndjson"
+    large.write_bytes(ODD_LINES[0] * 20)
+    code = (
+        "import sys; from pathlib import Path; from cio_anon.replay import ahead; "
+        "ahead.AHEAD_BYTES = 1_000; print(ahead._cpus(), ahead.Reader([Path(sys.argv[1])]).ahead)"
+    )
+    shell = f'echo $$ > {folder}/cgroup.procs && exec "$0" -c "$1" "$2"'
+    seen = []
+    try:
+        (folder / "cpu.cfs_period_us").write_text("100000")
+        for quota in ("100000", "200000"):
+            (folder / "cpu.cfs_quota_us").write_text(quota)
+            run = [sys.executable, code, str(large)]
+            seen.append(
+                subprocess.run(
+                    ["sh", "-c", shell, *run], capture_output=True, text=True, check=True
+                ).stdout.split()
+            )
+    finally:
+        folder.rmdir()
+    (one, one_ahead), (two, two_ahead) = seen
+    assert (float(one), one_ahead) == (1.0, "False")
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert (float(two), two_ahead) == (2.0, "True")
 
 
 def test_standard_input_among_files_read_ahead(

@@ -2,19 +2,19 @@
 process while this one applies them.
 
 Reading a line and checking its calls (`bulk.plain_records`) is about a third of a
-replay's time, and needs nothing from the workspace: `plain` is pure. So when a replay's
-files hold at least `AHEAD_BYTES` of lines together (a gzipped file counted by the lines
-it holds; standard input is read here), one child process reads them all, in order, and
-sends each file's records, then how the file ended, over a pipe, in lots of `LOT`
-records: an archive of many small parts is read ahead as one large file is, and the next
-part is read while the last runs of one are written. A thread here takes the lots off
-the pipe as they come, `IN_HAND` at most, so the child reads on while a run is written,
-and memory stays bounded. A record travels as its fields and its calls' fields (strings,
-datetimes, small dicts: quick to pickle, where a dataclass is not; only a call left to
-the service, a group in a batch, carries its operation, a dataclass), a plain one
-without its parsed value (its line is kept, to be read again if the service takes it).
-The replay sees the same records with the same calls, in the same order, either way;
-`tests/test_ahead.py` holds the two readers equal.
+replay's time, and needs nothing from the workspace: `plain` is pure. So when this
+process may run on two CPUs and a replay's files hold at least `AHEAD_BYTES` of lines
+together (a gzipped file counted by the lines it holds; standard input is read here),
+one child process reads them all, in order, and sends each file's records, then how the
+file ended, over a pipe, in lots of `LOT` records: an archive of many small parts is
+read ahead as one large file is, and the next part is read while the last runs of one
+are written. A thread here takes the lots off the pipe as they come, `IN_HAND` at most,
+so the child reads on while a run is written, and memory stays bounded. A record travels
+as its fields and its calls' fields (strings, datetimes, small dicts: quick to pickle,
+where a dataclass is not; only a call left to the service, a group in a batch, carries
+its operation, a dataclass), a plain one without its parsed value (its line is kept, to
+be read again if the service takes it). The replay sees the same records with the same
+calls, in the same order, either way; `tests/test_ahead.py` holds the two readers equal.
 
 The child is the same Python running `main` (`command`, this `cio_anon` first on its
 path): nothing of this process, its workspace or its threads is copied into it, and
@@ -49,9 +49,10 @@ from cio_anon.ingest.fixtures import STDIN, Record
 from cio_anon.replay.bulk import Call, fewer_collections, packed, plain_records
 
 AHEAD_BYTES = 16 * 2**20
-"""The fewest bytes of lines a replay's files hold together for them to be read ahead.
-Starting the child takes under 0.1 s; reading ahead saves about 8 µs a record, so less
-would gain less than half a second: not worth a second process."""
+"""The fewest bytes of lines a replay's files hold together for them to be read ahead
+(when this process may run on two CPUs or more: `_cpus`). Starting the child takes under
+0.1 s; reading ahead saves about 8 µs a record, so less would gain less than half a
+second: not worth a second process."""
 
 LOT = 2_000
 """Records sent together (fewer when they hold more than `LOT_BYTES`)."""
@@ -98,7 +99,9 @@ class Reader:
         (`<(zcat …)`: the second process could not open this one's), nor a file that is
         not there (read here, which says so)."""
         if ahead is None:
-            ahead = bool(sys.executable) and sum(map(_size, self.paths)) >= AHEAD_BYTES
+            ahead = (
+                bool(sys.executable) and sum(map(_size, self.paths)) >= AHEAD_BYTES and _cpus() >= 2
+            )
         self.ahead = ahead and bool(self.paths)
         self.receiver: _Receiver | None = None
         self.given = 0
@@ -165,6 +168,75 @@ class Reader:
             self.close()  # as if it were gone: the rest is read here
             return "gone", None
         return message
+
+
+def _cpus() -> float:
+    """The CPUs this process may run on (fewer than the machine's under `taskset` or in a
+    container given a cpuset), or fewer still when its cgroup allows less CPU time
+    (`_quota`). Reading ahead needs two: on one, the two processes take turns, and the
+    replay takes the child's work (pickling, a second process) on top of its own."""
+    if hasattr(os, "sched_getaffinity"):  # (Linux; not macOS nor Windows)
+        cpus: float = len(os.sched_getaffinity(0))
+    else:
+        cpus = os.cpu_count() or 1
+    quota = _quota()
+    return cpus if quota is None else min(cpus, quota)
+
+
+CGROUPS = Path("/sys/fs/cgroup")
+
+
+def _quota(root: Path = CGROUPS, own: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The CPUs' worth of time this process's cgroup allows (`docker run --cpus`, a
+    Kubernetes pod's CPU limit): its quota over its period, the least along the cgroup's
+    path (cgroup v2, or v1's `cpu` hierarchy); None when none is set or none can be
+    read. A container that sees its own cgroup as the root reads its limit there."""
+    try:
+        lines = own.read_text().splitlines()
+    except OSError:
+        return None
+    limits: list[float] = []
+    for line in lines:
+        fields = line.split(":", 2)  # hierarchy:controllers:path
+        if len(fields) < 3:
+            continue
+        _, controllers, path = fields
+        if controllers == "":  # v2: mounted at the root, or at `unified` beside v1
+            base = root if (root / "cgroup.controllers").exists() else root / "unified"
+            limit = _cpu_max
+        elif "cpu" in controllers.split(","):
+            base = root / controllers if (root / controllers).is_dir() else root / "cpu"
+            limit = _cfs_quota
+        else:
+            continue
+        folder = base / path.lstrip("/")
+        if not folder.is_dir():
+            folder = base
+        for place in [folder, *folder.parents]:
+            if found := limit(place):
+                limits.append(found)
+            if place == base:
+                break
+    return min(limits, default=None)
+
+
+def _cpu_max(folder: Path) -> float | None:
+    """cgroup v2's limit: `cpu.max` holds the quota and the period, or `max`."""
+    try:
+        quota, period = (folder / "cpu.max").read_text().split()
+        return int(quota) / int(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        return None  # none here, or `max`
+
+
+def _cfs_quota(folder: Path) -> float | None:
+    """cgroup v1's limit: the quota (-1: none) over the period, in files of their own."""
+    try:
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 else None
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _size(path: Path) -> int:
