@@ -24,16 +24,15 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import timed  # noqa: E402
+from common import Variant, interleaved, replayed  # noqa: E402
 from make_month import write  # noqa: E402
 
 from cio_anon.ingest.fixtures import fixture_files  # noqa: E402
-from cio_anon.replay import ahead, replay_into  # noqa: E402
+from cio_anon.replay import ahead  # noqa: E402
 
 _Reader = ahead.Reader
 
@@ -69,17 +68,16 @@ def _per_part() -> Iterator[None]:
         ahead.Reader = kept  # type: ignore[misc]
 
 
-VARIANTS = (
+VARIANTS: tuple[Variant, ...] = (
     ("each part read here", _each_read_here),
     ("a second process per part", _per_part),
     ("one second process for all", contextlib.nullcontext),
 )
 
 
-def replay(db: Path, parts: Sequence[Path]) -> int:
-    summary = replay_into(db, datetime.now(UTC), parts)
-    assert summary.ok, summary.invalid[:3]
-    return summary.tally.applied
+def _replay_all(db: Path, parts: Sequence[Path], records: int) -> None:
+    applied = replayed(db, parts)
+    assert applied == records, (applied, records)
 
 
 def main() -> None:
@@ -94,16 +92,9 @@ def main() -> None:
         parts = fixture_files([folder / "archive"])
         packed = sum(part.stat().st_size for part in parts)
         lines = sum(map(ahead._size, parts))
-        seconds: dict[str, list[float]] = {label: [] for label, _ in VARIANTS}
-        for run in range(args.runs):  # interleaved, so all see the same machine load
-            for label, variant in VARIANTS:
-                db = folder / f"replayed-{run}.db"
-                with variant():
-                    took, applied = timed(partial(replay, db, parts))
-                assert applied == records, (applied, records)
-                seconds[label].append(took)
-                for leftover in folder.glob(f"replayed-{run}.db*"):
-                    leftover.unlink()
+        seconds = interleaved(
+            VARIANTS, args.runs, folder, partial(_replay_all, parts=parts, records=records)
+        )
     before = statistics.median(seconds[VARIANTS[0][0]])
     print(
         f"{records:,} records in {len(parts)} gzipped parts ({packed / 2**20:.1f} MiB, "
