@@ -434,9 +434,9 @@ def test_what_is_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
 def test_on_one_cpu_nothing_is_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A replay that may run on one CPU only (`taskset`, a container's cpuset) reads its
-    files itself, however large: a second process would only take turns with it, and on
-    one CPU the 200,000 records of `bench/make_fixture.py` replayed a third slower read
-    ahead. Given two CPUs again, the same files are read ahead."""
+    files itself, however large: a second process would only take turns with it (on one
+    CPU, 200,000 fixture records took a quarter longer read ahead: `bench/replay_cpus.py`).
+    Given two CPUs again, the same files are read ahead."""
     monkeypatch.setattr(ahead, "AHEAD_BYTES", 1_000)
     path = tmp_path / "large.ndjson"
     path.write_bytes(ODD_LINES[0] * 20)
