@@ -317,6 +317,22 @@ def _reader_gone() -> NoReturn:
     raise SystemExit(READER_GONE)
 
 
+def _written_whole() -> None:
+    """Put a buffered layer under stdout and stderr when Python runs unbuffered
+    (`PYTHONUNBUFFERED`, `-u`, set in many container images). There each text stream
+    writes to the bare file, and a write to a full pipe that a signal interrupts (the
+    command stopped and continued, as Ctrl-Z and `fg` do) writes part of what it is
+    given: Python drops the rest, and the command exits 0 with its output cut. A
+    buffered writer writes the rest. Each line still goes out as it is written."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(getattr(stream, "buffer", None), io.RawIOBase):
+            continue  # buffered already, or not a file (a test's capture)
+        whole = io.BufferedWriter(io.FileIO(stream.fileno(), "w", closefd=False))
+        text = io.TextIOWrapper(whole, stream.encoding, stream.errors, line_buffering=True)
+        setattr(sys, name, text)
+
+
 def _refuse_undecodable(values: dict[str, Any]) -> None:
     """Arguments that were not valid UTF-8 reach Python as lone surrogates; say so
     before they reach the workspace, which stores UTF-8."""
@@ -1549,6 +1565,7 @@ def _options(
 def main() -> None:
     """Console entry point. A reader that stops reading ends the command quietly with
     READER_GONE, also when what is left in stdout's buffer meets the closed pipe."""
+    _written_whole()
     try:
         app()
     except SystemExit as done:

@@ -6,9 +6,14 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 AT = "2026-03-01T09:00:00Z"
 LONG_EMAIL = "lee.with.a.very.long.name.for.testing.wrapping@a-long-subdomain.example.com"
@@ -234,9 +239,8 @@ def test_commands_import_only_what_they_run(tmp_path: Path) -> None:
         assert not loaded, (args, loaded)
 
 
-def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) -> None:
-    """`cio-anon export | head -1` through a real shell pipe: the reader closes it after
-    one line; the command stops without a traceback and exits 141, as git and jq do."""
+def _many(tmp_path: Path) -> Path:
+    """A workspace of 3,000 anonymous events."""
     db = tmp_path / "many.db"
     fixture = tmp_path / "many.ndjson"
     fixture.write_text(
@@ -255,6 +259,13 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) ->
         )
     )
     run(db, "replay", str(fixture)).check_returncode()
+    return db
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`cio-anon export | head -1` through a real shell pipe: the reader closes it after
+    one line; the command stops without a traceback and exits 141, as git and jq do."""
+    db = _many(tmp_path)
     env = {**os.environ, "CIO_ANON_DB": str(db)}
     for command in ("export", "export --json", "log --format ndjson --limit 3000"):
         shell = f'{sys.executable} -m cio_anon {command} | head -1; echo "exit ${{PIPESTATUS[0]}}"'
@@ -265,3 +276,39 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) ->
         assert first.strip(), command
         assert status == "exit 141", command
         assert done.stderr == "", command
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="no job control here")
+def test_output_stopped_and_continued_comes_out_whole(tmp_path: Path) -> None:
+    """`log --json` (one document, written at once) into a slow pipe, stopped and
+    continued again and again (Ctrl-Z, `fg`) with Python unbuffered (`PYTHONUNBUFFERED`,
+    as many containers set it): every byte comes out, the same as when it runs
+    undisturbed, and it exits 0. (Lines shorter than the pipe's atomic write, as `export`
+    writes them, were never cut.)"""
+    db = _many(tmp_path)
+    env = {**os.environ, "CIO_ANON_DB": str(db), "PYTHONUNBUFFERED": "1"}
+    line = [sys.executable, "-m", "cio_anon", "log", "--json", "--limit", "3000"]
+    undisturbed = subprocess.run(line, capture_output=True, env=env, check=True).stdout
+    child = subprocess.Popen(line, stdout=subprocess.PIPE, env=env)
+    done = threading.Event()
+
+    def stop_and_continue() -> None:
+        while not done.wait(0.001):
+            child.send_signal(signal.SIGSTOP)
+            child.send_signal(signal.SIGCONT)
+
+    poking = threading.Thread(target=stop_and_continue)
+    poking.start()
+    read = bytearray()
+    try:
+        assert child.stdout is not None
+        while chunk := child.stdout.read(16_384):
+            read += chunk
+            time.sleep(0.001)  # a slow reader: the pipe stays full
+    finally:
+        child.wait()
+        done.set()
+        poking.join()
+    assert child.returncode == 0
+    assert len(undisturbed) > 10 * 2**16  # (ten times what a pipe holds by default)
+    assert bytes(read) == undisturbed
