@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "cio_anon"
 
 LAYERS = (
-    ("__init__", "errors", "jsonio"),
+    ("__init__", "errors", "jsonio", "streams"),
     ("clock", "rules"),
     ("models",),
     ("store", "ingest"),

@@ -371,7 +371,7 @@ def test_a_thousand_connects_do_not_wait_for_the_backlog(guarded: Running) -> No
 
 
 def _serve_process(
-    tmp_path: Path, *options: str, stderr: Any = subprocess.PIPE
+    tmp_path: Path, *options: str, stderr: Any = subprocess.PIPE, env: Any = None
 ) -> tuple[int, subprocess.Popen[str]]:
     port = free_port()
     process = subprocess.Popen(
@@ -379,6 +379,7 @@ def _serve_process(
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
+        env=env,
     )
     assert process.stdout is not None
     assert "listening on" in process.stdout.readline()
@@ -424,9 +425,17 @@ def test_quiet_means_no_access_log(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_stderr_nobody_reads_neither_blocks_requests_nor_the_stop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "PYTHONUNBUFFERED"])
+def test_a_stderr_nobody_reads_neither_blocks_requests_nor_the_stop(
+    tmp_path: Path, unbuffered: str
+) -> None:
+    """With Python's stderr buffered (as it is unless `PYTHONUNBUFFERED` says otherwise)
+    the stop waited for ever: the interpreter's flush at exit waited on the stream's
+    lock, which the log's thread held while the full pipe blocked it."""
     read_end, write_end = os.pipe()  # never read: fills after ~64 KB of log
-    port, process = _serve_process(tmp_path, stderr=write_end)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env |= {"PYTHONUNBUFFERED": unbuffered} if unbuffered else {}
+    port, process = _serve_process(tmp_path, stderr=write_end, env=env)
     try:
         running = client_for(port)
         started = time.perf_counter()

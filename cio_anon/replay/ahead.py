@@ -47,6 +47,7 @@ import cio_anon
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest.fixtures import STDIN, Record
 from cio_anon.replay.bulk import Call, fewer_collections, packed, plain_records
+from cio_anon.streams import write_all
 
 AHEAD_BYTES = 16 * 2**20
 """The fewest bytes of lines a replay's files hold together for them to be read ahead
@@ -384,12 +385,9 @@ def main(paths: Sequence[str]) -> None:
 
 
 def _send(out: int, body: bytes) -> None:
-    """Write a message whole: its length, then its pickle. A write to a full pipe that a
-    signal interrupts (the replay stopped and continued, as Ctrl-Z and `fg` do; a
-    profiler looking in) takes only part of what it is given, and says how much.
-    `sys.stdout.buffer` would write the rest, but when Python runs unbuffered
-    (`PYTHONUNBUFFERED`, set in many containers) it is the bare file, which does not: the
-    rest was lost."""
-    for part in (memoryview(_LENGTH.pack(len(body))), memoryview(body)):
-        while part:
-            part = part[os.write(out, part) :]
+    """Write a message whole: its length, then its pickle (`streams.write_all`: the
+    replay stopped and continued, or a profiler looking in, interrupts a write to a full
+    pipe part way, and `sys.stdout.buffer` is the bare file when Python runs unbuffered,
+    which dropped the rest)."""
+    write_all(out, _LENGTH.pack(len(body)))
+    write_all(out, body)

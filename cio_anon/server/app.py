@@ -31,6 +31,7 @@ from cio_anon.errors import InvalidInput, WorkspaceError
 from cio_anon.server.origins import Origins
 from cio_anon.server.routes import BODY_SECONDS, Credentials, Settings, application
 from cio_anon.server.writer import Reader, RecordFile, Writer
+from cio_anon.streams import write_all
 
 IDLE_SECONDS = 60
 """How long a keep-alive connection may wait for its next request."""
@@ -376,10 +377,18 @@ class AccessLog:
             line = self.lines.get()
             stream = sys.stdout if self.stream == "stdout" else sys.stderr
             try:
-                stream.write(line + "\n")
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+                fd = stream.fileno()
+            except (OSError, ValueError):  # not a file (a test's capture): through it
+                with contextlib.suppress(OSError, ValueError):
+                    stream.write(line + "\n")
+                    stream.flush()
+                continue
+            # straight to the file, holding none of the stream's locks: a stream nobody
+            # reads blocks this thread alone, not the interpreter's flush of the stream
+            # at exit (with Python's buffered stderr, a stop waited on it for ever)
+            text = (line + "\n").encode(stream.encoding or "utf-8", stream.errors or "strict")
+            with contextlib.suppress(OSError, ValueError):
+                write_all(fd, text)
 
     def close(self) -> None:
         """Give the lines a moment to be written; never wait on a stuck stderr."""

@@ -29,6 +29,7 @@ from cio_anon.models import Settings
 from cio_anon.present import words
 from cio_anon.replay.apply import Source, Tally, apply_operation
 from cio_anon.store import Workspace
+from cio_anon.streams import write_all
 
 GROUP_SIZE = 256
 """At most this many jobs share one transaction."""
@@ -131,8 +132,7 @@ class RecordFile:
         data = "".join(lines).encode()
         size = self.size()
         try:
-            while data:
-                data = data[os.write(self.fd, data) :]
+            write_all(self.fd, data)
         except OSError:
             self.cut(size)
             raise
