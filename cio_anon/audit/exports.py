@@ -5,14 +5,12 @@ into their messages)."""
 from __future__ import annotations
 
 import contextlib
-import gzip
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest.fixtures import GZIP_FAULTS, files_named, unreadable
+from cio_anon.ingest.fixtures import GZIP_FAULTS, files_named, open_bytes, unreadable
 
 SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".parquet")
 
@@ -48,7 +46,7 @@ def readable(paths: Sequence[Path], folder: Path) -> list[Export]:
             out.append(Export(path, str(path)))
             continue
         target = folder / f"recording-{index}.ndjson"
-        with _opened(path) as source, target.open("wb") as unwrapped:
+        with open_bytes(path) as source, target.open("wb") as unwrapped:
             try:
                 for line, text in enumerate(source, 1):
                     if text.strip():
@@ -59,17 +57,12 @@ def readable(paths: Sequence[Path], folder: Path) -> list[Export]:
     return out
 
 
-def _opened(path: Path) -> gzip.GzipFile | io.BufferedReader:
-    """An export's bytes: a gzipped one's (`.gz`, as archives keep them) uncompressed."""
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
-
-
 def _is_recording(path: Path) -> bool:
     """Whether the file is a `serve --record` recording (gzipped too): its first record
     is an HTTP call. A file that cannot be read is left to the engine, which says so."""
     import orjson
 
-    with _opened(path) as head:
+    with open_bytes(path) as head:
         try:
             for text in head:
                 if text.strip():
@@ -112,7 +105,7 @@ def _unwrapped(text: bytes, line: int, name: Path) -> list[bytes]:
 def is_array(path: Path) -> bool:
     """Whether the export is a JSON array (else NDJSON). A file that cannot be read is
     taken for NDJSON, which the engine then says it cannot read."""
-    with _opened(path) as head:
+    with open_bytes(path) as head:
         try:
             return head.read(4096).lstrip().startswith(b"[")
         except GZIP_FAULTS:

@@ -144,10 +144,8 @@ def iter_records(path: Path) -> Iterator[Record]:
     try:
         if path == STDIN:
             opened: Any = contextlib.nullcontext(sys.stdin.buffer)
-        elif path.name.endswith(".gz"):  # as archives keep them; audit reads them too
-            opened = gzip.open(path, "rb")
         else:
-            opened = path.open("rb")
+            opened = open_bytes(path)
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such file.") from None
     except OSError as error:
@@ -157,6 +155,12 @@ def iter_records(path: Path) -> Iterator[Record]:
             yield from _records(handle)
         except GZIP_FAULTS as error:  # gzip: cut short, or not gzip
             raise unreadable(path, error) from None
+
+
+def open_bytes(path: Path) -> gzip.GzipFile | BinaryIO:
+    """A file's bytes: a gzipped one's (`.gz`, as archives keep them; audit reads them
+    too) uncompressed."""
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
 
 
 GZIP_FAULTS = (OSError, EOFError, zlib.error)

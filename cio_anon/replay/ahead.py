@@ -78,8 +78,8 @@ Read = Iterator[tuple[Record, list[Call] | None]]
 
 def read(path: Path, *, ahead: bool | None = None) -> Read:
     """One file's records, each with its calls when it is plain (`bulk.plain_records`):
-    read ahead in a second process when the file is large (`AHEAD_BYTES`), or when
-    `ahead` says so; else here."""
+    read ahead in a second process when the file is large (`AHEAD_BYTES`) and two CPUs
+    are to be had (`_cpus`), or when `ahead` says so; else here."""
     reader = Reader([path], ahead=ahead)
     try:
         yield from reader.read(path)
