@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
+
+import pytest
+
+from cio_anon.diff.outcomes import timeline
 
 Cli = Callable[..., Any]
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +66,52 @@ def test_an_identify_moved_past_the_window_names_the_event_that_changed(
     }
     assert found["summary"]["people"] == {"user#1": {"base": 5, "new": 4}}
     assert after["source"].endswith("branch.ndjson:5")
+
+
+def test_an_event_sent_with_its_identify_in_one_request_says_so(cli: Cli, tmp_path: Path) -> None:
+    # An app identifies, then tracks; its SDK sends both in one batch or in two.
+    def run(anon: str, together: bool) -> list[dict[str, Any]]:
+        calls = [
+            {"type": "identify", "userId": "u-" + anon, "anonymousId": anon, "messageId": "i"},
+            {"type": "track", "anonymousId": anon, "event": "Checkout Started", "messageId": "c"},
+        ]
+        for call in calls:
+            call["messageId"] += anon
+            call["timestamp"] = "2026-12-01T10:00:00Z"
+        times = ["2026-12-01T10:00:01Z", "2026-12-01T10:00:02Z"]
+        batches = [calls] if together else [[call] for call in calls]
+        return [
+            {"at": at, "method": "POST", "path": "/v1/batch", "body": {"batch": batch}}
+            for at, batch in zip(times, batches, strict=False)
+        ]
+
+    base = _write(tmp_path / "main.ndjson", run("a1", together=False))
+    new = _write(tmp_path / "branch.ndjson", run("b2", together=True))
+    found = json.loads(cli("diff", str(base), str(new), "--json", code=1).stdout)
+    (change,) = found["changed"]
+    before, after = change["before"], change["after"]
+    assert (before["rule"], after["rule"]) == ("merged_in_window", "merged_on_identify")
+    assert before["timeline"] == "received 1s after the identify, inside the 5m window"
+    assert after["timeline"] == "received with the identify, at the same moment"
+    assert after["reason"].startswith("It was received at the same moment as the identify")
+
+
+@pytest.mark.parametrize(
+    ("after_identify", "said"),
+    [
+        (0.0, "received with the identify, at the same moment"),
+        (0.0005, "received under 1s after the identify, inside the 5m window"),
+        (-0.3, "identified under 1s after this event was received"),
+        (42.0, "received 42s after the identify, inside the 5m window"),
+        (301.0, "received 5m after the identify, past the 5m window"),
+        (-7200.0, "identified 2h 0m after this event was received"),
+    ],
+)
+def test_the_timeline_says_how_far_apart_in_words(after_identify: float, said: str) -> None:
+    # a server receives one session's batches milliseconds apart
+    identified = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    received = identified + timedelta(seconds=after_identify)
+    assert timeline({"received_at": received, "assigned_at": identified}) == said
 
 
 def test_ci_formats_follow_the_exit_code(cli: Cli, tmp_path: Path) -> None:

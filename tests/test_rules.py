@@ -61,6 +61,19 @@ def test_place_anonymous_event(
         assert placement.cio_id == "p1"
 
 
+def test_an_event_received_with_its_identify_is_told_so() -> None:
+    # an SDK's batch: the identify, then the event, one receive time for both
+    tie, before = (
+        rules.place_anonymous_event(
+            received_at=received, timestamp=at(seconds=-5), assignment=A, merge_enabled=True
+        ).decision
+        for received in (T, at(seconds=-1))
+    )
+    assert tie.rule is before.rule is Rule.MERGED_ON_IDENTIFY
+    assert tie.reason.startswith("It was received at the same moment as the identify")
+    assert before.reason.startswith("It was received before the identify")
+
+
 @pytest.mark.parametrize(
     ("existing", "merge_on", "rule", "newly"),
     [

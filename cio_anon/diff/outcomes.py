@@ -160,7 +160,9 @@ def timeline(facts: Mapping[str, object]) -> str:
     if not isinstance(assigned, datetime):
         return "its anonymous id was not identified"
     gap = (assigned - received).total_seconds()
-    if gap >= 0:
+    if gap == 0:
+        return "received with the identify, at the same moment"
+    if gap > 0:
         return f"identified {duration_text(gap)} after this event was received"
     where = "past" if -gap > MERGE_WINDOW.total_seconds() else "inside"
     return f"received {duration_text(-gap)} after the identify, {where} the 5m window"

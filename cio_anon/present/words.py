@@ -17,7 +17,10 @@ def time_text(moment: datetime | None) -> str:
 
 
 def duration_text(seconds: float) -> str:
-    """A short human duration: `29d 23h`, `4h 10m`, `3m`."""
+    """A short human duration: `29d 23h`, `4h 10m`, `3m`, and under a minute `45s` or
+    `under 1s` (one session's batches reach a server milliseconds apart)."""
+    if 0 < seconds < 1:
+        return "under 1s"
     seconds = max(0, int(seconds))
     days, rest = divmod(seconds, 86_400)
     hours, rest = divmod(rest, 3_600)
@@ -26,7 +29,7 @@ def duration_text(seconds: float) -> str:
         return f"{days}d {hours}h"
     if hours:
         return f"{hours}h {minutes}m"
-    return f"{minutes}m"
+    return f"{minutes}m" if minutes else f"{seconds}s"
 
 
 def activity_summary(row: LogRow) -> str:

@@ -159,6 +159,15 @@ _PLACEMENT_REASONS = {
     Rule.MERGED_ON_IDENTIFY: "It was received before the identify that assigned its "
     "anonymous_id and happened within the 30 days before it, so it merged then.",
 }
+_WITH_THE_IDENTIFY = (
+    "It was received at the same moment as the identify that assigned its anonymous_id "
+    "(in one request: SDKs send their calls in batches), which counts as before it, "
+    "whatever their order in the request; it happened within the 30 days before it, so "
+    "it merged then."
+)
+"""`merged_on_identify`'s sentence when the receive times are equal: an app that
+identifies and then tracks sees its event sent after the identify, and is told why it
+is not `merged_in_window`."""
 
 
 def place_anonymous_event(
@@ -201,7 +210,10 @@ def place_anonymous_event(
         at = received_at if received_at > assignment.assigned_at else assignment.assigned_at
         facts["merged_at"] = at
         facts["retention_cutoff"] = at - RETENTION
-    decision = Decision(rule, _PLACEMENT_REASONS[rule], facts)
+    reason = _PLACEMENT_REASONS[rule]
+    if rule is Rule.MERGED_ON_IDENTIFY and received_at == assignment.assigned_at:
+        reason = _WITH_THE_IDENTIFY
+    decision = Decision(rule, reason, facts)
     if merged_at is None:
         return Placement(decision)
     return Placement(decision, cio_id=assignment.cio_id, merged_at=merged_at)
