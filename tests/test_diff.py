@@ -3,6 +3,7 @@ events belong to."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from collections.abc import Callable
@@ -188,3 +189,37 @@ def test_what_cannot_be_read_is_one_sentence_and_exit_2(cli: Cli, tmp_path: Path
     empty.mkdir()
     assert "No recordings in" in cli("diff", str(base), str(empty), code=2).stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_gzipped_recording_is_read_where_it_lies(cli: Cli, tmp_path: Path) -> None:
+    base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
+    plain = _write(tmp_path / "branch.ndjson", journey(2, identify_before_checkout=360))
+    packed = tmp_path / "branch.ndjson.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    found = json.loads(cli("diff", str(base), str(packed), "--json", code=1).stdout)
+    (change,) = found["changed"]
+    # the event's source is the recording a user has, not a copy unpacked and deleted
+    assert change["after"]["source"] == f"{packed}:5"
+    as_plain = json.loads(cli("diff", str(base), str(plain), "--json", code=1).stdout)
+    assert as_plain["summary"] == found["summary"]
+
+
+def test_a_damaged_recording_is_refused_not_compared(cli: Cli, tmp_path: Path) -> None:
+    # what a damaged recording lost would only be missing events, which pass a diff
+    base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
+    whole = _write(tmp_path / "whole.ndjson", journey(2, identify_before_checkout=120))
+    cut_gzip = tmp_path / "cut.ndjson.gz"
+    cut_gzip.write_bytes(gzip.compress(whole.read_bytes())[:-20])
+    refused = cli("diff", str(base), str(cut_gzip), code=2)
+    assert refused.stderr.startswith(f"Error: {cut_gzip}: cannot be read (")
+    assert refused.stderr.strip().endswith("; diff compares whole recordings.")
+    lines = whole.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.ndjson"
+    cut.write_text("".join(lines[:-1]) + lines[-1][:30])
+    refused = cli("diff", str(base), str(cut), code=2)
+    assert refused.stderr.startswith(f"Error: {cut}:{len(lines)}: not valid JSON (")
+    assert "Traceback" not in refused.stderr
+    # a call Customer.io refuses is left out, as replay --keep-going leaves it
+    nobody = {"type": "track", "event": "Orphan", "messageId": "x", "timestamp": 1772000000}
+    kept = _write(tmp_path / "kept.ndjson", [*journey(2, identify_before_checkout=120), nobody])
+    assert cli("diff", str(base), str(kept), "--json")["differs"] is False

@@ -15,8 +15,6 @@ team keeps beside its tests.
 
 from __future__ import annotations
 
-import gzip
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -103,9 +101,8 @@ def replayed(files: Sequence[Path], now: datetime) -> Outcomes:
     record that gives none) and explain every event, judged at the run's last receive
     time: an old recording is judged as it stood then, not as it has aged since."""
     with tempfile.TemporaryDirectory(prefix="cio-anon-diff-") as folder:
-        plain = _plain(files, Path(folder))
         with service.opened(Path(folder) / "run.db", now, write=True) as workspace:
-            summary = replay(workspace, now, plain, keep_going=True)
+            summary = replay(workspace, now, files, keep_going=True)
             _refuse_unreadable(summary)
             events = list(workspace.events_in_order())
             judged = max((e.received_at for e in events), default=now)
@@ -176,22 +173,18 @@ def _numbered(values: Iterable[str]) -> dict[str, str]:
 
 
 def _refuse_unreadable(summary: ReplaySummary) -> None:
+    """A recording that cannot be read to its end (a damaged gzip, a copy cut off in
+    the middle of a line) is refused: compared, what it lost would only be missing
+    events, and missing events do not fail a diff. Calls the service refuses are left
+    out, as `replay --keep-going` leaves them, since Customer.io refuses them too."""
+    damaged = next((p for p in summary.invalid if p.unreadable), None)
+    if damaged is not None:
+        where = damaged.file if damaged.line == 0 else f"{damaged.file}:{damaged.line}"
+        raise InvalidInput(
+            f"{where}: {damaged.message.rstrip('.')}; diff compares whole recordings."
+        )
     if summary.tally.records == 0 and summary.invalid:
         raise InvalidInput(f"Nothing could be replayed: {summary.invalid[0]}")
-
-
-def _plain(files: Sequence[Path], folder: Path) -> list[Path]:
-    """The files as replay reads them: gzipped ones unpacked into `folder`."""
-    plain = []
-    for index, path in enumerate(files):
-        if path.name.endswith(".gz"):
-            target = folder / f"{index}-{path.name.removesuffix('.gz')}"
-            with gzip.open(path, "rb") as source, target.open("wb") as out:
-                shutil.copyfileobj(source, out)
-            plain.append(target)
-        else:
-            plain.append(path)
-    return plain
 
 
 def _is_outcomes_file(path: Path) -> bool:

@@ -54,6 +54,9 @@ class Problem:
     line: int
     message: str
     rule: str | None = None
+    unreadable: bool = False
+    """The record, or the file from this line on, could not be read (not UTF-8, not
+    JSON, a damaged gzip): the file is damaged, not a call refused."""
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"

@@ -176,7 +176,7 @@ class _File:
         """Apply a record's operations through the service (not counted: see `applied`);
         their receive time. _Rejected when the record is invalid or refused."""
         if record.error is not None:
-            raise _Rejected(Problem(self.name, record.line, record.error))
+            raise _Rejected(Problem(self.name, record.line, record.error, unreadable=True))
         try:
             with self._counted() as (tally, observer):
                 timed = to_operations(record.value, self.previous or self.now)
@@ -255,6 +255,7 @@ def _replay_file(
             tally.records += sum(1 for _ in records)  # all are reported, not applied
             raise
     except CioAnonError as error:  # the file cannot be read
-        raise _Rejected(Problem(file.name, 0, str(error).removeprefix(f"{path}: "))) from None
+        why = str(error).removeprefix(f"{path}: ")
+        raise _Rejected(Problem(file.name, 0, why, unreadable=True)) from None
     if not tally.records:
         tally.notes.append(Problem(file.name, 0, "the file holds no records"))
