@@ -191,6 +191,21 @@ def test_what_cannot_be_read_is_one_sentence_and_exit_2(cli: Cli, tmp_path: Path
     assert "Traceback" not in missing.stderr
 
 
+def test_events_in_one_run_only_are_counted_past_the_first_twenty(cli: Cli, tmp_path: Path) -> None:
+    base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
+    extra = [
+        {"type": "track", "anonymousId": f"extra-{n}", "event": "Banner Seen",
+         "messageId": f"extra-{n}", "timestamp": 1772000000, "receivedAt": 1772000000}
+        for n in range(25)
+    ]  # fmt: skip
+    new = _write(tmp_path / "branch.ndjson", journey(2, identify_before_checkout=120) + extra)
+    text = " ".join(cli("diff", str(base), str(new), code=0).stdout.split())
+    assert "Only in the new run (25): anon#2 / Banner Seen / 1, " in text
+    assert "anon#21 / Banner Seen / 1, and 5 more (--json lists every one)" in text
+    assert "anon#22 / Banner Seen" not in text
+    assert len(cli("diff", str(base), str(new), "--json")["added"]) == 25
+
+
 def test_a_gzipped_recording_is_read_where_it_lies(cli: Cli, tmp_path: Path) -> None:
     base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
     plain = _write(tmp_path / "branch.ndjson", journey(2, identify_before_checkout=360))

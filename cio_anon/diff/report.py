@@ -95,6 +95,11 @@ def _counts(title: str, key: str, counts: dict[str, tuple[int, int]]) -> Table:
     return table
 
 
+LISTED = 20
+"""Events only in one run that the text report names (a recording cut short, or a
+journey that grew, can leave hundreds: the rest are counted)."""
+
+
 def as_text(diff: Diff) -> RenderableType:
     """The changed events, then the counts that moved, then a line that sums it up. Event
     names and ids are the recording's: printed as text, never as markup."""
@@ -119,7 +124,11 @@ def as_text(diff: Diff) -> RenderableType:
         ("Only in the base", diff.missing),
     ):
         if outcomes:
-            parts.append(Text(visible(f"{title}: " + ", ".join(o.key for o in outcomes))))
+            keys = ", ".join(o.key for o in outcomes[:LISTED])
+            more = len(outcomes) - LISTED
+            if more > 0:
+                keys += f", and {more:,} more (--json lists every one)"
+            parts.append(Text(visible(f"{title} ({len(outcomes):,}): {keys}")))
     summary = (
         f"{len(diff.changed):,} event(s) changed hands or rules"
         if diff.differs
