@@ -492,3 +492,31 @@ def test_a_refused_request_says_nothing_but_that_it_was_refused(cli: Cli, tmp_pa
     found = findings(cli, str(fixture), "--plan", PLAN)
     assert [f["code"] for f in found if f["line"] == 1] == ["limit_exceeded"]
     assert "unplanned_event" in [f["code"] for f in found if f["line"] == 2]
+
+
+def test_findings_in_a_recorded_batch_name_their_messages(cli: Cli, tmp_path: Path) -> None:
+    """A recorded request holds an SDK's batch on one line: each finding names the
+    message it is about, in JSON and, where a line holds several, in the text."""
+    calls = [
+        {"type": "track", "event": "Checkout Started", "anonymousId": f"a{n}", "messageId": m}
+        for n, m in enumerate(["m-first", "m-second"])
+    ]
+    people = [{"type": "identify", "userId": "anonymous", "messageId": "m-who"}]
+    records = [
+        {"at": 1772000000, "method": "POST", "path": "/v1/batch", "body": {"batch": batch}}
+        for batch in (calls, people)
+    ]
+    fixture = tmp_path / "batches.ndjson"
+    fixture.write_text("".join(json.dumps(record) + "\n" for record in records))
+    found = findings(cli, str(fixture))
+    carts = [(f["line"], f["message_id"]) for f in found if f["code"] == "empty_cart"]
+    assert carts == [(1, "m-first"), (1, "m-second")]
+    assert [(f["line"], f["message_id"]) for f in found if f["code"] == "placeholder_id"] == [
+        (2, "m-who")
+    ]
+    text = cli("check", str(fixture), "--format", "text", code=1).stdout
+    assert "messageId" in text and "m-first" in text and "m-second" in text
+    # one call a line (a fixture of bare messages): no such column
+    bare = tmp_path / "bare.ndjson"
+    bare.write_text("".join(json.dumps({**c, "receivedAt": 1772000000}) + "\n" for c in calls))
+    assert "messageId" not in cli("check", str(bare), "--format", "text", code=0).stdout

@@ -22,8 +22,8 @@ FORMATS = ("text", "json", "junit", "sarif", "github")
 def as_json(report: Report) -> dict[str, Any]:
     """Schema version 1: {version, tool, fixtures, plan, records, summary (errors,
     warnings, known, by_code), baseline, findings[]} where each finding has code,
-    severity, file, line, event, path, message, hint. Findings a baseline accepts are
-    counted in `known`, not listed."""
+    severity, file, line, message_id (the call's messageId, or null), event, path,
+    message, hint. Findings a baseline accepts are counted in `known`, not listed."""
     return {
         "version": JSON_SCHEMA_VERSION,
         "tool": {"name": "cio-anon", "version": __version__},
@@ -43,6 +43,7 @@ def as_json(report: Report) -> dict[str, Any]:
                 "severity": f.severity,
                 "file": f.file,
                 "line": f.line,
+                "message_id": f.message_id,
                 "event": f.event,
                 "path": f.path,
                 "message": f.message,
@@ -82,17 +83,24 @@ def as_text(report: Report, per_code: int = 20) -> RenderableType:
         table = Table(title=file, title_justify="left")
         for column in ("line", "severity", "code"):  # never split: a code is searched for
             table.add_column(column, no_wrap=True)
-        for column in ("finding", "fix"):
+        # a line holding several calls (a recorded request): each finding names its call
+        calls: dict[int, set[str | None]] = defaultdict(set)
+        for finding in findings:
+            calls[finding.line].add(finding.message_id)
+        several = any(len(ids) > 1 for ids in calls.values())
+        for column in ("messageId", "finding", "fix") if several else ("finding", "fix"):
             table.add_column(column, overflow="fold")
         for finding in sorted(findings, key=lambda f: (f.severity != "error", f.line)):
             if per_code and shown[finding.code] >= per_code:
                 continue
             shown[finding.code] += 1
             style = "red" if finding.severity == "error" else "yellow"
+            named = [finding.message_id or ""] if several else []
             table.add_row(
                 str(finding.line),
                 Text(finding.severity, style=style),
                 finding.code,
+                *named,
                 finding.message,
                 finding.hint,
             )

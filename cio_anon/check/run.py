@@ -9,7 +9,7 @@ import re
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -174,78 +174,98 @@ def _event_findings(
     props: dict[str, dict[str, Source]] = defaultdict(dict)
     types: dict[tuple[str, str], dict[str, Source]] = defaultdict(dict)
     for source, op, result in tracks:
-        if not result.stored:
-            continue
-        call = "track" if op.type == "event" else op.type
-        at = (source.file, source.line)
-        names[_key(op.name)].setdefault(op.name, source)
-        if _dynamic(op.name):
+        if result.stored:
+            found = _findings_of_event(source, op, plan, names, props, types)
+            yield from _about(op.event_id, found)
+    yield from _near_duplicates(names, "event name")
+    yield from _near_duplicates(props, "property")
+
+
+def _findings_of_event(
+    source: Source,
+    op: Track,
+    plan: Plan | None,
+    names: dict[str, dict[str, Source]],
+    props: dict[str, dict[str, Source]],
+    types: dict[tuple[str, str], dict[str, Source]],
+) -> Iterator[Finding]:
+    """What one stored event breaks; `names`, `props` and `types` gather what the events
+    before it sent (first seen where), for the findings across events."""
+    call = "track" if op.type == "event" else op.type
+    at = (source.file, source.line)
+    names[_key(op.name)].setdefault(op.name, source)
+    if _dynamic(op.name):
+        yield Finding(
+            "dynamic_name",
+            *at,
+            f"The event name {op.name!r} contains an email, an id or a long number.",
+            op.name,
+        )
+    data = dict(op.data)
+    for prop, value in data.items():
+        props[_key(prop)].setdefault(prop, source)
+        kind = _json_type(value)
+        seen_types = types[(op.name, prop)]
+        if seen_types and kind not in seen_types:
+            first = ", ".join(sorted(seen_types))
             yield Finding(
-                "dynamic_name",
+                "type_drift",
                 *at,
-                f"The event name {op.name!r} contains an email, an id or a long number.",
+                f"{op.name!r}.{prop} is {kind} here, {first} before.",
                 op.name,
+                json_path([prop]),
             )
-        data = dict(op.data)
-        for prop, value in data.items():
-            props[_key(prop)].setdefault(prop, source)
-            kind = _json_type(value)
-            seen_types = types[(op.name, prop)]
-            if seen_types and kind not in seen_types:
-                first = ", ".join(sorted(seen_types))
+        seen_types.setdefault(kind, source)
+    yield from _pii(at, call, op.name, data, plan)
+    if CART.search(op.name) and not any(
+        isinstance(data.get(k), list) and data.get(k) for k in ITEM_KEYS
+    ):
+        yield Finding(
+            "empty_cart",
+            *at,
+            f"{op.name!r} carries no cart contents ({'/'.join(ITEM_KEYS)}).",
+            op.name,
+        )
+    if plan is None:
+        return
+    if plan.require_schema_version and "schema_version" not in data:
+        yield Finding(
+            "missing_schema_version",
+            *at,
+            f"{op.name!r} has no schema_version property.",
+            op.name,
+        )
+    if plan.event_case and call == "track" and not _cased(plan.event_case, op.name):
+        yield Finding(
+            "naming_case", *at, f"The event name {op.name!r} is not {plan.event_case}.", op.name
+        )
+    if plan.property_case:
+        for prop in data:
+            if prop != "schema_version" and not _cased(plan.property_case, prop):
                 yield Finding(
-                    "type_drift",
+                    "naming_case",
                     *at,
-                    f"{op.name!r}.{prop} is {kind} here, {first} before.",
+                    f"The property {prop!r} of {op.name!r} is not {plan.property_case}.",
                     op.name,
                     json_path([prop]),
                 )
-            seen_types.setdefault(kind, source)
-        yield from _pii(at, call, op.name, data, plan)
-        if CART.search(op.name) and not any(
-            isinstance(data.get(k), list) and data.get(k) for k in ITEM_KEYS
-        ):
+    rule = plan.rule_for(call, op.name)
+    if rule is None:
+        if call == "track" or plan.plans_call(call):
             yield Finding(
-                "empty_cart",
-                *at,
-                f"{op.name!r} carries no cart contents ({'/'.join(ITEM_KEYS)}).",
-                op.name,
+                "unplanned_event", *at, f"{call} {op.name!r} is not in the plan.", op.name
             )
-        if plan is None:
-            continue
-        if plan.require_schema_version and "schema_version" not in data:
-            yield Finding(
-                "missing_schema_version",
-                *at,
-                f"{op.name!r} has no schema_version property.",
-                op.name,
-            )
-        if plan.event_case and call == "track" and not _cased(plan.event_case, op.name):
-            yield Finding(
-                "naming_case", *at, f"The event name {op.name!r} is not {plan.event_case}.", op.name
-            )
-        if plan.property_case:
-            for prop in data:
-                if prop != "schema_version" and not _cased(plan.property_case, prop):
-                    yield Finding(
-                        "naming_case",
-                        *at,
-                        f"The property {prop!r} of {op.name!r} is not {plan.property_case}.",
-                        op.name,
-                        json_path([prop]),
-                    )
-        rule = plan.rule_for(call, op.name)
-        if rule is None:
-            if call == "track" or plan.plans_call(call):
-                yield Finding(
-                    "unplanned_event", *at, f"{call} {op.name!r} is not in the plan.", op.name
-                )
-            continue
-        yield from _schema(at, op.name, data, rule.schema)
-        if plan.common:
-            yield from _schema(at, op.name, data, plan.common)
-    yield from _near_duplicates(names, "event name")
-    yield from _near_duplicates(props, "property")
+        return
+    yield from _schema(at, op.name, data, rule.schema)
+    if plan.common:
+        yield from _schema(at, op.name, data, plan.common)
+
+
+def _about(message_id: str | None, found: Iterable[Finding]) -> Iterator[Finding]:
+    """The findings, each naming the message they are about (a recorded request holds
+    many on one line)."""
+    for finding in found:
+        yield finding if message_id is None else replace(finding, message_id=message_id)
 
 
 def _schema(
@@ -362,37 +382,7 @@ def _json_type(value: Any) -> str:
 
 def _identity_findings(seen: _Seen, plan: Plan | None) -> Iterator[Finding]:
     for source, op, result in seen.identifies:
-        at = (source.file, source.line)
-        ident = op.identifier.strip()
-        if rules.is_placeholder(ident):
-            yield Finding(
-                "placeholder_id",
-                *at,
-                f"identify with the placeholder id {ident!r} "
-                "creates a profile that real people will split from.",
-            )
-        if plan is not None and plan.canonical_id == "id" and "@" in ident:
-            yield Finding(
-                "email_as_id",
-                *at,
-                f"identify by email ({ident}) where the plan's canonical identifier is id.",
-            )
-        for warning in result.warnings:
-            code = {
-                rules.Rule.ANONYMOUS_ID_TAKEN: "anonymous_id_reused",
-                rules.Rule.RETENTION_EXPIRED: "expired_before_identify",
-            }.get(warning.rule)
-            if code:
-                yield Finding(code, *at, warning.message)
-        for failure in result.failed_attribute_changes:
-            if failure.get("attribute") in ("email", "id") and failure.get("held_by"):
-                yield Finding(
-                    "split_profile",
-                    *at,
-                    f"{failure['attribute']} "
-                    f"{failure['to']!r} already belongs to another person: one "
-                    "person, two profiles.",
-                )
+        yield from _about(op.message_id, _findings_of_identify(source, op, result, plan))
     for where, track, outcome in seen.tracks:
         for warning in outcome.warnings:
             if warning.rule is rules.Rule.WINDOW_CLOSED:
@@ -403,7 +393,44 @@ def _identity_findings(seen: _Seen, plan: Plan | None) -> Iterator[Finding]:
                     f"{track.name!r} with anonymous_id {track.anonymous_id!r} arrived "
                     "after the 5-minute window: it stays anonymous.",
                     track.name,
+                    message_id=track.event_id,
                 )
+
+
+def _findings_of_identify(
+    source: Source, op: Identify, result: IdentifyResult, plan: Plan | None
+) -> Iterator[Finding]:
+    at = (source.file, source.line)
+    ident = op.identifier.strip()
+    if rules.is_placeholder(ident):
+        yield Finding(
+            "placeholder_id",
+            *at,
+            f"identify with the placeholder id {ident!r} "
+            "creates a profile that real people will split from.",
+        )
+    if plan is not None and plan.canonical_id == "id" and "@" in ident:
+        yield Finding(
+            "email_as_id",
+            *at,
+            f"identify by email ({ident}) where the plan's canonical identifier is id.",
+        )
+    for warning in result.warnings:
+        code = {
+            rules.Rule.ANONYMOUS_ID_TAKEN: "anonymous_id_reused",
+            rules.Rule.RETENTION_EXPIRED: "expired_before_identify",
+        }.get(warning.rule)
+        if code:
+            yield Finding(code, *at, warning.message)
+    for failure in result.failed_attribute_changes:
+        if failure.get("attribute") in ("email", "id") and failure.get("held_by"):
+            yield Finding(
+                "split_profile",
+                *at,
+                f"{failure['attribute']} "
+                f"{failure['to']!r} already belongs to another person: one "
+                "person, two profiles.",
+            )
 
 
 def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:

@@ -63,6 +63,9 @@ class Finding:
     message: str
     event: str | None = None
     path: str | None = None
+    message_id: str | None = None
+    """The messageId of the call it is about, when it names one: a recorded request
+    holds many calls on one line."""
 
     @property
     def severity(self) -> str:
