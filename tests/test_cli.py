@@ -302,6 +302,9 @@ def test_purge_reports_counts(cli: Cli) -> None:
     done = cli("purge", *AT, "--json")
     assert (done["deleted"], done["rule"]) == (2, "retention_expired")
     assert cli("purge", *AT, "--json")["deleted"] == 0
+    assert cli("purge", *AT).stdout.strip() == (
+        "Nothing to delete: no anonymous event has stayed unmerged past the 30-day retention."
+    )
 
 
 def test_clock_from_environment(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -163,6 +163,10 @@ def merge_text(result: MergeResult) -> RenderableType:
 
 
 def purge_text(result: PurgeResult) -> RenderableType:
+    if not result.total:  # a sentence, not an empty table
+        return Text(
+            "Nothing to delete: no anonymous event has stayed unmerged past the 30-day retention."
+        )
     head = "Would delete" if result.dry_run else "Deleted"
     table = _table(title=f"{head} {result.total} expired anonymous event(s)", title_justify="left")
     table.add_column("Anonymous ID")
