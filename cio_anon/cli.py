@@ -69,7 +69,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 ReportOption = Annotated[
     Path | None,
     typer.Option(
-        "--output", metavar="FILE", dir_okay=False, help="Write the report here instead of stdout."
+        "--output",
+        metavar="FILE",
+        dir_okay=False,
+        help="Write the report here instead of stdout (-: stdout).",
     ),
 ]
 IdentArgument = Annotated[
@@ -448,7 +451,9 @@ def report_format(format: str, formats: Sequence[str], *, as_json: bool) -> str:
 
 def print_report(rendered: "str | RenderableType", output: Path | None) -> None:
     """A report to `output` or stdout: text as it is, Rich output printed (to a file,
-    unwrapped, as a pipe gets it)."""
+    unwrapped, as a pipe gets it). `-` is stdout, as a pipe's tools take it."""
+    if output is not None and str(output) == "-":
+        output = None
     if isinstance(rendered, str):
         write_out(rendered, output)
     elif output is None:

@@ -520,3 +520,10 @@ def test_findings_in_a_recorded_batch_name_their_messages(cli: Cli, tmp_path: Pa
     bare = tmp_path / "bare.ndjson"
     bare.write_text("".join(json.dumps({**c, "receivedAt": 1772000000}) + "\n" for c in calls))
     assert "messageId" not in cli("check", str(bare), "--format", "text", code=0).stdout
+
+
+def test_output_dash_is_stdout(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli("check", MESSY, "--format", "github", "--output", "-", code=1)
+    assert result.stdout.startswith("::warning file=") and "::error file=" in result.stdout
+    assert not (tmp_path / "-").exists()
