@@ -516,9 +516,15 @@ def test_findings_in_a_recorded_batch_name_their_messages(cli: Cli, tmp_path: Pa
     ]
     text = cli("check", str(fixture), "--format", "text", code=1).stdout
     assert "messageId" in text and "m-first" in text and "m-second" in text
-    # one call a line (a fixture of bare messages): no such column
+    # one call a line (a fixture of bare messages): no such column, though the third
+    # line also has a finding across events (a near duplicate), which names no call
+    respelled = {**calls[0], "event": "checkout_started", "messageId": "m-third"}
     bare = tmp_path / "bare.ndjson"
-    bare.write_text("".join(json.dumps({**c, "receivedAt": 1772000000}) + "\n" for c in calls))
+    bare.write_text(
+        "".join(json.dumps({**c, "receivedAt": 1772000000}) + "\n" for c in [*calls, respelled])
+    )
+    on_third = [(f["code"], f["message_id"]) for f in findings(cli, str(bare), code=0)]
+    assert ("near_duplicate_name", None) in on_third and ("empty_cart", "m-third") in on_third
     assert "messageId" not in cli("check", str(bare), "--format", "text", code=0).stdout
 
 

@@ -84,9 +84,10 @@ def as_text(report: Report, per_code: int = 20) -> RenderableType:
         for column in ("line", "severity", "code"):  # never split: a code is searched for
             table.add_column(column, no_wrap=True)
         # a line holding several calls (a recorded request): each finding names its call
-        calls: dict[int, set[str | None]] = defaultdict(set)
+        calls: dict[int, set[str]] = defaultdict(set)
         for finding in findings:
-            calls[finding.line].add(finding.message_id)
+            if finding.message_id is not None:  # (a finding across events names none)
+                calls[finding.line].add(finding.message_id)
         several = any(len(ids) > 1 for ids in calls.values())
         for column in ("messageId", "finding", "fix") if several else ("finding", "fix"):
             table.add_column(column, overflow="fold")
