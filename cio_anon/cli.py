@@ -485,15 +485,19 @@ def emit(
 ) -> None:
     """Print the JSON document, or the Rich rendering, on stdout; diagnostics and
     warnings on stderr (with --json too: the document also holds them)."""
-    if diagnostics:
-        if not _plain_lines(diagnostics, sys.stderr):
-            console(stderr=True).print(*diagnostics, sep="\n")
+    print_diagnostics(diagnostics)
     if as_json:
         sys.stdout.write(jsonio.dumps_indented(document) + "\n")
     else:
         rendered = text()
         if not _plain_lines([rendered], sys.stdout):
             console().print(rendered)
+
+
+def print_diagnostics(diagnostics: Sequence["RenderableType"]) -> None:
+    """Diagnostics and warnings, one a line, on stderr."""
+    if diagnostics and not _plain_lines(diagnostics, sys.stderr):
+        console(stderr=True).print(*diagnostics, sep="\n")
 
 
 def _plain_lines(renderables: Sequence[Any], stream: Any) -> bool:
@@ -1489,6 +1493,7 @@ def diff_command(
     now = resolve_now(at)
     with usage_errors(InvalidInput):
         found = diff_module.compare(diff_module.load([base], now), diff_module.load([new], now))
+    print_diagnostics(report.diagnostics(found))
     rendered = report.render(found, fmt)
     print_report(rendered, output)
     if html is not None:

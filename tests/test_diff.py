@@ -234,7 +234,23 @@ def test_a_damaged_recording_is_refused_not_compared(cli: Cli, tmp_path: Path) -
     refused = cli("diff", str(base), str(cut), code=2)
     assert refused.stderr.startswith(f"Error: {cut}:{len(lines)}: not valid JSON (")
     assert "Traceback" not in refused.stderr
-    # a call Customer.io refuses is left out, as replay --keep-going leaves it
-    nobody = {"type": "track", "event": "Orphan", "messageId": "x", "timestamp": 1772000000}
-    kept = _write(tmp_path / "kept.ndjson", [*journey(2, identify_before_checkout=120), nobody])
-    assert cli("diff", str(base), str(kept), "--json")["differs"] is False
+    # a call Customer.io refuses is left out, as replay --keep-going leaves it, and said
+    nobody = [
+        {"type": "track", "event": "Orphan", "messageId": f"x{n}", "timestamp": 1772000000}
+        for n in range(7)
+    ]
+    kept = _write(tmp_path / "kept.ndjson", [*journey(2, identify_before_checkout=120), *nobody])
+    found = cli("diff", str(base), str(kept), "--json")
+    assert found["differs"] is False and found["left_out"]["base"] == []
+    assert len(found["left_out"]["new"]) == 7
+    said = cli("diff", str(base), str(kept), code=0).stderr.splitlines()
+    first = len(journey(2, identify_before_checkout=120)) + 1
+    assert said == [
+        *(
+            f"note: left out of the new run: {kept}:{line}: The message needs a userId or "
+            "an anonymousId."
+            for line in range(first, first + 5)
+        ),
+        "note: 2 more calls left out of the new run (`cio-anon replay --keep-going` lists "
+        "every one)",
+    ]

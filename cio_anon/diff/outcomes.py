@@ -74,6 +74,9 @@ class Outcomes:
     origin: list[str]
     events: list[Outcome] = field(default_factory=list)
     records: int = 0
+    left_out: list[str] = field(default_factory=list)
+    """The calls the run's replay refused, as Customer.io would (`FILE:LINE: why`); not
+    kept in an outcomes file."""
 
     def by_key(self) -> dict[str, Outcome]:
         return {outcome.key: outcome for outcome in self.events}
@@ -107,6 +110,7 @@ def replayed(files: Sequence[Path], now: datetime) -> Outcomes:
             events = list(workspace.events_in_order())
             judged = max((e.received_at for e in events), default=now)
             outcomes = Outcomes([str(f) for f in files], records=summary.tally.records)
+            outcomes.left_out = [str(problem) for problem in summary.invalid]
             outcomes.events = list(_explained(workspace, judged, events))
     return outcomes
 

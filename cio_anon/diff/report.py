@@ -36,8 +36,9 @@ def _side(outcome: Outcome) -> dict[str, Any]:
 
 def as_json(diff: Diff) -> dict[str, Any]:
     """Schema version 1: {version, tool, base, new, matched_by, differs, summary,
-    changed[], added[], missing[]}; each change has key, name, journey, what, before,
-    after (person, status, rule, can_trigger_campaigns, reason, timeline, facts)."""
+    changed[], added[], missing[], left_out: {base[], new[]}}; each change has key, name,
+    journey, what, before, after (person, status, rule, can_trigger_campaigns, reason,
+    timeline, facts); `left_out` the calls each run's replay refused (`FILE:LINE: why`)."""
     return {
         "version": JSON_SCHEMA_VERSION,
         "tool": {"name": "cio-anon", "version": __version__},
@@ -67,6 +68,7 @@ def as_json(diff: Diff) -> dict[str, Any]:
         ],
         "added": [{"key": o.key, **_side(o)} for o in diff.added],
         "missing": [{"key": o.key, **_side(o)} for o in diff.missing],
+        "left_out": {"base": diff.base.left_out, "new": diff.new.left_out},
     }
 
 
@@ -98,6 +100,28 @@ def _counts(title: str, key: str, counts: dict[str, tuple[int, int]]) -> Table:
 LISTED = 20
 """Events only in one run that the text report names (a recording cut short, or a
 journey that grew, can leave hundreds: the rest are counted)."""
+
+
+LEFT_OUT_LISTED = 5
+"""The calls left out of a run that stderr names; the rest are counted."""
+
+
+def diagnostics(diff: Diff) -> list[Text]:
+    """For stderr: the calls each run's replay left out (refused, as Customer.io would
+    refuse them), so that an event missing for that reason is not a mystery."""
+    lines = []
+    for side, outcomes in (("base", diff.base), ("new", diff.new)):
+        for problem in outcomes.left_out[:LEFT_OUT_LISTED]:
+            lines.append(Text(visible(f"note: left out of the {side} run: {problem}")))
+        more = len(outcomes.left_out) - LEFT_OUT_LISTED
+        if more > 0:
+            lines.append(
+                Text(
+                    f"note: {more:,} more calls left out of the {side} run (`cio-anon "
+                    "replay --keep-going` lists every one)"
+                )
+            )
+    return lines
 
 
 def as_text(diff: Diff) -> RenderableType:
