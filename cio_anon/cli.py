@@ -413,11 +413,18 @@ def collect_attributes(pairs: Sequence[str] = (), attrs_json: str | None = None)
     return attributes
 
 
+def _file(output: Path | None) -> Path | None:
+    """The file an `--output`-style option names; None for stdout: none given, or `-`,
+    as a pipe's tools take it."""
+    return None if output is None or str(output) == "-" else output
+
+
 def write_out(text: str, output: Path | None, *, private: bool = False) -> None:
     """Text to a file, or to stdout; ending in a newline either way (nothing stays
     nothing: no annotations is an empty output). A `private` file (people's data, as a
     page of a workspace) is readable by its owner only, as the workspace is."""
     text = text if text.endswith("\n") or not text else text + "\n"
+    output = _file(output)
     if output is None:
         sys.stdout.write(text)
         return
@@ -451,9 +458,8 @@ def report_format(format: str, formats: Sequence[str], *, as_json: bool) -> str:
 
 def print_report(rendered: "str | RenderableType", output: Path | None) -> None:
     """A report to `output` or stdout: text as it is, Rich output printed (to a file,
-    unwrapped, as a pipe gets it). `-` is stdout, as a pipe's tools take it."""
-    if output is not None and str(output) == "-":
-        output = None
+    unwrapped, as a pipe gets it)."""
+    output = _file(output)
     if isinstance(rendered, str):
         write_out(rendered, output)
     elif output is None:
@@ -1298,7 +1304,9 @@ def audit(
     ] = "text",
     output: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", dir_okay=False, help="Write junit/sarif/github here."),
+        typer.Option(
+            metavar="FILE", dir_okay=False, help="Write junit/sarif/github here (-: stdout)."
+        ),
     ] = None,
     db: Annotated[
         Path | None,
@@ -1526,7 +1534,11 @@ def plan_infer(
     *,
     output: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", dir_okay=False, help="Write the plan here instead of stdout."),
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            help="Write the plan here instead of stdout (-: stdout).",
+        ),
     ] = None,
     dialect: Annotated[
         PlanDialect,

@@ -533,3 +533,6 @@ def test_output_dash_is_stdout(cli: Cli, tmp_path: Path, monkeypatch: pytest.Mon
     result = cli("check", MESSY, "--format", "github", "--output", "-", code=1)
     assert result.stdout.startswith("::warning file=") and "::error file=" in result.stdout
     assert not (tmp_path / "-").exists()
+    # every --output, the plan's too
+    plan = cli("plan", "infer", CLEAN, "--output", "-").stdout
+    assert plan.startswith("dialect: cio-anon") and not (tmp_path / "-").exists()
