@@ -115,6 +115,40 @@ def test_the_timeline_says_how_far_apart_in_words(after_identify: float, said: s
     assert timeline({"received_at": received, "assigned_at": identified}) == said
 
 
+def test_a_checkout_moved_before_the_login_is_a_change_as_a_browser_sends_it(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # A browser SDK sends the anonymous id with every call, the userId too once the
+    # visitor logged in: a checkout after the login is the person's own, one before it
+    # merges at the login. The same journey either way, so a change, not added and missing.
+    def run(anon: str, checkout_first: bool) -> list[dict[str, Any]]:
+        at = iter(range(1772000000, 1772000100, 10))
+        login = {"type": "identify", "userId": f"u-{anon}", "anonymousId": anon}
+        checkout = {"type": "track", "event": "Checkout Started", "anonymousId": anon}
+        calls = [{"type": "track", "event": "Product Viewed", "anonymousId": anon}]
+        calls += (
+            [checkout, login]
+            if checkout_first
+            else [login, {**checkout, "userId": login["userId"]}]
+        )
+        return [
+            {**call, "messageId": f"{anon}-{n}", "receivedAt": next(at)}
+            for n, call in enumerate(calls)
+        ]
+
+    base = _write(tmp_path / "main.ndjson", run("a1", checkout_first=False))
+    new = _write(tmp_path / "branch.ndjson", run("b2", checkout_first=True))
+    found = json.loads(cli("diff", str(base), str(new), "--json", code=1).stdout)
+    assert (found["added"], found["missing"]) == ([], [])
+    (change,) = found["changed"]
+    assert change["key"] == "anon#1 / Checkout Started / 1"
+    assert (change["before"]["rule"], change["after"]["rule"]) == (
+        "campaign_eligible",
+        "merged_on_identify",
+    )
+    assert change["before"]["person"] == change["after"]["person"] == "user#1"
+
+
 def test_ci_formats_follow_the_exit_code(cli: Cli, tmp_path: Path) -> None:
     base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
     new = _write(tmp_path / "branch.ndjson", journey(2, identify_before_checkout=360))

@@ -30,7 +30,7 @@ from cio_anon.models import Event
 from cio_anon.present.documents import facts_json
 from cio_anon.present.words import duration_text
 from cio_anon.replay import ReplaySummary, replay
-from cio_anon.rules import MERGE_WINDOW
+from cio_anon.rules import MERGE_WINDOW, Assignment
 from cio_anon.store import Workspace
 
 FORMAT = "cio-anon outcomes"
@@ -116,15 +116,16 @@ def replayed(files: Sequence[Path], now: datetime) -> Outcomes:
 
 
 def _explained(workspace: Workspace, now: datetime, events: list[Event]) -> Iterable[Outcome]:
-    anonymous = _numbered(e.anonymous_id for e in events if e.anonymous_id is not None)
+    sessions = _sessions(workspace, events)
+    anonymous = _numbered(session for session in sessions if session is not None)
     people = {ref.cio_id: f"user#{n}" for n, ref in enumerate(workspace.people_in_order(), 1)}
     seen: Counter[tuple[str, str]] = Counter()
     claims = workspace.anonymous_claims()  # once, not a reading of every person an event
-    for event in events:
+    for event, session in zip(events, sessions, strict=True):
         why = service.explain(workspace, now, event_id=event.event_id, claims=claims)
         person = None if why.person is None else people.get(why.person.cio_id, "user#?")
-        if event.anonymous_id is not None:
-            journey = anonymous[event.anonymous_id]
+        if session is not None:
+            journey = anonymous[session]
         elif event.cio_id is not None:
             journey = people.get(event.cio_id, "user#?")
         else:
@@ -167,6 +168,25 @@ def timeline(facts: Mapping[str, object]) -> str:
         return f"identified {duration_text(gap)} after this event was received"
     where = "past" if -gap > MERGE_WINDOW.total_seconds() else "inside"
     return f"received {duration_text(-gap)} after the identify, {where} the 5m window"
+
+
+def _sessions(workspace: Workspace, events: list[Event]) -> list[str | None]:
+    """The anonymous id whose journey each event is in: its own; for a person's event
+    (a call with a userId is the person's, and the anonymous id it also carried, as a
+    browser SDK's always does, is not kept with it), the one the person was last assigned
+    by the time it was received; None for an event of neither. So a checkout sent before
+    the identify and one sent after it are the same journey's."""
+    assigned: dict[str, list[Assignment]] = {}
+    sessions: list[str | None] = []
+    for event in events:
+        session = event.anonymous_id
+        if session is None and event.cio_id is not None:
+            if event.cio_id not in assigned:
+                assigned[event.cio_id] = workspace.assignments_of(event.cio_id)
+            earlier = [a for a in assigned[event.cio_id] if a.assigned_at <= event.received_at]
+            session = earlier[-1].anonymous_id if earlier else None
+        sessions.append(session)
+    return sessions
 
 
 def _numbered(values: Iterable[str]) -> dict[str, str]:
