@@ -1390,7 +1390,7 @@ def check(
         typer.Option(
             metavar="PLAN",
             help="A tracking plan: cio-anon YAML, Segment Protocols JSON, or a RudderStack "
-            "data catalog (a YAML file, or a folder of them).",
+            "data catalog (a YAML file, or a folder of them); -: standard input.",
         ),
     ] = None,
     format: Annotated[
@@ -1431,14 +1431,20 @@ def check(
     from cio_anon import check as check_module
     from cio_anon.check import plans as plan_module
     from cio_anon.check import report
+    from cio_anon.ingest.fixtures import STDIN
     from cio_anon.rules.findings import SEVERITIES
 
     fmt = report_format(format, report.FORMATS, as_json=as_json)
     if fail_on not in SEVERITIES:
         raise typer.BadParameter("use error or warning", param_hint="--fail-on")
+    fixtures = read_fixtures(fixtures)
+    if plan == STDIN and STDIN in fixtures:
+        raise typer.BadParameter(
+            "the fixtures are read from standard input (-): give the plan as a file",
+            param_hint="--plan",
+        )
     with usage_errors(plan_module.PlanError):
         loaded = None if plan is None else plan_module.load_plan(plan)
-    fixtures = read_fixtures(fixtures)
     with _progress(fixtures) as advance:
         found = check_module.check(fixtures, loaded, resolve_now(at), progress=advance)
     if write_baseline is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -232,6 +235,35 @@ def test_a_broken_plan_exits_2(
         assert f'in "{plan}", line 1' in result.stderr
 
 
+def test_a_plan_from_a_pipe_is_read_by_its_content(tmp_path: Path) -> None:
+    """A plan given through a pipe (`<(...)`, `-`) or under another name has no suffix
+    to tell its dialect: a text opening with `{` is JSON, any other YAML."""
+    segment = str(DATA / "segment-plan.json")
+
+    def check(command: str, code: int) -> list[dict[str, Any]]:
+        shell = f"{shlex.quote(sys.executable)} -m cio_anon check {command} --format json"
+        done = subprocess.run(
+            ["bash", "-c", shell], capture_output=True, text=True, cwd=tmp_path, check=False
+        )
+        assert done.returncode == code, done.stderr
+        return list(json.loads(done.stdout)["findings"])
+
+    by_file = check(f"{MESSY} --plan {PLAN}", 1)
+    assert check(f"{MESSY} --plan <(cat {PLAN})", 1) == by_file
+    assert check(f"{MESSY} --plan - < {PLAN}", 1) == by_file
+    segment_found = check(f"{MESSY} --plan {segment}", 1)
+    assert segment_found != by_file
+    shutil.copy(segment, tmp_path / "plan.txt")
+    assert check(f"{MESSY} --plan plan.txt", 1) == segment_found
+    assert check(f"{MESSY} --plan - < {segment}", 1) == segment_found
+    assert check(f"{CLEAN} --plan <(cat {PLAN})", 0) == []
+
+
+def test_a_plan_and_fixtures_cannot_both_be_standard_input(cli: Cli) -> None:
+    result = cli("check", "-", "--plan", "-", code=2)
+    assert "fixtures are read from standard input" in result.stderr
+
+
 def test_plan_infer_writes_a_plan_the_traffic_passes(cli: Cli, tmp_path: Path) -> None:
     inferred = tmp_path / "inferred.yaml"
     cli("plan", "infer", CLEAN, "--output", str(inferred))
@@ -456,7 +488,7 @@ def test_text_puts_the_counts_first_and_caps_each_code(cli: Cli) -> None:
 
 
 def test_a_terminal_sees_check_progress_and_a_pipe_does_not(tmp_path: Path) -> None:
-    import subprocess
+
     import sys
 
     from tests.conftest import on_a_terminal

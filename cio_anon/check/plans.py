@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,33 +109,49 @@ class Plan:
 
 
 def load_plan(path: Path) -> Plan:
-    """Read a plan: a file (the dialect told by its content) or a folder of RudderStack
-    data catalog files."""
-    if path.is_dir():
+    """Read a plan: a file (`-`: standard input) or a folder of RudderStack data catalog
+    files. A file named .json is JSON and one named .yaml or .yml is YAML; any other
+    (a pipe, a .txt) is JSON when its text opens with `{` or `[`, else YAML."""
+    from cio_anon.ingest.fixtures import STDIN, display_name
+
+    if path != STDIN and path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".yaml", ".yml"))
         if not files:
             raise PlanError(f"The plan folder {path} holds no YAML files.")
-        documents = [item for f in files for item in _yaml_documents(f)]
+        documents = [item for f in files for item in _yaml_documents(f, _read(f))]
         return rudder_plan(documents, str(path))
-    if path.suffix.lower() in (".yaml", ".yml"):
-        documents = _yaml_documents(path)
+    name, text = display_name(path), _read(path)
+    if _is_yaml(path, text):
+        documents = _yaml_documents(path, text)
         if any(_is_rudder(doc) for _, doc in documents):
-            return rudder_plan(documents, str(path))
+            return rudder_plan(documents, name)
         if len(documents) != 1:
             raise PlanError(
-                f"The plan {path} holds {len(documents)} YAML documents; a cio-anon plan is "
+                f"The plan {name} holds {len(documents)} YAML documents; a cio-anon plan is "
                 "one (several are read as a RudderStack data catalog, with `version: rudder/0.1`)."
             )
-        return native_plan(documents[0][1], str(path))
+        return native_plan(documents[0][1], name)
     try:
-        data = jsonio.loads(_read(path))
+        data = jsonio.loads(text)
     except jsonio.JSONDecodeError as error:
-        raise PlanError(f"The plan {path} is not valid JSON: {error}.") from None
-    return segment_plan(data, str(path))
+        raise PlanError(f"The plan {name} is not valid JSON: {error}.") from None
+    return segment_plan(data, name)
+
+
+def _is_yaml(path: Path, text: str) -> bool:
+    """Whether a plan file is YAML: by its name, else by how its text opens."""
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml", ".json"):
+        return suffix != ".json"
+    return not text.lstrip().startswith(("{", "["))
 
 
 def _read(path: Path) -> str:
+    from cio_anon.ingest.fixtures import STDIN
+
     try:
+        if path == STDIN:
+            return sys.stdin.buffer.read().decode("utf-8")
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlanError(f"The plan {path} does not exist.") from None
@@ -142,15 +159,19 @@ def _read(path: Path) -> str:
         raise PlanError(f"The plan {path} cannot be read: {error}.") from None
 
 
-def _yaml_documents(path: Path) -> list[tuple[Path, Any]]:
+def _yaml_documents(path: Path, text: str) -> list[tuple[Path, Any]]:
     import yaml
 
-    stream = io.StringIO(_read(path))
-    stream.name = str(path)  # PyYAML names the file in its messages, not "<unicode string>"
+    from cio_anon.ingest.fixtures import display_name
+
+    stream = io.StringIO(text)
+    stream.name = display_name(path)  # PyYAML names the file, not "<unicode string>"
     try:
         documents = [doc for doc in yaml.safe_load_all(stream) if doc is not None]
     except yaml.YAMLError as error:
-        raise PlanError(f"The plan {path} is not valid YAML: {error}".rstrip(".") + ".") from None
+        raise PlanError(
+            f"The plan {stream.name} is not valid YAML: {error}".rstrip(".") + "."
+        ) from None
     return [(path, doc) for doc in documents] or [(path, None)]
 
 
