@@ -1419,7 +1419,10 @@ def check(
     max_findings: Annotated[
         int,
         typer.Option(
-            metavar="N", min=0, help="Text: list at most N findings of each code (0: all)."
+            metavar="N",
+            min=0,
+            help="Text: list at most N rows of each code (0: all); the same finding about "
+            "many calls is one row.",
         ),
     ] = 20,
     at: AtOption = None,

@@ -482,7 +482,7 @@ def test_text_puts_the_counts_first_and_caps_each_code(cli: Cli) -> None:
     lines = out.splitlines()
     assert lines[0].startswith("25 records checked:")
     assert lines[1].strip() == "By code"
-    assert "more finding(s) not listed (1 of each code shown" in out
+    assert "more finding(s) not listed (1 row(s) of each code shown" in out
     everything = cli("check", MESSY, "--plan", PLAN, "--max-findings", "0", code=1).stdout
     assert "not listed" not in everything
 
@@ -558,6 +558,49 @@ def test_findings_in_a_recorded_batch_name_their_messages(cli: Cli, tmp_path: Pa
     on_third = [(f["code"], f["message_id"]) for f in findings(cli, str(bare), code=0)]
     assert ("near_duplicate_name", None) in on_third and ("empty_cart", "m-third") in on_third
     assert "messageId" not in cli("check", str(bare), "--format", "text", code=0).stdout
+
+
+def test_the_same_finding_about_many_calls_is_one_row(cli: Cli, tmp_path: Path) -> None:
+    """An SDK's batches carry the same mistake again and again: the text lists it once,
+    with its lines from first to last, how many times, and the first calls it names."""
+    batches = [
+        [
+            {
+                "type": "track",
+                "event": "Checkout Started",
+                "anonymousId": f"a{n}{k}",
+                "messageId": f"m{n}{k}",
+            }
+            for k in range(2)
+        ]
+        for n in range(3)
+    ]
+    batches.append(
+        [{"type": "track", "event": "Cart Emptied", "anonymousId": "z", "messageId": "z"}]
+    )
+    fixture = tmp_path / "batches.ndjson"
+    fixture.write_text(
+        "".join(
+            json.dumps(
+                {"at": 1772000000, "method": "POST", "path": "/v1/batch", "body": {"batch": batch}}
+            )
+            + "\n"
+            for batch in batches
+        )
+    )
+    carts = [f for f in findings(cli, str(fixture), code=0) if f["code"] == "empty_cart"]
+    assert len(carts) == 7  # every one in JSON
+    text = cli("check", str(fixture), "--format", "text", code=0).stdout
+    assert text.count("'Checkout Started' carries no cart contents") == 1
+    (row,) = [line for line in text.splitlines() if "'Checkout Started'" in line]
+    cells = [cell.strip() for cell in row.split("│")]
+    assert cells[1:5] == ["1–3", "warning", "empty_cart", "6"]
+    assert cells[5].startswith("m00, m01, m10 and 3 more")
+    assert text.count("'Cart Emptied' carries no cart contents") == 1
+    # --max-findings counts rows: the second sentence is left out, its one finding counted
+    capped = cli("check", str(fixture), "--max-findings", "1", code=0).stdout
+    assert "'Cart Emptied'" not in capped
+    assert "1 more finding(s) not listed (1 row(s) of each code shown" in capped
 
 
 def test_output_dash_is_stdout(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

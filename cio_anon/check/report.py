@@ -4,6 +4,7 @@ SARIF 2.1.0 and GitHub workflow annotations."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from typing import Any
 from xml.etree import ElementTree
 
@@ -56,7 +57,9 @@ def as_json(report: Report) -> dict[str, Any]:
 
 def as_text(report: Report, per_code: int = 20) -> RenderableType:
     """The summary first, then the findings rolled up by code, then each file's
-    findings: at most `per_code` of each code (0: all), the rest counted."""
+    findings, one row for each sentence (the same finding about many calls: the lines
+    from first to last, how many times): at most `per_code` rows of each code (0: all),
+    the rest counted."""
     summary = (
         f"{report.records:,} records checked: {report.count('error'):,} error(s), "
         f"{report.count('warning'):,} warning(s)"
@@ -75,14 +78,23 @@ def as_text(report: Report, per_code: int = 20) -> RenderableType:
         style = "red" if severity == "error" else "yellow"
         rollup.add_row(code, Text(severity, style=style), f"{count:,}")
     parts.append(rollup)
-    shown: Counter[str] = Counter()
+    listed: Counter[str] = Counter()  # rows of each code
+    shown: Counter[str] = Counter()  # findings of each code, in those rows
     by_file: dict[str, list[Finding]] = defaultdict(list)
     for finding in report.findings:
         by_file[finding.file].append(finding)
     for file, findings in by_file.items():
         table = Table(title=file, title_justify="left")
+        # the same finding about many calls (one sentence, many lines) is one row
+        same: dict[tuple[str, str], list[Finding]] = {}
+        for finding in sorted(findings, key=lambda f: (f.severity != "error", f.line)):
+            same.setdefault((finding.code, finding.message), []).append(finding)
+        rows = list(same.values())
         for column in ("line", "severity", "code"):  # never split: a code is searched for
             table.add_column(column, no_wrap=True)
+        times = any(len(row) > 1 for row in rows)
+        if times:
+            table.add_column("times", no_wrap=True, justify="right")
         # a line holding several calls (a recorded request): each finding names its call
         calls: dict[int, set[str]] = defaultdict(set)
         for finding in findings:
@@ -91,19 +103,22 @@ def as_text(report: Report, per_code: int = 20) -> RenderableType:
         several = any(len(ids) > 1 for ids in calls.values())
         for column in ("messageId", "finding", "fix") if several else ("finding", "fix"):
             table.add_column(column, overflow="fold")
-        for finding in sorted(findings, key=lambda f: (f.severity != "error", f.line)):
-            if per_code and shown[finding.code] >= per_code:
+        for row in rows:
+            first = row[0]
+            if per_code and listed[first.code] >= per_code:
                 continue
-            shown[finding.code] += 1
-            style = "red" if finding.severity == "error" else "yellow"
-            named = [finding.message_id or ""] if several else []
+            listed[first.code] += 1
+            shown[first.code] += len(row)
+            style = "red" if first.severity == "error" else "yellow"
+            last = row[-1].line
             table.add_row(
-                str(finding.line),
-                Text(finding.severity, style=style),
-                finding.code,
-                *named,
-                finding.message,
-                finding.hint,
+                str(first.line) if last == first.line else f"{first.line}–{last}",
+                Text(first.severity, style=style),
+                first.code,
+                *([f"{len(row):,}"] if times else []),
+                *([_message_ids(row)] if several else []),
+                first.message,
+                first.hint,
             )
         if table.row_count:
             parts.append(table)
@@ -111,11 +126,18 @@ def as_text(report: Report, per_code: int = 20) -> RenderableType:
     if hidden:
         parts.append(
             Text(
-                f"{hidden:,} more finding(s) not listed ({per_code} of each code shown; "
+                f"{hidden:,} more finding(s) not listed ({per_code} row(s) of each code shown; "
                 "--max-findings 0 lists all, --format json gives every one)."
             )
         )
     return Group(*parts)
+
+
+def _message_ids(findings: Sequence[Finding], named: int = 3) -> str:
+    """The calls a row of findings is about: the first few messageIds, the rest counted."""
+    ids = [f.message_id for f in findings if f.message_id is not None]
+    more = f" and {len(ids) - named:,} more" if len(ids) > named else ""
+    return ", ".join(ids[:named]) + more
 
 
 def as_junit(report: Report, fail_on: str = "error") -> str:
