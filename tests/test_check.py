@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,23 @@ def test_junit_sarif_github_outputs(cli: Cli, tmp_path: Path) -> None:
         assert location["region"]["startLine"] >= 1
 
     lines = cli("check", MESSY, "--plan", PLAN, "--format", "github", code=1).stdout.splitlines()
-    assert lines and all(line.startswith(("::error file=", "::warning file=")) for line in lines)
+    annotations = [line for line in lines if not line.startswith("::notice")]
+    assert all(line.startswith(("::error file=", "::warning file=")) for line in annotations)
     assert f"::error file={MESSY},line=3,title=type_mismatch::" in "\n".join(lines)
+    # GitHub shows 10 of a kind for a step: past that, a notice says how many it leaves out
+    rows = Counter(
+        f["severity"]
+        for f in {
+            (f["severity"], f["code"], f["message"]): f
+            for f in findings(cli, MESSY, "--plan", PLAN)
+        }.values()
+    )
+    assert rows["error"] > 10 and rows["warning"] > 10
+    assert lines[len(annotations) :] == [
+        f"::notice title=cio-anon::{rows[kind] - 10} {kind} annotation(s) more than the 10 "
+        "GitHub shows for a step: the step's log lists every one."
+        for kind in ("error", "warning")
+    ]
 
 
 def test_junit_follows_fail_on_and_skips_what_did_not_run(cli: Cli, tmp_path: Path) -> None:
@@ -603,10 +619,42 @@ def test_the_same_finding_about_many_calls_is_one_row(cli: Cli, tmp_path: Path) 
     assert "1 more finding(s) not listed (1 row(s) of each code shown" in capped
 
 
+def test_github_annotations_give_the_same_finding_once_and_escape_the_file(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """An SDK's batches repeat one mistake: one annotation says how many times, where
+    one each would fill GitHub's 10 with the same sentence. A file's name is a property
+    of the command: its `,` and `:` are escaped."""
+    fixture = tmp_path / "shop,day:1.ndjson"
+    fixture.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "track",
+                    "event": "Checkout Started",
+                    "anonymousId": f"a{n}",
+                    "messageId": f"m{n}",
+                    "receivedAt": 1772000000 + n,
+                }
+            )
+            + "\n"
+            for n in range(12)
+        )
+    )
+    assert len(findings(cli, str(fixture), code=0)) == 12
+    out = cli("check", str(fixture), "--format", "github", code=0).stdout
+    named = str(fixture).replace(",", "%2C").replace(":", "%3A")
+    assert out.splitlines() == [
+        f"::warning file={named},line=1,title=empty_cart::'Checkout Started' carries no cart "
+        "contents (items/products/line_items/cart_items). Send the cart's items (sku, qty, "
+        "price) with the event. (12 times, on lines 1–12)"
+    ]
+
+
 def test_output_dash_is_stdout(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = cli("check", MESSY, "--format", "github", "--output", "-", code=1)
-    assert result.stdout.startswith("::warning file=") and "::error file=" in result.stdout
+    assert "::warning file=" in result.stdout and "::error file=" in result.stdout
     assert not (tmp_path / "-").exists()
     # every --output, the plan's too
     plan = cli("plan", "infer", CLEAN, "--output", "-").stdout

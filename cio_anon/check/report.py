@@ -80,16 +80,9 @@ def as_text(report: Report, per_code: int = 20) -> RenderableType:
     parts.append(rollup)
     listed: Counter[str] = Counter()  # rows of each code
     shown: Counter[str] = Counter()  # findings of each code, in those rows
-    by_file: dict[str, list[Finding]] = defaultdict(list)
-    for finding in report.findings:
-        by_file[finding.file].append(finding)
-    for file, findings in by_file.items():
+    for file, findings in _by_file(report.findings).items():
         table = Table(title=file, title_justify="left")
-        # the same finding about many calls (one sentence, many lines) is one row
-        same: dict[tuple[str, str], list[Finding]] = {}
-        for finding in sorted(findings, key=lambda f: (f.severity != "error", f.line)):
-            same.setdefault((finding.code, finding.message), []).append(finding)
-        rows = list(same.values())
+        rows = _rows(findings)
         for column in ("line", "severity", "code"):  # never split: a code is searched for
             table.add_column(column, no_wrap=True)
         times = any(len(row) > 1 for row in rows)
@@ -110,9 +103,8 @@ def as_text(report: Report, per_code: int = 20) -> RenderableType:
             listed[first.code] += 1
             shown[first.code] += len(row)
             style = "red" if first.severity == "error" else "yellow"
-            last = row[-1].line
             table.add_row(
-                str(first.line) if last == first.line else f"{first.line}–{last}",
+                _lines(row),
                 Text(first.severity, style=style),
                 first.code,
                 *([f"{len(row):,}"] if times else []),
@@ -131,6 +123,29 @@ def as_text(report: Report, per_code: int = 20) -> RenderableType:
             )
         )
     return Group(*parts)
+
+
+def _by_file(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
+    by_file: dict[str, list[Finding]] = defaultdict(list)
+    for finding in findings:
+        by_file[finding.file].append(finding)
+    return by_file
+
+
+def _rows(findings: Sequence[Finding]) -> list[list[Finding]]:
+    """One file's findings as the reports list them: errors first, by line, and the same
+    finding about many calls (one sentence on many lines, as an SDK's batches repeat one
+    mistake) together, as one row."""
+    same: dict[tuple[str, str], list[Finding]] = {}
+    for finding in sorted(findings, key=lambda f: (f.severity != "error", f.line)):
+        same.setdefault((finding.code, finding.message), []).append(finding)
+    return list(same.values())
+
+
+def _lines(row: Sequence[Finding]) -> str:
+    """A row's lines: its one line, or its first and last."""
+    first, last = row[0].line, row[-1].line
+    return str(first) if first == last else f"{first}–{last}"
 
 
 def _message_ids(findings: Sequence[Finding], named: int = 3) -> str:
@@ -225,13 +240,52 @@ def as_sarif(report: Report) -> dict[str, Any]:
 
 
 def as_github(report: Report) -> str:
+    """A workflow command per row (`_rows`: the same finding about many calls is one,
+    saying how many times), then a notice when GitHub would not show them all."""
+    commands = []
+    for file, findings in _by_file(report.findings).items():
+        for row in _rows(findings):
+            first = row[0]
+            message = f"{first.message} {first.hint}"
+            if len(row) > 1:
+                message += f" ({len(row):,} times, on lines {_lines(row)})"
+            commands.append((first.severity, message, file, max(1, first.line), first.code))
+    return github_annotations(commands)
+
+
+GITHUB_SHOWN = 10
+"""The annotations of one kind (error, warning, notice) GitHub shows for a step; the
+step's log shows every one."""
+
+
+def github_annotations(commands: Sequence[tuple[str, str, str | None, int | None, str]]) -> str:
+    """GitHub Actions workflow commands, one a line: (kind, message, file, line, title)
+    each, their values escaped as GitHub reads them; then, when a kind has more than
+    GitHub shows, a notice saying so (else they are dropped without a word)."""
     lines = []
-    for f in report.findings:
-        message = f"{f.message} {f.hint}".replace("%", "%25").replace("\n", "%0A")
-        lines.append(
-            f"::{f.severity} file={f.file},line={max(1, f.line)},title={f.code}::{message}"
-        )
+    for kind, message, file, line, title in commands:
+        where = "" if file is None else f"file={_property(file)},"
+        where += "" if line is None else f"line={line},"
+        lines.append(f"::{kind} {where}title={_property(title)}::{_data(message)}")
+    kinds = Counter(kind for kind, *_ in commands)
+    for kind, count in sorted(kinds.items()):
+        if count > GITHUB_SHOWN:
+            unseen = count - GITHUB_SHOWN
+            lines.append(
+                f"::notice title=cio-anon::{unseen:,} {kind} annotation(s) more than the "
+                f"{GITHUB_SHOWN} GitHub shows for a step: the step's log lists every one."
+            )
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _data(text: str) -> str:
+    """A workflow command's message, escaped as GitHub reads it."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _property(text: str) -> str:
+    """A workflow command's property value (file, title): its `,` and `:` escaped too."""
+    return _data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def render(

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cio_anon import __version__, jsonio
+from cio_anon.check.report import github_annotations
 from cio_anon.diff.compare import Change, Diff
 from cio_anon.diff.outcomes import Outcome
 from cio_anon.present.render import add_row, visible
@@ -201,13 +202,13 @@ def as_junit(diff: Diff) -> str:
 
 
 def as_github(diff: Diff) -> str:
-    lines = []
+    commands = []
     for change in diff.changed:
         file, _, line = (change.after.source or "").rpartition(":")
-        where = f"file={file},line={line}," if file and line.isdigit() else ""
-        message = sentence(change).replace("%", "%25").replace("\n", "%0A")
-        lines.append(f"::error {where}title=identity changed::{message}")
-    return "\n".join(lines) + ("\n" if lines else "")
+        known = bool(file) and line.isdigit()
+        place = (file, int(line)) if known else (None, None)
+        commands.append(("error", sentence(change), *place, "identity changed"))
+    return github_annotations(commands)
 
 
 def as_html(diff: Diff) -> str:
