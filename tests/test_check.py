@@ -496,7 +496,7 @@ def test_the_bundled_fixtures_pass_with_their_baseline(
 def test_text_puts_the_counts_first_and_caps_each_code(cli: Cli) -> None:
     out = cli("check", MESSY, "--plan", PLAN, "--max-findings", "1", code=1).stdout
     lines = out.splitlines()
-    assert lines[0].startswith("25 records checked:")
+    assert lines[0].startswith("25 records checked: 17 error(s)")  # one call a record
     assert lines[1].strip() == "By code"
     assert "more finding(s) not listed (1 row(s) of each code shown" in out
     everything = cli("check", MESSY, "--plan", PLAN, "--max-findings", "0", code=1).stdout
@@ -606,7 +606,10 @@ def test_the_same_finding_about_many_calls_is_one_row(cli: Cli, tmp_path: Path) 
     )
     carts = [f for f in findings(cli, str(fixture), code=0) if f["code"] == "empty_cart"]
     assert len(carts) == 7  # every one in JSON
+    document = cli("check", str(fixture), "--json", code=0)
+    assert (document["records"], document["calls"]) == (4, 7)
     text = cli("check", str(fixture), "--format", "text", code=0).stdout
+    assert text.startswith("4 records checked: 7 tracks and identifies, 0 error(s), 7 warning")
     assert text.count("'Checkout Started' carries no cart contents") == 1
     (row,) = [line for line in text.splitlines() if "'Checkout Started'" in line]
     cells = [cell.strip() for cell in row.split("│")]

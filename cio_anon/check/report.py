@@ -21,7 +21,8 @@ FORMATS = ("text", "json", "junit", "sarif", "github")
 
 
 def as_json(report: Report) -> dict[str, Any]:
-    """Schema version 1: {version, tool, fixtures, plan, records, summary (errors,
+    """Schema version 1: {version, tool, fixtures, plan, records, calls (the tracks and
+    identifies checked: a recorded request carries many), summary (errors,
     warnings, known, by_code), baseline, findings[]} where each finding has code,
     severity, file, line, message_id (the call's messageId, or null), event, path,
     message, hint. Findings a baseline accepts are counted in `known`, not listed."""
@@ -31,6 +32,7 @@ def as_json(report: Report) -> dict[str, Any]:
         "fixtures": report.fixtures,
         "plan": report.plan,
         "records": report.records,
+        "calls": report.calls,
         "summary": {
             "errors": report.count("error"),
             "warnings": report.count("warning"),
@@ -60,8 +62,9 @@ def as_text(report: Report, per_code: int = 20) -> RenderableType:
     findings, one row for each sentence (the same finding about many calls: the lines
     from first to last, how many times): at most `per_code` rows of each code (0: all),
     the rest counted."""
+    checked = f"{report.calls:,} tracks and identifies, " if report.calls > report.records else ""
     summary = (
-        f"{report.records:,} records checked: {report.count('error'):,} error(s), "
+        f"{report.records:,} records checked: {checked}{report.count('error'):,} error(s), "
         f"{report.count('warning'):,} warning(s)"
     )
     if report.baseline is not None:

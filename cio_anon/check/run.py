@@ -37,6 +37,9 @@ class Report:
     plan: str | None
     findings: list[Finding] = field(default_factory=list)
     records: int = 0
+    calls: int = 0
+    """The tracks and identifies the records made, each checked (a recorded request
+    carries an SDK's batch of them)."""
     known: list[Finding] = field(default_factory=list)
     """Findings a baseline accepts: told as a count, never failing (`accept_known`)."""
     baseline: str | None = None
@@ -59,6 +62,7 @@ class _Seen:
 
     tracks: list[tuple[Source, Track, TrackResult]] = field(default_factory=list)
     identifies: list[tuple[Source, Identify, IdentifyResult]] = field(default_factory=list)
+    calls: int = 0
 
 
 def _replay_observed(
@@ -69,6 +73,7 @@ def _replay_observed(
     seen = _Seen()
 
     def observe(source: Source, op: Operation, result: Any) -> None:
+        seen.calls += 1
         if isinstance(op, Track) and isinstance(result, TrackResult):
             seen.tracks.append((source, op, result))
         elif isinstance(op, Identify) and isinstance(result, IdentifyResult):
@@ -91,7 +96,7 @@ def check(
     triggers = sorted({r.name for r in plan.events.values() if r.campaign_trigger}) if plan else []
     seen, summary, stale = _replay_observed(paths, now, triggers, progress)
     report = Report([display_name(p) for p in paths], None if plan is None else plan.source)
-    report.records = summary.tally.records
+    report.records, report.calls = summary.tally.records, seen.calls
     found = report.findings
     for problem in summary.invalid:
         code = (
