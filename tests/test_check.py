@@ -254,7 +254,8 @@ def test_a_broken_plan_exits_2(
 def test_a_plan_from_a_pipe_is_read_by_its_content(tmp_path: Path) -> None:
     """A plan given through a pipe (`<(...)`, `-`) or under another name has no suffix
     to tell its dialect: a text opening with `{` is JSON, any other YAML."""
-    segment = str(DATA / "segment-plan.json")
+    messy, clean, plan = map(shlex.quote, (MESSY, CLEAN, PLAN))
+    segment = shlex.quote(str(DATA / "segment-plan.json"))
 
     def check(command: str, code: int) -> list[dict[str, Any]]:
         shell = f"{shlex.quote(sys.executable)} -m cio_anon check {command} --format json"
@@ -264,15 +265,15 @@ def test_a_plan_from_a_pipe_is_read_by_its_content(tmp_path: Path) -> None:
         assert done.returncode == code, done.stderr
         return list(json.loads(done.stdout)["findings"])
 
-    by_file = check(f"{MESSY} --plan {PLAN}", 1)
-    assert check(f"{MESSY} --plan <(cat {PLAN})", 1) == by_file
-    assert check(f"{MESSY} --plan - < {PLAN}", 1) == by_file
-    segment_found = check(f"{MESSY} --plan {segment}", 1)
+    by_file = check(f"{messy} --plan {plan}", 1)
+    assert check(f"{messy} --plan <(cat {plan})", 1) == by_file
+    assert check(f"{messy} --plan - < {plan}", 1) == by_file
+    segment_found = check(f"{messy} --plan {segment}", 1)
     assert segment_found != by_file
-    shutil.copy(segment, tmp_path / "plan.txt")
-    assert check(f"{MESSY} --plan plan.txt", 1) == segment_found
-    assert check(f"{MESSY} --plan - < {segment}", 1) == segment_found
-    assert check(f"{CLEAN} --plan <(cat {PLAN})", 0) == []
+    shutil.copy(DATA / "segment-plan.json", tmp_path / "plan.txt")
+    assert check(f"{messy} --plan plan.txt", 1) == segment_found
+    assert check(f"{messy} --plan - < {segment}", 1) == segment_found
+    assert check(f"{clean} --plan <(cat {plan})", 0) == []
 
 
 def test_a_plan_and_fixtures_cannot_both_be_standard_input(cli: Cli) -> None:
@@ -504,9 +505,6 @@ def test_text_puts_the_counts_first_and_caps_each_code(cli: Cli) -> None:
 
 
 def test_a_terminal_sees_check_progress_and_a_pipe_does_not(tmp_path: Path) -> None:
-
-    import sys
-
     from tests.conftest import on_a_terminal
 
     sys.path.insert(0, str(ROOT / "bench"))
