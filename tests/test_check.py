@@ -620,6 +620,31 @@ def test_the_same_finding_about_many_calls_is_one_row(cli: Cli, tmp_path: Path) 
     assert "1 more finding(s) not listed (1 row(s) of each code shown" in capped
 
 
+@pytest.mark.parametrize(
+    ("name", "properties", "empty"),
+    [
+        # Segment's e-commerce spec: one product, named by its sku or id
+        ("Added to Cart", {"sku": "s21", "quantity": 1}, False),
+        ("Product Added to Cart", {"product_id": "p-7", "price": 12}, False),
+        ("addedToCart", {"product": "cool-shoes"}, False),  # Customer.io's own example
+        ("Checkout Started", {"items": [{"sku": "TEE-01", "qty": 1}]}, False),
+        ("Checkout Started", {"skus": ["TEE-01", "CAP-3"]}, False),
+        # a total, a count or an empty value says nothing of what is in the cart
+        ("Checkout Started", {"cart_value": 64.8, "item_count": 2}, True),
+        ("Added to Cart", {"sku": "", "items": []}, True),
+        ("Cart Viewed", {}, True),
+    ],
+)
+def test_a_cart_event_names_its_contents_by_items_or_product(
+    cli: Cli, tmp_path: Path, name: str, properties: dict[str, Any], empty: bool
+) -> None:
+    fixture = tmp_path / "cart.ndjson"
+    message = {"type": "track", "anonymousId": "a", "event": name, "properties": properties}
+    fixture.write_text(json.dumps({**message, "receivedAt": 1772000000}) + "\n")
+    codes = [f["code"] for f in findings(cli, str(fixture), code=0)]
+    assert ("empty_cart" in codes) is empty
+
+
 def test_github_annotations_give_the_same_finding_once_and_escape_the_file(
     cli: Cli, tmp_path: Path
 ) -> None:

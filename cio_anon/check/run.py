@@ -29,6 +29,10 @@ PHONE = re.compile(r"^\+?[\d\s().-]{10,}$")
 DYNAMIC = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+|\b[0-9a-f]{8}-[0-9a-f]{4}-|\b\d{5,}\b")
 CART = re.compile(r"cart|checkout", re.IGNORECASE)
 ITEM_KEYS = ("items", "products", "line_items", "cart_items")
+PRODUCT_KEYS = ("sku", "skus", "product", "product_id", "variant_id")
+"""What names the product a cart event is about, when it is one product: Segment's
+e-commerce spec (`sku`, `product_id`), Customer.io's own example (`addedToCart` with
+`product`)."""
 
 
 @dataclass
@@ -123,6 +127,15 @@ def check(
         )
     found.sort(key=lambda f: (f.file, f.line, f.code))
     return report
+
+
+def _names_contents(data: dict[str, Any]) -> bool:
+    """Whether a cart event says what is in the cart: a list of its items, or the one
+    product it is about (a total or a count alone does not: a recovery message could not
+    name what was left)."""
+    if any(isinstance(data.get(key), list) and data.get(key) for key in ITEM_KEYS):
+        return True
+    return any(data.get(key) not in (None, "", [], {}) for key in PRODUCT_KEYS)
 
 
 # -- the baseline: findings a team has accepted ---------------------------------------
@@ -222,12 +235,11 @@ def _findings_of_event(
             )
         seen_types.setdefault(kind, source)
     yield from _pii(at, call, op.name, data, plan)
-    if CART.search(op.name) and not any(
-        isinstance(data.get(k), list) and data.get(k) for k in ITEM_KEYS
-    ):
+    if CART.search(op.name) and not _names_contents(data):
         yield Finding(
             "empty_cart",
             *at,
+            # the sentence as before: a team's baseline accepts findings by their sentence
             f"{op.name!r} carries no cart contents ({'/'.join(ITEM_KEYS)}).",
             op.name,
         )
