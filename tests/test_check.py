@@ -645,6 +645,19 @@ def test_a_cart_event_names_its_contents_by_items_or_product(
     assert ("empty_cart" in codes) is empty
 
 
+def test_findings_come_in_the_order_the_files_were_given(cli: Cli, tmp_path: Path) -> None:
+    """Files are replayed in the order given (a journey's days, a session's parts), and
+    their findings are listed so, not by name."""
+    names = ["day-2.ndjson", "day-1.ndjson"]
+    for name in names:
+        message = {"type": "track", "anonymousId": "a", "event": "Cart Viewed"}
+        (tmp_path / name).write_text(json.dumps({**message, "receivedAt": 1772000000}) + "\n")
+    given = [str(tmp_path / name) for name in names]
+    assert [f["file"] for f in findings(cli, *given, code=0)] == given
+    text = cli("check", *given, code=0).stdout
+    assert text.index(given[0]) < text.index(given[1])
+
+
 def test_github_annotations_give_the_same_finding_once_and_escape_the_file(
     cli: Cli, tmp_path: Path
 ) -> None:

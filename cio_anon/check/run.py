@@ -125,7 +125,8 @@ def check(
                 name,
             )
         )
-    found.sort(key=lambda f: (f.file, f.line, f.code))
+    given = {name: index for index, name in enumerate(report.fixtures)}  # replay order
+    found.sort(key=lambda f: (given.get(f.file, len(given)), f.file, f.line, f.code))
     return report
 
 
