@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -195,6 +196,34 @@ def test_explain_names_the_fixture_line(cli: Cli, tmp_path: Path) -> None:
     assert why["source"] == f"{fixture}:4"
     assert why["rule"] == "merged_in_window"
     assert why["facts"]["merged_at"] == why["facts"]["received_at"]
+
+
+def test_explain_tells_times_within_a_second_to_the_millisecond(cli: Cli, tmp_path: Path) -> None:
+    """A browser SDK sends a session's calls milliseconds apart: to the second, the
+    facts (happened, received, assigned) would read alike and hide their order."""
+    session = tmp_path / "session.ndjson"
+    calls = [
+        {
+            "type": "track",
+            "anonymousId": "a",
+            "event": "Viewed",
+            "messageId": "v",
+            "timestamp": 1772000000.1,
+            "receivedAt": 1772000000.2,
+        },
+        {"type": "identify", "userId": "u", "anonymousId": "a", "receivedAt": 1772000000.5},
+    ]
+    session.write_text("".join(json.dumps(call) + "\n" for call in calls))
+    cli("replay", str(session))
+    facts = cli("explain", "v").stdout.split("Facts (UTC)", 1)[1]
+    for name, millis in (("timestamp", ".100"), ("received_at", ".200"), ("assigned_at", ".500")):
+        (line,) = [line for line in facts.splitlines() if f" {name} " in line]
+        assert f"06:13:20{millis}" in line, line
+    # whole seconds apart: to the second, as everywhere else
+    cli("replay", str(ROOT / "fixtures" / "window.ndjson"))
+    whole = cli("explain", "w-2").stdout.split("Facts (UTC)", 1)[1]
+    assert re.search(r"\d\d:\d\d:\d\d\b", whole)
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", whole)
 
 
 def test_json_array_fixtures_report_element_lines(cli: Cli, tmp_path: Path) -> None:

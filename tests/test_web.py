@@ -186,6 +186,23 @@ def test_workspace_values_are_shown_as_text(browser: Any, tmp_path: Path) -> Non
         assert not dialogs
 
 
+def test_the_event_page_tells_facts_within_a_second_to_the_millisecond(
+    browser: Any, tmp_path: Path
+) -> None:
+    db = tmp_path / "session.db"
+    with service.opened(db, T0, write=True) as workspace:
+        service.track(
+            workspace, T0.add(microseconds=200_000), name="Viewed", anonymous_id="a", event_id="v"
+        )
+        service.identify(workspace, T0.add(microseconds=500_000), identifier="u", anonymous_id="a")
+    for site in _serve(db, pages_only=True):
+        page = browser.new_page()
+        page.goto(site.url + "/event/v")
+        facts = page.inner_text("main table")
+        assert T0.format("HH:mm:ss") + ".200" in facts  # received
+        assert T0.format("HH:mm:ss") + ".500" in facts  # assigned
+
+
 def test_pages_need_credentials_when_any_are_configured(browser: Any, tmp_path: Path) -> None:
     db = tmp_path / "guarded.db"
     assert replay_into(db, T0, [SHOPPER]).ok

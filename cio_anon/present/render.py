@@ -14,6 +14,7 @@ from cio_anon import jsonio
 from cio_anon.models import Person, Settings
 from cio_anon.present.words import (
     activity_summary,
+    fine_times,
     log_note,
     retention_left,
     time_text,
@@ -272,8 +273,10 @@ def explain_text(explanation: Explanation) -> RenderableType:
     if explanation.source:
         lines.append(_text(f"Source: {explanation.source}"))
     facts = _table(show_header=False, title="Facts (UTC)", title_justify="left")
+    fine = fine_times(decision.facts.values())
     for name, value in decision.facts.items():
-        add_row(facts, name, time_text(value) if isinstance(value, datetime) else str(value))
+        shown = time_text(value, fine) if isinstance(value, datetime) else str(value)
+        add_row(facts, name, shown)
     lines.append(facts)
     return _group(*lines)
 

@@ -3,6 +3,7 @@ times, durations, what an activity was, where a row came from, retention left.""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from cio_anon import rules
@@ -12,8 +13,21 @@ from cio_anon.models import ActivityType, Event, LogRow
 MERGED_MARKER = "◐ was anonymous"
 
 
-def time_text(moment: datetime | None) -> str:
-    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+def time_text(moment: datetime | None, fine: bool = False) -> str:
+    """A time to the second; `fine`: to the millisecond (see `fine_times`)."""
+    if moment is None:
+        return "—"
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text}.{moment.microsecond // 1000:03d}" if fine else text
+
+
+def fine_times(values: Iterable[object]) -> bool:
+    """Whether some of these times differ within one second, so that to the second they
+    would read alike and hide their order: an SDK sends a session's calls milliseconds
+    apart, and the facts of a decision (received, assigned) are told finer then."""
+    moments = [value for value in values if isinstance(value, datetime)]
+    seconds = {moment.replace(microsecond=0) for moment in moments}
+    return len(set(moments)) > len(seconds)
 
 
 def duration_text(seconds: float) -> str:

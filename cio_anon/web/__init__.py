@@ -54,7 +54,8 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters.update(
-        when=lambda moment: f"{words.time_text(moment)}",
+        when=words.time_text,
+        fine_times=words.fine_times,
         iso=lambda moment: moment.isoformat(),
         ago=_ago,
         path=lambda value: quote(str(value), safe=""),
