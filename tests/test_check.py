@@ -274,6 +274,10 @@ def test_a_plan_from_a_pipe_is_read_by_its_content(tmp_path: Path) -> None:
     assert check(f"{messy} --plan plan.txt", 1) == segment_found
     assert check(f"{messy} --plan - < {segment}", 1) == segment_found
     assert check(f"{clean} --plan <(cat {plan})", 0) == []
+    # a plan on stdin that is not text is named as the other messages name stdin
+    shell = f"printf '\\377' | {shlex.quote(sys.executable)} -m cio_anon check {clean} --plan -"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "The plan <stdin> cannot be read" in done.stderr
 
 
 def test_a_plan_and_fixtures_cannot_both_be_standard_input(cli: Cli) -> None:

@@ -147,7 +147,7 @@ def _is_yaml(path: Path, text: str) -> bool:
 
 
 def _read(path: Path) -> str:
-    from cio_anon.ingest.fixtures import STDIN
+    from cio_anon.ingest.fixtures import STDIN, display_name
 
     try:
         if path == STDIN:
@@ -156,7 +156,7 @@ def _read(path: Path) -> str:
     except FileNotFoundError:
         raise PlanError(f"The plan {path} does not exist.") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise PlanError(f"The plan {path} cannot be read: {error}.") from None
+        raise PlanError(f"The plan {display_name(path)} cannot be read: {error}.") from None
 
 
 def _yaml_documents(path: Path, text: str) -> list[tuple[Path, Any]]:
