@@ -20,6 +20,7 @@ from typing import Any
 
 from cio_anon import jsonio
 from cio_anon.errors import CioAnonError
+from cio_anon.ingest.fixtures import STDIN, display_name
 
 CASES = {
     "snake_case": re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"),
@@ -112,8 +113,6 @@ def load_plan(path: Path) -> Plan:
     """Read a plan: a file (`-`: standard input) or a folder of RudderStack data catalog
     files. A file named .json is JSON and one named .yaml or .yml is YAML; any other
     (a pipe, a .txt) is JSON when its text opens with `{` or `[`, else YAML."""
-    from cio_anon.ingest.fixtures import STDIN, display_name
-
     if path != STDIN and path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".yaml", ".yml"))
         if not files:
@@ -147,8 +146,6 @@ def _is_yaml(path: Path, text: str) -> bool:
 
 
 def _read(path: Path) -> str:
-    from cio_anon.ingest.fixtures import STDIN, display_name
-
     try:
         if path == STDIN:
             return sys.stdin.buffer.read().decode("utf-8")
@@ -161,8 +158,6 @@ def _read(path: Path) -> str:
 
 def _yaml_documents(path: Path, text: str) -> list[tuple[Path, Any]]:
     import yaml
-
-    from cio_anon.ingest.fixtures import display_name
 
     stream = io.StringIO(text)
     stream.name = display_name(path)  # PyYAML names the file, not "<unicode string>"

@@ -66,7 +66,6 @@ class _Seen:
 
     tracks: list[tuple[Source, Track, TrackResult]] = field(default_factory=list)
     identifies: list[tuple[Source, Identify, IdentifyResult]] = field(default_factory=list)
-    calls: int = 0
 
 
 def _replay_observed(
@@ -77,7 +76,6 @@ def _replay_observed(
     seen = _Seen()
 
     def observe(source: Source, op: Operation, result: Any) -> None:
-        seen.calls += 1
         if isinstance(op, Track) and isinstance(result, TrackResult):
             seen.tracks.append((source, op, result))
         elif isinstance(op, Identify) and isinstance(result, IdentifyResult):
@@ -100,7 +98,8 @@ def check(
     triggers = sorted({r.name for r in plan.events.values() if r.campaign_trigger}) if plan else []
     seen, summary, stale = _replay_observed(paths, now, triggers, progress)
     report = Report([display_name(p) for p in paths], None if plan is None else plan.source)
-    report.records, report.calls = summary.tally.records, seen.calls
+    report.records = summary.tally.records
+    report.calls = len(seen.tracks) + len(seen.identifies)  # every call the observer hears
     found = report.findings
     for problem in summary.invalid:
         code = (
