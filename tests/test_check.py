@@ -329,6 +329,55 @@ def test_a_segment_plan_with_any_types_loads_and_checks(cli: Cli, tmp_path: Path
     assert [f["path"] for f in mismatches] == ["$.sku"]  # `any` accepted anything else
 
 
+def test_a_segment_schema_is_judged_by_the_draft_it_declares(cli: Cli, tmp_path: Path) -> None:
+    """Segment's jsonSchema describes the whole message and declares draft-07 at its root;
+    the properties schema taken out of it keeps the draft and the root's definitions."""
+    whole_message = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "definitions": {"money": {"type": "number"}},
+        "type": "object",
+        "properties": {
+            "context": {},
+            "properties": {
+                "type": "object",
+                "properties": {
+                    "total": {"$ref": "#/definitions/money"},
+                    "coupon": {"type": "string"},
+                    "discount": {"type": "number"},
+                    "pair": {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]},
+                },
+                "dependencies": {"coupon": ["discount"]},
+            },
+        },
+    }
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps(
+            {"rules": [{"key": "Order Completed", "type": "TRACK", "jsonSchema": whole_message}]}
+        )
+    )
+    sent = tmp_path / "sent.ndjson"
+    sent.write_text(
+        json.dumps(
+            {
+                "type": "track",
+                "userId": "u",
+                "event": "Order Completed",
+                "properties": {"total": "12", "coupon": "SPRING", "pair": ["a", "b"]},
+                "messageId": "d1",
+                "timestamp": 1772000001,
+            }
+        )
+        + "\n"
+    )
+    found = {(f["code"], f["path"]) for f in findings(cli, str(sent), "--plan", str(plan))}
+    assert found == {
+        ("type_mismatch", "$.total"),  # by the root's definition
+        ("value_mismatch", "$"),  # draft-07's `dependencies`: a coupon needs its discount
+        ("type_mismatch", "$.pair[1]"),  # draft-07's `items` as a list: one schema a place
+    }
+
+
 def test_every_problem_of_a_plan_is_listed_at_once(cli: Cli) -> None:
     result = cli("check", CLEAN, "--plan", str(PLANS / "segment-broken.json"), code=2)
     assert "has 3 problems" in result.stderr

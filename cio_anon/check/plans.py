@@ -394,12 +394,23 @@ def _segment_schema(rule: dict[str, Any], problems: Problems, where: str) -> dic
     inner = schema.get("properties", {})
     for key in ("properties", "traits"):
         if isinstance(inner, dict) and isinstance(inner.get(key), dict):
-            schema = inner[key]
+            schema = {**_root_keys(schema), **inner[key]}
             break
     found = schema_problems(schema, where)
     for problem in found:
         problems.add(problem)
     return {"type": "object"} if found else schema
+
+
+ROOT_KEYS = ("$schema", "definitions", "$defs")
+"""What a whole-message schema says for all of it: the draft it is written in (Segment
+writes draft-07), and the definitions its `$ref`s name from the root."""
+
+
+def _root_keys(schema: dict[str, Any]) -> dict[str, Any]:
+    """What the properties schema taken out of a whole-message `schema` keeps of it:
+    judged by the same draft, its `#/definitions/…` references still found."""
+    return {key: schema[key] for key in ROOT_KEYS if key in schema}
 
 
 def without_any(schema: Any) -> Any:
