@@ -682,6 +682,9 @@ def test_the_same_finding_about_many_calls_is_one_row(cli: Cli, tmp_path: Path) 
         ("addedToCart", {"product": "cool-shoes"}, False),  # Customer.io's own example
         ("Checkout Started", {"items": [{"sku": "TEE-01", "qty": 1}]}, False),
         ("Checkout Started", {"skus": ["TEE-01", "CAP-3"]}, False),
+        # a step of the checkout is about the step, in Segment's spec as elsewhere
+        ("Checkout Step Viewed", {"checkout_id": "c-1", "step": 2}, False),
+        ("checkout_step_completed", {"step": 3, "shipping_method": "ups"}, False),
         # a total, a count or an empty value says nothing of what is in the cart
         ("Checkout Started", {"cart_value": 64.8, "item_count": 2}, True),
         ("Added to Cart", {"sku": "", "items": []}, True),

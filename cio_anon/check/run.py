@@ -129,6 +129,14 @@ def check(
     return report
 
 
+@functools.lru_cache(maxsize=65536)
+def _about_cart(name: str) -> bool:
+    """Whether an event is about a cart's contents: its name says cart or checkout, and
+    it is not one step of a checkout (Segment's `Checkout Step Viewed` and `Checkout Step
+    Completed` carry the step, the shipping and the payment method, and no products)."""
+    return CART.search(name) is not None and "checkout step" not in _key(name)
+
+
 def _names_contents(data: dict[str, Any]) -> bool:
     """Whether a cart event says what is in the cart: a list of its items, or the one
     product it is about (a total or a count alone does not: a recovery message could not
@@ -235,7 +243,7 @@ def _findings_of_event(
             )
         seen_types.setdefault(kind, source)
     yield from _pii(at, call, op.name, data, plan)
-    if CART.search(op.name) and not _names_contents(data):
+    if _about_cart(op.name) and not _names_contents(data):
         yield Finding(
             "empty_cart",
             *at,
