@@ -426,6 +426,43 @@ def test_plan_infer_writes_each_dialect(cli: Cli, tmp_path: Path, dialect: str) 
     assert "required_missing" in codes or "type_mismatch" in codes
 
 
+@pytest.mark.parametrize("dialect", ["native", "segment", "rudderstack"])
+def test_an_inferred_plan_keeps_names_that_differ_only_in_spelling(
+    cli: Cli, tmp_path: Path, dialect: str
+) -> None:
+    """Two events and two properties whose names make the same slug (a catalog's ids):
+    the plan inferred from traffic plans all four, so that traffic meets it."""
+    traffic = tmp_path / "spellings.ndjson"
+    sent = [
+        ("Blog Viewed", {"page type": "post"}),
+        ("Blog viewed", {"page_type": 3}),
+    ]
+    traffic.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "track",
+                    "anonymousId": "a",
+                    "event": name,
+                    "properties": properties,
+                    "messageId": f"s{index}",
+                    "timestamp": 1772000001 + index,
+                }
+            )
+            + "\n"
+            for index, (name, properties) in enumerate(sent)
+        )
+    )
+    inferred = tmp_path / ("plan.json" if dialect == "segment" else "plan.yaml")
+    cli("plan", "infer", str(traffic), "--dialect", dialect, "--output", str(inferred))
+    codes = {f["code"] for f in findings(cli, str(traffic), "--plan", str(inferred), code=0)}
+    assert codes == {"near_duplicate_name"}  # a warning of the spelling, nothing unplanned
+    changed = tmp_path / "changed.ndjson"
+    changed.write_text(traffic.read_text().replace('"page_type": 3', '"page_type": "x"'))
+    mismatched = [f for f in findings(cli, str(changed), "--plan", str(inferred)) if f["path"]]
+    assert [(f["code"], f["path"]) for f in mismatched] == [("type_mismatch", "$.page_type")]
+
+
 def test_paths_quote_names_that_are_not_identifiers(cli: Cli, tmp_path: Path) -> None:
     traffic = tmp_path / "spaces.ndjson"
     traffic.write_text(

@@ -650,19 +650,39 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "property"
 
 
+def _unique_slug(name: str, taken: set[str]) -> str:
+    """`name`'s slug, numbered when another name of the same kind took it first (`Blog
+    Viewed` and `Blog viewed`, `page type` and `page_type`): a catalog finds each by
+    its id."""
+    slug = candidate = _slug(name)
+    number = 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{slug}_{number}"
+    taken.add(candidate)
+    return candidate
+
+
 def _as_rudder(native: dict[str, Any]) -> list[dict[str, Any]]:
     group = "inferred"
     properties: dict[str, dict[str, Any]] = {}
     events: list[dict[str, Any]] = []
     rules: list[dict[str, Any]] = []
+    property_ids: set[str] = set()
+    event_ids = {"identify"}  # (the traits' own event)
 
     def prop_ref(name: str, spec: Any) -> str:
         spec = {"type": spec} if isinstance(spec, str) else dict(spec or {})
         kinds = spec.get("type") or []
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-        entry = properties.setdefault(
-            name, {"id": _slug(name), "name": name, "type": [], "description": ""}
-        )
+        if name not in properties:
+            properties[name] = {
+                "id": _unique_slug(name, property_ids),
+                "name": name,
+                "type": [],
+                "description": "",
+            }
+        entry = properties[name]
         entry["type"] = sorted({*entry["type"], *kinds})
         return f"#/properties/{group}/{entry['id']}"
 
@@ -681,7 +701,7 @@ def _as_rudder(native: dict[str, Any]) -> list[dict[str, Any]]:
         }
 
     for name, spec in native.get("events", {}).items():
-        event_id = _slug(name)
+        event_id = _unique_slug(name, event_ids)
         events.append({"id": event_id, "name": name, "event_type": spec.get("call", "track")})
         rules.append(rule(event_id, spec.get("properties") or {}, False))
     if native.get("identify_traits"):
