@@ -463,6 +463,89 @@ def test_an_inferred_plan_keeps_names_that_differ_only_in_spelling(
     assert [(f["code"], f["path"]) for f in mismatched] == [("type_mismatch", "$.page_type")]
 
 
+def _pages(path: Path, *pages: tuple[str | None, dict[str, Any]]) -> str:
+    """Page calls as a browser SDK sends them: a name when the code gave one, and the
+    URL among the properties."""
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "page",
+                    "anonymousId": "a",
+                    **({"name": name} if name else {}),
+                    "properties": properties,
+                    "messageId": f"p{index}",
+                    "timestamp": 1772000001 + index,
+                }
+            )
+            + "\n"
+            for index, (name, properties) in enumerate(pages)
+        )
+    )
+    return str(path)
+
+
+def test_a_plan_knows_a_page_by_its_name_or_its_url(cli: Cli, tmp_path: Path) -> None:
+    """Customer.io names a page event by its URL; Segment's and RudderStack's plans list
+    a page by the name the code gave it. Either finds the page's rule."""
+    home = {"url": "https://shop.example.com/", "path": "/"}
+    pricing = {"url": "https://shop.example.com/pricing"}
+    sent = _pages(tmp_path / "pages.ndjson", ("Home", home), ("Pricing", pricing), (None, pricing))
+    page_rule = {"properties": {"properties": {"type": "object", "required": ["path"]}}}
+    by_name = tmp_path / "segment.json"
+    by_name.write_text(
+        json.dumps({"rules": [{"key": "Home", "type": "PAGE", "jsonSchema": page_rule}]})
+    )
+    found = [
+        (f["line"], f["code"], f["message"]) for f in findings(cli, sent, "--plan", str(by_name))
+    ]
+    assert found == [
+        (
+            2,
+            "unplanned_event",
+            "page 'Pricing' (https://shop.example.com/pricing) is not in the plan.",
+        ),
+        (3, "unplanned_event", "page 'https://shop.example.com/pricing' is not in the plan."),
+    ]  # the first page met its rule: it sent its path
+    pathless = _pages(tmp_path / "pathless.ndjson", ("Home", {"url": "https://shop.example.com/"}))
+    (missing,) = findings(cli, pathless, "--plan", str(by_name))
+    assert (missing["code"], missing["path"]) == ("required_missing", "$.path")
+    by_url = tmp_path / "native.yaml"
+    by_url.write_text(
+        "events:\n"
+        "  https://shop.example.com/pricing: {call: page, additional_properties: true}\n"
+        "  Home: {call: page, additional_properties: true}\n"
+    )
+    assert findings(cli, sent, "--plan", str(by_url), code=0) == []
+    inferred = tmp_path / "inferred.json"
+    cli("plan", "infer", sent, "--dialect", "segment", "--output", str(inferred))
+    keys = [rule["key"] for rule in json.loads(inferred.read_text())["rules"]]
+    assert sorted(keys) == ["Home", "Pricing", "https://shop.example.com/pricing"]
+    assert findings(cli, sent, "--plan", str(inferred), code=0) == []
+
+
+def test_a_page_is_judged_by_the_name_it_was_given_not_its_url(cli: Cli, tmp_path: Path) -> None:
+    """A URL holds ids and paths like /cart; a page view is not a cart event."""
+    sent = _pages(
+        tmp_path / "views.ndjson",
+        ("Product", {"url": "https://shop.example.com/products/1234567"}),
+        ("Cart", {"url": "https://shop.example.com/cart"}),
+        (None, {"url": "https://shop.example.com/orders/7654321"}),
+        ("Order 7654321", {"url": "https://shop.example.com/orders/7654321"}),
+    )
+    found = [(f["line"], f["code"]) for f in findings(cli, sent)]
+    assert found == [(4, "dynamic_name")]  # the name the code gave, not the URL
+    cart = tmp_path / "cart.ndjson"
+    cart.write_text(
+        "".join(
+            json.dumps({"type": kind, "anonymousId": "a", key: "Checkout", "timestamp": at}) + "\n"
+            for kind, key, at in (("screen", "name", 1772000001), ("track", "event", 1772000002))
+        )
+    )
+    carts = [f["line"] for f in findings(cli, str(cart), code=0) if f["code"] == "empty_cart"]
+    assert carts == [2]  # the track: a screen named Checkout is a view of it
+
+
 def test_paths_quote_names_that_are_not_identifiers(cli: Cli, tmp_path: Path) -> None:
     traffic = tmp_path / "spaces.ndjson"
     traffic.write_text(

@@ -100,6 +100,14 @@ class Plan:
     def rule_for(self, call: str, name: str) -> EventRule | None:
         return self.events.get((call, name))
 
+    def known_name(self, call: str, name: str, page_name: str | None) -> str:
+        """The name the plan knows an event by: its own, or a page's own name when the
+        event is named by the page's URL (as Customer.io names it) and the plan lists the
+        page by name (as Segment's and RudderStack's plans do)."""
+        if page_name is None or (call, name) in self.events:
+            return name
+        return page_name if (call, page_name) in self.events else name
+
     def plans_call(self, call: str) -> bool:
         """Whether the plan lists any event of this call type (pages are often unplanned)."""
         return any(key[0] == call for key in self.events)

@@ -219,14 +219,16 @@ def _findings_of_event(
     before it sent (first seen where), for the findings across events."""
     call = "track" if op.type == "event" else op.type
     at = (source.file, source.line)
-    names[_key(op.name)].setdefault(op.name, source)
-    if _dynamic(op.name):
-        yield Finding(
-            "dynamic_name",
-            *at,
-            f"The event name {op.name!r} contains an email, an id or a long number.",
-            op.name,
-        )
+    written = op.page_name if call == "page" else op.name  # (a URL is not a name one chose)
+    if written is not None:
+        names[_key(written)].setdefault(written, source)
+        if _dynamic(written):
+            yield Finding(
+                "dynamic_name",
+                *at,
+                f"The event name {written!r} contains an email, an id or a long number.",
+                written,
+            )
     data = dict(op.data)
     for prop, value in data.items():
         props[_key(prop)].setdefault(prop, source)
@@ -242,8 +244,9 @@ def _findings_of_event(
                 json_path([prop]),
             )
         seen_types.setdefault(kind, source)
-    yield from _pii(at, call, op.name, data, plan)
-    if _about_cart(op.name) and not _names_contents(data):
+    name = op.name if plan is None else plan.known_name(call, op.name, op.page_name)
+    yield from _pii(at, call, name, data, plan)
+    if call == "track" and _about_cart(op.name) and not _names_contents(data):
         yield Finding(
             "empty_cart",
             *at,
@@ -274,16 +277,20 @@ def _findings_of_event(
                     op.name,
                     json_path([prop]),
                 )
-    rule = plan.rule_for(call, op.name)
+    rule = plan.rule_for(call, name)
     if rule is None:
         if call == "track" or plan.plans_call(call):
+            named = f"{op.page_name!r} ({op.name})" if written and written != op.name else ""
             yield Finding(
-                "unplanned_event", *at, f"{call} {op.name!r} is not in the plan.", op.name
+                "unplanned_event",
+                *at,
+                f"{call} {named or repr(op.name)} is not in the plan.",
+                op.name,
             )
         return
-    yield from _schema(at, op.name, data, rule.schema)
+    yield from _schema(at, name, data, rule.schema)
     if plan.common:
-        yield from _schema(at, op.name, data, plan.common)
+        yield from _schema(at, name, data, plan.common)
 
 
 def _about(message_id: str | None, found: Iterable[Finding]) -> Iterator[Finding]:
@@ -459,8 +466,8 @@ def _findings_of_identify(
 
 
 def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:
-    """A starting native plan from what the fixtures send: events, property types, which
-    properties always appear."""
+    """A starting native plan from what the fixtures send: events (a page by its own name
+    when it has one, else by its URL), property types, which properties always appear."""
     seen, _, _ = _replay_observed(list(paths), now, [])
     events: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = defaultdict(int)
@@ -468,11 +475,12 @@ def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:
     kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
     for _, track, _outcome in seen.tracks:
         call = "track" if track.type == "event" else track.type
-        counts[track.name] += 1
-        events.setdefault(track.name, {"call": call})
+        name = track.page_name or track.name  # a page by its own name, if it has one
+        counts[name] += 1
+        events.setdefault(name, {"call": call})
         for prop, value in track.data.items():
-            present[(track.name, prop)] += 1
-            kinds[(track.name, prop)].add(_json_type(value))
+            present[(name, prop)] += 1
+            kinds[(name, prop)].add(_json_type(value))
     out_events: dict[str, Any] = {}
     for name, spec in sorted(events.items()):
         props: dict[str, Any] = {}

@@ -36,6 +36,10 @@ class Track:
     data: Mapping[str, Any] = field(default_factory=dict)
     timestamp: object = None
     event_id: str | None = None
+    page_name: str | None = None
+    """A page's own name (Data Pipelines' `name`), if it has one: Customer.io names the
+    event by the page's URL when it has one, and a tracking plan may know the page by
+    either (`check`)."""
 
 
 @dataclass(frozen=True)

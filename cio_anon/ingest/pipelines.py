@@ -115,6 +115,7 @@ def parse_message(
         data=properties,
         timestamp=message.get("timestamp"),
         event_id=optional_text(message, "messageId", what),
+        page_name=_own_name(message) if kind == "page" else None,
     )
 
 
@@ -151,6 +152,12 @@ def _page_name(message: Mapping[str, Any], properties: Mapping[str, Any], what: 
         if isinstance(value, str) and value.strip():
             return value.strip()
     raise InvalidInput(f"{what} needs properties.url or a name.")
+
+
+def _own_name(message: Mapping[str, Any]) -> str | None:
+    """A page's own name, if the message gives one (the event may be named by its URL)."""
+    value = message.get("name")
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def errors(failures: Sequence[Failure], batch: bool = False) -> dict[str, Any]:
