@@ -415,6 +415,46 @@ def test_aborted_connections_are_quiet_and_each_request_is_one_log_line(tmp_path
     assert len(answered) == 3, stderr
 
 
+def test_the_access_log_says_what_a_permissive_answer_refused(tmp_path: Path) -> None:
+    """A browser SDK sends no X-Strict-Mode, so a refused call is answered 200, as Data
+    Pipelines answers it: the access line is where a developer learns why the call is
+    not in the workspace. A page's event is named by its URL, and a URL with campaign
+    parameters is over the 100 bytes a name may have."""
+    url = (
+        "https://shop.example.com/products/graphic-tee?utm_source=newsletter"
+        "&utm_medium=email&utm_campaign=spring-sale"
+    )
+    port, process = _serve_process(tmp_path)
+    running = client_for(port)
+    sent = [
+        ("/v1/p", {"type": "page", "name": "Tee", "anonymousId": "a", "properties": {"url": url}}),
+        ("/v1/p", {"type": "page", "name": "Home", "anonymousId": "a", "properties": {}}),
+        (
+            "/v1/batch",
+            {
+                "batch": [{"type": "track", "event": "Ok", "anonymousId": "a"}]
+                + [{"type": "track", "anonymousId": "a"}] * 2
+            },
+        ),
+    ]
+    try:
+        answers = [running.call("POST", path, body)[0] for path, body in sent]
+        time.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    assert answers == [200, 200, 200]
+    page, home, batch = [line for line in stderr.splitlines() if '"POST /v1/' in line]
+    assert page.endswith(
+        f" refused: The event name {url[:40]!r}... is {len(url)} bytes; Customer.io allows at "
+        "most 100 bytes."
+    )
+    assert "refused" not in home
+    assert batch.endswith(
+        " refused: Batch item 1 needs `event` as a string, not null. (and 1 more)"
+    )
+
+
 def test_quiet_means_no_access_log(tmp_path: Path) -> None:
     port, process = _serve_process(tmp_path, "--quiet")
     running = client_for(port)

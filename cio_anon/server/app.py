@@ -29,7 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from cio_anon.errors import InvalidInput, WorkspaceError
 from cio_anon.server.origins import Origins
-from cio_anon.server.routes import BODY_SECONDS, Credentials, Settings, application
+from cio_anon.server.routes import BODY_SECONDS, REFUSED, Credentials, Settings, application
 from cio_anon.server.writer import Reader, RecordFile, Writer
 from cio_anon.streams import write_all
 
@@ -430,9 +430,11 @@ class AccessLog:
                 if scope.get("query_string"):
                     target += "?" + scope["query_string"].decode("latin-1")
                 took = (time.perf_counter() - started) * 1000
+                refused = (scope.get("state") or {}).get(REFUSED)
                 self.say(
                     f'{client[0]}:{client[1]} "{scope["method"]} {_printable(target)} '
                     f'HTTP/{scope.get("http_version", "1.1")}" {status or "-"} {took:.1f}ms'
+                    + ("" if refused is None else f" refused: {_printable(refused)}")
                 )
 
         return logged

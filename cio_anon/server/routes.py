@@ -347,12 +347,14 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         except CioAnonError as error:
             if not authorized:  # a body without its key is refused as such, whatever it is
                 return unauthorized()
+            _note_refused(request, [(None, error)], batch)
             return _unread(api, error, strict)
         failures: list[Failure] = [
             (i, e) for i, e in enumerate(items) if isinstance(e, CioAnonError)
         ]
         atomic = api.permissive and strict
         if failures and atomic:
+            _note_refused(request, failures, batch)
             return _refused(api, failures, strict, batch)
         at = settings.clock()
         # each item's operations, flattened, remembering the item they came from
@@ -385,6 +387,7 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         failures.sort(key=lambda pair: -1 if pair[0] is None else pair[0])
         if not failures:
             return reply(200, {})
+        _note_refused(request, failures, batch)
         if any(error.status >= 500 for _, error in failures):
             return refusal_reply(next(e for _, e in failures if e.status >= 500))
         if batch and len(failures) < len(items) and not atomic:
@@ -393,6 +396,23 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         return _refused(api, failures, strict, batch)
 
     return endpoint
+
+
+REFUSED = "refused"
+"""The request state's key for what was refused and why (`_note_refused`), which the
+access log adds to the request's line."""
+
+
+def _note_refused(request: Request, failures: Sequence[Failure], batch: bool) -> None:
+    """Keep what the request had refused for the access log: permissive mode answers 200
+    all the same (as Data Pipelines does, so that SDKs do not retry), and a call a
+    browser made would vanish without a word."""
+    index, error = failures[0]
+    first = str(error)
+    if batch and index is not None and f"item {index} " not in first:
+        first = f"batch item {index}: {first}"
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    setattr(request.state, REFUSED, first + more)
 
 
 def _unread(api: HttpApi, error: CioAnonError, strict: bool) -> Response:
