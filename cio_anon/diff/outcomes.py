@@ -6,8 +6,8 @@ Normalising: anonymous ids are numbered in the order they first appear among the
 (`anon#1`, `anon#2`, ...), people in the order they were created (`user#1`, ...: a
 person is created by the first call that names them). An event's *journey* is its
 anonymous id's label (or, sent with a user alone, its person's), and its *key* is the
-journey, its name and how many events of that name came before it in that journey:
-`anon#1 / Product Viewed / 2`.
+journey, its name (a page's: its URL's path) and how many events of that name came
+before it in that journey: `anon#1 / Product Viewed / 2`.
 
 Outcomes can be written to a file and read back (`--accept`): the expected outcomes a
 team keeps beside its tests.
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cio_anon import service
 from cio_anon.errors import InvalidInput
@@ -130,7 +131,6 @@ def _explained(workspace: Workspace, now: datetime, events: list[Event]) -> Iter
             journey = people.get(event.cio_id, "user#?")
         else:
             journey = "invite"
-        seen[(journey, event.name)] += 1
         # the facts, with ids in the run's own words (labels, as the outcome's)
         facts = facts_json(why.decision.facts)
         for key, labels in (("anonymous_id", anonymous), ("assigned_to", people)):
@@ -138,7 +138,7 @@ def _explained(workspace: Workspace, now: datetime, events: list[Event]) -> Iter
             if isinstance(value, str):
                 facts[key] = labels.get(value, value)
         yield Outcome(
-            key=f"{journey} / {event.name} / {seen[(journey, event.name)]}",
+            key=_key(seen, journey, event.name),
             event_id=event.event_id,
             name=event.name,
             journey=journey,
@@ -151,6 +151,18 @@ def _explained(workspace: Workspace, now: datetime, events: list[Event]) -> Iter
             timeline=timeline(why.decision.facts),
             source=why.source,
         )
+
+
+def _key(seen: Counter[tuple[str, str]], journey: str, name: str) -> str:
+    """The next event's key, counting in `seen` the events of each journey and name:
+    `anon#1 / Checkout Started / 2`. A page (named by its URL, as Customer.io names it)
+    is known by the URL's path: two runs of one journey made against another host or
+    port (a preview deploy, a dev server on a port of its own) hold the same pages."""
+    place = urlsplit(name)
+    if place.scheme in ("http", "https") and place.netloc:
+        name = place.path or "/"
+    seen[(journey, name)] += 1
+    return f"{journey} / {name} / {seen[(journey, name)]}"
 
 
 def timeline(facts: Mapping[str, object]) -> str:
@@ -221,8 +233,12 @@ def _is_outcomes_file(path: Path) -> bool:
 
 def _read_outcomes(path: Path) -> Outcomes:
     doc = read_document(path, FORMAT, FORMAT_VERSION, "cio-anon diff --accept")
-    try:
-        events = [Outcome(**item) for item in doc["events"]]
+    seen: Counter[tuple[str, str]] = Counter()
+    try:  # keyed as a run is now (a file written before keeps its old keys to itself)
+        events = [
+            Outcome(**{**item, "key": _key(seen, item["journey"], item["name"])})
+            for item in doc["events"]
+        ]
     except (KeyError, TypeError) as error:
         raise InvalidInput(f"{path}: a damaged outcomes file ({error}).") from None
     return Outcomes(list(doc.get("origin", [str(path)])), events, int(doc.get("records", 0)))
