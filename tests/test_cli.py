@@ -337,7 +337,7 @@ def test_clock_from_environment(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> No
         (("log", "--limit", "0"), 2, "--limit"),
         (("log", "--type", "click"), 2, "'click' is not one of"),
         (("people", "--limit", "0"), 2, "--limit"),
-        (("explain", "nope"), 1, "No event has the id"),
+        (("explain", "nope"), 1, "No event has the id 'nope' in this workspace. A call that"),
         (("merge", "a", "b"), 1, "No person"),
     ],
 )

@@ -225,7 +225,11 @@ def explain(
     if event is None:
         tombstone = workspace.get_tombstone(event_id)
         if tombstone is None:
-            raise NotFound(f"No event has the id {event_id!r} in this workspace.")
+            raise NotFound(
+                f"No event has the id {event_id!r} in this workspace. A call that was "
+                "refused is never stored: serve's access log says why (`refused: …`), as "
+                "`replay --keep-going` and `check` do for a file."
+            )
         return Explanation(
             event_id=event_id,
             status="purged",
