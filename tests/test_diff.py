@@ -255,6 +255,13 @@ def test_what_cannot_be_read_is_one_sentence_and_exit_2(cli: Cli, tmp_path: Path
     empty.mkdir()
     assert "No recordings in" in cli("diff", str(base), str(empty), code=2).stderr
     assert "Traceback" not in missing.stderr
+    outcomes = tmp_path / "outcomes.json"
+    cli("diff", str(base), str(base), "--accept", str(outcomes), code=0)
+    kept = json.loads(outcomes.read_text())
+    kept["events"][0]["name"] = 5
+    outcomes.write_text(json.dumps(kept))
+    damaged = cli("diff", str(outcomes), str(base), code=2).stderr
+    assert damaged.startswith(f"Error: {outcomes}: a damaged outcomes file (an event's journey")
 
 
 def test_events_in_one_run_only_are_counted_past_the_first_twenty(cli: Cli, tmp_path: Path) -> None:

@@ -234,11 +234,13 @@ def _is_outcomes_file(path: Path) -> bool:
 def _read_outcomes(path: Path) -> Outcomes:
     doc = read_document(path, FORMAT, FORMAT_VERSION, "cio-anon diff --accept")
     seen: Counter[tuple[str, str]] = Counter()
+    events = []
     try:  # keyed as a run is now (a file written before keeps its old keys to itself)
-        events = [
-            Outcome(**{**item, "key": _key(seen, item["journey"], item["name"])})
-            for item in doc["events"]
-        ]
+        for item in doc["events"]:
+            journey, name = item["journey"], item["name"]
+            if not isinstance(journey, str) or not isinstance(name, str):
+                raise TypeError(f"an event's journey and name are text: {journey!r}, {name!r}")
+            events.append(Outcome(**{**item, "key": _key(seen, journey, name)}))
     except (KeyError, TypeError) as error:
         raise InvalidInput(f"{path}: a damaged outcomes file ({error}).") from None
     return Outcomes(list(doc.get("origin", [str(path)])), events, int(doc.get("records", 0)))
