@@ -524,6 +524,45 @@ def test_a_plan_knows_a_page_by_its_name_or_its_url(cli: Cli, tmp_path: Path) ->
     assert findings(cli, sent, "--plan", str(inferred), code=0) == []
 
 
+def test_a_page_no_rule_names_is_held_to_page_viewed(cli: Cli, tmp_path: Path) -> None:
+    """Segment's Protocols validates page and screen calls as `Page Viewed` and `Screen
+    Viewed` events, and recommends a plan list those: a page or screen no rule of its
+    own names is held to them."""
+    sent = _pages(
+        tmp_path / "pages.ndjson",
+        ("Home", {"url": "https://shop.example.com/"}),
+        (None, {"url": "https://shop.example.com/about"}),
+        ("Pricing", {"url": "https://shop.example.com/pricing", "title": "Pricing"}),
+    )
+    with open(sent, "a") as more:
+        more.write(
+            json.dumps({"type": "screen", "anonymousId": "a", "name": "Settings", "timestamp": 1})
+            + "\n"
+        )
+
+    def rule(key: str, kind: str, required: list[str]) -> dict[str, Any]:
+        properties = {"type": "object", "required": required}
+        return {"key": key, "type": kind, "jsonSchema": {"properties": {"properties": properties}}}
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    rule("Home", "PAGE", []),
+                    rule("Page Viewed", "PAGE", ["title"]),
+                    rule("Screen Viewed", "TRACK", ["version"]),
+                ]
+            }
+        )
+    )
+    found = [(f["line"], f["code"], f["message"]) for f in findings(cli, sent, "--plan", str(plan))]
+    assert found == [
+        (2, "required_missing", "'Page Viewed' at $.title: 'title' is a required property"),
+        (4, "required_missing", "'Screen Viewed' at $.version: 'version' is a required property"),
+    ]  # Home has a rule of its own; Pricing sent its title
+
+
 def test_a_page_is_judged_by_the_name_it_was_given_not_its_url(cli: Cli, tmp_path: Path) -> None:
     """A URL holds ids and paths like /cart; a page view is not a cart event."""
     sent = _pages(

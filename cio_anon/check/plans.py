@@ -34,6 +34,9 @@ CASES = {
     ),
 }
 CALLS = ("track", "page", "screen")
+VIEWED = {"page": "Page Viewed", "screen": "Screen Viewed"}
+"""The event Segment's Protocols validates a page or screen call as when the plan has no
+rule for the call's name."""
 
 
 class PlanError(CioAnonError):
@@ -97,23 +100,25 @@ class Plan:
     require_schema_version: bool = False
     pii: set[str] = field(default_factory=set)
 
-    def rule_for(self, call: str, name: str) -> EventRule | None:
-        return self.events.get((call, name))
-
-    def known_name(self, call: str, name: str, page_name: str | None) -> str:
-        """The name the plan knows an event by: its own, or a page's own name when the
-        event is named by the page's URL (as Customer.io names it) and the plan lists the
-        page by name (as Segment's and RudderStack's plans do)."""
-        if page_name is None or (call, name) in self.events:
-            return name
-        return page_name if (call, page_name) in self.events else name
+    def rule_for(self, call: str, name: str, page_name: str | None = None) -> EventRule | None:
+        """The rule an event is held to: the one for its name; for a page, the one for its
+        own name (Customer.io names the event by the page's URL, Segment's and
+        RudderStack's plans list a page by name); for a page or a screen no rule names,
+        `Page Viewed` or `Screen Viewed`, the event Segment's Protocols validates every
+        page and screen call as (a PAGE or SCREEN rule, or a TRACK one)."""
+        names = [(call, name)]
+        if page_name is not None:
+            names.append((call, page_name))
+        if call in VIEWED:
+            names += [(call, VIEWED[call]), ("track", VIEWED[call])]
+        return next((self.events[key] for key in names if key in self.events), None)
 
     def plans_call(self, call: str) -> bool:
         """Whether the plan lists any event of this call type (pages are often unplanned)."""
         return any(key[0] == call for key in self.events)
 
-    def is_pii(self, call: str, name: str, prop: str) -> bool:
-        rule = self.rule_for(call, name)
+    def is_pii(self, rule: EventRule | None, prop: str) -> bool:
+        """Whether the plan marks `prop` as personal data, everywhere or in `rule`."""
         return prop in self.pii or (rule is not None and prop in rule.pii)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cio_anon import rules, service
-from cio_anon.check.plans import CASES, Plan, json_path
+from cio_anon.check.plans import CASES, EventRule, Plan, json_path
 from cio_anon.ingest import Identify, Operation, Track
 from cio_anon.ingest.fixtures import display_name, read_document
 from cio_anon.replay import ReplaySummary, replay
@@ -244,8 +244,9 @@ def _findings_of_event(
                 json_path([prop]),
             )
         seen_types.setdefault(kind, source)
-    name = op.name if plan is None else plan.known_name(call, op.name, op.page_name)
-    yield from _pii(at, call, name, data, plan)
+    rule = None if plan is None else plan.rule_for(call, op.name, op.page_name)
+    name = op.name if rule is None else rule.name  # (the name of the rule it is held to)
+    yield from _pii(at, name, data, plan, rule)
     if call == "track" and _about_cart(op.name) and not _names_contents(data):
         yield Finding(
             "empty_cart",
@@ -277,16 +278,12 @@ def _findings_of_event(
                     op.name,
                     json_path([prop]),
                 )
-    rule = plan.rule_for(call, name)
     if rule is None:
         if call == "track" or plan.plans_call(call):
-            named = f"{op.page_name!r} ({op.name})" if written and written != op.name else ""
-            yield Finding(
-                "unplanned_event",
-                *at,
-                f"{call} {named or repr(op.name)} is not in the plan.",
-                op.name,
-            )
+            named = repr(op.name)
+            if op.page_name not in (None, op.name):  # a page: its own name, then its URL
+                named = f"{op.page_name!r} ({op.name})"
+            yield Finding("unplanned_event", *at, f"{call} {named} is not in the plan.", op.name)
         return
     yield from _schema(at, name, data, rule.schema)
     if plan.common:
@@ -345,12 +342,16 @@ def _validator(schema: dict[str, Any]) -> Any:
 
 
 def _pii(
-    at: tuple[str, int], call: str, name: str, data: dict[str, Any], plan: Plan | None
+    at: tuple[str, int],
+    name: str,
+    data: dict[str, Any],
+    plan: Plan | None,
+    rule: EventRule | None,
 ) -> Iterator[Finding]:
     for parts, value in _leaves(data, ()):
         top = str(parts[0]) if parts else ""
         path = json_path(parts)
-        if top == "recipient" or (plan is not None and plan.is_pii(call, name, top)):
+        if top == "recipient" or (plan is not None and plan.is_pii(rule, top)):
             continue
         if isinstance(value, str) and (EMAIL.search(value) or PHONE.match(value)):
             yield Finding(
