@@ -14,6 +14,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
+import yaml
 
 from cio_anon.rules.findings import CODES
 
@@ -520,7 +521,7 @@ def test_a_plan_knows_a_page_by_its_name_or_its_url(cli: Cli, tmp_path: Path) ->
     inferred = tmp_path / "inferred.json"
     cli("plan", "infer", sent, "--dialect", "segment", "--output", str(inferred))
     keys = [rule["key"] for rule in json.loads(inferred.read_text())["rules"]]
-    assert sorted(keys) == ["Home", "Pricing", "https://shop.example.com/pricing"]
+    assert sorted(keys) == ["Home", "Page Viewed", "Pricing"]  # one rule, not one a URL
     assert findings(cli, sent, "--plan", str(inferred), code=0) == []
 
 
@@ -561,6 +562,20 @@ def test_a_page_no_rule_names_is_held_to_page_viewed(cli: Cli, tmp_path: Path) -
         (2, "required_missing", "'Page Viewed' at $.title: 'title' is a required property"),
         (4, "required_missing", "'Screen Viewed' at $.version: 'version' is a required property"),
     ]  # Home has a rule of its own; Pricing sent its title
+
+
+def test_plan_infer_lists_unnamed_pages_as_one_page_viewed(cli: Cli, tmp_path: Path) -> None:
+    """A site's pages without a name, one URL each (ids in them): one rule, not one a URL."""
+    sent = _pages(
+        tmp_path / "pages.ndjson",
+        *((None, {"url": f"https://shop.example.com/products/{n}", "path": "/"}) for n in range(5)),
+    )
+    inferred = tmp_path / "plan.yaml"
+    cli("plan", "infer", sent, "--output", str(inferred))
+    plan = yaml.safe_load(inferred.read_text())
+    assert list(plan["events"]) == ["Page Viewed"]
+    assert plan["events"]["Page Viewed"]["call"] == "page"
+    assert findings(cli, sent, "--plan", str(inferred), code=0) == []
 
 
 def test_a_page_is_judged_by_the_name_it_was_given_not_its_url(cli: Cli, tmp_path: Path) -> None:

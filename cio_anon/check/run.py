@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cio_anon import rules, service
-from cio_anon.check.plans import CASES, EventRule, Plan, json_path
+from cio_anon.check.plans import CASES, VIEWED, EventRule, Plan, json_path
 from cio_anon.ingest import Identify, Operation, Track
 from cio_anon.ingest.fixtures import display_name, read_document
 from cio_anon.replay import ReplaySummary, replay
@@ -468,7 +468,8 @@ def _findings_of_identify(
 
 def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:
     """A starting native plan from what the fixtures send: events (a page by its own name
-    when it has one, else by its URL), property types, which properties always appear."""
+    when it has one, else as `Page Viewed`: one rule, not one a URL), property types,
+    which properties always appear."""
     seen, _, _ = _replay_observed(list(paths), now, [])
     events: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = defaultdict(int)
@@ -476,7 +477,7 @@ def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:
     kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
     for _, track, _outcome in seen.tracks:
         call = "track" if track.type == "event" else track.type
-        name = track.page_name or track.name  # a page by its own name, if it has one
+        name = track.page_name or (VIEWED[call] if call == "page" else track.name)
         counts[name] += 1
         events.setdefault(name, {"call": call})
         for prop, value in track.data.items():
