@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -477,6 +479,47 @@ def test_what_serve_recorded_replays_to_the_same_workspace(
         [],
     )
     assert itself.unchanged == len(itself.new.events) >= 2
+
+
+@SDKS
+def test_pages_the_sdk_sends_meet_a_segment_plan_by_their_names(
+    browser: Any, shop: Shop, tmp_path: Path, sdk: str
+) -> None:
+    """The SDK's own page calls (its url, path, title; a name when the code gives one)
+    against a Segment plan that lists pages by name and `Page Viewed`: a named page is
+    held to its own rule, and the others, named or not, to `Page Viewed`."""
+    record = tmp_path / "pages.ndjson"
+    with visiting(browser, shop, tmp_path, sdk, record=record) as visit:
+        visit.call("() => history.replaceState(null, '', '/products/tee-1')")
+        visit.call("() => analytics.page('Product', {sku: 'TEE-1'})")
+        visit.call("() => history.replaceState(null, '', '/about')")
+        visit.call("() => analytics.page()")
+        visit.call("() => analytics.page('Shop', 'Cart')")
+        assert until(lambda: len(list(iter_records(record))) == 3)
+
+    def rule(key: str, required: list[str]) -> dict[str, Any]:
+        schema = {"properties": {"properties": {"type": "object", "required": required}}}
+        return {"key": key, "type": "PAGE", "jsonSchema": schema}
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps(
+            {"rules": [rule("Product", ["sku", "url", "title"]), rule("Page Viewed", ["campaign"])]}
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "cio_anon", "check", str(record), "--plan", str(plan)]
+        + ["--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = json.loads(result.stdout)["findings"]
+    assert [(f["line"], f["code"], f["path"]) for f in found] == [
+        (2, "required_missing", "$.campaign"),
+        (3, "required_missing", "$.campaign"),
+    ], found  # the product page sent its sku, url and title
+    assert all(f["message"].startswith("'Page Viewed' at") for f in found)
 
 
 @SDKS
