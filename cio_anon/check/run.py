@@ -113,12 +113,12 @@ def check(
     found += _event_findings(seen.tracks, plan)
     found += _identity_findings(seen, plan)
     for event_id, name, source in stale:
-        file, _, line = (source or "?:0").rpartition(":")
+        where = Source.parse(source or "?")
         found.append(
             Finding(
                 "stale_trigger",
-                file,
-                int(line) if line.isdigit() else 0,
+                where.file,
+                where.line,
                 f"{name!r} ({event_id}) is a campaign trigger but merged more than 72 hours after "
                 "it happened: it counts for segments only.",
                 name,

@@ -16,6 +16,7 @@ from cio_anon.check.report import github_annotations
 from cio_anon.diff.compare import Change, Diff
 from cio_anon.diff.outcomes import Outcome
 from cio_anon.present.render import add_row, visible
+from cio_anon.replay.apply import Source
 
 JSON_SCHEMA_VERSION = 1
 FORMATS = ("text", "json", "junit", "github")
@@ -204,9 +205,8 @@ def as_junit(diff: Diff) -> str:
 def as_github(diff: Diff) -> str:
     commands = []
     for change in diff.changed:
-        file, _, line = (change.after.source or "").rpartition(":")
-        known = bool(file) and line.isdigit()
-        place = (file, int(line)) if known else (None, None)
+        where = Source.parse(change.after.source or "")
+        place = (where.file, where.line) if where.line else (None, None)
         commands.append(("error", sentence(change), *place, "identity changed"))
     return github_annotations(commands)
 

@@ -115,7 +115,7 @@ def parse_message(
         data=properties,
         timestamp=message.get("timestamp"),
         event_id=optional_text(message, "messageId", what),
-        page_name=_own_name(message) if kind == "page" else None,
+        page_name=_given(message.get("name")) if kind == "page" else None,
     )
 
 
@@ -147,16 +147,14 @@ def ordinary_event_sql(event: str) -> str:
 
 def _page_name(message: Mapping[str, Any], properties: Mapping[str, Any], what: str) -> str:
     """Customer.io names a page event by its URL; fall back to the page's name."""
-    for source, key in ((properties, "url"), (message, "name")):
-        value = source.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    raise InvalidInput(f"{what} needs properties.url or a name.")
+    name = _given(properties.get("url")) or _given(message.get("name"))
+    if name is None:
+        raise InvalidInput(f"{what} needs properties.url or a name.")
+    return name
 
 
-def _own_name(message: Mapping[str, Any]) -> str | None:
-    """A page's own name, if the message gives one (the event may be named by its URL)."""
-    value = message.get("name")
+def _given(value: object) -> str | None:
+    """A string with text, stripped; None for anything else (a page's name or URL)."""
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 

@@ -45,6 +45,13 @@ class Source:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}" if self.line else self.file
 
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        """The source `str` wrote (as an event stores it): `FILE:LINE`, or a file or a
+        request alone (line 0)."""
+        file, _, line = text.rpartition(":")
+        return cls(file, int(line)) if file and line.isdigit() else cls(text)
+
 
 @dataclass(frozen=True)
 class Problem:
