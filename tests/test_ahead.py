@@ -23,8 +23,9 @@ from cio_anon.replay import ahead
 from tests.test_batch import ROOT, assert_same_both_ways, replayed, write
 
 
-def both_ways(path: Path) -> tuple[list[Any], list[Any]]:
-    """The file read ahead and read here: each record's fields, and its calls."""
+def both_ways(path: Path, said: bool = False) -> tuple[list[Any], list[Any]]:
+    """The file read ahead and read here (told `said`): each record's fields, and its
+    calls."""
 
     def seen(read: ahead.Read) -> list[Any]:
         return [
@@ -32,7 +33,10 @@ def both_ways(path: Path) -> tuple[list[Any], list[Any]]:
             for r, calls in read
         ]
 
-    return seen(ahead.read(path, ahead=True)), seen(ahead.read(path, ahead=False))
+    return (
+        seen(ahead.read(path, ahead=True, said=said)),
+        seen(ahead.read(path, ahead=False, said=said)),
+    )
 
 
 def read_everything_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,15 +69,20 @@ ODD_LINES = [
 ]
 
 
-def test_records_read_ahead_are_those_read_here(tmp_path: Path) -> None:
+@pytest.mark.parametrize("said", [False, True])
+def test_records_read_ahead_are_those_read_here(tmp_path: Path, said: bool) -> None:
     """Plain records (their values let go, kept as lines), a track without a messageId,
     blank lines, text that is not JSON or not UTF-8, control records, an alias, recorded
     batches (one with a group and an alias, which travel as the service's operations),
-    records refused by a check: the same fields and calls either way."""
+    records refused by a check: the same fields and calls either way; `said`, with the
+    plain calls' operations as read (a listener is told them), else without."""
     path = tmp_path / "odd.ndjson"
     path.write_bytes(b"".join(ODD_LINES))
-    read_ahead, read_here = both_ways(path)
+    read_ahead, read_here = both_ways(path, said)
     assert read_ahead == read_here
+    kept = [c.said for _, calls in read_here for c in calls or [] if c.operation is None]
+    assert len(kept) == 6
+    assert all(op is not None for op in kept) if said else kept == [None] * 6
     plain = [fields for fields, calls in read_here if calls is not None]
     assert len(plain) == 5 and all(value is None and raw for _, value, _, _, raw in plain)
     operations = [c.operation for _, calls in read_here for c in calls or [] if c.operation]
@@ -114,19 +123,20 @@ def test_session_traffic_read_ahead(
         write(tmp_path / "one.ndjson", records[:3_500]),
         write(tmp_path / "two.ndjson", records[3_500:]),
     ]
-    started: list[list[Path]] = []
+    started: list[tuple[list[Path], bool]] = []
     start = ahead._start
 
-    def watched(paths: list[Path]) -> Any:
-        started.append(list(paths))
-        return start(paths)
+    def watched(paths: list[Path], said: bool) -> Any:
+        started.append((list(paths), said))
+        return start(paths, said)
 
     read_everything_ahead(monkeypatch)
     monkeypatch.setattr(ahead, "LOT", 700)
     monkeypatch.setattr(ahead, "_start", watched)
     assert_same_both_ways(tmp_path, files, monkeypatch)
-    # the bulk replay read both ahead, in one process; the service's, neither
-    assert started == [files]
+    # each bulk replay read both ahead, in one process (the one with a listener with the
+    # calls' operations); the service's, neither
+    assert started == [(files, False), (files, True)]
 
 
 def test_a_file_that_cannot_be_read_says_so_either_way(
@@ -223,7 +233,7 @@ def test_a_reader_that_cannot_be_started_leaves_the_file_to_be_read_here(
     another): the whole file is read here, as if it were small, not a traceback."""
     path = tmp_path / "odd.ndjson"
     path.write_bytes(b"".join(ODD_LINES * 3))
-    monkeypatch.setattr(ahead, "command", lambda paths: [str(tmp_path / "no-python"), *paths])
+    monkeypatch.setattr(ahead, "command", lambda paths, said: [str(tmp_path / "no-python"), *paths])
     read_ahead, read_here = both_ways(path)
     assert read_ahead == read_here
 
@@ -231,7 +241,7 @@ def test_a_reader_that_cannot_be_started_leaves_the_file_to_be_read_here(
 DIES_AFTER_TWO_LOTS = (
     "import os, sys; from cio_anon.replay import ahead; ahead.LOT = 10; "
     "messages = ahead._messages; "
-    "ahead._messages = lambda path: (m for i, m in enumerate(messages(path)) "
+    "ahead._messages = lambda path, said: (m for i, m in enumerate(messages(path, said)) "
     "if i < 2 or os._exit(1)); "
     "ahead.main(sys.argv[1:])"
 )
@@ -262,12 +272,14 @@ def test_a_child_that_ends_early_leaves_the_rest_to_be_read_here(
     skipped), each given once, in order, not a traceback nor a wait without end."""
     path = tmp_path / "odd.ndjson"
     path.write_bytes(b"".join(ODD_LINES * 5))
-    monkeypatch.setattr(ahead, "command", lambda paths: [sys.executable, "-P", "-c", child, *paths])
+    monkeypatch.setattr(
+        ahead, "command", lambda paths, said: [sys.executable, "-P", "-c", child, *paths]
+    )
     given: list[int] = []
     reading_here = ahead.plain_records
 
-    def here(path: Path) -> ahead.Read:
-        for record, calls in reading_here(path):
+    def here(path: Path, said: bool) -> ahead.Read:
+        for record, calls in reading_here(path, said):
             given.append(record.line)
             yield record, calls
 
@@ -292,7 +304,7 @@ def test_a_reader_stopped_and_continued_sends_its_messages_whole(
     path = tmp_path / "long.ndjson"
     path.write_bytes(ODD_LINES[0] * records)
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
-    monkeypatch.setattr(ahead, "plain_records", lambda path: pytest.fail("read here"))
+    monkeypatch.setattr(ahead, "plain_records", lambda path, said: pytest.fail("read here"))
     monkeypatch.setattr(ahead, "_widen", lambda pipe: None)
     reader = ahead.Reader([path], ahead=True)
     read = reader.read(path)
@@ -362,7 +374,9 @@ def test_an_archive_read_ahead_by_one_process(
     paths = archive(tmp_path / "archive")
     started: list[list[Path]] = []
     start = ahead._start
-    monkeypatch.setattr(ahead, "_start", lambda files: started.append(files) or start(files))
+    monkeypatch.setattr(
+        ahead, "_start", lambda files, said: started.append(files) or start(files, said)
+    )
     monkeypatch.setattr(ahead, "LOT", 5)
     reader = ahead.Reader(paths, ahead=True)
     try:
@@ -388,7 +402,7 @@ def test_a_child_that_dies_inside_an_archive(
     monkeypatch.setattr(
         ahead,
         "command",
-        lambda files: [sys.executable, "-P", "-c", DIES_IN_THE_SECOND_PART, *files],
+        lambda files, said: [sys.executable, "-P", "-c", DIES_IN_THE_SECOND_PART, *files],
     )
     reader = ahead.Reader(paths, ahead=True)
     try:
@@ -402,7 +416,7 @@ def test_a_child_that_dies_inside_an_archive(
 DIES_IN_THE_SECOND_PART = (
     "import itertools, os, sys; from cio_anon.replay import ahead; ahead.LOT = 10; "
     "messages = ahead._messages; sent = itertools.count(); "
-    "ahead._messages = lambda path: (m for m in messages(path) "
+    "ahead._messages = lambda path, said: (m for m in messages(path, said) "
     "if not (path.name.startswith('b') and next(sent) == 2 and os._exit(1))); "
     "ahead.main(sys.argv[1:])"
 )

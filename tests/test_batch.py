@@ -1,9 +1,9 @@
 """Replay's bulk path (`batch`) against the service, one call at a time: the same
 files replayed both ways must leave the same workspace — every row of every table —
-and the same summary. Bundled fixtures, the benchmark's traffic, and Hypothesis
-streams with out-of-order arrival, duplicates, re-identifies, emails that clash,
-merging off and on, purges, profile merges, deletes, suppressions and invalid
-records."""
+and the same summary, and tell a listener (`check`'s) the same of every call. Bundled
+fixtures, the benchmark's traffic, and Hypothesis streams with out-of-order arrival,
+duplicates, re-identifies, emails that clash, merging off and on, purges, profile
+merges, deletes, suppressions and invalid records."""
 
 from __future__ import annotations
 
@@ -25,9 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cio_anon import service
+from cio_anon.ingest import Identify, Track
 from cio_anon.replay import bulk as batch
 from cio_anon.replay import files as replay_module
 from cio_anon.replay import replay
+from cio_anon.replay.apply import Heard, Source
 from cio_anon.service import events
 from cio_anon.store import remove_workspace_files
 
@@ -43,18 +45,21 @@ def replayed(
     bulk: bool,
     monkeypatch: pytest.MonkeyPatch,
     keep_going: bool = False,
+    heard: list[tuple[Source, Track | Identify, Heard]] | None = None,
 ) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, Any]]:
-    """Every table's rows after replaying `files` into a new workspace, and the summary.
-    Event ids made up for events without one are numbered, and renumbered in the order
-    they appear (`renumbered`), so both ways agree. The workspace is new (Hypothesis
-    runs a failing example again in the same folder)."""
+    """Every table's rows after replaying `files` into a new workspace, and the summary;
+    `heard`, when given, gathers what a listener is told. Event ids made up for events
+    without one are numbered, and renumbered in the order they appear (`renumbered`), so
+    both ways agree. The workspace is new (Hypothesis runs a failing example again in
+    the same folder)."""
     remove_workspace_files(db)
     numbers = itertools.count(1)
     made_up = lambda now: f"E{next(numbers):06d}"  # noqa: E731
     monkeypatch.setattr(events, "new_event_id", made_up)
     monkeypatch.setattr(batch, "new_event_id", made_up)
+    listener = None if heard is None else lambda *call: heard.append(call)
     with service.opened(db, NOW, write=True) as workspace:
-        summary = replay(workspace, NOW, files, bulk=bulk, keep_going=keep_going)
+        summary = replay(workspace, NOW, files, bulk=bulk, keep_going=keep_going, listener=listener)
     conn = sqlite3.connect(db)
     names = [
         row[0]
@@ -93,12 +98,22 @@ def renumbered(tables: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple
 def assert_same_both_ways(
     tmp_path: Path, files: list[Path], monkeypatch: pytest.MonkeyPatch, keep_going: bool = False
 ) -> dict[str, list[tuple[Any, ...]]]:
-    tables, summary = replayed(tmp_path / "bulk.db", files, True, monkeypatch, keep_going)
-    one_by_one, expected = replayed(tmp_path / "service.db", files, False, monkeypatch, keep_going)
-    assert summary == expected
-    assert tables.keys() == one_by_one.keys()
-    for name in tables:
-        assert tables[name] == one_by_one[name], name
+    """The bulk path leaves what the service leaves, and, with a listener, tells it what
+    the service tells (and leaves the same again)."""
+    heard: list[tuple[Source, Track | Identify, Heard]] = []
+    told: list[tuple[Source, Track | Identify, Heard]] = []
+    one_by_one, expected = replayed(
+        tmp_path / "service.db", files, False, monkeypatch, keep_going, told
+    )
+    for listening in (None, heard):
+        tables, summary = replayed(
+            tmp_path / "bulk.db", files, True, monkeypatch, keep_going, listening
+        )
+        assert summary == expected
+        assert tables.keys() == one_by_one.keys()
+        for name in tables:
+            assert tables[name] == one_by_one[name], name
+    assert heard == told
     (tmp_path / "bulk.db").unlink()
     (tmp_path / "service.db").unlink()
     return tables
@@ -183,8 +198,8 @@ def assert_all_taken_in_bulk(
     with watched(monkeypatch) as (_, left), monkeypatch.context() as patched:
         plain = batch.plain
 
-        def counted(record: Any) -> list[batch.Call] | None:
-            calls = plain(record)
+        def counted(record: Any, said: bool) -> list[batch.Call] | None:
+            calls = plain(record, said)
             taken.extend(calls or [])
             return calls
 
@@ -305,7 +320,8 @@ def test_runs_grow_from_the_first_to_a_chunk(
 def test_the_collector_looks_less_often_while_replaying(tmp_path: Path) -> None:
     """While a replay takes the bulk path the collector's first threshold is raised; it
     is as it was afterwards, after a rejected file, after an interrupted replay, and
-    untouched when an observer follows each call through the service."""
+    untouched when every call goes through the service; a listener (`check`'s) keeps
+    the bulk path."""
     before = gc.get_threshold()
     good = write(tmp_path / "good.ndjson", _email_changes(30))
     bad = write(
@@ -331,8 +347,12 @@ def test_the_collector_looks_less_often_while_replaying(tmp_path: Path) -> None:
         assert gc.get_threshold() == before
 
         seen.clear()
-        replay(workspace, NOW, [good], progress=note, observer=lambda *call: None)
+        replay(workspace, NOW, [good], progress=note, bulk=False)
         assert set(seen) == {before[0]}
+
+        seen.clear()
+        replay(workspace, NOW, [good], progress=note, listener=lambda *call: None)
+        assert set(seen) == {batch.YOUNG_OBJECTS} and gc.get_threshold() == before
 
 
 def test_pages_and_screens_are_taken_in_bulk(

@@ -16,13 +16,12 @@ from typing import Any
 
 from cio_anon import rules, service
 from cio_anon.check.plans import CASES, VIEWED, EventRule, Plan, json_path
-from cio_anon.ingest import Identify, Operation, Track
+from cio_anon.ingest import Identify, Track
 from cio_anon.ingest.fixtures import display_name, read_document
 from cio_anon.replay import ReplaySummary, replay
-from cio_anon.replay.apply import Source
+from cio_anon.replay.apply import Heard, Source
 from cio_anon.replay.files import Progress
 from cio_anon.rules.findings import Finding, failing
-from cio_anon.service import IdentifyResult, TrackResult
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE = re.compile(r"^\+?[\d\s().-]{10,}$")
@@ -62,29 +61,29 @@ class Report:
 
 @dataclass
 class _Seen:
-    """What the observer collected while the fixtures replayed."""
+    """What the replay's listener heard."""
 
-    tracks: list[tuple[Source, Track, TrackResult]] = field(default_factory=list)
-    identifies: list[tuple[Source, Identify, IdentifyResult]] = field(default_factory=list)
+    tracks: list[tuple[Source, Track, Heard]] = field(default_factory=list)
+    identifies: list[tuple[Source, Identify, Heard]] = field(default_factory=list)
+
+    def hear(self, source: Source, call: Track | Identify, heard: Heard) -> None:
+        if isinstance(call, Track):
+            self.tracks.append((source, call, heard))
+        else:
+            self.identifies.append((source, call, heard))
 
 
 def _replay_observed(
     paths: list[Path], now: datetime, triggers: list[str], progress: Progress | None = None
 ) -> tuple[_Seen, ReplaySummary, list[tuple[str, str, str | None]]]:
-    """Replay into a throwaway workspace, keeping every track and identify with its
-    result, and the merged events named in `triggers` that cannot trigger campaigns."""
+    """Replay into a throwaway workspace (in bulk where it can: what each call did is
+    heard the same either way), keeping every track and identify with what it did, and
+    the merged events named in `triggers` that cannot trigger campaigns."""
     seen = _Seen()
-
-    def observe(source: Source, op: Operation, result: Any) -> None:
-        if isinstance(op, Track) and isinstance(result, TrackResult):
-            seen.tracks.append((source, op, result))
-        elif isinstance(op, Identify) and isinstance(result, IdentifyResult):
-            seen.identifies.append((source, op, result))
-
     with tempfile.TemporaryDirectory(prefix="cio-anon-check-") as folder:
         with service.opened(Path(folder) / "check.db", now, write=True) as workspace:
             summary = replay(
-                workspace, now, paths, keep_going=True, observer=observe, progress=progress
+                workspace, now, paths, keep_going=True, listener=seen.hear, progress=progress
             )
             stale = workspace.merged_without_trigger(triggers) if triggers else []
     return seen, summary, stale
@@ -99,7 +98,7 @@ def check(
     seen, summary, stale = _replay_observed(paths, now, triggers, progress)
     report = Report([display_name(p) for p in paths], None if plan is None else plan.source)
     report.records = summary.tally.records
-    report.calls = len(seen.tracks) + len(seen.identifies)  # every call the observer hears
+    report.calls = len(seen.tracks) + len(seen.identifies)  # every call the listener hears
     found = report.findings
     for problem in summary.invalid:
         code = (
@@ -194,7 +193,7 @@ def accept_known(report: Report, baseline: Path) -> None:
 
 
 def _event_findings(
-    tracks: list[tuple[Source, Track, TrackResult]], plan: Plan | None
+    tracks: list[tuple[Source, Track, Heard]], plan: Plan | None
 ) -> Iterator[Finding]:
     names: dict[str, dict[str, Source]] = defaultdict(dict)  # key -> spelling -> first seen
     props: dict[str, dict[str, Source]] = defaultdict(dict)
@@ -416,8 +415,8 @@ def _json_type(value: Any) -> str:
 def _identity_findings(seen: _Seen, plan: Plan | None) -> Iterator[Finding]:
     for source, op, result in seen.identifies:
         yield from _about(op.message_id, _findings_of_identify(source, op, result, plan))
-    for where, track, outcome in seen.tracks:
-        for warning in outcome.warnings:
+    for where, track, heard in seen.tracks:
+        for warning in heard.warnings:
             if warning.rule is rules.Rule.WINDOW_CLOSED:
                 yield Finding(
                     "late_anonymous_event",
@@ -431,7 +430,7 @@ def _identity_findings(seen: _Seen, plan: Plan | None) -> Iterator[Finding]:
 
 
 def _findings_of_identify(
-    source: Source, op: Identify, result: IdentifyResult, plan: Plan | None
+    source: Source, op: Identify, heard: Heard, plan: Plan | None
 ) -> Iterator[Finding]:
     at = (source.file, source.line)
     ident = op.identifier.strip()
@@ -448,14 +447,14 @@ def _findings_of_identify(
             *at,
             f"identify by email ({ident}) where the plan's canonical identifier is id.",
         )
-    for warning in result.warnings:
+    for warning in heard.warnings:
         code = {
             rules.Rule.ANONYMOUS_ID_TAKEN: "anonymous_id_reused",
             rules.Rule.RETENTION_EXPIRED: "expired_before_identify",
         }.get(warning.rule)
         if code:
             yield Finding(code, *at, warning.message)
-    for failure in result.failed_attribute_changes:
+    for failure in heard.failed:
         if failure.get("attribute") in ("email", "id") and failure.get("held_by"):
             yield Finding(
                 "split_profile",

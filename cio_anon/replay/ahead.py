@@ -12,8 +12,9 @@ are written. A thread here takes the lots off the pipe as they come, `IN_HAND` a
 so the child reads on while a run is written, and memory stays bounded. A record travels
 as its fields and its calls' fields (strings, datetimes, small dicts: quick to pickle,
 where a dataclass is not; only a call left to the service, a group in a batch, carries
-its operation, a dataclass), a plain one without its parsed value (its line is kept, to
-be read again if the service takes it). The replay sees the same records with the same
+its operation, a dataclass, but when a replay's listener is to be told the calls as read
+— `check`'s: `SAID`), a plain one without its parsed value (its line is kept, to be read
+again if the service takes it). The replay sees the same records with the same
 calls, in the same order, either way; `tests/test_ahead.py` holds the two readers equal.
 
 The child is the same Python running `main` (`command`, this `cio_anon` first on its
@@ -76,11 +77,11 @@ _LENGTH = struct.Struct("<Q")
 Read = Iterator[tuple[Record, list[Call] | None]]
 
 
-def read(path: Path, *, ahead: bool | None = None) -> Read:
-    """One file's records, each with its calls when it is plain (`bulk.plain_records`):
-    read ahead in a second process when the file is large (`AHEAD_BYTES`) and two CPUs
-    are to be had (`_cpus`), or when `ahead` says so; else here."""
-    reader = Reader([path], ahead=ahead)
+def read(path: Path, *, ahead: bool | None = None, said: bool = False) -> Read:
+    """One file's records, each with its calls when it is plain (`bulk.plain_records`,
+    told `said`): read ahead in a second process when the file is large (`AHEAD_BYTES`)
+    and two CPUs are to be had (`_cpus`), or when `ahead` says so; else here."""
+    reader = Reader([path], ahead=ahead, said=said)
     try:
         yield from reader.read(path)
     finally:
@@ -92,9 +93,12 @@ class Reader:
     by one second process when together they hold `AHEAD_BYTES` of lines or more (or
     when `ahead` says so), so that an archive of many small parts is read ahead too, and
     the next file is read while the last runs of one are written; else here. Standard
-    input is always read here. `close` stops the second process."""
+    input is always read here. `close` stops the second process. With `said` plain calls
+    keep their operations (`bulk.Call.said`: a replay's listener is told them)."""
 
-    def __init__(self, paths: Sequence[Path], *, ahead: bool | None = None) -> None:
+    def __init__(
+        self, paths: Sequence[Path], *, ahead: bool | None = None, said: bool = False
+    ) -> None:
         self.paths = [path for path in paths if path != STDIN and path.is_file()]
         """The files the second process reads, in order: not standard input, nor a pipe
         (`<(zcat …)`: the second process could not open this one's), nor a file that is
@@ -104,6 +108,7 @@ class Reader:
                 bool(sys.executable) and sum(map(_size, self.paths)) >= AHEAD_BYTES and _cpus() >= 2
             )
         self.ahead = ahead and bool(self.paths)
+        self.said = said
         self.receiver: _Receiver | None = None
         self.given = 0
         """The files handed out so far (`read`) of those the second process reads."""
@@ -116,7 +121,7 @@ class Reader:
         """The next file's records (the files are read in the order given)."""
         index = self.given
         if not self.ahead or index == len(self.paths) or self.paths[index] != path:
-            return plain_records(path)  # (standard input, a pipe)
+            return plain_records(path, self.said)  # (standard input, a pipe)
         self.given += 1
         return self._records(index, path)
 
@@ -136,7 +141,7 @@ class Reader:
                 raise InvalidInput(payload)
             if kind == "end":
                 return
-        yield from itertools.islice(plain_records(path), given, None)
+        yield from itertools.islice(plain_records(path, self.said), given, None)
 
     def close(self) -> None:
         """Stop the second process (done, or its records are not wanted) and its thread."""
@@ -155,7 +160,7 @@ class Reader:
         """The second process's next message (started at the first); ("gone", None) once
         it cannot start or has ended early."""
         if self.receiver is None and not self.gone:
-            self.receiver = _start(self.paths)
+            self.receiver = _start(self.paths, self.said)
         if self.receiver is None:
             self.gone = True
             return "gone", None
@@ -254,21 +259,25 @@ def _size(path: Path) -> int:
         return 0  # read here, which says what is wrong with it
 
 
-def command(paths: Sequence[Path]) -> list[str]:
+SAID = "--said"
+"""The child's first argument when plain calls are sent with their operations."""
+
+
+def command(paths: Sequence[Path], said: bool = False) -> list[str]:
     """The child reading `paths` ahead: this Python running `main` (`-P`: without the
     folder it is started in first on its path, which may hold another checkout)."""
     code = "import sys; from cio_anon.replay.ahead import main; main(sys.argv[1:])"
-    return [sys.executable, "-P", "-c", code, *map(str, paths)]
+    return [sys.executable, "-P", "-c", code, *([SAID] if said else []), *map(str, paths)]
 
 
-def _start(paths: Sequence[Path]) -> _Receiver | None:
+def _start(paths: Sequence[Path], said: bool) -> _Receiver | None:
     """The second process reading `paths`, and the thread taking its messages; None when
     no process is to be had (the program gone, no room for another)."""
     root = str(Path(cio_anon.__file__).resolve().parent.parent)  # this cio_anon, first
     path_list = [root, *filter(None, [os.environ.get("PYTHONPATH")])]
     try:
         child = subprocess.Popen(  # noqa: S603 (this Python, this module, the files' paths)
-            command(paths),
+            command(paths, said),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # a child that fails says nothing: the replay reads on
@@ -342,7 +351,7 @@ def _receive(stream: IO[bytes]) -> bytes | None:
     return body if len(body) == length else None
 
 
-def _messages(path: Path) -> Iterator[tuple[str, object]]:
+def _messages(path: Path, said: bool) -> Iterator[tuple[str, object]]:
     """The child's messages: lots of records, then how it ended (the records read before
     a fault are sent first: the replay counts them, as it does reading here)."""
     lot: list[tuple[Any, ...]] = []
@@ -350,7 +359,7 @@ def _messages(path: Path) -> Iterator[tuple[str, object]]:
     try:
         with fewer_collections():
             held = 0
-            for record, calls in plain_records(path):
+            for record, calls in plain_records(path, said):
                 lot.append(
                     (
                         record.line,
@@ -358,7 +367,7 @@ def _messages(path: Path) -> Iterator[tuple[str, object]]:
                         record.error,
                         record.size,
                         record.raw,
-                        None if calls is None else [packed(call) for call in calls],
+                        None if calls is None else [packed(call, said) for call in calls],
                     )
                 )
                 held += record.size
@@ -374,11 +383,13 @@ def _messages(path: Path) -> Iterator[tuple[str, object]]:
 
 def main(paths: Sequence[str]) -> None:
     """The child: read the files in order, and write their messages to standard output
-    (each file's records, then how it ended)."""
+    (each file's records, then how it ended); `SAID` first: with the calls' operations."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the replay, which stops this
     out = sys.stdout.fileno()
+    said = bool(paths) and paths[0] == SAID
+    files = [Path(p) for p in paths[said:]]
     try:
-        for message in itertools.chain.from_iterable(_messages(Path(p)) for p in paths):
+        for message in itertools.chain.from_iterable(_messages(p, said) for p in files):
             _send(out, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
     except BrokenPipeError:
         os._exit(0)  # the replay stopped reading: nothing to flush, nothing to say

@@ -70,6 +70,36 @@ class Problem:
 
 
 Observer = Callable[[Source, Operation, Any], None]
+"""Told of each track and identify the service carries out, with its result (`serve`
+listens, to say what was decided)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What a track or an identify did, as a replay's listener hears it (`check`
+    listens): the same whether the service or the bulk path applied the call
+    (tests/test_batch.py holds the two equal)."""
+
+    stored: bool = True
+    """Whether a track was stored (not a second event with an id already there)."""
+    warnings: tuple[service.Warning, ...] = ()
+    """What a stored track or an identify was warned of: an anonymous event that stayed
+    anonymous under another rule than `anonymous`; an identify's anonymous id taken by
+    someone else, or its events that did not merge."""
+    failed: tuple[dict[str, Any], ...] = ()
+    """An identify's attribute changes refused (an id or email someone else holds)."""
+
+    @classmethod
+    def of(cls, result: service.TrackResult | service.IdentifyResult) -> Heard:
+        """What the service's result of a call says."""
+        if isinstance(result, service.TrackResult):
+            return cls(result.stored, tuple(result.warnings) if result.stored else ())
+        return cls(True, tuple(result.warnings), tuple(result.failed_attribute_changes))
+
+
+Listener = Callable[[Source, Track | Identify, Heard], None]
+"""Told of each track and identify a replay applies, in the order of the files, with
+what it did (`Heard`); a record refused with --keep-going tells nothing."""
 
 
 @dataclass
@@ -115,8 +145,9 @@ def apply_operation(
     observer: Observer | None = None,
 ) -> None:
     """Carry out one operation at its receive time, counting what it did; `observer` is
-    told of every track and identify with its result (`check` listens). A call for a
-    suppressed identifier is ignored, as Customer.io ignores it (a warning says so)."""
+    told of every track and identify with its result (`serve` listens, and a replay's
+    listener hears it as `Heard`). A call for a suppressed identifier is ignored, as
+    Customer.io ignores it (a warning says so)."""
     try:
         _apply(workspace, timed, source, tally, observer)
     except service.Suppressed as suppressed:

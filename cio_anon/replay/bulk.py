@@ -50,12 +50,13 @@ from cio_anon.ingest import Alias, Identify, Operation, Track
 from cio_anon.ingest.emit import to_record, track_record
 from cio_anon.ingest.fixtures import Record, iter_records, to_operations
 from cio_anon.models import Activity, ActivityType, Event, Person
-from cio_anon.replay.apply import Source, Tally, alias_note
-from cio_anon.rules import Assignment, IdentifierKind, Rule
+from cio_anon.replay.apply import Heard, Source, Tally, alias_note
+from cio_anon.rules import Assignment, Decision, IdentifierKind, Rule
 from cio_anon.rules.identity import cio_id_of
-from cio_anon.service.events import new_event_id
+from cio_anon.service.events import new_event_id, pending_warning
 from cio_anon.service.people import reassigned_warnings, unmerged_warnings, update_person
 from cio_anon.service.shared import (
+    Warning,
     anon_merge_activity,
     journal_entry,
     merge_pending,
@@ -137,12 +138,16 @@ class Call:
     """The call's operation when it is not plain (one message of a recorded request
     whose others are): the service takes it alone (`Batch`), but an alias, whose note
     a run makes itself."""
+    said: Track | Identify | None = None
+    """A plain call's operation, as read, when the replay's listener is to be told it
+    (`plain`'s `said`)."""
 
 
-def packed(call: Call) -> tuple[Any, ...]:
+def packed(call: Call, said: bool = False) -> tuple[Any, ...]:
     """The call's fields after its record, in order: `Call(record, *packed(call))` makes
-    it again (a second process sends calls so: see `ahead`)."""
-    return (
+    it again (a second process sends calls so: see `ahead`); its operation as read only
+    with `said` (a dataclass, slower to send)."""
+    fields = (
         call.at,
         call.identify,
         call.user_id,
@@ -159,25 +164,28 @@ def packed(call: Call) -> tuple[Any, ...]:
         call.journal,
         call.operation,
     )
+    return (*fields, call.said) if said else fields
 
 
-def plain_records(path: Path) -> Iterator[tuple[Record, list[Call] | None]]:
-    """The file's records, each with its calls when it is plain (`plain`): a plain
-    record's value is let go (`Record.let_go`), since its calls carry what is needed."""
+def plain_records(path: Path, said: bool = False) -> Iterator[tuple[Record, list[Call] | None]]:
+    """The file's records, each with its calls when it is plain (`plain`, told `said`): a
+    plain record's value is let go (`Record.let_go`), since its calls carry what is
+    needed."""
     for record in iter_records(path):
-        calls = plain(record)
+        calls = plain(record, said)
         if calls is not None:
             record.let_go()
         yield record, calls
 
 
-def plain(record: Record) -> list[Call] | None:
+def plain(record: Record, said: bool = False) -> list[Call] | None:
     """The record's calls, when it has a plain one; None when the service must take it
     whole: when it is invalid, has no plain call, or is one call that is not. A
     recorded HTTP request (`method`, `path`) is the calls it carries — a Data Pipelines
     batch its messages, all at the request's receive time —, each one not plain carrying
     its `operation` for the service. The record is read as the service reads it
-    (`fixtures.to_operations`)."""
+    (`fixtures.to_operations`). With `said` a plain call keeps its operation
+    (`Call.said`)."""
     value = record.value
     if record.error is not None or not isinstance(value, dict) or "op" in value:
         return None  # a control record
@@ -190,8 +198,12 @@ def plain(record: Record) -> list[Call] | None:
             call = None
             if type(operation) is Track:
                 call = _track(record, at, operation)
+                if call is not None and said:
+                    call.said = operation
             elif type(operation) is Identify:
                 call = _identify(record, at, operation)
+                if call is not None and said:
+                    call.said = operation
             if call is None:
                 others += 1
                 call = Call(record, at, False, None, None, None, operation=operation)
@@ -315,6 +327,10 @@ class Service(Protocol):
     keep_going: bool
     """Whether a record is applied or refused whole (then listed), the replay going on."""
 
+    @property
+    def listening(self) -> bool:
+        """Whether each plain call is told with what it did (`tell`)."""
+
     def alone(self, call: Call, tally: Tally) -> None:
         """Apply one call of a recorded request through the service, alone, counting
         into `tally`; raises when the service refuses it."""
@@ -326,6 +342,10 @@ class Service(Protocol):
 
     def applied(self, at: datetime | None) -> None:
         """Told of each record once it is applied, with its receive time."""
+
+    def tell(self, source: Source, call: Track | Identify, heard: Heard) -> None:
+        """Told of each plain call once it is written, in order, with what it did (when
+        `listening`)."""
 
 
 class Batch:
@@ -419,14 +439,18 @@ class Batch:
         """Decide and write the calls before `end` up to the first the bulk path cannot
         take (with `whole`, up to the request that call belongs to), counting into
         `tally`; how many were written."""
-        run = _Run(self.workspace, calls[:end], self.file)
+        listening = self.service.listening
+        run = _Run(self.workspace, calls[:end], self.file, listening)
         done = run.apply()
         first = done - calls[done].part if whole and done < end else done
         if first < done:  # nothing is written before `write`: decide the part before
-            run = _Run(self.workspace, calls[:first], self.file)
+            run = _Run(self.workspace, calls[:first], self.file, listening)
             run.apply()
         run.write()
         tally.add(run.tally)
+        for call, heard in run.heard or ():
+            assert call.said is not None  # (a replay with a listener reads them `said`)
+            self.service.tell(Source(self.file, call.record.line), call.said, heard)
         return first
 
 
@@ -456,7 +480,9 @@ def _request_end(calls: list[Call], index: int) -> int:
 class _Run:
     """The state a run of calls reads, read in bulk, and what they change, in memory."""
 
-    def __init__(self, workspace: Workspace, calls: list[Call], file: str) -> None:
+    def __init__(
+        self, workspace: Workspace, calls: list[Call], file: str, listening: bool = False
+    ) -> None:
         self.workspace = workspace
         self.calls = calls
         self.file = file
@@ -504,6 +530,8 @@ class _Run:
         self.activities: list[Activity] = []
         self.marked: list[tuple[str, datetime]] = []
         self.journal: list[JournalRow] = []
+        self.heard: list[tuple[Call, Heard]] | None = [] if listening else None
+        """What each call did, when a listener is told (`Service.tell`)."""
 
     def apply(self) -> int:
         """Apply calls in order; the index of the first the service must take (or all).
@@ -562,6 +590,8 @@ class _Run:
         if event.event_id in self.known:
             self.tally.duplicates += 1
             self.tally.warnings[str(Rule.DUPLICATE)] += 1
+            if self.heard is not None:
+                self.heard.append((call, Heard(stored=False)))
             return True
         self.known.add(event.event_id)
         anonymous_id = call.anonymous_id
@@ -575,6 +605,7 @@ class _Run:
             received_at=at,
         )
         settle(event, placed)
+        warned: tuple[Warning, ...] = ()
         if placed.merged_at is not None:
             assert placed.cio_id is not None and anonymous_id is not None
             merge = anon_merge_activity(placed.cio_id, anonymous_id, [happened], placed.merged_at)
@@ -584,12 +615,16 @@ class _Run:
             assert anonymous_id is not None
             if placed.rule is not Rule.ANONYMOUS:
                 self.tally.warnings[str(placed.rule)] += 1
+                if self.heard is not None:  # (its sentence is made only to be told)
+                    warned = (pending_warning(event, assignment, self.merge_enabled),)
             self.waiting.setdefault(anonymous_id, []).append(event)
         self.events.append((event, call.data_json))
         self.tally.stored += 1
         record = call.journal or _journal(call, event.event_id)  # (`plain` made a named one's)
         people = [event.cio_id] if event.cio_id else []
         self.journal.append(journal_row(at, Track.__name__, record, people, anonymous_id))
+        if self.heard is not None:
+            self.heard.append((call, Heard(True, warned)))
         return True
 
     # -- identify -----------------------------------------------------------------------
@@ -628,11 +663,14 @@ class _Run:
             [Activity(person.cio_id, ActivityType.PROFILE_CREATE, at, {})] if created else []
         )
         activities += update.activities
+        warnings: list[Warning] = []
         if decision is not None and anonymous_id is not None:
             if decision.facts.get("newly_assigned"):
-                activities += self._assign(person.cio_id, anonymous_id, at)
+                merge, warnings = self._assign(person.cio_id, anonymous_id, at)
+                activities += merge
             else:
-                self._warn_assigned(decision.rule, anonymous_id)
+                warnings = self._assigned_before(decision, anonymous_id)
+            self.tally.warnings.update(str(w.rule) for w in warnings)
         person.updated_at = at
         self.saved[person.cio_id] = person
         self.activities += activities
@@ -644,11 +682,16 @@ class _Run:
             journal_row(at, Identify.__name__, call.journal, [person.cio_id], anonymous_id)
         )
         self.tally.people_created += created
+        if self.heard is not None:
+            self.heard.append((call, Heard(True, tuple(warnings), tuple(update.failed))))
         return True
 
-    def _assign(self, cio_id: str, anonymous_id: str, at: datetime) -> list[Activity]:
-        """Assign a new anonymous id to a person and merge its pending events; the
-        activity that records the merge, if any did."""
+    def _assign(
+        self, cio_id: str, anonymous_id: str, at: datetime
+    ) -> tuple[list[Activity], list[Warning]]:
+        """Assign a new anonymous id to a person and merge its pending events: the
+        activity that records the merge, if any did, and the warnings of those that did
+        not."""
         assignment = Assignment(anonymous_id, cio_id, at)
         self.assignments[anonymous_id] = assignment
         self.assigned.append(assignment)
@@ -662,24 +705,22 @@ class _Run:
         self.tally.merged += len(merged)
         self.stayed[anonymous_id] = Counter(e.rule for e in stayed)
         warnings = unmerged_warnings(anonymous_id, self.stayed[anonymous_id])
-        self.tally.warnings.update(str(w.rule) for w in warnings)
         if not merged:
-            return []
-        return [anon_merge_activity(cio_id, anonymous_id, [e.timestamp for e in merged], at)]
+            return [], warnings
+        times = [e.timestamp for e in merged]
+        return [anon_merge_activity(cio_id, anonymous_id, times, at)], warnings
 
-    def _warn_assigned(self, rule: Rule, anonymous_id: str) -> None:
-        """Count the warnings of an identify whose anonymous id was assigned before: taken
-        by someone else, or this person's already (then one for each rule its pending
-        events stayed under, as `service.people.assign` says them)."""
-        if rule is Rule.ANONYMOUS_ID_TAKEN:
-            self.tally.warnings[str(rule)] += 1
-            return
+    def _assigned_before(self, decision: Decision, anonymous_id: str) -> list[Warning]:
+        """The warnings of an identify whose anonymous id was assigned before: taken by
+        someone else, or this person's already (then one for each rule its pending
+        events stayed under), as `service.people.assign` says them."""
+        if decision.rule is Rule.ANONYMOUS_ID_TAKEN:
+            return [Warning(decision.rule, decision.reason)]
         stayed, waiting = self.stayed.get(anonymous_id), self.waiting.get(anonymous_id)
         if not stayed and not waiting:
-            return  # nothing pending: no warning (most identifies repeating one)
+            return []  # nothing pending: no warning (most identifies repeating one)
         pending = (stayed or Counter()) + Counter(event.rule for event in waiting or ())
-        warnings = reassigned_warnings(anonymous_id, pending)
-        self.tally.warnings.update(str(w.rule) for w in warnings)
+        return reassigned_warnings(anonymous_id, pending)
 
     def _new_person(self, user_id: str, at: datetime) -> Person:
         person = Person(self._next_cio_id(), user_id, None, {}, at, at)

@@ -17,10 +17,18 @@ from typing import Any
 
 from cio_anon import service
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest import Operation, Timed
+from cio_anon.ingest import Identify, Operation, Timed, Track
 from cio_anon.ingest.fixtures import Record, display_name, iter_records, to_operations
 from cio_anon.replay import ahead
-from cio_anon.replay.apply import Observer, Problem, Source, Tally, apply_operation
+from cio_anon.replay.apply import (
+    Heard,
+    Listener,
+    Observer,
+    Problem,
+    Source,
+    Tally,
+    apply_operation,
+)
 from cio_anon.replay.bulk import Batch, Call, fewer_collections
 from cio_anon.store import Workspace
 
@@ -82,20 +90,21 @@ def replay(
     *,
     keep_going: bool = False,
     progress: Progress | None = None,
-    observer: Observer | None = None,
+    listener: Listener | None = None,
     bulk: bool = True,
 ) -> ReplaySummary:
     """Apply fixture files in order. Without `keep_going` an invalid record rejects its
     whole file (the workspace keeps nothing of it); with it, only that record is
-    skipped. Either way the invalid records are listed.
+    skipped. Either way the invalid records are listed. `listener` is told of each
+    track and identify applied, in order, with what it did (nothing of a record or a
+    file refused).
 
-    With `bulk` (and no `observer`, which follows each call), runs of plain Data
-    Pipelines calls take the bulk path (`batch`); the workspace is the same either
-    way."""
+    With `bulk`, runs of plain Data Pipelines calls take the bulk path (`batch`); the
+    workspace, and what the listener hears, are the same either way."""
     paths = list(paths)
     summary = ReplaySummary(files=[display_name(p) for p in paths])
-    bulk = bulk and observer is None
-    reader = ahead.Reader(paths) if bulk else None  # an archive's parts read ahead together
+    # an archive's parts read ahead together; the calls as read, for a listener
+    reader = ahead.Reader(paths, said=listener is not None) if bulk else None
     with (
         fewer_collections() if bulk else contextlib.nullcontext(),
         contextlib.closing(reader) if reader is not None else contextlib.nullcontext(),
@@ -103,7 +112,9 @@ def replay(
         for path in paths:
             name = display_name(path)
             tally = Tally()
-            context = _File(workspace, now, name, tally, summary, keep_going, observer)
+            context = _File(workspace, now, name, tally, summary, keep_going, listener)
+            if listener is not None:
+                context.held = []  # told once the file is applied: a rejected one, nothing
             try:
                 with workspace.savepoint():
                     _replay_file(context, path, progress, reader)
@@ -115,6 +126,9 @@ def replay(
                 continue
             summary.tally.add(tally)
             summary.last_at = _latest(summary.last_at, context.last_at)
+            for call in context.held or ():
+                assert listener is not None
+                listener(*call)
     return summary
 
 
@@ -128,11 +142,37 @@ class _File:
     tally: Tally
     summary: ReplaySummary
     keep_going: bool
-    observer: Observer | None
+    listener: Listener | None
     previous: datetime | None = None
     """The receive time of the last record read (control records without one)."""
     last_at: datetime | None = None
     """The latest receive time of a record applied (the summary's, once the file is)."""
+    held: list[tuple[Source, Track | Identify, Heard]] | None = None
+    """What is told, held until what it is about is applied: the file (`replay`), and
+    with --keep-going the record being applied within it (`_counted`)."""
+
+    @property
+    def listening(self) -> bool:
+        return self.listener is not None
+
+    def tell(self, source: Source, call: Track | Identify, heard: Heard) -> None:
+        """Tell the listener of a call applied (held until its record is, with
+        --keep-going)."""
+        if self.held is not None:
+            self.held.append((source, call, heard))
+        elif self.listener is not None:
+            self.listener(source, call, heard)
+
+    def _observer(self) -> Observer | None:
+        """What the service tells of a call, told on as what it did (`Heard`)."""
+        if self.listener is None:
+            return None
+
+        def observe(source: Source, op: Operation, result: Any) -> None:
+            if isinstance(op, Track | Identify):
+                self.tell(source, op, Heard.of(result))
+
+        return observe
 
     def took(self, at: datetime | None) -> None:
         """A record is taken, in its place: the receive time of the control records
@@ -156,7 +196,7 @@ class _File:
             else:  # a plain call the bulk path met a case of the service's in
                 timed = to_operations(record.parsed().value, call.at)[call.part]
             apply_operation(
-                self.workspace, timed, Source(self.name, record.line), tally, self.observer
+                self.workspace, timed, Source(self.name, record.line), tally, self._observer()
             )
         except CioAnonError as error:
             raise self._refused(record, error) from None
@@ -165,7 +205,7 @@ class _File:
         """With --keep-going: apply a record by `body` (the bulk path's, in pieces),
         whole or not at all; whether it was (a refused one is listed)."""
         try:
-            with self._counted() as (tally, _):  # (the bulk path runs with no observer)
+            with self._counted() as tally:
                 body(tally)
         except _Rejected as rejected:
             self.summary.invalid.append(rejected.problem)
@@ -178,8 +218,9 @@ class _File:
         if record.error is not None:
             raise _Rejected(Problem(self.name, record.line, record.error, unreadable=True))
         try:
-            with self._counted() as (tally, observer):
+            with self._counted() as tally:
                 timed = to_operations(record.value, self.previous or self.now)
+                observer = self._observer()
                 for item in timed:
                     apply_operation(
                         self.workspace, item, Source(self.name, record.line), tally, observer
@@ -193,25 +234,27 @@ class _File:
         return _Rejected(Problem(self.name, record.line, str(error), getattr(error, "rule", None)))
 
     @contextlib.contextmanager
-    def _counted(self) -> Iterator[tuple[Tally, Observer | None]]:
-        """What a record's operations count into, and whom they are told to. With
-        --keep-going a refused record is undone whole, and so is what it counted and
-        told: a savepoint, a tally of its own and the observer's calls held back, the
-        tally added to the file's and the calls made when the block ends well (`check`
-        hears nothing of a refused request). Without it a refused record rejects the
-        whole file (one savepoint, one tally, both let go)."""
+    def _counted(self) -> Iterator[Tally]:
+        """What a record's operations count into. With --keep-going a refused record is
+        undone whole, and so is what it counted and told: a savepoint, a tally of its
+        own and what is told held back (`tell`), the tally added to the file's and what
+        was told passed on when the block ends well (`check` hears nothing of a refused
+        request). Without it a refused record rejects the whole file (one savepoint, one
+        tally, both let go)."""
         if not self.keep_going:
-            yield self.tally, self.observer
+            yield self.tally
             return
         tally = Tally()
-        told: list[tuple[Source, Operation, Any]] = []
-        held = None if self.observer is None else lambda *call: told.append(call)
-        with self.workspace.savepoint():
-            yield tally, held
+        told: list[tuple[Source, Track | Identify, Heard]] = []
+        outer, self.held = self.held, told
+        try:
+            with self.workspace.savepoint():
+                yield tally
+        finally:
+            self.held = outer
         self.tally.add(tally)
         for call in told:
-            assert self.observer is not None
-            self.observer(*call)
+            self.tell(*call)
 
 
 def _latest(one: datetime | None, other: datetime | None) -> datetime | None:

@@ -142,7 +142,7 @@ def track(
     elif anonymous_id is not None:
         status = "anonymous"
         if placed.rule is not Rule.ANONYMOUS:
-            warnings.append(Warning(placed.rule, _why_pending(event, assignment, merge_enabled)))
+            warnings.append(pending_warning(event, assignment, merge_enabled))
     if not workspace.insert_event(event, data_json):
         return TrackResult(
             event_id,
@@ -180,17 +180,19 @@ def track(
     )
 
 
-def _why_pending(event: Event, assignment: Assignment | None, merge_enabled: bool) -> str:
-    """The sentence for the rule an anonymous event that stayed anonymous was given."""
+def pending_warning(event: Event, assignment: Assignment | None, merge_enabled: bool) -> Warning:
+    """The warning of an anonymous event that stayed anonymous under another rule than
+    `anonymous` (its `rule`, settled): the rule, and the sentence for it."""
     assert event.anonymous_id is not None
     placement = place(event, assignment, merge_enabled)
-    return rules.decide_pending(
+    reason = rules.decide_pending(
         placement=placement,
         anonymous_id=event.anonymous_id,
         timestamp=event.timestamp,
         claimed_while_disabled=False,
         now=event.received_at,
     ).reason
+    return Warning(event.rule, reason)
 
 
 def find_or_create(workspace: Workspace, now: datetime, identifier: str) -> tuple[Person, bool]:
