@@ -713,3 +713,27 @@ def test_generated_streams(
         patched.setattr(batch, "CHUNK", 5)
         patched.setattr(batch, "AFTER_SERVICE", 3)  # runs after a fallback end in requests
         assert_same_both_ways(tmp_path, files, patched, keep_going)
+
+
+@pytest.mark.parametrize("keep_going", [False, True], ids=["", "keep going"])
+def test_a_file_cut_short_after_a_call_the_service_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_going: bool
+) -> None:
+    """A gzipped file cut short, a request the service refuses a call of among the
+    lines read before the damage: as one call at a time, what was read is applied
+    before the file is rejected — without --keep-going the refused call rejects it
+    (its line named), with it the request is listed and the damage rejects the file —
+    and a listener hears the same."""
+    import gzip
+
+    refused = {"type": "identify", "userId": "x@example.com", "traits": {"note": "x" * 1001}}
+    lines = [_track(BASE + i, anonymousId=f"a{i}") for i in range(5)]
+    lines.append(_request(BASE + 9, [_track(BASE + 9, anonymousId="a9"), refused]))
+    lines += [_track(BASE + 10 + i, anonymousId=f"b{i}") for i in range(3_000)]
+    whole = gzip.compress("".join(json.dumps(line) + "\n" for line in lines).encode())
+    cut = tmp_path / "cut.ndjson.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    assert_same_both_ways(tmp_path, [cut], monkeypatch, keep_going)
+    _, summary = replayed(tmp_path / "bulk.db", [cut], True, monkeypatch, keep_going)
+    lines_named = [problem["line"] for problem in summary["invalid"]]
+    assert lines_named == ([6, 0] if keep_going else [6])

@@ -970,3 +970,39 @@ def test_the_bulk_path_finds_what_one_call_at_a_time_finds(
     codes = in_bulk.by_code()
     assert set(codes) == set(CODES)
     assert codes["late_anonymous_event"] > 100 and codes["anonymous_id_reused"] > 100
+
+
+def test_check_keeps_findings_not_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `check` hears of each call is checked as it is heard and let go: by the end of
+    a replay of 3,000 session records, no more calls are alive than a run of the bulk
+    path holds (memory grows with the findings, not the traffic)."""
+    import gc
+    import weakref
+    from datetime import UTC, datetime
+
+    from cio_anon.check import check
+    from cio_anon.check import run as check_run
+    from cio_anon.replay import bulk
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_sessions import generate
+
+    fixture = tmp_path / "sessions.ndjson"
+    fixture.write_text("".join(json.dumps(r) + "\n" for r in generate("sessions", 3_000)))
+    monkeypatch.setattr(bulk, "CHUNK", 50)
+    monkeypatch.setattr(bulk, "FIRST_RUN", 50)
+    heard: list[weakref.ref[Any]] = []
+    alive: list[int] = []
+    hear = check_run._Checker.hear
+
+    def watched(checker: Any, source: Any, call: Any, what: Any) -> None:
+        hear(checker, source, call, what)
+        heard.append(weakref.ref(call))
+        if len(heard) % 500 == 0:
+            gc.collect()
+            alive.append(sum(ref() is not None for ref in heard))
+
+    monkeypatch.setattr(check_run._Checker, "hear", watched)
+    report = check([fixture], None, datetime(2026, 12, 1, tzinfo=UTC))
+    assert report.calls == len(heard) > 2_500 and len(alive) >= 5
+    assert max(alive) <= 2 * 50 + 10  # a run's calls, and the next read with them

@@ -19,7 +19,7 @@ from cio_anon.check.plans import CASES, VIEWED, EventRule, Plan, json_path
 from cio_anon.ingest import Identify, Track
 from cio_anon.ingest.fixtures import display_name, read_document
 from cio_anon.replay import ReplaySummary, replay
-from cio_anon.replay.apply import Heard, Source
+from cio_anon.replay.apply import Heard, Listener, Source
 from cio_anon.replay.files import Progress
 from cio_anon.rules.findings import Finding, failing
 
@@ -59,34 +59,62 @@ class Report:
         return any(f.severity in levels for f in self.findings)
 
 
-@dataclass
-class _Seen:
-    """What the replay's listener heard."""
+class _Checker:
+    """The replay's listener: the findings of each call as it is heard, and what the
+    checks across events gather (first spellings, property types); memory holds those,
+    not the calls."""
 
-    tracks: list[tuple[Source, Track, Heard]] = field(default_factory=list)
-    identifies: list[tuple[Source, Identify, Heard]] = field(default_factory=list)
+    def __init__(self, plan: Plan | None) -> None:
+        self.plan = plan
+        self.calls = 0
+        """The tracks and identifies heard."""
+        self.events: list[Finding] = []
+        self.identities: list[Finding] = []
+        self.late: list[Finding] = []
+        self.names: dict[str, dict[str, Source]] = defaultdict(dict)  # key -> spelling -> first
+        self.props: dict[str, dict[str, Source]] = defaultdict(dict)
+        self.types: dict[tuple[str, str], dict[str, Source]] = defaultdict(dict)
 
     def hear(self, source: Source, call: Track | Identify, heard: Heard) -> None:
-        if isinstance(call, Track):
-            self.tracks.append((source, call, heard))
-        else:
-            self.identifies.append((source, call, heard))
+        self.calls += 1
+        if isinstance(call, Identify):
+            found = _findings_of_identify(source, call, heard, self.plan)
+            self.identities += _about(call.message_id, found)
+            return
+        if heard.stored:
+            found = _findings_of_event(source, call, self.plan, self.names, self.props, self.types)
+            self.events += _about(call.event_id, found)
+        for warning in heard.warnings:
+            if warning.rule is rules.Rule.WINDOW_CLOSED:
+                self.late.append(_late(source, call))
+
+    def findings(self) -> Iterator[Finding]:
+        """Every finding heard: the events', the names' across events, the identities'."""
+        yield from self.events
+        yield from _near_duplicates(self.names, "event name")
+        yield from _near_duplicates(self.props, "property")
+        yield from self.identities
+        yield from self.late
 
 
-def _replay_observed(
-    paths: list[Path], now: datetime, triggers: list[str], progress: Progress | None = None
-) -> tuple[_Seen, ReplaySummary, list[tuple[str, str, str | None]]]:
+def _replay_heard(
+    paths: list[Path],
+    now: datetime,
+    triggers: list[str],
+    listener: Listener,
+    progress: Progress | None = None,
+) -> tuple[ReplaySummary, list[tuple[str, str, str | None]]]:
     """Replay into a throwaway workspace (in bulk where it can: what each call did is
-    heard the same either way), keeping every track and identify with what it did, and
-    the merged events named in `triggers` that cannot trigger campaigns."""
-    seen = _Seen()
+    heard the same either way), telling `listener` of every track and identify with
+    what it did; the summary, and the merged events named in `triggers` that cannot
+    trigger campaigns."""
     with tempfile.TemporaryDirectory(prefix="cio-anon-check-") as folder:
         with service.opened(Path(folder) / "check.db", now, write=True) as workspace:
             summary = replay(
-                workspace, now, paths, keep_going=True, listener=seen.hear, progress=progress
+                workspace, now, paths, keep_going=True, listener=listener, progress=progress
             )
             stale = workspace.merged_without_trigger(triggers) if triggers else []
-    return seen, summary, stale
+    return summary, stale
 
 
 def check(
@@ -95,10 +123,11 @@ def check(
     """Replay the fixtures into a throwaway workspace; every finding, in file order.
     `progress` is told the bytes read, as replay tells it."""
     triggers = sorted({r.name for r in plan.events.values() if r.campaign_trigger}) if plan else []
-    seen, summary, stale = _replay_observed(paths, now, triggers, progress)
+    checker = _Checker(plan)
+    summary, stale = _replay_heard(paths, now, triggers, checker.hear, progress)
     report = Report([display_name(p) for p in paths], None if plan is None else plan.source)
     report.records = summary.tally.records
-    report.calls = len(seen.tracks) + len(seen.identifies)  # every call the listener hears
+    report.calls = checker.calls
     found = report.findings
     for problem in summary.invalid:
         code = (
@@ -109,8 +138,7 @@ def check(
         found.append(Finding(code, problem.file, problem.line, problem.message))
     for problem in summary.tally.failed_expectations:
         found.append(Finding("expectation_failed", problem.file, problem.line, problem.message))
-    found += _event_findings(seen.tracks, plan)
-    found += _identity_findings(seen, plan)
+    found += checker.findings()
     for event_id, name, source in stale:
         where = Source.parse(source or "?")
         found.append(
@@ -190,20 +218,6 @@ def accept_known(report: Report, baseline: Path) -> None:
 
 
 # -- events -------------------------------------------------------------------------
-
-
-def _event_findings(
-    tracks: list[tuple[Source, Track, Heard]], plan: Plan | None
-) -> Iterator[Finding]:
-    names: dict[str, dict[str, Source]] = defaultdict(dict)  # key -> spelling -> first seen
-    props: dict[str, dict[str, Source]] = defaultdict(dict)
-    types: dict[tuple[str, str], dict[str, Source]] = defaultdict(dict)
-    for source, op, result in tracks:
-        if result.stored:
-            found = _findings_of_event(source, op, plan, names, props, types)
-            yield from _about(op.event_id, found)
-    yield from _near_duplicates(names, "event name")
-    yield from _near_duplicates(props, "property")
 
 
 def _findings_of_event(
@@ -412,21 +426,17 @@ def _json_type(value: Any) -> str:
 # -- identity -----------------------------------------------------------------------
 
 
-def _identity_findings(seen: _Seen, plan: Plan | None) -> Iterator[Finding]:
-    for source, op, result in seen.identifies:
-        yield from _about(op.message_id, _findings_of_identify(source, op, result, plan))
-    for where, track, heard in seen.tracks:
-        for warning in heard.warnings:
-            if warning.rule is rules.Rule.WINDOW_CLOSED:
-                yield Finding(
-                    "late_anonymous_event",
-                    where.file,
-                    where.line,
-                    f"{track.name!r} with anonymous_id {track.anonymous_id!r} arrived "
-                    "after the 5-minute window: it stays anonymous.",
-                    track.name,
-                    message_id=track.event_id,
-                )
+def _late(source: Source, track: Track) -> Finding:
+    """An anonymous event that arrived after its id's window closed."""
+    return Finding(
+        "late_anonymous_event",
+        source.file,
+        source.line,
+        f"{track.name!r} with anonymous_id {track.anonymous_id!r} arrived "
+        "after the 5-minute window: it stays anonymous.",
+        track.name,
+        message_id=track.event_id,
+    )
 
 
 def _findings_of_identify(
@@ -469,12 +479,18 @@ def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:
     """A starting native plan from what the fixtures send: events (a page by its own name
     when it has one, else as `Page Viewed`: one rule, not one a URL), property types,
     which properties always appear."""
-    seen, _, _ = _replay_observed(list(paths), now, [])
     events: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = defaultdict(int)
     present: dict[tuple[str, str], int] = defaultdict(int)
     kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for _, track, _outcome in seen.tracks:
+    traits: dict[str, Any] = {}
+
+    def hear(source: Source, heard_call: Track | Identify, heard: Heard) -> None:
+        if isinstance(heard_call, Identify):
+            for trait, value in heard_call.attributes.items():
+                traits.setdefault(trait, {"type": _json_type(value)})
+            return
+        track = heard_call
         call = "track" if track.type == "event" else track.type
         name = track.page_name or (VIEWED[call] if call == "page" else track.name)
         counts[name] += 1
@@ -482,6 +498,8 @@ def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:
         for prop, value in track.data.items():
             present[(name, prop)] += 1
             kinds[(name, prop)].add(_json_type(value))
+
+    _replay_heard(list(paths), now, [], hear)
     out_events: dict[str, Any] = {}
     for name, spec in sorted(events.items()):
         props: dict[str, Any] = {}
@@ -497,10 +515,6 @@ def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:
         if spec["call"] != "track":
             entry["call"] = spec["call"]
         out_events[name] = entry
-    traits: dict[str, Any] = {}
-    for _, ident, _result in seen.identifies:
-        for trait, value in ident.attributes.items():
-            traits.setdefault(trait, {"type": _json_type(value)})
     return {
         "dialect": "cio-anon",
         "canonical_identifier": "id",

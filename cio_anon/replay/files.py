@@ -96,8 +96,8 @@ def replay(
     """Apply fixture files in order. Without `keep_going` an invalid record rejects its
     whole file (the workspace keeps nothing of it); with it, only that record is
     skipped. Either way the invalid records are listed. `listener` is told of each
-    track and identify applied, in order, with what it did (nothing of a record or a
-    file refused).
+    track and identify applied, in order, with what it did: nothing of a record refused
+    with --keep-going; of a file rejected, what was applied before it was (then undone).
 
     With `bulk`, runs of plain Data Pipelines calls take the bulk path (`batch`); the
     workspace, and what the listener hears, are the same either way."""
@@ -113,8 +113,6 @@ def replay(
             name = display_name(path)
             tally = Tally()
             context = _File(workspace, now, name, tally, summary, keep_going, listener)
-            if listener is not None:
-                context.held = []  # told once the file is applied: a rejected one, nothing
             try:
                 with workspace.savepoint():
                     _replay_file(context, path, progress, reader)
@@ -126,9 +124,6 @@ def replay(
                 continue
             summary.tally.add(tally)
             summary.last_at = _latest(summary.last_at, context.last_at)
-            for call in context.held or ():
-                assert listener is not None
-                listener(*call)
     return summary
 
 
@@ -148,8 +143,8 @@ class _File:
     last_at: datetime | None = None
     """The latest receive time of a record applied (the summary's, once the file is)."""
     held: list[tuple[Source, Track | Identify, Heard]] | None = None
-    """What is told, held until what it is about is applied: the file (`replay`), and
-    with --keep-going the record being applied within it (`_counted`)."""
+    """What is told of the record being applied, with --keep-going: told once it is
+    applied whole (`_counted`)."""
 
     @property
     def listening(self) -> bool:
@@ -295,10 +290,22 @@ def _replay_file(
             if batch is not None:
                 batch.flush()
         except _Rejected:
-            tally.records += sum(1 for _ in records)  # all are reported, not applied
+            tally.records += _rest(records)  # all are reported, not applied
             raise
-    except CioAnonError as error:  # the file cannot be read
+    except CioAnonError as error:  # the file cannot be read on
+        if batch is not None:  # what was read before it, applied as one call at a time
+            batch.flush()  # applies it (a call refused there is what rejects the file)
         why = str(error).removeprefix(f"{path}: ")
         raise _Rejected(Problem(file.name, 0, why, unreadable=True)) from None
     if not tally.records:
         tally.notes.append(Problem(file.name, 0, "the file holds no records"))
+
+
+def _rest(records: Iterator[object]) -> int:
+    """How many records are left to read, up to where the file cannot be read on (the
+    record refused before it is what rejects the file)."""
+    count = 0
+    with contextlib.suppress(CioAnonError):
+        for _ in records:
+            count += 1
+    return count
