@@ -485,17 +485,16 @@ def infer_plan(paths: Iterable[Path], now: datetime) -> dict[str, Any]:
     kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
     traits: dict[str, Any] = {}
 
-    def hear(source: Source, heard_call: Track | Identify, heard: Heard) -> None:
-        if isinstance(heard_call, Identify):
-            for trait, value in heard_call.attributes.items():
+    def hear(source: Source, call: Track | Identify, heard: Heard) -> None:
+        if isinstance(call, Identify):
+            for trait, value in call.attributes.items():
                 traits.setdefault(trait, {"type": _json_type(value)})
             return
-        track = heard_call
-        call = "track" if track.type == "event" else track.type
-        name = track.page_name or (VIEWED[call] if call == "page" else track.name)
+        kind = "track" if call.type == "event" else call.type
+        name = call.page_name or (VIEWED[kind] if kind == "page" else call.name)
         counts[name] += 1
-        events.setdefault(name, {"call": call})
-        for prop, value in track.data.items():
+        events.setdefault(name, {"call": kind})
+        for prop, value in call.data.items():
             present[(name, prop)] += 1
             kinds[(name, prop)].add(_json_type(value))
 

@@ -12,10 +12,11 @@ are written. A thread here takes the lots off the pipe as they come, `IN_HAND` a
 so the child reads on while a run is written, and memory stays bounded. A record travels
 as its fields and its calls' fields (strings, datetimes, small dicts: quick to pickle,
 where a dataclass is not; only a call left to the service, a group in a batch, carries
-its operation, a dataclass, but when a replay's listener is to be told the calls as read
-— `check`'s: `SAID`), a plain one without its parsed value (its line is kept, to be read
-again if the service takes it). The replay sees the same records with the same
-calls, in the same order, either way; `tests/test_ahead.py` holds the two readers equal.
+its operation, a dataclass — and every plain call too when a replay's listener is told
+the calls as read, `check`'s: `SAID`), a plain one without its parsed value (its line
+is kept, to be read again if the service takes it). The replay sees the same records
+with the same calls, in the same order, either way; `tests/test_ahead.py` holds the two
+readers equal.
 
 The child is the same Python running `main` (`command`, this `cio_anon` first on its
 path): nothing of this process, its workspace or its threads is copied into it, and

@@ -99,7 +99,8 @@ class Heard:
 
 Listener = Callable[[Source, Track | Identify, Heard], None]
 """Told of each track and identify a replay applies, in the order of the files, with
-what it did (`Heard`); a record refused with --keep-going tells nothing."""
+what it did (`Heard`): nothing of a record refused with --keep-going; of a file
+rejected, what was applied before it was (then undone with the file)."""
 
 
 @dataclass
