@@ -299,7 +299,7 @@ def test_a_damaged_recording_is_refused_not_compared(cli: Cli, tmp_path: Path) -
     cut_gzip = tmp_path / "cut.ndjson.gz"
     cut_gzip.write_bytes(gzip.compress(whole.read_bytes())[:-20])
     refused = cli("diff", str(base), str(cut_gzip), code=2)
-    assert refused.stderr.startswith(f"Error: {cut_gzip}: cannot be read (")
+    assert refused.stderr.startswith(f"Error: {cut_gzip}: cannot be read after line ")
     assert refused.stderr.strip().endswith("; diff compares whole recordings.")
     lines = whole.read_text().splitlines(keepends=True)
     cut = tmp_path / "cut.ndjson"

@@ -578,3 +578,31 @@ def test_replay_and_check_read_what_audit_reads(cli: Cli, tmp_path: Path) -> Non
     empty.mkdir()
     refused = cli("replay", str(empty), code=2)
     assert refused.stderr == f"Error: No fixture files in {empty}.\n"
+
+
+def test_a_gzip_cut_short_says_after_which_line(cli: Cli, tmp_path: Path) -> None:
+    """A gzipped recording cut short (a download stopped, a disk that filled) says after
+    which line it could not be read on — where to look, and how much was readable — and
+    names no line 0: the file is rejected, nothing applied; `check` says the same."""
+    import gzip
+
+    lines = [
+        json.dumps({"type": "track", "anonymousId": f"a{n}", "event": "x", "receivedAt": n})
+        for n in range(1_772_000_000, 1_772_000_000 + 5_000)
+    ]
+    whole = gzip.compress(("\n".join(lines) + "\n").encode())
+    cut = tmp_path / "cut.ndjson.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    done = json.loads(
+        cli("replay", str(cut), "--db", str(tmp_path / "w.db"), "--json", code=1).stdout
+    )
+    read = done["records"]
+    assert 0 < read < 5_000 and done["applied"] == 0
+    sentence = f"{cut}: cannot be read after line {read:,} ("
+    assert done["invalid"][0].startswith(sentence)
+    text = cli("replay", str(cut), "--db", str(tmp_path / "w.db"), code=1).stderr
+    assert f"invalid: {sentence}" in text
+    assert f"rejected (nothing applied): {cut}" in text and "line 0" not in text
+    found = json.loads(cli("check", str(cut), "--json", code=1).stdout)["findings"]
+    damaged = [f for f in found if f["code"] == "invalid_record"]
+    assert len(damaged) == 1 and damaged[0]["message"].startswith(sentence[len(f"{cut}: ") :])

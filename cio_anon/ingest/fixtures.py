@@ -151,10 +151,13 @@ def iter_records(path: Path) -> Iterator[Record]:
     except OSError as error:
         raise unreadable(path, error) from None
     with opened as handle:
+        last = 0
         try:
-            yield from _records(handle)
+            for record in _records(handle):
+                last = record.line
+                yield record
         except GZIP_FAULTS as error:  # gzip: cut short, or not gzip
-            raise unreadable(path, error) from None
+            raise unreadable(path, error, after=last) from None
 
 
 def open_bytes(path: Path) -> gzip.GzipFile | BinaryIO:
@@ -167,10 +170,12 @@ GZIP_FAULTS = (OSError, EOFError, zlib.error)
 """What reading gzip raises when it is cut short or is not gzip (or the file fails)."""
 
 
-def unreadable(path: Path, error: Exception) -> InvalidInput:
-    """The sentence for a file that fails while it is read."""
+def unreadable(path: Path, error: Exception, after: int = 0) -> InvalidInput:
+    """The sentence for a file that fails while it is read (`after` the line of the last
+    record read whole, if any: where to look, and what was read)."""
     why = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return InvalidInput(f"{path}: cannot be read ({why.rstrip('.')}).")
+    where = f" after line {after:,}" if after else ""
+    return InvalidInput(f"{path}: cannot be read{where} ({why.rstrip('.')}).")
 
 
 def _records(handle: BinaryIO) -> Iterator[Record]:

@@ -335,11 +335,17 @@ def replay_diagnostics(summary: ReplaySummary) -> list[Text]:
     ]
     lines += [_text(f"invalid: {p}", style="red") for p in summary.invalid]
     lines += [
-        _text(f"rejected at line {summary.stopped_at[f]} (nothing applied): {f}", style="red")
+        _text(f"rejected{_at_line(summary.stopped_at[f])} (nothing applied): {f}", style="red")
         for f in summary.rejected_files
     ]
     lines += [_text(f"expectation failed: {p}", style="red") for p in tally.failed_expectations]
     return lines
+
+
+def _at_line(line: int) -> str:
+    """Where a rejected file stopped: a line, or none (0: the file could not be read on,
+    as its sentence says)."""
+    return f" at line {line}" if line else ""
 
 
 _QUOTED = re.compile(r"'[^']*'")

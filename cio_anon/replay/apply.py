@@ -66,7 +66,8 @@ class Problem:
     JSON, a damaged gzip): the file is damaged, not a call refused."""
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        where = f"{self.file}:{self.line}" if self.line else self.file  # 0: the whole file
+        return f"{where}: {self.message}"
 
 
 Observer = Callable[[Source, Operation, Any], None]
