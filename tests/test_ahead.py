@@ -162,14 +162,17 @@ def test_an_archive_with_parts_refused(
 ) -> None:
     """Parts holding invalid records and a part cut short among others, all read ahead by
     one process: each refused part is rejected (or, going on, its invalid records are
-    skipped), the others replayed, every row as the service leaves it one call at a time."""
+    skipped, and the part cut short keeps what was read before the damage), the others
+    replayed, every row as the service leaves it one call at a time."""
     read_everything_ahead(monkeypatch)
     monkeypatch.setattr(ahead, "LOT", 5)
     paths = archive(tmp_path / "archive")
     tables = assert_same_both_ways(tmp_path, paths, monkeypatch, keep_going)
     _, summary = replayed(tmp_path / "again.db", paths, True, monkeypatch, keep_going)
-    rejected = ("c",) if keep_going else ("a", "b", "c")
+    rejected = () if keep_going else ("a", "b", "c")
     assert summary["rejected_files"] == [str(p) for p in paths if p.name.startswith(rejected)]
+    damaged = [p for p in summary["invalid"] if p["unreadable"] and p["line"] == 0]
+    assert [p["file"] for p in damaged] == [str(paths[2])]  # c, cut short, either way
     names = {str(path): path.name[0] for path in paths}
     sources = {  # (an event's source: its file and line)
         names[value.rpartition(":")[0]]
@@ -177,7 +180,11 @@ def test_an_archive_with_parts_refused(
         for value in row
         if isinstance(value, str) and value.rpartition(":")[0] in names
     }
-    assert sources == ({"a", "b", "d"} if keep_going else {"d"})
+    assert sources == ({"a", "b", "d"} if keep_going else {"d"})  # (c's event: a's again)
+    if keep_going:  # the part cut short, alone: what was read before the damage is kept
+        alone, replayed_alone = replayed(tmp_path / "c.db", paths[2:3], True, monkeypatch, True)
+        assert replayed_alone["tally"]["applied"] > 100 and len(alone["events"]) == 1
+        assert replayed_alone["rejected_files"] == [] and replayed_alone["invalid"]
 
 
 def test_stopping_early_stops_the_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

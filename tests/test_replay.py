@@ -583,7 +583,8 @@ def test_replay_and_check_read_what_audit_reads(cli: Cli, tmp_path: Path) -> Non
 def test_a_gzip_cut_short_says_after_which_line(cli: Cli, tmp_path: Path) -> None:
     """A gzipped recording cut short (a download stopped, a disk that filled) says after
     which line it could not be read on — where to look, and how much was readable — and
-    names no line 0: the file is rejected, nothing applied; `check` says the same."""
+    names no line 0: the file is rejected, nothing applied; with --keep-going what was
+    read is kept; `check` says the same."""
     import gzip
 
     lines = [
@@ -603,6 +604,13 @@ def test_a_gzip_cut_short_says_after_which_line(cli: Cli, tmp_path: Path) -> Non
     text = cli("replay", str(cut), "--db", str(tmp_path / "w.db"), code=1).stderr
     assert f"invalid: {sentence}" in text
     assert f"rejected (nothing applied): {cut}" in text and "line 0" not in text
+    going = json.loads(
+        cli(
+            "replay", str(cut), "--db", str(tmp_path / "w.db"), "--keep-going", "--json", code=1
+        ).stdout
+    )  # going on: what was read before the damage is kept, and the damage listed
+    assert (going["applied"], going["events_stored"], going["rejected_files"]) == (read, read, [])
+    assert going["invalid"] == done["invalid"]
     found = json.loads(cli("check", str(cut), "--json", code=1).stdout)["findings"]
     damaged = [f for f in found if f["code"] == "invalid_record"]
     assert len(damaged) == 1 and damaged[0]["message"].startswith(sentence[len(f"{cut}: ") :])

@@ -95,7 +95,8 @@ def replay(
 ) -> ReplaySummary:
     """Apply fixture files in order. Without `keep_going` an invalid record rejects its
     whole file (the workspace keeps nothing of it); with it, only that record is
-    skipped. Either way the invalid records are listed. `listener` is told of each
+    skipped, and a file that cannot be read on (a gzip cut short) keeps what was read
+    before the damage. Either way the invalid records are listed. `listener` is told of each
     track and identify applied, in order, with what it did: nothing of a record refused
     with --keep-going; of a file rejected, what was applied before it was (then undone).
 
@@ -296,7 +297,11 @@ def _replay_file(
         if batch is not None:  # what was read before it, applied as one call at a time
             batch.flush()  # applies it (a call refused there is what rejects the file)
         why = str(error).removeprefix(f"{path}: ")
-        raise _Rejected(Problem(file.name, 0, why, unreadable=True)) from None
+        damaged = Problem(file.name, 0, why, unreadable=True)
+        if not file.keep_going or not tally.records:
+            raise _Rejected(damaged) from None
+        file.summary.invalid.append(damaged)  # going on: what was read stays applied
+        return
     if not tally.records:
         tally.notes.append(Problem(file.name, 0, "the file holds no records"))
 
