@@ -96,9 +96,10 @@ def replay(
     """Apply fixture files in order. Without `keep_going` an invalid record rejects its
     whole file (the workspace keeps nothing of it); with it, only that record is
     skipped, and a file that cannot be read on (a gzip cut short) keeps what was read
-    before the damage. Either way the invalid records are listed. `listener` is told of each
-    track and identify applied, in order, with what it did: nothing of a record refused
-    with --keep-going; of a file rejected, what was applied before it was (then undone).
+    before the damage. Either way the invalid records are listed. `listener` is told of
+    each track and identify applied, in order, with what it did: nothing of a record
+    refused with --keep-going; of a file rejected, what was applied before it was (then
+    undone).
 
     With `bulk`, runs of plain Data Pipelines calls take the bulk path (`batch`); the
     workspace, and what the listener hears, are the same either way."""
