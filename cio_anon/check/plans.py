@@ -106,7 +106,10 @@ class Plan:
         RudderStack's plans list a page by name); for a page or a screen no rule names,
         `Page Viewed` or `Screen Viewed`, the event Segment's Protocols validates every
         page and screen call as (a PAGE or SCREEN rule, or a TRACK one)."""
-        names = [(call, name)]
+        rule = self.events.get((call, name))
+        if rule is not None:  # (most events: their own name)
+            return rule
+        names = []
         if page_name is not None:
             names.append((call, page_name))
         if call in VIEWED:

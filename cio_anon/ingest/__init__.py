@@ -234,6 +234,12 @@ def require_text(body: Mapping[str, Any], key: str, what: str) -> str:
     return _text(body.get(key), key, what)
 
 
+def given_text(value: object) -> str | None:
+    """A string with text, stripped; None for anything else (an empty or blank string,
+    another type): a value taken when it is there, never refused."""
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
 def optional_text(body: Mapping[str, Any], key: str, what: str) -> str | None:
     value = body.get(key)
     if value is None or value == "":

@@ -23,6 +23,7 @@ from cio_anon.ingest import (
     Track,
     UnknownPath,
     Unmodelled,
+    given_text,
     optional_object,
     optional_text,
     require_object,
@@ -115,7 +116,7 @@ def parse_message(
         data=properties,
         timestamp=message.get("timestamp"),
         event_id=optional_text(message, "messageId", what),
-        page_name=_given(message.get("name")) if kind == "page" else None,
+        page_name=given_text(message.get("name")) if kind == "page" else None,
     )
 
 
@@ -147,15 +148,10 @@ def ordinary_event_sql(event: str) -> str:
 
 def _page_name(message: Mapping[str, Any], properties: Mapping[str, Any], what: str) -> str:
     """Customer.io names a page event by its URL; fall back to the page's name."""
-    name = _given(properties.get("url")) or _given(message.get("name"))
+    name = given_text(properties.get("url")) or given_text(message.get("name"))
     if name is None:
         raise InvalidInput(f"{what} needs properties.url or a name.")
     return name
-
-
-def _given(value: object) -> str | None:
-    """A string with text, stripped; None for anything else (a page's name or URL)."""
-    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def errors(failures: Sequence[Failure], batch: bool = False) -> dict[str, Any]:

@@ -161,15 +161,13 @@ class _File:
             self.listener(source, call, heard)
 
     def _observer(self) -> Observer | None:
-        """What the service tells of a call, told on as what it did (`Heard`)."""
-        if self.listener is None:
-            return None
+        """What the service tells of a call is told on, when someone listens."""
+        return None if self.listener is None else self._observe
 
-        def observe(source: Source, op: Operation, result: Any) -> None:
-            if isinstance(op, Track | Identify):
-                self.tell(source, op, Heard.of(result))
-
-        return observe
+    def _observe(self, source: Source, op: Operation, result: Any) -> None:
+        """The service's result of a track or an identify, told as what it did (`Heard`)."""
+        if isinstance(op, Track | Identify):
+            self.tell(source, op, Heard.of(result))
 
     def took(self, at: datetime | None) -> None:
         """A record is taken, in its place: the receive time of the control records

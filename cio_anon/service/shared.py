@@ -10,7 +10,7 @@ from typing import Any
 
 from cio_anon import jsonio, rules
 from cio_anon.errors import InvalidInput, NotFound, RuleViolation
-from cio_anon.ingest import Operation
+from cio_anon.ingest import Operation, given_text
 from cio_anon.ingest.emit import to_record
 from cio_anon.models import Activity, ActivityType, Event, Person
 from cio_anon.rules import Assignment, Decision, IdentifierKind, Provenance, Rule
@@ -84,8 +84,7 @@ def stored_json(value: Any, what: str) -> str:
 
 def recipient_in(data: Mapping[str, Any]) -> str | None:
     """The recipient an event's data names (`data.recipient`, stripped), if any."""
-    to = data.get("recipient")
-    return to.strip() if isinstance(to, str) and to.strip() else None
+    return given_text(data.get("recipient"))
 
 
 def campaign_of(event: Event) -> Decision:
