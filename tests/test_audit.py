@@ -647,7 +647,8 @@ def test_a_serve_recording_of_the_official_client_is_audited_as_replayed(
 ) -> None:
     """customerio-cdp-analytics (batched, so /v1/batch) and single calls against a real
     `serve --record`; the recording audits to what replaying it stores, event by event,
-    and a Track API call in it is refused at its own line."""
+    what serve refused (and recorded so) placed by neither, and a Track API call in it
+    is refused at its own line."""
     from cio_anon import service
     from tests.conftest import T0
     from tests.test_serve import WRITE, start
@@ -676,9 +677,19 @@ def test_a_serve_recording_of_the_official_client_is_audited_as_replayed(
         single = {"anonymousId": "a-1", "event": "Came Back", "messageId": "back-1"}
         headers = {"Authorization": f"Bearer {WRITE}"}
         assert running.call("POST", "/v1/track", single, headers=headers)[0] == 200
+        not_stored = {"type": "track", "anonymousId": "a-2", "event": "Whole", "messageId": "w-1"}
+        whole = {"batch": [not_stored, {"type": "track", "anonymousId": "a-2"}]}
+        strict = {**headers, "X-Strict-Mode": "1"}
+        assert running.call("POST", "/v1/batch", whole, headers=strict)[0] == 400
+        url = "https://x.io/?" + "utm_source=news&" * 8  # a name over 100 bytes
+        long_page = {"type": "page", "anonymousId": "a-3", "properties": {"url": url}}
+        kept = {"type": "track", "anonymousId": "a-3", "event": "Kept", "messageId": "k-1"}
+        mixed = {"batch": [long_page, kept]}
+        assert running.call("POST", "/v1/batch", mixed, headers=headers)[0] == 200
     finally:
         instance.shutdown()
     lines = record.read_text().splitlines()
+    assert sum("refused" in json.loads(line) for line in lines) == 2
     assert any('"/v1/batch"' in line for line in lines) and any(
         '"/v1/track"' in line for line in lines
     )
@@ -686,7 +697,8 @@ def test_a_serve_recording_of_the_official_client_is_audited_as_replayed(
     db = tmp_path / "replayed.db"
     assert replay_into_ok(db, record)
     with service.opened(db, T0, write=False) as workspace:
-        assert workspace.summary()["events"] == len(placed) == 6 * 2 + 3 * 1 + 1
+        assert workspace.summary()["events"] == len(placed) == 6 * 2 + 3 * 1 + 1 + 1
+        assert workspace.get_event("w-1") is None and workspace.get_event("k-1") is not None
         for placement in placed:
             event = workspace.get_event(placement.event_id)
             assert event is not None

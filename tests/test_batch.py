@@ -685,7 +685,11 @@ def _records() -> st.SearchStrategy[list[dict[str, Any]]]:
         st.one_of(track, page, identify),
     )
     request = st.one_of(batch_of, one_of)
-    mostly_plain = st.one_of(track, track, page, identify, identify, traits, control, request)
+    # what `serve --record` refused, marked so: refused again or (by now) applied, apart
+    as_recorded = request.map(lambda record: {**record, "refused": "as it was refused"})
+    mostly_plain = st.one_of(
+        track, track, page, identify, identify, traits, control, request, as_recorded
+    )
     then_maybe_invalid = st.one_of(track, track, identify, control, invalid)
     return st.tuples(
         st.lists(mostly_plain, max_size=40), st.lists(then_maybe_invalid, max_size=15)

@@ -327,3 +327,20 @@ def test_a_damaged_recording_is_refused_not_compared(cli: Cli, tmp_path: Path) -
         "note: 2 more calls left out of the new run (`cio-anon replay --keep-going` lists "
         "every one)",
     ]
+
+
+def test_what_serve_refused_when_recording_is_left_out_and_said(cli: Cli, tmp_path: Path) -> None:
+    base = _write(tmp_path / "main.ndjson", journey(1, identify_before_checkout=120))
+    page = {"type": "page", "anonymousId": "a-x", "properties": {"url": "https://x.io/"}}
+    refused = {
+        "at": "2026-03-01T10:00:00Z",
+        "method": "POST",
+        "path": "/v1/batch",
+        "body": {"batch": [page]},
+        "refused": "batch item 3: refused by the server",
+    }
+    new = _write(tmp_path / "new.ndjson", [*journey(2, identify_before_checkout=120), refused])
+    found = cli("diff", str(base), str(new), "--json")
+    line = len(journey(2, identify_before_checkout=120)) + 1
+    assert found["left_out"]["new"] == [f"{new}:{line}: batch item 3: refused by the server"]
+    assert found["differs"] is False

@@ -99,6 +99,43 @@ def test_a_record_that_breaks_a_rule_rejects_the_file(cli: Cli, tmp_path: Path) 
     assert dump(db) == before
 
 
+def test_a_record_refused_when_recorded_is_listed_not_applied(cli: Cli, tmp_path: Path) -> None:
+    """A record `serve --record` marked refused is listed with why, and not applied, as
+    the server applied nothing of it; its file goes on (exit 0). `check` judges it
+    again: refused again, it is a finding; accepted by today's rules, it is not. An
+    unmarked record refused still rejects its file."""
+    db = tmp_path / "ws.db"
+
+    def track(event_id: str, why: str | None = None, **body: Any) -> dict[str, Any]:
+        call = {"anonymous_id": "a", "name": "ok", "id": event_id, **body}
+        record = {"at": "2026-01-01T00:00:00Z", "method": "POST", "path": "/api/v1/events"}
+        return {**record, "body": call} | ({} if why is None else {"refused": why})
+
+    marked = tmp_path / "marked.ndjson"
+    records = [
+        track("x1"),
+        track("x2", "no anonymous_id then", anonymous_id=None),  # refused again
+        track("x3", "refused by a rule since changed"),  # accepted by today's
+    ]
+    marked.write_text("\n".join(json.dumps(r) for r in records))
+    summary = cli("replay", str(marked), "--db", str(db), "--json")
+    assert summary["applied"] == 1 and summary["invalid"] == []
+    assert summary["refused_as_recorded"] == [
+        f"{marked}:2: no anonymous_id then",
+        f"{marked}:3: refused by a rule since changed",
+    ]
+    log = cli("log", "--db", str(db), "--json")
+    assert [row["event_id"] for row in log["anonymous"]] == ["x1"]
+    checked = json.loads(cli("check", str(marked), "--json", code=1).stdout)
+    assert [(f["line"], f["code"]) for f in checked["findings"]] == [(2, "invalid_record")]
+
+    unmarked = tmp_path / "unmarked.ndjson"
+    unrecorded = [track("y1"), track("y2", anonymous_id=None)]
+    unmarked.write_text("\n".join(json.dumps(r) for r in unrecorded))
+    result = cli("replay", str(unmarked), "--db", str(db), "--json", code=1)
+    assert json.loads(result.stdout)["rejected_files"] == [str(unmarked)]
+
+
 def test_keep_going_applies_the_valid_records(cli: Cli, tmp_path: Path) -> None:
     db = tmp_path / "ws.db"
     mixed = tmp_path / "mixed.ndjson"

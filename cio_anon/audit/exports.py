@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cio_anon.errors import CioAnonError
-from cio_anon.ingest.fixtures import GZIP_FAULTS, files_named, open_bytes, unreadable
+from cio_anon.ingest.fixtures import (
+    GZIP_FAULTS,
+    files_named,
+    open_bytes,
+    refused_when_recorded,
+    unreadable,
+)
 
 SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".parquet")
 
@@ -39,7 +45,8 @@ def readable(paths: Sequence[Path], folder: Path) -> list[Export]:
     """What the engines read for these exports. A `serve --record` file (its first
     record an HTTP call; gzipped too) is unwrapped into `folder`: each Data Pipelines
     request becomes its messages — a batch's items in order — received when the request
-    was, as a replay applies them; its other records stay as they are."""
+    was, as a replay applies them; a request the server refused (`fixtures.REFUSED`)
+    none, as it stored nothing of it; its other records stay as they are."""
     out = []
     for index, path in enumerate(paths):
         if path.name.endswith(".parquet") or not _is_recording(path):
@@ -85,6 +92,8 @@ def _unwrapped(text: bytes, line: int, name: Path) -> list[bytes]:
         raise AuditError(f"{name}: record {line} is not JSON ({error}).") from None
     if not isinstance(record, dict):
         return [orjson.dumps(record) + b"\n"]
+    if refused_when_recorded(record) is not None:
+        return []  # nothing of it was stored, and a replay applies nothing of it
     route = str(record.get("path", "")).split("?", 1)[0].rstrip("/")
     body = record.get("body")
     if isinstance(body, str):

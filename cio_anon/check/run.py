@@ -111,7 +111,13 @@ def _replay_heard(
     with tempfile.TemporaryDirectory(prefix="cio-anon-check-") as folder:
         with service.opened(Path(folder) / "check.db", now, write=True) as workspace:
             summary = replay(
-                workspace, now, paths, keep_going=True, listener=listener, progress=progress
+                workspace,
+                now,
+                paths,
+                keep_going=True,
+                listener=listener,
+                progress=progress,
+                retry_refused=True,  # what the server refused is judged again
             )
             stale = workspace.merged_without_trigger(triggers) if triggers else []
     return summary, stale
@@ -129,7 +135,7 @@ def check(
     report.records = summary.tally.records
     report.calls = checker.calls
     found = report.findings
-    for problem in summary.invalid:
+    for problem in [*summary.invalid, *summary.refused_as_recorded]:
         code = (
             "limit_exceeded"
             if problem.rule == str(rules.Rule.LIMIT_EXCEEDED)

@@ -111,7 +111,9 @@ def replayed(files: Sequence[Path], now: datetime) -> Outcomes:
             events = list(workspace.events_in_order())
             judged = max((e.received_at for e in events), default=now)
             outcomes = Outcomes([str(f) for f in files], records=summary.tally.records)
-            outcomes.left_out = [str(problem) for problem in summary.invalid]
+            # refused now, or by the server when it recorded them: stored neither way
+            left_out = [*summary.invalid, *summary.refused_as_recorded]
+            outcomes.left_out = [str(problem) for problem in left_out]
             outcomes.events = list(_explained(workspace, judged, events))
     return outcomes
 

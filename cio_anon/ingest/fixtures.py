@@ -3,7 +3,8 @@
 A record is an HTTP call (`method`, `path`, `body`, `at`), a bare Data Pipelines
 message, or a control record (`op`: purge, settings, expect). Its receive time is
 `at`, else `receivedAt`, else `timestamp`; control records without one happen at the
-previous record's time (the first one, at the command's time).
+previous record's time (the first one, at the command's time). A call `serve --record`
+kept though it refused it says why (`refused`: see `refused_when_recorded`).
 """
 
 from __future__ import annotations
@@ -286,6 +287,21 @@ def receive_time(record: Mapping[str, Any]) -> datetime | None:
     for key in ("at", "receivedAt", "timestamp"):
         if record.get(key) is not None:
             return parse_time(record[key], what=f"`{key}`")
+    return None
+
+
+REFUSED = "refused"
+"""The field of a record `serve --record` wrote for a call it refused: the sentence it
+answered with. Such a call is replayed as any other, but its refusal is what happened
+when it was recorded, not a fault of the file (see `replay`)."""
+
+
+def refused_when_recorded(value: object) -> str | None:
+    """Why the server refused this record's call when it recorded it; None for a record
+    that was stored (or not written by `serve --record`)."""
+    if isinstance(value, dict) and REFUSED in value:
+        why = value[REFUSED]
+        return why if isinstance(why, str) else jsonio.dumps(why)
     return None
 
 

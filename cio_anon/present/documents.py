@@ -372,6 +372,7 @@ def replay_json(summary: ReplaySummary) -> dict[str, Any]:
         "ignored": tally.ignored,
         "warnings": dict(sorted(tally.warnings.items())),
         "invalid": [str(p) for p in summary.invalid],
+        "refused_as_recorded": [str(p) for p in summary.refused_as_recorded],
         "rejected_files": summary.rejected_files,
         "stopped_at": summary.stopped_at,
         "failed_expectations": [str(p) for p in tally.failed_expectations],

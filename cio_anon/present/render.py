@@ -308,7 +308,13 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
             if tally.expectations
             else "the files hold no expectations"
         )
-        lines.append(_text(f"All records applied; {held}.", style="green"))
+        refused = len(summary.refused_as_recorded)
+        applied = (
+            f"All records applied but {refused:,} refused when recorded (refused again)"
+            if refused
+            else "All records applied"
+        )
+        lines.append(_text(f"{applied}; {held}.", style="green"))
     return _group(*lines)
 
 
@@ -332,6 +338,10 @@ def replay_diagnostics(summary: ReplaySummary) -> list[Text]:
         _text(f"note: {count - NOTES_ALIKE:,} more: {kind} (--json lists every note)", style="dim")
         for kind, count in alike.items()
         if count > NOTES_ALIKE
+    ]
+    lines += [
+        _text(f"refused, as when recorded: {p}", style="yellow")
+        for p in summary.refused_as_recorded
     ]
     lines += [_text(f"invalid: {p}", style="red") for p in summary.invalid]
     lines += [

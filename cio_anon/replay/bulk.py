@@ -48,7 +48,7 @@ from cio_anon.clock import parse_time, to_iso
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest import Alias, Identify, Operation, Track
 from cio_anon.ingest.emit import to_record, track_record
-from cio_anon.ingest.fixtures import Record, iter_records, to_operations
+from cio_anon.ingest.fixtures import REFUSED, Record, iter_records, to_operations
 from cio_anon.models import Activity, ActivityType, Event, Person
 from cio_anon.replay.apply import Heard, Source, Tally, alias_note
 from cio_anon.rules import Assignment, Decision, IdentifierKind, Rule
@@ -180,7 +180,8 @@ def plain_records(path: Path, said: bool = False) -> Iterator[tuple[Record, list
 
 def plain(record: Record, said: bool = False) -> list[Call] | None:
     """The record's calls, when it has a plain one; None when the service must take it
-    whole: when it is invalid, has no plain call, or is one call that is not. A
+    whole: when it is invalid, was refused when recorded (`fixtures.REFUSED`), has no
+    plain call, or is one call that is not. A
     recorded HTTP request (`method`, `path`) is the calls it carries — a Data Pipelines
     batch its messages, all at the request's receive time —, each one not plain carrying
     its `operation` for the service. The record is read as the service reads it
@@ -189,6 +190,8 @@ def plain(record: Record, said: bool = False) -> list[Call] | None:
     value = record.value
     if record.error is not None or not isinstance(value, dict) or "op" in value:
         return None  # a control record
+    if REFUSED in value:
+        return None  # refused when recorded: the service says whether it is again
     if value.get("type") not in _PLAIN_TYPES and "method" not in value and "path" not in value:
         return None  # a cheap look first: another message type
     calls: list[Call] = []

@@ -18,7 +18,13 @@ from typing import Any
 from cio_anon import service
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest import Identify, Operation, Timed, Track
-from cio_anon.ingest.fixtures import Record, display_name, iter_records, to_operations
+from cio_anon.ingest.fixtures import (
+    Record,
+    display_name,
+    iter_records,
+    refused_when_recorded,
+    to_operations,
+)
 from cio_anon.replay import ahead
 from cio_anon.replay.apply import (
     Heard,
@@ -41,6 +47,9 @@ class ReplaySummary:
     rejected_files: list[str] = field(default_factory=list)
     stopped_at: dict[str, int] = field(default_factory=dict)
     """The line each rejected file stopped at (0: the file could not be read)."""
+    refused_as_recorded: list[Problem] = field(default_factory=list)
+    """Records refused again as the server refused them when it recorded them
+    (`fixtures.REFUSED`): what happened then, listed, never a fault of their file."""
     last_at: datetime | None = None
 
     @property
@@ -49,8 +58,10 @@ class ReplaySummary:
 
 
 class _Rejected(Exception):
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, as_recorded: bool = False) -> None:
         self.problem = problem
+        self.as_recorded = as_recorded
+        """The record was refused when it was recorded too."""
 
 
 class _NothingApplied(Exception):
@@ -92,14 +103,18 @@ def replay(
     progress: Progress | None = None,
     listener: Listener | None = None,
     bulk: bool = True,
+    retry_refused: bool = False,
 ) -> ReplaySummary:
     """Apply fixture files in order. Without `keep_going` an invalid record rejects its
     whole file (the workspace keeps nothing of it); with it, only that record is
     skipped, and a file that cannot be read on (a gzip cut short) keeps what was read
-    before the damage. Either way the invalid records are listed. `listener` is told of
-    each track and identify applied, in order, with what it did: nothing of a record
-    refused with --keep-going; of a file rejected, what was applied before it was (then
-    undone).
+    before the damage. Either way the invalid records are listed. A record the server
+    refused when it recorded it (`fixtures.REFUSED`) is listed (`refused_as_recorded`),
+    not applied, as the server applied nothing of it; with `retry_refused` (`check`,
+    which judges every call by today's rules) it is applied apart, whole or not at all,
+    and listed when it is refused again. `listener` is told of each track and identify
+    applied, in order, with what it did: nothing of a record refused with --keep-going;
+    of a file rejected, what was applied before it was (then undone).
 
     With `bulk`, runs of plain Data Pipelines calls take the bulk path (`batch`); the
     workspace, and what the listener hears, are the same either way."""
@@ -114,7 +129,9 @@ def replay(
         for path in paths:
             name = display_name(path)
             tally = Tally()
-            context = _File(workspace, now, name, tally, summary, keep_going, listener)
+            context = _File(
+                workspace, now, name, tally, summary, keep_going, listener, retry_refused
+            )
             try:
                 with workspace.savepoint():
                     _replay_file(context, path, progress, reader)
@@ -125,6 +142,7 @@ def replay(
                 summary.tally.records += tally.records
                 continue
             summary.tally.add(tally)
+            summary.refused_as_recorded += context.refused_as_recorded
             summary.last_at = _latest(summary.last_at, context.last_at)
     return summary
 
@@ -140,6 +158,8 @@ class _File:
     summary: ReplaySummary
     keep_going: bool
     listener: Listener | None
+    retry_refused: bool = False
+    """Apply the records refused when they were recorded (else they are only listed)."""
     previous: datetime | None = None
     """The receive time of the last record read (control records without one)."""
     last_at: datetime | None = None
@@ -147,6 +167,9 @@ class _File:
     held: list[tuple[Source, Track | Identify, Heard]] | None = None
     """What is told of the record being applied, with --keep-going: told once it is
     applied whole (`_counted`)."""
+    refused_as_recorded: list[Problem] = field(default_factory=list)
+    """The file's records refused again as when they were recorded (the summary's, once
+    the file is applied)."""
 
     @property
     def listening(self) -> bool:
@@ -209,11 +232,17 @@ class _File:
 
     def exact(self, record: Record) -> datetime | None:
         """Apply a record's operations through the service (not counted: see `applied`);
-        their receive time. _Rejected when the record is invalid or refused."""
+        their receive time. _Rejected when the record is invalid or refused, or when it
+        was refused when it was recorded (as such; applied apart, whole or not at all,
+        with `retry_refused`)."""
         if record.error is not None:
             raise _Rejected(Problem(self.name, record.line, record.error, unreadable=True))
+        why = refused_when_recorded(record.value)
+        if why is not None and not self.retry_refused:
+            raise _Rejected(Problem(self.name, record.line, why), as_recorded=True)
+        apart = why is not None
         try:
-            with self._counted() as tally:
+            with self._counted(apart) as tally:
                 timed = to_operations(record.value, self.previous or self.now)
                 observer = self._observer()
                 for item in timed:
@@ -221,22 +250,23 @@ class _File:
                         self.workspace, item, Source(self.name, record.line), tally, observer
                     )
         except CioAnonError as error:
-            raise self._refused(record, error) from None
+            raise self._refused(record, error, apart) from None
         return timed[-1].at if timed else None
 
-    def _refused(self, record: Record, error: CioAnonError) -> _Rejected:
+    def _refused(self, record: Record, error: CioAnonError, as_recorded: bool = False) -> _Rejected:
         """What the service's refusal of a record says: its line, why, the rule's code."""
-        return _Rejected(Problem(self.name, record.line, str(error), getattr(error, "rule", None)))
+        problem = Problem(self.name, record.line, str(error), getattr(error, "rule", None))
+        return _Rejected(problem, as_recorded)
 
     @contextlib.contextmanager
-    def _counted(self) -> Iterator[Tally]:
+    def _counted(self, apart: bool = False) -> Iterator[Tally]:
         """What a record's operations count into. With --keep-going a refused record is
         undone whole, and so is what it counted and told: a savepoint, a tally of its
         own and what is told held back (`tell`), the tally added to the file's and what
         was told passed on when the block ends well (`check` hears nothing of a refused
         request). Without it a refused record rejects the whole file (one savepoint, one
-        tally, both let go)."""
-        if not self.keep_going:
+        tally, both let go), but for one applied `apart`, which is undone alone."""
+        if not (self.keep_going or apart):
             yield self.tally
             return
         tally = Tally()
@@ -284,6 +314,9 @@ def _replay_file(
                     file.took(at)
                     file.applied(at)
                 except _Rejected as rejected:
+                    if rejected.as_recorded:
+                        file.refused_as_recorded.append(rejected.problem)
+                        continue
                     if not file.keep_going:
                         raise
                     file.summary.invalid.append(rejected.problem)

@@ -16,7 +16,7 @@ import gzip
 import hmac
 import io
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +45,7 @@ from cio_anon.present import documents
 from cio_anon.replay.apply import Source
 from cio_anon.rules import EventType
 from cio_anon.server.origins import OriginCheck, Origins
-from cio_anon.server.writer import Call, Job, Reader, Writer
+from cio_anon.server.writer import Call, Job, Reader, Writer, refusal
 
 APIS: tuple[HttpApi, ...] = (track_v1.API, track_v1.UNSUBSCRIBE, track_v2.API, pipelines.API)
 INSPECT = "/_cio-anon"
@@ -334,13 +334,14 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
             return reply(200, api.answers[path])
         batch = path.rstrip("/") in api.batch_paths
         limit = BATCH_LIMIT if batch else OPERATION_LIMIT
+        read = False  # the body was read: a refusal of its calls is recorded
         try:
             raw = await read_body(request, settings.body_seconds, limit)
             body = decode(request.headers, raw, limit)
             key = without_write_key(body) if api.scheme == "pipelines" else None
             if not authorized and not credentials.allows_write_key(key):
                 return unauthorized()
-            authorized = True
+            authorized, read = True, True
             items = _parse(api, method, path, body, batch)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody to answer; nothing applied
@@ -348,14 +349,20 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
             if not authorized:  # a body without its key is refused as such, whatever it is
                 return unauthorized()
             _note_refused(request, [(None, error)], batch)
-            return _unread(api, error, strict)
+            answer = _unread(api, error, strict)
+            if read and error.status == 400:  # its calls were refused
+                call = Call(settings.clock(), method, target, body, batch)
+                return await _recorded(settings, call, (None, error)) or answer
+            return answer
         failures: list[Failure] = [
             (i, e) for i, e in enumerate(items) if isinstance(e, CioAnonError)
         ]
         atomic = api.permissive and strict
         if failures and atomic:
             _note_refused(request, failures, batch)
-            return _refused(api, failures, strict, batch)
+            call = Call(settings.clock(), method, target, body, batch)
+            refused = _refused(api, failures, strict, batch)
+            return await _recorded(settings, call, failures[0]) or refused
         at = settings.clock()
         # each item's operations, flattened, remembering the item they came from
         valid = [
@@ -369,7 +376,7 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
             Source(f"serve {method} {path}"),
             atomic=atomic,
             call=Call(at, method, target, body, batch) if settings.record else None,
-            refused={index for index, _ in failures if index is not None},
+            refused={index: error for index, error in failures if index is not None},
             items=[index for index, _ in valid],
         )
         try:
@@ -408,11 +415,22 @@ def _note_refused(request: Request, failures: Sequence[Failure], batch: bool) ->
     all the same (as Data Pipelines does, so that SDKs do not retry), and a call a
     browser made would vanish without a word."""
     index, error = failures[0]
-    first = str(error)
-    if batch and index is not None and f"item {index} " not in first:
-        first = f"batch item {index}: {first}"
     more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-    setattr(request.state, REFUSED, first + more)
+    setattr(request.state, REFUSED, refusal(index, error, batch) + more)
+
+
+async def _recorded(settings: Settings, call: Call, failure: Failure) -> Response | None:
+    """With `--record`, record a request refused whole, with why (what was refused is
+    kept, marked so, for `check` to find); the answer when the record could not be
+    written, else None."""
+    if not settings.record:
+        return None
+    whole = replace(call, refused=refusal(*failure, call.batch))
+    try:
+        await asyncio.wrap_future(settings.writer.submit(Job(call=whole)))
+    except CioAnonError as error:
+        return refusal_reply(error)
+    return None
 
 
 def _unread(api: HttpApi, error: CioAnonError, strict: bool) -> Response:

@@ -5,19 +5,20 @@ writer applies whatever is queued in one transaction: each job in a savepoint, e
 operation of a job in its own, so one bad operation undoes only itself (or, for an
 atomic job, only its job), whatever it raised. The `--record` lines of a group are
 written and flushed before the commit, and cut off again if the commit fails: a
-request is recorded exactly when it is stored.
+request is recorded as it was stored, what it had refused marked so (`fixtures.REFUSED`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from cio_anon import jsonio, rules
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import Identify, Operation, Timed, Track
+from cio_anon.ingest.fixtures import REFUSED
 from cio_anon.models import Settings
 from cio_anon.present import words
 from cio_anon.replay.apply import Source, Tally, apply_operation
@@ -49,7 +51,8 @@ class NotRecorded(CioAnonError):
 
 @dataclass(frozen=True)
 class Call:
-    """A request as `--record` writes it: replaying the line applies what was applied."""
+    """A request as `--record` writes it: replaying its lines applies what was applied,
+    and refuses again what was refused."""
 
     at: datetime
     method: str
@@ -57,16 +60,41 @@ class Call:
     body: Any
     batch: bool = False
     """The body is a batch whose items stand alone (`batch` of a Data Pipelines or Track
-    API v2 batch): the record keeps the items that were stored."""
+    API v2 batch): each item is recorded as it fared."""
+    refused: str | None = None
+    """Why the request was refused whole (before its items were applied)."""
 
-    def line(self, refused: set[int]) -> str:
-        """The fixture record, without the batch items that were refused (by their index
-        in the request's batch)."""
+    def records(self, stored: set[int], refused: dict[int, str]) -> list[tuple[bool, Any]]:
+        """The fixture records of the request, in its order, each with whether it was
+        stored: the request stored, or refused with why (`fixtures.REFUSED`); a batch
+        as runs of the items stored, between the items refused, each a batch of its
+        own. An item neither stored nor refused (it asked for nothing) goes with the
+        stored ones beside it; nothing stored, nothing refused: no record."""
+        head = {"at": self.at.isoformat(), "method": self.method, "path": self.target}
+        if self.refused is not None:
+            return [(False, {**head, "body": self.body, REFUSED: self.refused})]
         body = self.body
-        if self.batch and isinstance(body, dict) and isinstance(body.get("batch"), list):
-            body = {**body, "batch": [e for i, e in enumerate(body["batch"]) if i not in refused]}
-        record = {"at": self.at.isoformat(), "method": self.method, "path": self.target}
-        return jsonio.dumps({**record, "body": body}) + "\n"
+        entries = body.get("batch") if self.batch and isinstance(body, dict) else None
+        if not isinstance(entries, list):  # one item
+            if 0 in refused:
+                return [(False, {**head, "body": body, REFUSED: refused[0]})]
+            return [(True, {**head, "body": body})] if stored else []
+        records: list[tuple[bool, Any]] = []
+        run: list[Any] = []
+        kept = False  # the run holds an item stored
+        for index, entry in enumerate(entries):
+            if index not in refused:
+                run.append(entry)
+                kept = kept or index in stored
+                continue
+            if kept:
+                records.append((True, {**head, "body": {**body, "batch": run}}))
+            run, kept = [], False
+            alone = {**head, "body": {**body, "batch": [entry]}, REFUSED: refused[index]}
+            records.append((False, alone))
+        if kept:
+            records.append((True, {**head, "body": {**body, "batch": run}}))
+        return records
 
 
 @dataclass
@@ -74,15 +102,15 @@ class Job:
     """Work for the writer: operations to apply (each its own outcome), or a query.
 
     `atomic`: any refused operation undoes the whole job. `call`: the request, recorded
-    when anything of it was stored, with exactly the items that were; `refused` are batch
-    items refused before they got here. `items`: the request item each operation came
-    from (an item's operations are stored all or none)."""
+    as it fared (`Call.records`); `refused` are the batch items refused before they got
+    here, with why. `items`: the request item each operation came from (an item's
+    operations are stored all or none)."""
 
     operations: list[Timed] = field(default_factory=list)
     source: Source = Source("serve")
     atomic: bool = False
     call: Call | None = None
-    refused: set[int] = field(default_factory=set)
+    refused: dict[int, CioAnonError] = field(default_factory=dict)
     items: list[int] | None = None
     query: Callable[[Workspace], Any] | None = None
     done: Future[Any] = field(default_factory=Future)
@@ -251,18 +279,17 @@ class Writer(threading.Thread):
                 outcomes, stored = self._items(job)
                 if job.atomic and any(outcomes):
                     raise _Undone(outcomes)
-                call = job.call
-                if call is not None and stored:
-                    refused = job.refused | (set(job.item_of) - stored)
-                    line = _guarded(lambda: call.line(refused))
-                    if isinstance(line, CioAnonError):
-                        raise _Undone(
-                            InvalidInput(f"{line} It cannot be recorded, so nothing was stored.")
-                        )
-                    lines.append(line)
+                if job.call is not None:
+                    lines += _lines(job.call, job, outcomes, stored)
                 return outcomes
         except _Undone as undone:
             result = undone.result
+            if job.call is not None and isinstance(result, list):  # an atomic job, refused
+                index, why = next(
+                    (i, e) for i, e in zip(job.item_of, result, strict=True) if e is not None
+                )
+                whole = replace(job.call, refused=refusal(index, why, job.call.batch))
+                lines += _lines(whole, job, [], set())
         except CioAnonError as error:
             result = error
         del self.said[said:]  # undone: nothing of it is told
@@ -337,6 +364,36 @@ class Reader:
         self.pool.shutdown(wait=True)
         if self.workspace is not None:
             self.workspace.close()
+
+
+def _lines(
+    call: Call, job: Job, outcomes: list[CioAnonError | None], stored: set[int]
+) -> list[str]:
+    """The request's `--record` lines: the stored items' (_Undone when they cannot be
+    written, as nothing may be stored that is not recorded), and the refused items'
+    with why (left out when they cannot be written: nothing of them was stored)."""
+    refused = {index: refusal(index, error, call.batch) for index, error in job.refused.items()}
+    if call.refused is None:  # the items fared each their own way
+        for index, outcome in zip(job.item_of, outcomes, strict=True):
+            if outcome is not None and index not in stored:
+                refused.setdefault(index, refusal(index, outcome, call.batch))
+    lines = []
+    for was_stored, record in call.records(stored, refused):
+        line = _guarded(functools.partial(jsonio.dumps, record))
+        if not isinstance(line, CioAnonError):
+            lines.append(line + "\n")
+        elif was_stored:
+            raise _Undone(InvalidInput(f"{line} It cannot be recorded, so nothing was stored."))
+    return lines
+
+
+def refusal(index: int | None, error: CioAnonError, batch: bool) -> str:
+    """Why a request, or an item of a batch, was refused, as the access log and the
+    record say it: a batch item's sentence names it."""
+    said = str(error)
+    if batch and index is not None and f"item {index} " not in said:
+        return f"batch item {index}: {said}"
+    return said
 
 
 def _guarded(work: Callable[[], Any]) -> Any:
