@@ -48,8 +48,9 @@ class ReplaySummary:
     stopped_at: dict[str, int] = field(default_factory=dict)
     """The line each rejected file stopped at (0: the file could not be read)."""
     refused_as_recorded: list[Problem] = field(default_factory=list)
-    """Records refused again as the server refused them when it recorded them
-    (`fixtures.REFUSED`): what happened then, listed, never a fault of their file."""
+    """Records the server refused when it recorded them (`fixtures.REFUSED`), not
+    applied (with `retry_refused`: refused again): what happened then, never a fault
+    of their file."""
     last_at: datetime | None = None
 
     @property
@@ -61,7 +62,7 @@ class _Rejected(Exception):
     def __init__(self, problem: Problem, as_recorded: bool = False) -> None:
         self.problem = problem
         self.as_recorded = as_recorded
-        """The record was refused when it was recorded too."""
+        """The record was refused when it was recorded (and is not applied now)."""
 
 
 class _NothingApplied(Exception):
@@ -168,8 +169,8 @@ class _File:
     """What is told of the record being applied, with --keep-going: told once it is
     applied whole (`_counted`)."""
     refused_as_recorded: list[Problem] = field(default_factory=list)
-    """The file's records refused again as when they were recorded (the summary's, once
-    the file is applied)."""
+    """The file's records refused when they were recorded, not applied (the summary's,
+    once the file is applied)."""
 
     @property
     def listening(self) -> bool:
