@@ -526,6 +526,11 @@ def test_the_record_file_is_private_and_not_a_symlink(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="symbolic link"):
         server.Server(server.ServerConfig(db=tmp_path / "l.db", port=0, record=link))
     assert not (tmp_path / "l.db").exists()
+    # a name saying gzip is refused: what is written there is lines, which zcat cannot read
+    zipped = tmp_path / "calls.ndjson.gz"
+    with pytest.raises(Exception, match="named as gzipped"):
+        server.Server(server.ServerConfig(db=tmp_path / "z.db", port=0, record=zipped))
+    assert not zipped.exists() and not (tmp_path / "z.db").exists()
 
 
 def test_failed_starts_leave_no_workspace(tmp_path: Path) -> None:

@@ -139,6 +139,11 @@ class RecordFile:
     def open(cls, path: Path) -> RecordFile:
         """Open for appending, readable by its owner only; a symlink is refused (the
         record holds every payload sent, which may be personal data)."""
+        if path.name.endswith(".gz"):  # lines are appended and cut back, never compressed
+            raise InvalidInput(
+                f"The record {path} is named as gzipped, but it is written as NDJSON lines: "
+                "give a name without .gz (and gzip it once serve has stopped)."
+            )
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
         try:
             return cls(os.open(path, flags, 0o600))
