@@ -235,6 +235,19 @@ def test_explain_names_the_fixture_line(cli: Cli, tmp_path: Path) -> None:
     assert why["facts"]["merged_at"] == why["facts"]["received_at"]
 
 
+def test_explain_of_an_identifys_message_id_says_what_it_is(cli: Cli, tmp_path: Path) -> None:
+    """Support staff paste a messageId from a client's log: an identify's is no event,
+    and is not refused either (the sentence for an unknown id says so)."""
+    calls = tmp_path / "calls.ndjson"
+    identify = {"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "id-1"}
+    calls.write_text(json.dumps({**identify, "receivedAt": "2026-01-01T00:00:00Z"}))
+    cli("replay", str(calls))
+    said = cli("explain", "id-1", code=1).stderr
+    assert "'id-1' is not an event: it is the messageId of an identify, handled at " in said
+    assert "2026-01-01T00:00:00Z" in said and "refused" not in said
+    assert "A call that was refused is never stored" in cli("explain", "id-2", code=1).stderr
+
+
 def test_explain_tells_times_within_a_second_to_the_millisecond(cli: Cli, tmp_path: Path) -> None:
     """A browser SDK sends a session's calls milliseconds apart: to the second, the
     facts (happened, received, assigned) would read alike and hide their order."""

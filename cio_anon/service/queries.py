@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from cio_anon import rules
+from cio_anon.clock import to_iso
 from cio_anon.errors import InvalidInput, NotFound
 from cio_anon.models import (
     MAX_LIMIT,
@@ -225,10 +226,17 @@ def explain(
     if event is None:
         tombstone = workspace.get_tombstone(event_id)
         if tombstone is None:
+            handled = workspace.handled_at(event_id)
+            if handled is not None:
+                raise NotFound(
+                    f"{event_id!r} is not an event: it is the messageId of an identify, "
+                    f"handled at {to_iso(handled)}. An identify is a call, not an event: "
+                    "the log of the person it names shows what it did then."
+                )
             raise NotFound(
                 f"No event has the id {event_id!r} in this workspace. A call that was "
-                "refused is never stored: serve's access log says why (`refused: …`), as "
-                "`replay --keep-going` and `check` do for a file."
+                "refused is never stored: serve's access log says why (`refused: …`), and "
+                "`serve --record` keeps it marked so, as `replay` and `check` list it."
             )
         return Explanation(
             event_id=event_id,

@@ -110,6 +110,13 @@ class AnonymousTables(Store):
         )
         return cursor.rowcount == 1
 
+    def handled_at(self, message_id: str) -> datetime | None:
+        """When a message with this id was handled (an identify's), if one was."""
+        row = self.conn.execute(
+            "SELECT received_at FROM handled_messages WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        return None if row is None else from_unix(row[0])
+
     def handled_among(self, message_ids: Sequence[str]) -> set[str]:
         """Which of these message ids were handled before."""
         return self._among(
