@@ -292,17 +292,17 @@ def receive_time(record: Mapping[str, Any]) -> datetime | None:
 
 REFUSED = "refused"
 """The field of a record `serve --record` wrote for a call it refused: the sentence it
-answered with. Such a call is replayed as any other, but its refusal is what happened
-when it was recorded, not a fault of the file (see `replay`)."""
+answered with. A replay applies nothing of such a record and lists it, never a fault of
+its file; `check` judges it again (see `replay`)."""
 
 
 def refused_when_recorded(value: object) -> str | None:
     """Why the server refused this record's call when it recorded it; None for a record
-    that was stored (or not written by `serve --record`)."""
-    if isinstance(value, dict) and REFUSED in value:
-        why = value[REFUSED]
-        return why if isinstance(why, str) else jsonio.dumps(why)
-    return None
+    that was stored (or not written by `serve --record`: no `refused`, or null)."""
+    why = value.get(REFUSED) if isinstance(value, dict) else None
+    if why is None:
+        return None
+    return why if isinstance(why, str) else jsonio.dumps(why)
 
 
 def to_operations(value: object, previous: datetime) -> list[Timed]:

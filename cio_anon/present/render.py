@@ -310,7 +310,7 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
         )
         refused = len(summary.refused_as_recorded)
         applied = (
-            f"All records applied but the {refused:,} the server refused when it recorded them"
+            f"All records applied but {refused:,} the server had refused when it recorded them"
             if refused
             else "All records applied"
         )

@@ -181,17 +181,16 @@ def plain_records(path: Path, said: bool = False) -> Iterator[tuple[Record, list
 def plain(record: Record, said: bool = False) -> list[Call] | None:
     """The record's calls, when it has a plain one; None when the service must take it
     whole: when it is invalid, was refused when recorded (`fixtures.REFUSED`), has no
-    plain call, or is one call that is not. A
-    recorded HTTP request (`method`, `path`) is the calls it carries — a Data Pipelines
-    batch its messages, all at the request's receive time —, each one not plain carrying
-    its `operation` for the service. The record is read as the service reads it
-    (`fixtures.to_operations`). With `said` a plain call keeps its operation
-    (`Call.said`)."""
+    plain call, or is one call that is not. A recorded HTTP request (`method`, `path`)
+    is the calls it carries — a Data Pipelines batch its messages, all at the request's
+    receive time —, each one not plain carrying its `operation` for the service. The
+    record is read as the service reads it (`fixtures.to_operations`). With `said` a
+    plain call keeps its operation (`Call.said`)."""
     value = record.value
     if record.error is not None or not isinstance(value, dict) or "op" in value:
         return None  # a control record
     if REFUSED in value:
-        return None  # refused when recorded: the service says whether it is again
+        return None  # refused when recorded: listed, or (check) judged again, apart
     if value.get("type") not in _PLAIN_TYPES and "method" not in value and "path" not in value:
         return None  # a cheap look first: another message type
     calls: list[Call] = []

@@ -352,7 +352,7 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
             answer = _unread(api, error, strict)
             if read and error.status == 400:  # its calls were refused
                 call = Call(settings.clock(), method, target, body, batch)
-                return await _recorded(settings, call, (None, error)) or answer
+                return await _record_refusal(settings, call, (None, error)) or answer
             return answer
         failures: list[Failure] = [
             (i, e) for i, e in enumerate(items) if isinstance(e, CioAnonError)
@@ -362,7 +362,7 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
             _note_refused(request, failures, batch)
             call = Call(settings.clock(), method, target, body, batch)
             refused = _refused(api, failures, strict, batch)
-            return await _recorded(settings, call, failures[0]) or refused
+            return await _record_refusal(settings, call, failures[0]) or refused
         at = settings.clock()
         # each item's operations, flattened, remembering the item they came from
         valid = [
@@ -419,7 +419,7 @@ def _note_refused(request: Request, failures: Sequence[Failure], batch: bool) ->
     setattr(request.state, REFUSED, refusal(index, error, batch) + more)
 
 
-async def _recorded(settings: Settings, call: Call, failure: Failure) -> Response | None:
+async def _record_refusal(settings: Settings, call: Call, failure: Failure) -> Response | None:
     """With `--record`, record a request refused whole, with why (what was refused is
     kept, marked so, for `check` to find); the answer when the record could not be
     written, else None."""
