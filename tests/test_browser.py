@@ -482,6 +482,41 @@ def test_what_serve_recorded_replays_to_the_same_workspace(
 
 
 @SDKS
+def test_a_page_serve_refuses_is_listed_recorded_and_found_by_check(
+    browser: Any, shop: Shop, tmp_path: Path, sdk: str
+) -> None:
+    """A newsletter's visitor lands on a page whose URL carries campaign parameters: the
+    URL, which names a page's event, is over the 100 bytes a name may have. serve
+    answers the SDK 200, as Data Pipelines does, and tells it where a test can look:
+    the inspection API, the recording (which replays to the same workspace), `check`."""
+    from cio_anon.check.run import check
+
+    record = tmp_path / "browser.ndjson"
+    landing = "/products/tee?" + "utm_campaign=winter-sale-2026&" * 3
+    with visiting(browser, shop, tmp_path, sdk, record=record) as visit:
+        visit.call("([path]) => history.replaceState(null, '', path)", landing)
+        page_id = visit.call("() => analytics.page().then(c => c.event.messageId)")
+        visit.track("Added to Cart")
+        refused = visit.until(lambda: visit.served.inspect("refused")["refused"])
+        assert visit.until(lambda: names(visit.served) == {"Added to Cart"})
+        now = visit.served.instance.clock()
+        posted = [s for u, s in visit.statuses if u.startswith(visit.served.url + "/v1/")]
+    assert posted and set(posted) == {200}
+    assert [r["message_id"] for r in refused] == [page_id]
+    assert "Customer.io allows at most 100 bytes" in refused[0]["refused"]
+    marked = [r for r in map(json.loads, record.read_text().splitlines()) if "refused" in r]
+    assert len(marked) == 1 and page_id in json.dumps(marked[0]["body"])
+    summary = replay_into(tmp_path / "replayed.db", now, [record])
+    assert summary.ok and [p.message for p in summary.refused_as_recorded] == [
+        refused[0]["refused"]
+    ]
+    found = check([record], None, now).findings
+    assert [f.code for f in found if f.code in ("limit_exceeded", "invalid_record")] == [
+        "limit_exceeded"
+    ]
+
+
+@SDKS
 def test_pages_the_sdk_sends_meet_a_segment_plan_by_their_names(
     browser: Any, shop: Shop, tmp_path: Path, sdk: str
 ) -> None:

@@ -455,6 +455,36 @@ def test_the_access_log_says_what_a_permissive_answer_refused(tmp_path: Path) ->
     )
 
 
+def test_the_inspection_api_lists_what_was_refused(tmp_path: Path) -> None:
+    """A test suite that drove a browser's SDK asks what serve refused (each call, with
+    the id it was sent with and why) and finds it even when every answer was 200; a
+    reset starts the list again."""
+    url = "https://shop.example.com/p/tee?" + "utm_campaign=spring-sale&" * 4
+    page = {"type": "page", "anonymousId": "a", "messageId": "p-1", "properties": {"url": url}}
+    good = {"type": "track", "event": "Ok", "anonymousId": "a", "messageId": "t-1"}
+    bad = {"type": "track", "anonymousId": "a", "messageId": "t-2"}
+    with serving(tmp_path) as running:
+        assert running.inspect("refused") == {"count": 0, "refused": []}
+        assert running.call("POST", "/v1/p", page)[0] == 200
+        assert running.call("POST", "/v1/batch", {"batch": [good, bad, good]})[0] == 200
+        assert running.call("POST", "/v1/nowhere", good)[0] == 404
+        listed = running.inspect("refused")
+        assert listed["count"] == 3
+        said = [(r["method"], r["path"], r["message_id"], r["refused"]) for r in listed["refused"]]
+        assert said[0][:3] == ("POST", "/v1/p", "p-1") and f"is {len(url)} bytes" in said[0][3]
+        assert said[1] == (
+            "POST",
+            "/v1/batch",
+            "t-2",
+            "Batch item 1 needs `event` as a string, not null.",
+        )
+        assert said[2][:3] == ("POST", "/v1/nowhere", "t-1")
+        assert all(r["at"].endswith("Z") for r in listed["refused"])
+        assert running.inspect("summary")["events"] == 1  # the good track, once
+        assert running.call("POST", "/_cio-anon/reset")[0] == 200
+        assert running.inspect("refused") == {"count": 0, "refused": []}
+
+
 def test_quiet_means_no_access_log(tmp_path: Path) -> None:
     port, process = _serve_process(tmp_path, "--quiet")
     running = client_for(port)

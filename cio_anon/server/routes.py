@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import gzip
 import hmac
 import io
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cio_anon import jsonio, service
+from cio_anon.clock import to_iso
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import (
     MethodNotAllowed,
@@ -164,6 +166,52 @@ def _same(given: str | None, expected: str | None) -> bool:
 # -- the application ------------------------------------------------------------------
 
 
+REFUSALS_KEPT = 1_000
+"""The refused calls `GET /_cio-anon/refused` lists (the latest; it counts them all)."""
+
+
+class Refusals:
+    """The calls the APIs refused since serve started (or the last reset), for a test
+    suite to ask after it drove a client: one entry per call (a batch's message, or the
+    request), with what it was sent as and why. Appended and read on the event loop
+    only. A busy workspace (503: retried by the client) refuses nothing."""
+
+    def __init__(self) -> None:
+        self.kept: collections.deque[dict[str, Any]] = collections.deque(maxlen=REFUSALS_KEPT)
+        self.count = 0
+
+    def add(
+        self, at: datetime, request: Request, failures: Sequence[Failure], batch: bool, body: Any
+    ) -> None:
+        where = {"at": to_iso(at), "method": request.method, "path": request.url.path}
+        for index, error in failures:
+            if error.status >= 500:
+                continue
+            self.count += 1
+            why = refusal(index, error, batch)
+            said = {"message_id": _message_id(body, index, batch), "refused": why}
+            self.kept.append({**where, **said})
+
+    def clear(self) -> None:
+        self.kept.clear()
+        self.count = 0
+
+    def document(self) -> dict[str, Any]:
+        return {"count": self.count, "refused": list(self.kept)}
+
+
+def _message_id(body: Any, index: int | None, batch: bool) -> str | None:
+    """The id the refused call was sent with (`messageId`, the Track API's `id`), if any."""
+    call = body
+    if batch and index is not None and isinstance(body, dict):
+        entries = body.get("batch")
+        call = entries[index] if isinstance(entries, list) and index < len(entries) else None
+    if not isinstance(call, dict):
+        return None
+    given = call.get("messageId", call.get("id"))
+    return given if isinstance(given, str) else None
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the routes need to know."""
@@ -183,6 +231,7 @@ class Settings:
     """The web pages whose requests the ingest routes take (CORS)."""
     reader: Reader | None = None
     """Where reads go (None: to the writer)."""
+    refusals: Refusals = field(default_factory=Refusals)
 
 
 def application(settings: Settings) -> ASGIApp:
@@ -348,7 +397,7 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         except CioAnonError as error:
             if not authorized:  # a body without its key is refused as such, whatever it is
                 return unauthorized()
-            _note_refused(request, [(None, error)], batch)
+            _note_refused(request, settings, [(None, error)], batch, body if read else None)
             answer = _unread(api, error, strict)
             if read and error.status == 400:  # its calls were refused
                 call = Call(settings.clock(), method, target, body, batch)
@@ -359,7 +408,7 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         ]
         atomic = api.permissive and strict
         if failures and atomic:
-            _note_refused(request, failures, batch)
+            _note_refused(request, settings, failures, batch, body)
             call = Call(settings.clock(), method, target, body, batch)
             refused = _refused(api, failures, strict, batch)
             return await _record_refusal(settings, call, failures[0]) or refused
@@ -394,7 +443,7 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         failures.sort(key=lambda pair: -1 if pair[0] is None else pair[0])
         if not failures:
             return reply(200, {})
-        _note_refused(request, failures, batch)
+        _note_refused(request, settings, failures, batch, body)
         if any(error.status >= 500 for _, error in failures):
             return refusal_reply(next(e for _, e in failures if e.status >= 500))
         if batch and len(failures) < len(items) and not atomic:
@@ -410,10 +459,13 @@ REFUSED = "refused"
 access log adds to the request's line."""
 
 
-def _note_refused(request: Request, failures: Sequence[Failure], batch: bool) -> None:
-    """Keep what the request had refused for the access log: permissive mode answers 200
-    all the same (as Data Pipelines does, so that SDKs do not retry), and a call a
-    browser made would vanish without a word."""
+def _note_refused(
+    request: Request, settings: Settings, failures: Sequence[Failure], batch: bool, body: Any
+) -> None:
+    """Keep what the request had refused for the access log and the inspection API
+    (`Refusals`): permissive mode answers 200 all the same (as Data Pipelines does, so
+    that SDKs do not retry), and a call a browser made would vanish without a word."""
+    settings.refusals.add(settings.clock(), request, failures, batch, body)
     index, error = failures[0]
     more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
     setattr(request.state, REFUSED, refusal(index, error, batch) + more)
@@ -593,6 +645,7 @@ async def _inspect(request: Request, settings: Settings) -> Response:
             raise Refusal(405, "Use POST /_cio-anon/reset.")
         _refuse_cross_site(request)
         await _ask(settings, lambda ws: ws.reset(), write=True)
+        settings.refusals.clear()
         return reply(200, {"reset": True})
     if method != "GET":
         raise Refusal(405, f"{method} is not allowed on {path}.")
@@ -626,6 +679,8 @@ async def _inspect(request: Request, settings: Settings) -> Response:
         return reply(200, documents.explain_json(found))
     if name == "summary" and len(route) == 1:
         return reply(200, await _ask(settings, lambda ws: ws.summary()))
+    if name == "refused" and len(route) == 1:
+        return reply(200, settings.refusals.document())
     raise Refusal(404, f"No such inspection path: {path}")
 
 
