@@ -481,6 +481,14 @@ def test_the_inspection_api_lists_what_was_refused(tmp_path: Path) -> None:
         assert said[2][:3] == ("POST", "/v1/nowhere", "t-1")
         assert all(r["at"].endswith("Z") for r in listed["refused"])
         assert running.inspect("summary")["events"] == 1  # the good track, once
+        # support staff asking after the page's id learn why it is nowhere
+        status, answer = running.call("GET", "/_cio-anon/explain/p-1")
+        assert status == 404
+        said = "No event has the id 'p-1': serve refused the call sent with it, at "
+        error = answer["error"]
+        assert error.startswith(said) and "(POST /v1/p): The event name" in error
+        status, page = running.call("GET", "/event/p-1", headers={"Accept": "text/html"})
+        assert status == 404 and "serve refused the call sent with it" in page
         assert running.call("POST", "/_cio-anon/reset")[0] == 200
         assert running.inspect("refused") == {"count": 0, "refused": []}
 

@@ -196,6 +196,14 @@ class Refusals:
         self.kept.clear()
         self.count = 0
 
+    def about(self, message_id: str) -> str | None:
+        """How the latest call sent with this id was refused (when, where, why), if one
+        was among those kept."""
+        for entry in reversed(self.kept):
+            if entry["message_id"] == message_id:
+                return f"at {entry['at']} ({entry['method']} {entry['path']}): {entry['refused']}"
+        return None
+
     def document(self) -> dict[str, Any]:
         return {"count": self.count, "refused": list(self.kept)}
 
@@ -250,7 +258,11 @@ def application(settings: Settings) -> ASGIApp:
         ]
         routes.append(Route(INSPECT + "{rest:path}", _inspect_endpoint(settings), methods=_ANY))
     routes += web.routes(
-        lambda query: _ask(settings, query), settings.clock, settings.label, _page_guard(settings)
+        lambda query: _ask(settings, query),
+        settings.clock,
+        settings.label,
+        _page_guard(settings),
+        settings.refusals.about,
     )
     routes.append(Route("/{rest:path}", _not_found_for(settings.label), methods=_ANY))
     app = Starlette(routes=routes)
@@ -675,7 +687,10 @@ async def _inspect(request: Request, settings: Settings) -> Response:
         profile = await _ask(settings, lambda ws: service.show(ws, now, identifier=route[1]))
         return reply(200, documents.profile_json(profile))
     if name == "explain" and len(route) == 2:
-        found = await _ask(settings, lambda ws: service.explain(ws, now, event_id=route[1]))
+        refused = settings.refusals.about(route[1])
+        found = await _ask(
+            settings, lambda ws: service.explain(ws, now, event_id=route[1], refused=refused)
+        )
         return reply(200, documents.explain_json(found))
     if name == "summary" and len(route) == 1:
         return reply(200, await _ask(settings, lambda ws: ws.summary()))

@@ -213,6 +213,7 @@ def explain(
     *,
     event_id: str,
     claims: Mapping[str, list[str]] | None = None,
+    refused: str | None = None,
 ) -> Explanation:
     """Why an event is where it is: its status, the rule that put it there, the times.
 
@@ -220,12 +221,18 @@ def explain(
     or a merge moved it), under the settings in force then, as stored with the event;
     only the passing of time (retention) is judged at `now`. `claims`: the workspace's
     `anonymous_claims`, read once by whoever explains many events (`diff`); else an
-    anonymous event's claimants are looked up (a reading of every person).
+    anonymous event's claimants are looked up (a reading of every person). `refused`:
+    how a running serve refused a call sent with this id, said when no event has it.
     """
     event = workspace.get_event(event_id)
     if event is None:
         tombstone = workspace.get_tombstone(event_id)
         if tombstone is None:
+            if refused is not None:
+                raise NotFound(
+                    f"No event has the id {event_id!r}: serve refused the call sent with it, "
+                    f"{refused}. A call that was refused is never stored."
+                )
             handled = workspace.handled_at(event_id)
             if handled is not None:
                 raise NotFound(

@@ -150,8 +150,15 @@ Guard = Callable[[Request], Response | None]
 """A check run before every page: a response (401, ...) refuses the request."""
 
 
-def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) -> list[Route]:
-    """The pages, read-only (GET and HEAD)."""
+def routes(
+    ask: Ask,
+    clock: Callable[[], datetime],
+    label: str,
+    guard: Guard,
+    refused: Callable[[str], str | None] = lambda _: None,
+) -> list[Route]:
+    """The pages, read-only (GET and HEAD). `refused`: how serve refused a call sent
+    with an id, if it did (an event's page for that id says so)."""
 
     def page(build: Callable[[Request, datetime, str], Awaitable[str]]) -> Callable[..., Any]:
         async def endpoint(request: Request) -> Response:
@@ -227,7 +234,8 @@ def routes(ask: Ask, clock: Callable[[], datetime], label: str, guard: Guard) ->
 
     async def event(request: Request, now: datetime, mark: str) -> str:
         event_id = request.path_params["event_id"]
-        explanation = await ask(lambda ws: service.explain(ws, now, event_id=event_id))
+        why = refused(event_id)
+        explanation = await ask(lambda ws: service.explain(ws, now, event_id=event_id, refused=why))
         return render(
             "event.html",
             title=explanation.name,
