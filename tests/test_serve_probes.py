@@ -487,6 +487,7 @@ def test_the_inspection_api_lists_what_was_refused(tmp_path: Path) -> None:
         said = "No event has the id 'p-1': serve refused the call sent with it, at "
         error = answer["error"]
         assert error.startswith(said) and "(POST /v1/p): The event name" in error
+        assert error.endswith(" bytes. A call that was refused is never stored.")
         status, page = running.call("GET", "/event/p-1", headers={"Accept": "text/html"})
         assert status == 404 and "serve refused the call sent with it" in page
         assert running.call("POST", "/_cio-anon/reset")[0] == 200

@@ -231,7 +231,7 @@ def explain(
             if refused is not None:
                 raise NotFound(
                     f"No event has the id {event_id!r}: serve refused the call sent with it, "
-                    f"{refused}. A call that was refused is never stored."
+                    f"{refused.rstrip('.')}. A call that was refused is never stored."
                 )
             handled = workspace.handled_at(event_id)
             if handled is not None:
