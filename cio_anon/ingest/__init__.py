@@ -237,7 +237,9 @@ def require_text(body: Mapping[str, Any], key: str, what: str) -> str:
 def given_text(value: object) -> str | None:
     """A string with text, stripped; None for anything else (an empty or blank string,
     another type): a value taken when it is there, never refused."""
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    if isinstance(value, str) and (text := value.strip()):
+        return text
+    return None
 
 
 def optional_text(body: Mapping[str, Any], key: str, what: str) -> str | None:

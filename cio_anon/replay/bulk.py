@@ -54,7 +54,12 @@ from cio_anon.replay.apply import Heard, Source, Tally, alias_note
 from cio_anon.rules import Assignment, Decision, IdentifierKind, Rule
 from cio_anon.rules.identity import cio_id_of
 from cio_anon.service.events import new_event_id, pending_warning
-from cio_anon.service.people import reassigned_warnings, unmerged_warnings, update_person
+from cio_anon.service.people import (
+    decided_warning,
+    reassigned_warnings,
+    unmerged_warnings,
+    update_person,
+)
 from cio_anon.service.shared import (
     Warning,
     anon_merge_activity,
@@ -717,7 +722,7 @@ class _Run:
         someone else, or this person's already (then one for each rule its pending
         events stayed under), as `service.people.assign` says them."""
         if decision.rule is Rule.ANONYMOUS_ID_TAKEN:
-            return [Warning(decision.rule, decision.reason)]
+            return [decided_warning(decision)]
         stayed, waiting = self.stayed.get(anonymous_id), self.waiting.get(anonymous_id)
         if not stayed and not waiting:
             return []  # nothing pending: no warning (most identifies repeating one)

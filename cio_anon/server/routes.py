@@ -409,22 +409,23 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         except CioAnonError as error:
             if not authorized:  # a body without its key is refused as such, whatever it is
                 return unauthorized()
-            _note_refused(request, settings, [(None, error)], batch, body if read else None)
+            at = settings.clock()
+            _note_refused(request, settings, at, [(None, error)], batch, body if read else None)
             answer = _unread(api, error, strict)
             if read and error.status == 400:  # its calls were refused
-                call = Call(settings.clock(), method, target, body, batch)
+                call = Call(at, method, target, body, batch)
                 return await _record_refusal(settings, call, (None, error)) or answer
             return answer
         failures: list[Failure] = [
             (i, e) for i, e in enumerate(items) if isinstance(e, CioAnonError)
         ]
         atomic = api.permissive and strict
+        at = settings.clock()
         if failures and atomic:
-            _note_refused(request, settings, failures, batch, body)
-            call = Call(settings.clock(), method, target, body, batch)
+            _note_refused(request, settings, at, failures, batch, body)
+            call = Call(at, method, target, body, batch)
             refused = _refused(api, failures, strict, batch)
             return await _record_refusal(settings, call, failures[0]) or refused
-        at = settings.clock()
         # each item's operations, flattened, remembering the item they came from
         valid = [
             (index, op)
@@ -455,7 +456,7 @@ def _api_endpoint(api: HttpApi, settings: Settings) -> Callable[[Request], Await
         failures.sort(key=lambda pair: -1 if pair[0] is None else pair[0])
         if not failures:
             return reply(200, {})
-        _note_refused(request, settings, failures, batch, body)
+        _note_refused(request, settings, at, failures, batch, body)
         if any(error.status >= 500 for _, error in failures):
             return refusal_reply(next(e for _, e in failures if e.status >= 500))
         if batch and len(failures) < len(items) and not atomic:
@@ -472,12 +473,17 @@ access log adds to the request's line."""
 
 
 def _note_refused(
-    request: Request, settings: Settings, failures: Sequence[Failure], batch: bool, body: Any
+    request: Request,
+    settings: Settings,
+    at: datetime,
+    failures: Sequence[Failure],
+    batch: bool,
+    body: Any,
 ) -> None:
     """Keep what the request had refused for the access log and the inspection API
     (`Refusals`): permissive mode answers 200 all the same (as Data Pipelines does, so
     that SDKs do not retry), and a call a browser made would vanish without a word."""
-    settings.refusals.add(settings.clock(), request, failures, batch, body)
+    settings.refusals.add(at, request, failures, batch, body)
     index, error = failures[0]
     more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
     setattr(request.state, REFUSED, refusal(index, error, batch) + more)

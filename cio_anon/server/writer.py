@@ -377,8 +377,9 @@ def _lines(
     """The request's `--record` lines: the stored items' (_Undone when they cannot be
     written, as nothing may be stored that is not recorded), and the refused items'
     with why (left out when they cannot be written: nothing of them was stored)."""
-    refused = {index: refusal(index, error, call.batch) for index, error in job.refused.items()}
+    refused: dict[int, str] = {}
     if call.refused is None:  # the items fared each their own way
+        refused = {i: refusal(i, error, call.batch) for i, error in job.refused.items()}
         for index, outcome in zip(job.item_of, outcomes, strict=True):
             if outcome is not None and index not in stored:
                 refused.setdefault(index, refusal(index, outcome, call.batch))

@@ -17,7 +17,7 @@ from cio_anon import jsonio, rules
 from cio_anon.errors import InvalidInput, NotFound
 from cio_anon.ingest import AnonymousTraits, Identify, MergePeople
 from cio_anon.models import Activity, ActivityType, Event, Person, PersonRef, Tombstone
-from cio_anon.rules import Assignment, IdentifierKind, Rule
+from cio_anon.rules import Assignment, Decision, IdentifierKind, Rule
 from cio_anon.service import history
 from cio_anon.service.shared import (
     Warning,
@@ -248,14 +248,14 @@ def _assign(workspace: Workspace, now: datetime, person: Person, anonymous_id: s
         now=now,
     )
     if decision.rule is Rule.ANONYMOUS_ID_TAKEN:
-        return Assigned(decision.rule, warnings=[Warning(decision.rule, decision.reason)])
+        return Assigned(decision.rule, warnings=[decided_warning(decision)])
     pending = workspace.pending_events(anonymous_id, with_data=False)
     if decision.rule is Rule.MERGE_DISABLED:
         workspace.record_rules(
             (event.event_id, rules.pending_rule(decision.rule, event.timestamp, now))
             for event in pending
         )
-        return Assigned(decision.rule, warnings=[Warning(decision.rule, decision.reason)])
+        return Assigned(decision.rule, warnings=[decided_warning(decision)])
     if not decision.facts.get("newly_assigned"):
         stayed = Counter(event.rule for event in pending)
         return Assigned(decision.rule, warnings=reassigned_warnings(anonymous_id, stayed))
@@ -277,6 +277,11 @@ def _assign(workspace: Workspace, now: datetime, person: Person, anonymous_id: s
         else [],
         warnings=unmerged_warnings(anonymous_id, stayed),
     )
+
+
+def decided_warning(decision: Decision) -> Warning:
+    """An assignment the rules refused or merge that is off: the decision, said."""
+    return Warning(decision.rule, decision.reason)
 
 
 def reassigned_warnings(anonymous_id: str, stayed: Counter[Rule]) -> list[Warning]:
