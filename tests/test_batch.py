@@ -375,6 +375,12 @@ def test_pages_and_screens_are_taken_in_bulk(
     assert_all_taken_in_bulk(tmp_path, [file], monkeypatch)
     tables = assert_same_both_ways(tmp_path, [file], monkeypatch)
     assert {row[3] for row in tables["events"]} == {"page", "screen"}  # type
+    # a newsletter's landing page, over the limit: left to the service, which refuses it
+    landing = _page(BASE, "https://shop.example/p/1?" + "utm_campaign=winter-sale&" * 4)
+    write(file, [*records[:5], {**landing, "anonymousId": "a1"}, *records[5:]])
+    assert_same_both_ways(tmp_path, [file], monkeypatch, keep_going=True)
+    _, summary = replayed(tmp_path / "bulk.db", [file], True, monkeypatch, keep_going=True)
+    assert [p["message"][:9] for p in summary["invalid"]] == ["The page "]
 
 
 def test_an_email_changing_hands_within_a_chunk(

@@ -488,7 +488,8 @@ def test_a_page_serve_refuses_is_listed_recorded_and_found_by_check(
     """A newsletter's visitor lands on a page whose URL carries campaign parameters: the
     URL, which names a page's event, is over the 100 bytes a name may have. serve
     answers the SDK 200, as Data Pipelines does, and tells it where a test can look:
-    the inspection API, the recording (which replays to the same workspace), `check`."""
+    the inspection API, the recording (which replays to the same workspace), `check`.
+    The page sent as the sentence suggests, its URL without the query, is stored."""
     from cio_anon.check.run import check
 
     record = tmp_path / "browser.ndjson"
@@ -499,11 +500,14 @@ def test_a_page_serve_refuses_is_listed_recorded_and_found_by_check(
         visit.track("Added to Cart")
         refused = visit.until(lambda: visit.served.inspect("refused")["refused"])
         assert visit.until(lambda: names(visit.served) == {"Added to Cart"})
+        address = visit.call("() => location.origin + location.pathname")
+        visit.call("([url]) => analytics.page({url})", address)
+        assert visit.until(lambda: names(visit.served) == {"Added to Cart", address})
         now = visit.served.instance.clock()
         posted = [s for u, s in visit.statuses if u.startswith(visit.served.url + "/v1/")]
     assert posted and set(posted) == {200}
     assert [r["message_id"] for r in refused] == [page_id]
-    assert "Customer.io allows at most 100 bytes" in refused[0]["refused"]
+    assert f"Without its query string the URL is {len(address)} bytes" in refused[0]["refused"]
     marked = [r for r in map(json.loads, record.read_text().splitlines()) if "refused" in r]
     assert len(marked) == 1 and page_id in json.dumps(marked[0]["body"])
     summary = replay_into(tmp_path / "replayed.db", now, [record])

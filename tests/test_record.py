@@ -187,14 +187,14 @@ def test_what_serve_refused_is_recorded_for_check_to_find(
         served = running.inspect("summary")
     lines = [json.loads(line) for line in record.read_text().splitlines()]
     assert [line["path"] for line in lines] == ["/v1/page", "/v1/batch", "/v1/track"]
-    assert f"is {len(url)} bytes; Customer.io allows at most 100 bytes" in lines[0][REFUSED]
+    assert f"is {len(url)} bytes: Customer.io names a page's event by its URL" in lines[0][REFUSED]
     assert lines[1][REFUSED].startswith("Batch item 1 ") and lines[1]["body"]["batch"] == bad
     assert REFUSED not in lines[2] and "writeKey" not in json.dumps(lines)
 
     replayed = cli("replay", str(record), "--db", str(tmp_path / "again.db"), code=None)
     assert replayed.exit_code == 0, replayed.output
     assert replayed.stderr.count("refused, as when recorded: ") == 2
-    assert "record.ndjson:1: The event name" in replayed.stderr
+    assert "record.ndjson:1: The page " in replayed.stderr
     again = cli("replay", str(record), "--db", str(tmp_path / "json.db"), "--json")
     assert again["applied"] == 1 and len(again["refused_as_recorded"]) == 2
     with service.opened(tmp_path / "again.db", T0, write=False) as workspace:

@@ -168,6 +168,28 @@ def test_limits_accept_values_at_the_limit() -> None:
     rules.check_attribute_limits({f"a{i}": i for i in range(300)})
 
 
+@pytest.mark.parametrize(
+    ("url", "without_query"),
+    [
+        ("https://shop.example/products/tee?" + "utm_campaign=winter-sale&" * 4, 33),
+        ("https://shop.example/" + "p" * 90 + "?q=1", None),  # too long without it too
+        ("https://shop.example/" + "p" * 90, None),
+    ],
+)
+def test_a_page_over_the_limit_is_said_as_a_page(url: str, without_query: int | None) -> None:
+    """A page's event is named by its URL, which nobody wrote as a name: the sentence
+    says so, and what the URL is without its query (campaign parameters are what most
+    often take it over) when that would fit."""
+    with pytest.raises(RuleViolation) as info:
+        rules.check_event_limits(url, "{}", page=True)
+    said = str(info.value)
+    assert said.startswith(f"The page {url[:60]!r}... is {len(url)} bytes: Customer.io names")
+    clause = f"Without its query string the URL is {without_query} bytes"
+    assert (clause in said) is (without_query is not None)
+    with pytest.raises(RuleViolation, match=r"^The event name 'https://"):
+        rules.check_event_limits(url, "{}")
+
+
 def test_classify_unattached() -> None:
     assert rules.classify_unattached("a", None).rule is Rule.ANONYMOUS
     assert rules.classify_unattached("a", "x@y.z").rule is Rule.ANONYMOUS

@@ -446,8 +446,10 @@ def test_the_access_log_says_what_a_permissive_answer_refused(tmp_path: Path) ->
     assert answers == [200, 200, 200]
     page, home, batch = [line for line in stderr.splitlines() if '"POST /v1/' in line]
     assert page.endswith(
-        f" refused: The event name {url[:40]!r}... is {len(url)} bytes; Customer.io allows at "
-        "most 100 bytes."
+        f" refused: The page {url[:60]!r}... is {len(url)} bytes: Customer.io names a page's "
+        "event by its URL and allows at most 100 bytes. Without its query string the URL is "
+        f"{len(url.partition('?')[0])} bytes (the browser SDKs send the query as "
+        "properties.search, and its utm_ parameters as context.campaign, as well)."
     )
     assert "refused" not in home
     assert batch.endswith(
@@ -486,8 +488,8 @@ def test_the_inspection_api_lists_what_was_refused(tmp_path: Path) -> None:
         assert status == 404
         said = "No event has the id 'p-1': serve refused the call sent with it, at "
         error = answer["error"]
-        assert error.startswith(said) and "(POST /v1/p): The event name" in error
-        assert error.endswith(" bytes. A call that was refused is never stored.")
+        assert error.startswith(said) and "(POST /v1/p): The page " in error
+        assert error.endswith(" as well). A call that was refused is never stored.")
         status, page = running.call("GET", "/event/p-1", headers={"Accept": "text/html"})
         assert status == 404 and "serve refused the call sent with it" in page
         assert running.call("POST", "/_cio-anon/reset")[0] == 200

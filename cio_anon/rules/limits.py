@@ -65,11 +65,34 @@ def check_attribute_limits(attributes: Mapping[str, Any]) -> None:
             raise _too_big(f"value of attribute {name!r}", size, ATTRIBUTE_VALUE_MAX_BYTES)
 
 
-def check_event_limits(name: str, data_json: str) -> None:
-    """Customer.io's limits on one event: name length and data size (as JSON)."""
+def check_event_limits(name: str, data_json: str, page: bool = False) -> None:
+    """Customer.io's limits on one event: name length and data size (as JSON). A
+    `page`'s name is its URL."""
     if not name:
         raise InvalidInput("An event needs a name.")
     if not _within(name, EVENT_NAME_MAX_BYTES):
-        raise _too_big(f"event name {name[:40]!r}...", _size(name), EVENT_NAME_MAX_BYTES)
+        raise (
+            _page_too_long(name)
+            if page
+            else _too_big(f"event name {name[:40]!r}...", _size(name), EVENT_NAME_MAX_BYTES)
+        )
     if not _within(data_json, EVENT_DATA_MAX_BYTES):
         raise _too_big(f"data of event {name!r}", _size(data_json), EVENT_DATA_MAX_BYTES)
+
+
+def _page_too_long(name: str) -> RuleViolation:
+    """A page's name over the limit, said as a page (its URL is its event's name, which
+    a developer did not write), with what its URL is without the query string: campaign
+    parameters are what most often take a page over."""
+    message = (
+        f"The page {name[:60]!r}... is {_size(name)} bytes: Customer.io names a page's event "
+        f"by its URL and allows at most {EVENT_NAME_MAX_BYTES} bytes."
+    )
+    address, query, _ = name.partition("?")
+    if query and _within(address, EVENT_NAME_MAX_BYTES):
+        message += (
+            f" Without its query string the URL is {_size(address)} bytes (the browser SDKs "
+            "send the query as properties.search, and its utm_ parameters as "
+            "context.campaign, as well)."
+        )
+    return RuleViolation(Rule.LIMIT_EXCEEDED, message)

@@ -82,7 +82,7 @@ def track(
     if recipient is not None:
         payload["recipient"] = recipient
     data_json = stored_json(payload, what=f"data of event {name!r}")
-    rules.check_event_limits(name, data_json)
+    rules.check_event_limits(name, data_json, page=type == rules.EventType.PAGE)
     try:
         event_type = rules.EventType(type).value
     except ValueError:
