@@ -1389,8 +1389,9 @@ def check(
         Path | None,
         typer.Option(
             metavar="PLAN",
-            help="A tracking plan: cio-anon YAML, Segment Protocols JSON, or a RudderStack "
-            "data catalog (a YAML file, or a folder of them); -: standard input.",
+            help="A tracking plan: cio-anon YAML, Segment Protocols JSON (or Git sync's "
+            "tracking_plans/tp_ID.tf), or a RudderStack data catalog (a YAML file, or a "
+            "folder of them); -: standard input.",
         ),
     ] = None,
     format: Annotated[

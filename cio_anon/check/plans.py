@@ -1,5 +1,6 @@
 """Tracking plans in three dialects — the native YAML one, Segment Protocols JSON (the
-Public API `rules[]` form and the legacy `rules.events` form) and RudderStack's data
+Public API `rules[]` form and the legacy `rules.events` form; or kept in Terraform, as
+Segment's Git sync writes a tracking plan: `terraform.py`) and RudderStack's data
 catalog YAML (`version: rudder/0.1`: events, properties, custom types and `kind: tp`
 tracking plans, in one file or a folder of them) — normalised to one model: a JSON
 Schema per call type and event name, plus common properties, identify traits and
@@ -132,10 +133,12 @@ def load_plan(path: Path) -> Plan:
     if path != STDIN and path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".yaml", ".yml"))
         if not files:
-            raise PlanError(f"The plan folder {path} holds no YAML files.")
+            raise PlanError(f"The plan folder {path} holds no YAML files{_terraform_in(path)}.")
         documents = [item for f in files for item in _yaml_documents(f, _read(f))]
         return rudder_plan(documents, str(path))
     name, text = display_name(path), _read(path)
+    if _is_terraform(path, text):
+        return terraform_plan(text, name)
     if _is_yaml(path, text):
         documents = _yaml_documents(path, text)
         if any(_is_rudder(doc) for _, doc in documents):
@@ -151,6 +154,33 @@ def load_plan(path: Path) -> Plan:
     except jsonio.JSONDecodeError as error:
         raise PlanError(f"The plan {name} is not valid JSON: {error}.") from None
     return segment_plan(data, name)
+
+
+TERRAFORM_START = re.compile(
+    r"\A(?:\s|#[^\n]*|//[^\n]*)*(?:resource|import|terraform|provider|data)\s*[\"{]"
+)
+"""How a Terraform file opens: a block, after any comments."""
+
+
+def _is_terraform(path: Path, text: str) -> bool:
+    """Whether a plan file is Terraform (a Segment tracking plan as Git sync writes it):
+    by its name, else, when the name does not say YAML or JSON, by how its text opens."""
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml", ".json", ".tf"):
+        return suffix == ".tf"
+    return TERRAFORM_START.match(text) is not None
+
+
+def _terraform_in(folder: Path) -> str:
+    """What a plan folder holds instead of YAML, when it is Segment's Git sync's folder
+    of tracking plans: which one to name."""
+    plans = sorted(folder.rglob("*.tf"))
+    if not plans:
+        return ""
+    return (
+        f", but {len(plans)} Terraform file(s), as Segment's Git sync writes tracking plans: "
+        f"name the plan to check against, e.g. --plan {plans[0]}"
+    )
 
 
 def _is_yaml(path: Path, text: str) -> bool:
@@ -378,6 +408,38 @@ def segment_plan(data: Any, source: str) -> Plan:
             )
     problems.raise_any()
     return plan
+
+
+TERRAFORM_PLAN = "segment_tracking_plan"
+"""The resource of Segment's Terraform provider that holds a tracking plan (Git sync
+writes one to a file, `tracking_plans/tp_<id>.tf`)."""
+
+
+def terraform_plan(text: str, source: str) -> Plan:
+    """A Segment tracking plan kept in Terraform: the one `segment_tracking_plan`
+    resource's rules, each `json_schema` a JSON string (`jsonencode({...})` or as
+    written), read as the Public API's rules are."""
+    from cio_anon.check.terraform import TerraformError, blocks
+
+    try:
+        found = blocks(text)
+    except TerraformError as error:
+        raise PlanError(f"The plan {source} cannot be read as Terraform: {error}.") from None
+    plans = [b for b in found if b.type == "resource" and b.labels[:1] == [TERRAFORM_PLAN]]
+    if len(plans) != 1:
+        raise PlanError(
+            f"The plan {source} holds {len(plans)} `{TERRAFORM_PLAN}` resources; "
+            "cio-anon checks against one (Segment's Git sync writes one a file)."
+        )
+    resource = plans[0].attributes
+    if resource.get("type") == "PROPERTY_LIBRARY":
+        raise PlanError(
+            f"The plan {source} is a Segment property library (type PROPERTY_LIBRARY), "
+            "not a tracking plan: its rules name no events to check against."
+        )
+    if not isinstance(resource.get("rules"), list):
+        raise PlanError(f"The plan {source}: its `{TERRAFORM_PLAN}` has no `rules` list.")
+    return segment_plan({"rules": resource["rules"]}, source)
 
 
 def _segment_event(plan: Plan, kind: str, rule: dict[str, Any], problems: Problems) -> None:
