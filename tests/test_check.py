@@ -847,6 +847,57 @@ def test_the_same_finding_about_many_calls_is_one_row(cli: Cli, tmp_path: Path) 
     assert "1 more finding(s) not listed (1 row(s) of each code shown" in capped
 
 
+def test_one_mistake_at_a_property_is_one_row_whatever_the_values(cli: Cli, tmp_path: Path) -> None:
+    """A plan wants an integer sku and every product page sends its own text sku: the
+    sentences differ by the value, the mistake is one (one row, one annotation, the
+    first value shown), and it does not crowd a second mistake out of the rows shown."""
+    plan = tmp_path / "plan.json"
+    schema = {
+        "type": "object",
+        "properties": {"sku": {"type": "integer"}, "price": {"type": "number"}},
+    }
+    plan.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {"type": "TRACK", "key": "Product Viewed", "version": 1, "jsonSchema": schema}
+                ]
+            }
+        )
+    )
+    sent = [{"sku": f"TEE-{n}", "price": 12} for n in range(30)] + [{"sku": 7, "price": "12"}]
+    fixture = tmp_path / "views.ndjson"
+    fixture.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "track",
+                    "event": "Product Viewed",
+                    "anonymousId": f"a{n}",
+                    "properties": properties,
+                    "receivedAt": 1772000000 + n,
+                }
+            )
+            + "\n"
+            for n, properties in enumerate(sent)
+        )
+    )
+    found = findings(cli, str(fixture), "--plan", str(plan))
+    assert [f["code"] for f in found].count("type_mismatch") == 31  # every one in JSON
+    text = cli("check", str(fixture), "--plan", str(plan), "--max-findings", "2", code=1)
+    cells = [[cell.strip() for cell in line.split("│")] for line in text.stdout.splitlines()]
+    rows = [row[1:5] for row in cells if len(row) > 5 and row[3] == "type_mismatch"]
+    assert rows == [["1–30", "error", "type_mismatch", "30"], ["31", "error", "type_mismatch", "1"]]
+    assert "more finding(s) not listed" not in text.stdout
+    annotations = cli("check", str(fixture), "--plan", str(plan), "--format", "github", code=1)
+    errors = [line for line in annotations.stdout.splitlines() if line.startswith("::error")]
+    assert [line.split("::")[-1][:40] for line in errors] == [
+        "'Product Viewed' at $.sku: 'TEE-0' is no",
+        "'Product Viewed' at $.price: '12' is not",
+    ]
+    assert errors[0].endswith("(30 times, on lines 1–30)")
+
+
 @pytest.mark.parametrize(
     ("name", "properties", "empty"),
     [

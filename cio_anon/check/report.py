@@ -137,11 +137,18 @@ def _by_file(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
 
 def _rows(findings: Sequence[Finding]) -> list[list[Finding]]:
     """One file's findings as the reports list them: errors first, by line, and the same
-    finding about many calls (one sentence on many lines, as an SDK's batches repeat one
-    mistake) together, as one row."""
-    same: dict[tuple[str, str], list[Finding]] = {}
+    finding about many calls (as an SDK's batches repeat one mistake) together, as one
+    row: one sentence on many lines, or, for a finding at a property (`path`), one code
+    at one property of one event, whatever value each call sent (`'TEE-1' is not of
+    type 'integer'`, then `'TEE-2'`: one mistake, one row, the first value shown)."""
+    same: dict[tuple[str, str | None, str], list[Finding]] = {}
     for finding in sorted(findings, key=lambda f: (f.severity != "error", f.line)):
-        same.setdefault((finding.code, finding.message), []).append(finding)
+        key = (
+            (finding.code, finding.event, finding.path)
+            if finding.path is not None
+            else (finding.code, None, finding.message)
+        )
+        same.setdefault(key, []).append(finding)
     return list(same.values())
 
 
