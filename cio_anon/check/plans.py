@@ -128,18 +128,19 @@ class Plan:
 
 def load_plan(path: Path) -> Plan:
     """Read a plan: a file (`-`: standard input) or a folder of RudderStack data catalog
-    files. A file named .json is JSON and one named .yaml or .yml is YAML; any other
-    (a pipe, a .txt) is JSON when its text opens with `{` or `[`, else YAML."""
+    files. A file is JSON, YAML or Terraform by its name, else by its text
+    (`_written_in`)."""
     if path != STDIN and path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".yaml", ".yml"))
+        files = sorted(p for p in path.rglob("*") if SUFFIXES.get(p.suffix.lower()) == "yaml")
         if not files:
             raise PlanError(f"The plan folder {path} holds no YAML files{_terraform_in(path)}.")
         documents = [item for f in files for item in _yaml_documents(f, _read(f))]
         return rudder_plan(documents, str(path))
     name, text = display_name(path), _read(path)
-    if _is_terraform(path, text):
+    written = _written_in(path, text)
+    if written == "terraform":
         return terraform_plan(text, name)
-    if _is_yaml(path, text):
+    if written == "yaml":
         documents = _yaml_documents(path, text)
         if any(_is_rudder(doc) for _, doc in documents):
             return rudder_plan(documents, name)
@@ -160,15 +161,18 @@ TERRAFORM_START = re.compile(
     r"\A(?:\s|#[^\n]*|//[^\n]*)*(?:resource|import|terraform|provider|data)\s*[\"{]"
 )
 """How a Terraform file opens: a block, after any comments."""
+SUFFIXES = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".tf": "terraform"}
 
 
-def _is_terraform(path: Path, text: str) -> bool:
-    """Whether a plan file is Terraform (a Segment tracking plan as Git sync writes it):
-    by its name, else, when the name does not say YAML or JSON, by how its text opens."""
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml", ".json", ".tf"):
-        return suffix == ".tf"
-    return TERRAFORM_START.match(text) is not None
+def _written_in(path: Path, text: str) -> str:
+    """What a plan file is written in (json, yaml, or terraform: a Segment tracking plan
+    as Git sync keeps it): by its name, else by how its text opens."""
+    by_name = SUFFIXES.get(path.suffix.lower())
+    if by_name is not None:
+        return by_name
+    if TERRAFORM_START.match(text):
+        return "terraform"
+    return "json" if text.lstrip().startswith(("{", "[")) else "yaml"
 
 
 def _terraform_in(folder: Path) -> str:
@@ -181,14 +185,6 @@ def _terraform_in(folder: Path) -> str:
         f", but {len(plans)} Terraform file(s), as Segment's Git sync writes tracking plans: "
         f"name the plan to check against, e.g. --plan {plans[0]}"
     )
-
-
-def _is_yaml(path: Path, text: str) -> bool:
-    """Whether a plan file is YAML: by its name, else by how its text opens."""
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml", ".json"):
-        return suffix != ".json"
-    return not text.lstrip().startswith(("{", "["))
 
 
 def _read(path: Path) -> str:

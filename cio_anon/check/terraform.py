@@ -9,7 +9,7 @@ not evaluated, and a file that has one is refused with where it is."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -52,9 +52,8 @@ class Block:
 
 def blocks(text: str) -> list[Block]:
     """The top-level blocks of a Terraform file (`resource "type" "name" { ... }`)."""
-    reader = _Reader(text)
-    body = reader.body(closing=None)
-    return body.blocks
+    _, found = _Reader(text).body(closing=None)
+    return found
 
 
 class _Reader:
@@ -120,9 +119,8 @@ class _Reader:
     def _fail(self, position: int, message: str) -> NoReturn:
         raise TerraformError(f"line {self._line(position)}: {message}")
 
-    def peek(self, ahead: int = 0) -> tuple[str, str, int] | None:
-        index = self.at + ahead
-        return self.tokens[index] if index < len(self.tokens) else None
+    def peek(self) -> tuple[str, str, int] | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
 
     def take(self, *expected: str) -> tuple[str, str, int]:
         token = self.peek()
@@ -134,34 +132,28 @@ class _Reader:
         self.at += 1
         return token
 
-    def here(self) -> int:
-        token = self.peek()
-        return len(self.text) if token is None else token[2]
-
     # -- structure ----------------------------------------------------------------
-    def body(self, closing: str | None) -> Block:
-        """Attributes and blocks up to `closing` (`}`), or to the end of the file."""
-        body = Block("", [], self._line(self.here()))
+    def body(self, closing: str | None) -> tuple[dict[str, Any], list[Block]]:
+        """The attributes and blocks up to `closing` (`}`), or to the end of the file."""
+        attributes: dict[str, Any] = {}
+        found: list[Block] = []
         while True:
             token = self.peek()
             if token is None or token[1] == closing:
                 if closing is not None:
                     self.take(closing)
-                return body
+                return attributes, found
             _, name, position = self.take("name")
             following = self.peek()
             if following is not None and following[1] == "=":
                 self.take("=")
-                body.attributes[name] = self.expression()
+                attributes[name] = self.expression()
                 continue
             labels = []
             while (label := self.peek()) is not None and label[0] in ("string", "name"):
                 labels.append(self.take()[1])
             self.take("{")
-            block = self.body("}")
-            body.blocks.append(
-                Block(name, labels, self._line(position), block.attributes, block.blocks)
-            )
+            found.append(Block(name, labels, self._line(position), *self.body("}")))
 
     def expression(self) -> Any:
         kind, value, position = self.take()
@@ -208,7 +200,7 @@ class _Reader:
         self.take("=", ":")
         return key, self.expression()
 
-    def _sequence(self, closing: str, element: Any) -> list[Any]:
+    def _sequence(self, closing: str, element: Callable[[], Any]) -> list[Any]:
         """Elements up to `closing`, each followed by a comma or a new line."""
         found = []
         while (token := self.peek()) is not None and token[1] != closing:
