@@ -238,6 +238,9 @@ def test_junit_follows_fail_on_and_skips_what_did_not_run(cli: Cli, tmp_path: Pa
         ('{"something": "else"}', ".json", "neither a cio-anon YAML plan"),
         ('{"rules": [{"type": "NOPE"}]}', ".json", "rule 0 has type 'NOPE'"),
         ("dialect: other\n", ".yaml", "not a cio-anon plan"),
+        # nested deeper than a reader descends: a sentence, never the interpreter's stack
+        ("events: " + "[" * 50_000 + "]" * 50_000, ".yaml", "nests its values too deeply"),
+        ("a = " + "[" * 50_000 + "]" * 50_000, ".tf", "nests its values too deeply"),
     ],
 )
 def test_a_broken_plan_exits_2(

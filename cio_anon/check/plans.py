@@ -130,6 +130,15 @@ def load_plan(path: Path) -> Plan:
     """Read a plan: a file (`-`: standard input) or a folder of RudderStack data catalog
     files. A file is JSON, YAML or Terraform by its name, else by its text
     (`_written_in`)."""
+    try:
+        return _load(path)
+    except RecursionError:  # YAML's and Terraform's readers descend as the values nest
+        raise PlanError(
+            f"The plan {display_name(path)} nests its values too deeply to be read."
+        ) from None
+
+
+def _load(path: Path) -> Plan:
     if path != STDIN and path.is_dir():
         files = sorted(p for p in path.rglob("*") if SUFFIXES.get(p.suffix.lower()) == "yaml")
         if not files:
