@@ -165,15 +165,24 @@ def test_a_terraform_plan_cio_anon_cannot_read_is_refused_with_where(
     assert "Traceback" not in result.stderr
 
 
-def test_a_git_sync_folder_names_a_plan_to_give(cli: Cli, tmp_path: Path) -> None:
-    """Segment's Git sync keeps every tracking plan of the workspace in one folder:
-    which of them applies is the team's to say."""
+def test_a_git_sync_folder_lists_the_plans_to_name(cli: Cli, tmp_path: Path) -> None:
+    """Segment's Git sync keeps every tracking plan of the workspace in one folder, each
+    file named by the plan's id: which of them applies is the team's to say, and the
+    refusal lists them by name and type (a property library, which cannot be checked
+    against, and a file holding no plan are left out)."""
     folder = tmp_path / "tracking_plans"
     folder.mkdir()
     (folder / "tp_1.tf").write_text(git_sync(_rules()))
+    (folder / "tp_2.tf").write_text(git_sync(_rules(), "PROPERTY_LIBRARY"))
+    (folder / "tp_3.tf").write_text(git_sync(_rules()).replace('"Shop"', '"Shop (dev)"'))
+    (folder / "providers.tf").write_text('terraform {\n  required_version = ">= 1.5"\n}\n')
     result = cli("check", CLEAN, "--plan", str(folder), code=2)
-    assert "holds no YAML files, but 1 Terraform file(s)" in result.stderr
-    assert f"--plan {folder / 'tp_1.tf'}" in result.stderr
+    assert result.stderr.splitlines() == [
+        f"Error: The plan folder {folder} holds no YAML files, but 2 tracking plan(s) as "
+        "Segment's Git sync writes them: name the one to check against:",
+        f"  --plan {folder / 'tp_1.tf'}  (Shop, LIVE)",
+        f"  --plan {folder / 'tp_3.tf'}  (Shop (dev), LIVE)",
+    ]
 
 
 def test_terraform_values_are_read_as_written() -> None:

@@ -142,7 +142,7 @@ def _load(path: Path) -> Plan:
     if path != STDIN and path.is_dir():
         files = sorted(p for p in path.rglob("*") if SUFFIXES.get(p.suffix.lower()) == "yaml")
         if not files:
-            raise PlanError(f"The plan folder {path} holds no YAML files{_terraform_in(path)}.")
+            raise _no_yaml(path)
         documents = [item for f in files for item in _yaml_documents(f, _read(f))]
         return rudder_plan(documents, str(path))
     name, text = display_name(path), _read(path)
@@ -184,15 +184,29 @@ def _written_in(path: Path, text: str) -> str:
     return "json" if text.lstrip().startswith(("{", "[")) else "yaml"
 
 
-def _terraform_in(folder: Path) -> str:
-    """What a plan folder holds instead of YAML, when it is Segment's Git sync's folder
-    of tracking plans: which one to name."""
-    plans = sorted(folder.rglob("*.tf"))
-    if not plans:
-        return ""
-    return (
-        f", but {len(plans)} Terraform file(s), as Segment's Git sync writes tracking plans: "
-        f"name the plan to check against, e.g. --plan {plans[0]}"
+LISTED = 20
+"""The tracking plans a folder's refusal lists at most."""
+
+
+def _no_yaml(folder: Path) -> PlanError:
+    """A plan folder with no YAML files; when it is Segment's Git sync's folder of
+    tracking plans, which of them there are (file, name and type), to name one."""
+    listed = []
+    for file in sorted(folder.rglob("*.tf")):
+        try:
+            plan = _tracking_plan(_read(file), display_name(file))
+        except PlanError:
+            continue  # not one tracking plan: not offered
+        kind = plan.get("type") or "no type"
+        if kind != PROPERTY_LIBRARY:  # (refused as a plan: not offered)
+            listed.append(f"  --plan {file}  ({plan.get('name') or 'unnamed'}, {kind})")
+    said = f"The plan folder {folder} holds no YAML files"
+    if not listed:
+        return PlanError(said + ".")
+    more = f"\n  and {len(listed) - LISTED:,} more" if len(listed) > LISTED else ""
+    return PlanError(
+        f"{said}, but {len(listed):,} tracking plan(s) as Segment's Git sync writes them: "
+        "name the one to check against:\n" + "\n".join(listed[:LISTED]) + more
     )
 
 
@@ -418,12 +432,27 @@ def segment_plan(data: Any, source: str) -> Plan:
 TERRAFORM_PLAN = "segment_tracking_plan"
 """The resource of Segment's Terraform provider that holds a tracking plan (Git sync
 writes one to a file, `tracking_plans/tp_<id>.tf`)."""
+PROPERTY_LIBRARY = "PROPERTY_LIBRARY"
+"""The type of such a resource that holds properties to reuse, and names no events."""
 
 
 def terraform_plan(text: str, source: str) -> Plan:
     """A Segment tracking plan kept in Terraform: the one `segment_tracking_plan`
     resource's rules, each `json_schema` a JSON string (`jsonencode({...})` or as
     written), read as the Public API's rules are."""
+    resource = _tracking_plan(text, source)
+    if resource.get("type") == PROPERTY_LIBRARY:
+        raise PlanError(
+            f"The plan {source} is a Segment property library (type PROPERTY_LIBRARY), "
+            "not a tracking plan: its rules name no events to check against."
+        )
+    if not isinstance(resource.get("rules"), list):
+        raise PlanError(f"The plan {source}: its `{TERRAFORM_PLAN}` has no `rules` list.")
+    return segment_plan({"rules": resource["rules"]}, source)
+
+
+def _tracking_plan(text: str, source: str) -> dict[str, Any]:
+    """The attributes of the one `segment_tracking_plan` resource a Terraform file holds."""
     from cio_anon.check.terraform import TerraformError, blocks
 
     try:
@@ -436,15 +465,7 @@ def terraform_plan(text: str, source: str) -> Plan:
             f"The plan {source} holds {len(plans)} `{TERRAFORM_PLAN}` resources; "
             "cio-anon checks against one (Segment's Git sync writes one a file)."
         )
-    resource = plans[0].attributes
-    if resource.get("type") == "PROPERTY_LIBRARY":
-        raise PlanError(
-            f"The plan {source} is a Segment property library (type PROPERTY_LIBRARY), "
-            "not a tracking plan: its rules name no events to check against."
-        )
-    if not isinstance(resource.get("rules"), list):
-        raise PlanError(f"The plan {source}: its `{TERRAFORM_PLAN}` has no `rules` list.")
-    return segment_plan({"rules": resource["rules"]}, source)
+    return plans[0].attributes
 
 
 def _segment_event(plan: Plan, kind: str, rule: dict[str, Any], problems: Problems) -> None:
