@@ -135,7 +135,7 @@ def check(
     report.records = summary.tally.records
     report.calls = checker.calls
     found = report.findings
-    for problem in [*summary.invalid, *summary.refused_as_recorded]:
+    for problem in summary.left_out:
         code = (
             "limit_exceeded"
             if problem.rule == str(rules.Rule.LIMIT_EXCEEDED)

@@ -112,8 +112,7 @@ def replayed(files: Sequence[Path], now: datetime) -> Outcomes:
             judged = max((e.received_at for e in events), default=now)
             outcomes = Outcomes([str(f) for f in files], records=summary.tally.records)
             # refused now, or by the server when it recorded them: stored neither way
-            left_out = [*summary.invalid, *summary.refused_as_recorded]
-            outcomes.left_out = [str(problem) for problem in left_out]
+            outcomes.left_out = [str(problem) for problem in summary.left_out]
             outcomes.events = list(_explained(workspace, judged, events))
     return outcomes
 

@@ -48,7 +48,7 @@ from cio_anon.clock import parse_time, to_iso
 from cio_anon.errors import CioAnonError
 from cio_anon.ingest import Alias, Identify, Operation, Track
 from cio_anon.ingest.emit import to_record, track_record
-from cio_anon.ingest.fixtures import REFUSED, Record, iter_records, to_operations
+from cio_anon.ingest.fixtures import Record, iter_records, refused_when_recorded, to_operations
 from cio_anon.models import Activity, ActivityType, Event, Person
 from cio_anon.replay.apply import Heard, Source, Tally, alias_note
 from cio_anon.rules import Assignment, Decision, IdentifierKind, Rule
@@ -194,7 +194,7 @@ def plain(record: Record, said: bool = False) -> list[Call] | None:
     value = record.value
     if record.error is not None or not isinstance(value, dict) or "op" in value:
         return None  # a control record
-    if REFUSED in value:
+    if refused_when_recorded(value) is not None:
         return None  # refused when recorded: listed, or (check) judged again, apart
     if value.get("type") not in _PLAIN_TYPES and "method" not in value and "path" not in value:
         return None  # a cheap look first: another message type

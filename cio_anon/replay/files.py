@@ -54,6 +54,12 @@ class ReplaySummary:
     last_at: datetime | None = None
 
     @property
+    def left_out(self) -> list[Problem]:
+        """Every record of which nothing was applied: invalid now, then those refused
+        when they were recorded."""
+        return [*self.invalid, *self.refused_as_recorded]
+
+    @property
     def ok(self) -> bool:
         return not self.invalid and not self.tally.failed_expectations
 
