@@ -43,7 +43,13 @@ class Source:
     line: int = 0
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}" if self.line else self.file
+        return self.text(self.file, self.line)
+
+    @staticmethod
+    def text(file: str, line: int) -> str:
+        """How a source is written (`str`), without making one: a file and its line, or
+        a file or a request alone (line 0)."""
+        return f"{file}:{line}" if line else file
 
     @classmethod
     def parse(cls, text: str) -> Source:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -198,27 +198,37 @@ def plain(record: Record, said: bool = False) -> list[Call] | None:
         return None  # refused when recorded: listed, or (check) judged again, apart
     if value.get("type") not in _PLAIN_TYPES and "method" not in value and "path" not in value:
         return None  # a cheap look first: another message type
-    calls: list[Call] = []
-    others = 0
-    try:
-        for at, operation in to_operations(value, EPOCH):  # EPOCH: for control records
-            call = None
-            if type(operation) is Track:
-                call = _track(record, at, operation)
-                if call is not None and said:
-                    call.said = operation
-            elif type(operation) is Identify:
-                call = _identify(record, at, operation)
-                if call is not None and said:
-                    call.said = operation
-            if call is None:
-                others += 1
-                call = Call(record, at, False, None, None, None, operation=operation)
-            calls.append(call)
+    try:  # (EPOCH: for control records)
+        calls = request_calls(record, to_operations(value, EPOCH), said)
     except CioAnonError:
         return None
+    others = sum(call.operation is not None for call in calls)
     if others == len(calls) or (others and len(calls) == 1):
         return None
+    return calls
+
+
+def request_calls(
+    record: Record, operations: Iterable[tuple[datetime, Operation]], said: bool = False
+) -> list[Call]:
+    """The calls of one record's operations (each at its receive time), in order and
+    numbered (`Call.part`): each plain, or carrying its `operation` when it is not (told
+    `said`, a plain call keeps its operation as read too). Raises when a call breaks one
+    of Customer.io's limits (the service refuses it)."""
+    calls: list[Call] = []
+    for at, operation in operations:
+        call = None
+        if type(operation) is Track:
+            call = _track(record, at, operation)
+            if call is not None and said:
+                call.said = operation
+        elif type(operation) is Identify:
+            call = _identify(record, at, operation)
+            if call is not None and said:
+                call.said = operation
+        if call is None:
+            call = Call(record, at, False, None, None, None, operation=operation)
+        calls.append(call)
     for part, call in enumerate(calls[1:], 1):
         call.part = part
     return calls
@@ -446,13 +456,7 @@ class Batch:
         """Decide and write the calls before `end` up to the first the bulk path cannot
         take (with `whole`, up to the request that call belongs to), counting into
         `tally`; how many were written."""
-        listening = self.service.listening
-        run = _Run(self.workspace, calls[:end], self.file, listening)
-        done = run.apply()
-        first = done - calls[done].part if whole and done < end else done
-        if first < done:  # nothing is written before `write`: decide the part before
-            run = _Run(self.workspace, calls[:first], self.file, listening)
-            run.apply()
+        run, first = _decided(self.workspace, calls[:end], self.file, whole, self.service.listening)
         run.write()
         tally.add(run.tally)
         for call, heard in run.heard or ():
@@ -461,16 +465,39 @@ class Batch:
         return first
 
 
+def apply_requests(workspace: Workspace, calls: list[Call], file: str) -> int:
+    """Apply whole requests' calls (`request_calls`, none left to the service), in bulk,
+    up to the first request with a call that meets a case the bulk path leaves to the
+    service (`serve`'s writer takes that one alone); how many calls were written."""
+    run, first = _decided(workspace, calls, file, True)
+    run.write()
+    return first
+
+
+def _decided(
+    workspace: Workspace, calls: list[Call], file: str, whole: bool, listening: bool = False
+) -> tuple[_Run, int]:
+    """The calls decided, up to the first the bulk path cannot take (with `whole`, up to
+    the request that call belongs to), not yet written; how many that is."""
+    run = _Run(workspace, calls, file, listening)
+    done = run.apply()
+    first = done - calls[done].part if whole and done < len(calls) else done
+    if first < done:  # nothing is written before `write`: decide the part before
+        run = _Run(workspace, calls[:first], file, listening)
+        run.apply()
+    return run, first
+
+
 def _operation_before(calls: list[Call], end: int) -> int:
     """The place of the first call before `end` that `plain` left to the service, or
     `end`."""
     for index in range(end):
-        if _services(calls[index]):
+        if for_service(calls[index]):
             return index
     return end
 
 
-def _services(call: Call) -> bool:
+def for_service(call: Call) -> bool:
     """Whether `plain` left the call to the service: one with an `operation`, but an
     alias, whose note a run makes itself."""
     return call.operation is not None and type(call.operation) is not Alias
@@ -592,7 +619,7 @@ class _Run:
             rule=Rule.INVITE,
             anonymous_id=call.anonymous_id,
             recipient=call.recipient,
-            source=f"{self.file}:{call.record.line}",  # as str(Source(...)) says it
+            source=Source.text(self.file, call.record.line),
         )
         if event.event_id in self.known:
             self.tally.duplicates += 1
