@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -48,3 +54,49 @@ def interleaved(
             for leftover in folder.glob(f"replayed-{run}.db*"):
                 leftover.unlink()
     return seconds
+
+
+@contextlib.contextmanager
+def serving(db: Path, *options: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`cio-anon serve --quiet` on a free loopback port with the workspace `db`, started
+    from `db`'s folder (so that `PYTHONPATH` chooses the tree it runs: see "Comparing two
+    commits" in README.md) and stopped after; its process and port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cio_anon", "serve", "--port", str(port), "--db", str(db)]
+        + ["--quiet", *options],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=db.parent,
+        env=os.environ,
+    )
+    assert server.stdout is not None
+    server.stdout.readline()
+    try:
+        yield server, port
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def posted(
+    connection: http.client.HTTPConnection, path: str, body: str | bytes
+) -> tuple[int, float]:
+    """POST a JSON body on a keep-alive connection: the status, and the seconds the
+    answer took."""
+    start = time.perf_counter()
+    connection.request("POST", path, body, {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    response.read()
+    return response.status, time.perf_counter() - start
+
+
+def summary(port: int) -> dict[str, int]:
+    """The served workspace's counts (`/_cio-anon/summary`)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    connection.request("GET", "/_cio-anon/summary")
+    counts: dict[str, int] = json.loads(connection.getresponse().read())
+    connection.close()
+    return counts

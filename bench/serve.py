@@ -18,12 +18,14 @@ import json
 import multiprocessing
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import posted, serving, summary  # noqa: E402
 
 
 def client_process(
@@ -51,12 +53,9 @@ def client_process(
                     "messageId": f"p{number}-t{thread}-m{index}",
                 }
             )
-            start = time.perf_counter()
-            connection.request("POST", "/v1/track", body, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            response.read()
-            latencies.append(time.perf_counter() - start)
-            ok += response.status == 200
+            status, took = posted(connection, "/v1/track", body)
+            latencies.append(took)
+            ok += status == 200
         connection.close()
         results.append((ok, latencies))
 
@@ -76,19 +75,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--slow", type=int, default=1000)
     args = parser.parse_args()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with tempfile.TemporaryDirectory() as folder:
-        db = Path(folder) / "served.db"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "cio_anon", "serve", "--port", str(port), "--db", str(db)]
-            + ["--quiet"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None
-        server.stdout.readline()
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        serving(Path(folder) / "served.db") as (
+            server,
+            port,
+        ),
+    ):
         queue: multiprocessing.Queue[tuple[int, list[float]]] = multiprocessing.Queue()
         per_process = args.clients // args.processes
         processes = [
@@ -104,13 +97,8 @@ def main() -> None:
         for process in processes:
             process.join()
         elapsed = time.perf_counter() - start
-        connection = http.client.HTTPConnection("127.0.0.1", port)
-        connection.request("GET", "/_cio-anon/summary")
-        summary = json.loads(connection.getresponse().read())
-        connection.close()
+        counts = summary(port)
         slow = slow_connections(port, server.pid, args.slow, seconds=min(args.seconds, 5.0))
-        server.terminate()
-        server.wait(timeout=30)
     ok = sum(g[0] for g in gathered)
     latencies = sorted(latency for g in gathered for latency in g[1])
     p99 = latencies[int(len(latencies) * 0.99) - 1]
@@ -124,8 +112,8 @@ def main() -> None:
         f"(goal < 50 ms)"
     )
     print(
-        f"events in the workspace afterwards: {summary['events']:,} "
-        f"({'every 200 is there' if summary['events'] == ok else 'MISSING EVENTS'})"
+        f"events in the workspace afterwards: {counts['events']:,} "
+        f"({'every 200 is there' if counts['events'] == ok else 'MISSING EVENTS'})"
     )
     print(
         f"{args.slow:,} slow connections held open (each an unfinished 500 KB batch): a "

@@ -26,15 +26,21 @@ from typing import Any
 from cio_anon import jsonio, rules
 from cio_anon.errors import CioAnonError, InvalidInput
 from cio_anon.ingest import Identify, Operation, Timed, Track
-from cio_anon.ingest.fixtures import REFUSED
+from cio_anon.ingest.fixtures import REFUSED, Record
 from cio_anon.models import Settings
 from cio_anon.present import words
+from cio_anon.replay import bulk
 from cio_anon.replay.apply import Source, Tally, apply_operation
 from cio_anon.store import Workspace
 from cio_anon.streams import write_all
 
 GROUP_SIZE = 256
 """At most this many jobs share one transaction."""
+
+
+_REQUEST = Record(0)
+"""What the bulk path's calls of a request are read from (a request has no line: its
+events' source is the request alone)."""
 
 
 class InternalError(CioAnonError):
@@ -119,6 +125,15 @@ class Job:
     def item_of(self) -> list[int]:
         """Each operation's item (without `items`, each operation is an item)."""
         return self.items if self.items is not None else list(range(len(self.operations)))
+
+
+@dataclass(frozen=True)
+class _Plain:
+    """A job the bulk path takes whole: its calls, and its `--record` lines."""
+
+    job: Job
+    calls: list[bulk.Call]
+    lines: list[str]
 
 
 class _Undone(Exception):
@@ -241,8 +256,7 @@ class Writer(threading.Thread):
         size = None if self.record is None else self.record.size()
         try:
             with self.workspace.transaction():
-                for job in group:
-                    results.append(self._job(job, lines))
+                results = self._jobs(group, lines)
                 if self.record is not None:
                     try:
                         self.record.write(lines)
@@ -268,6 +282,69 @@ class Writer(threading.Thread):
                 job.done.set_exception(result)
             else:
                 job.done.set_result(result)
+
+    def _jobs(self, group: list[Job], lines: list[str]) -> list[Any]:
+        """Each job's outcomes, or the error that undid it, in order: a run of jobs from
+        one source that the bulk path can take whole (`_plain`) in bulk (`_bulk`), every
+        other job a call at a time (`_job`)."""
+        results: list[Any] = []
+        plain: list[_Plain] = []
+        for job in group:
+            taken = self._plain(job)
+            if plain and (taken is None or job.source != plain[0].job.source):
+                results += self._bulk(plain, lines)
+                plain = []
+            if taken is not None:
+                plain.append(taken)
+            else:
+                results.append(self._job(job, lines))
+        return results + (self._bulk(plain, lines) if plain else [])
+
+    def _plain(self, job: Job) -> _Plain | None:
+        """The job as the bulk path takes it, when it can take it whole: a request of
+        plain tracks and identifies (`bulk.request_calls`), as session traffic and
+        server libraries' batches are, that can be recorded stored. Not while
+        decisions are told: the bulk path does not make the results they are said
+        from."""
+        if self.decisions is not None or job.query is not None or not job.operations:
+            return None
+        try:
+            calls = bulk.request_calls(_REQUEST, job.operations)
+            if any(bulk.for_service(call) for call in calls):
+                return None
+            recorded = (
+                []
+                if job.call is None
+                else _lines(job.call, job, [None] * len(calls), set(job.item_of))
+            )
+        except (CioAnonError, _Undone):
+            return None  # refused (by a limit, or unrecordable): the service says so
+        return _Plain(job, calls, recorded)
+
+    def _bulk(self, jobs: list[_Plain], lines: list[str]) -> list[Any]:
+        """Apply jobs with replay's bulk path, leaving the workspace one call at a time
+        leaves (tests/test_serve_bulk.py holds them equal): all stored. A job with a
+        call that meets a case the bulk path leaves to the service goes to `_job`, and
+        the bulk path goes on after it; if the bulk path fails, its jobs go to `_job`."""
+        results: list[Any] = []
+        while jobs:
+            calls = [call for plain in jobs for call in plain.calls]
+            try:
+                with self.workspace.savepoint():
+                    written = bulk.apply_requests(self.workspace, calls, jobs[0].job.source.file)
+            except Exception:  # noqa: BLE001 — each job is applied alone, with its own outcome
+                return results + [self._job(plain.job, lines) for plain in jobs]
+            taken = 0
+            for plain in jobs:
+                if written < len(plain.calls):
+                    break
+                written, taken = written - len(plain.calls), taken + 1
+                lines += plain.lines
+                results.append([None] * len(plain.calls))
+            if taken < len(jobs):  # its request met a case of the service's
+                results.append(self._job(jobs[taken].job, lines))
+            jobs = jobs[taken + 1 :]
+        return results
 
     def _job(self, job: Job, lines: list[str]) -> Any:
         """One job in its own savepoint: its outcomes, or the error that undid it."""

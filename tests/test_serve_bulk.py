@@ -1,0 +1,220 @@
+"""`serve`'s writer takes requests of plain tracks and identifies with replay's bulk path
+(`Writer._bulk`): the same requests, queued the same way, must leave the same workspace
+— every row of every table —, the same record and the same answers as one call at a
+time, and session traffic must be taken in bulk. The requests reach a real server over
+HTTP and queue up behind a held writer, so that they are applied in groups, in the
+order they were sent."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import json
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cio_anon import server
+from cio_anon.replay import bulk
+from cio_anon.server.writer import Job, Writer
+from cio_anon.service import events
+from tests.test_batch import ROOT, renumbered
+
+Request = tuple[datetime, str, Any]
+"""A request to send: its receive time, its path and its body."""
+
+
+def _traffic() -> tuple[list[Request], dict[int, str]]:
+    """Session traffic and the hostile mix in batches of 20 (at the last message's
+    receive time), and between them the requests the service must take, by their place
+    with why."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_sessions import generate
+
+    messages = list(generate("sessions", 1_500)) + list(generate("hostile", 900))
+    for number, message in enumerate(messages):
+        if number % 97 == 0:
+            del message["messageId"]  # its event's id is made when it is stored
+    requests: list[Request] = []
+    for start in range(0, len(messages), 20):
+        batch = messages[start : start + 20]
+        at = datetime.fromisoformat(str(batch[-1]["receivedAt"]))
+        requests.append((at, "/v1/batch", {"batch": batch}))
+    at = requests[40][0]
+    email, moved = {"email": "shared@example.com"}, {"email": "moved@example.com"}
+    special: dict[int, tuple[str, Any, str]] = {
+        10: ("/v1/batch", _batch(_identify("buyer-a", traits=email)), "bulk: an email"),
+        20: ("/v1/batch", _batch(_identify("buyer-b", traits=email)), "bulk: held by another"),
+        30: ("/v1/batch", _batch(_identify("buyer-a", traits=moved)), "service: a new email"),
+        50: (
+            "/v1/batch",
+            _batch({"type": "group", "userId": "buyer-c", "groupId": "g"}),
+            "service: group",
+        ),
+        60: (
+            "/v1/batch",
+            _batch({"type": "alias", "userId": "buyer-d", "previousId": "old"}),
+            "bulk: alias",
+        ),
+        70: ("/v1/batch", _batch(_track("x" * 120)), "service: over the limit"),
+        80: (
+            "/v1/batch",
+            {"batch": [{"type": "track"}, _track("Kept")]},
+            "bulk: one refused on the loop",
+        ),
+        90: (
+            "/v1/batch",
+            _batch(_identify(None, traits={"plan": "pro"})),
+            "service: anonymous traits",
+        ),
+        100: (
+            "/api/v1/customers/buyer-e/events",
+            {"name": "Track API", "id": "v1-1"},
+            "bulk: track api",
+        ),
+    }
+    for place in sorted(special):  # each at its place once those before it are in
+        path, body, _ = special[place]
+        requests.insert(place, (at, path, body))
+    return requests, {place: why for place, (_, _, why) in special.items()}
+
+
+def _batch(*messages: dict[str, Any]) -> dict[str, Any]:
+    return {"batch": [_track("Before"), *messages, _track("After")]}
+
+
+def _track(name: str) -> dict[str, Any]:
+    return {"type": "track", "event": name, "anonymousId": "device-x", "userId": "buyer-f"}
+
+
+def _identify(user: str | None, traits: dict[str, Any]) -> dict[str, Any]:
+    message = {"type": "identify", "anonymousId": f"device-{user or 'anon'}", "traits": traits}
+    return message | ({"userId": user} if user else {})
+
+
+@contextlib.contextmanager
+def _held(writer: Writer) -> Iterator[threading.Event]:
+    """The writer held by a query that waits: what is sent meanwhile queues up."""
+    release, holding = threading.Event(), threading.Event()
+
+    def hold(_: Any) -> None:
+        holding.set()
+        release.wait(30)
+
+    writer.submit(Job(query=hold))
+    assert holding.wait(10)
+    try:
+        yield release
+    finally:
+        release.set()
+
+
+def served(
+    folder: Path, requests: list[Request], monkeypatch: pytest.MonkeyPatch, in_bulk: bool
+) -> tuple[dict[str, list[tuple[Any, ...]]], list[tuple[int, bytes]], bytes, list[Any]]:
+    """Send the requests to a new server in groups of 64 queued behind a held writer;
+    every table's rows, the answers, the record, and the jobs the service took a call
+    at a time (with `in_bulk` False, the bulk path is never asked)."""
+    folder.mkdir()
+    numbers = itertools.count(1)
+    made_up = lambda now: f"E{next(numbers):06d}"  # noqa: E731
+    monkeypatch.setattr(events, "new_event_id", made_up)
+    monkeypatch.setattr(bulk, "new_event_id", made_up)
+    alone: list[Any] = []
+    job_alone = Writer._job
+
+    def counted(self: Writer, job: Job, lines: list[str]) -> Any:
+        if job.query is None:
+            alone.append(job.call.body if job.call else None)
+        return job_alone(self, job, lines)
+
+    monkeypatch.setattr(Writer, "_job", counted)
+    if not in_bulk:
+        monkeypatch.setattr(Writer, "_plain", lambda self, job: None)
+    now = [requests[0][0]]
+    config = server.ServerConfig(db=folder / "served.db", port=0, record=folder / "record.ndjson")
+    instance = server.Server(config, clock=lambda: now[0])
+    threading.Thread(target=instance.serve_forever, daemon=True).start()
+    answers: list[tuple[int, bytes]] = []
+    try:
+        for start in range(0, len(requests), 64):
+            connections = []
+            with _held(instance.writer):
+                for number, (at, path, body) in enumerate(requests[start : start + 64], 1):
+                    now[0] = at
+                    connection = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=30)
+                    headers = {"Content-Type": "application/json"}
+                    connection.request("POST", path, json.dumps(body), headers)
+                    connections.append(connection)
+                    _queued(instance.writer, number)
+            for connection in connections:
+                response = connection.getresponse()
+                answers.append((response.status, response.read()))
+                connection.close()
+    finally:
+        instance.shutdown()
+    conn = sqlite3.connect(folder / "served.db")
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    tables = {n: conn.execute(f"SELECT * FROM {n} ORDER BY rowid").fetchall() for n in names}
+    conn.close()
+    return renumbered(tables), answers, (folder / "record.ndjson").read_bytes(), alone
+
+
+def _queued(writer: Writer, count: int) -> None:
+    """Wait until `count` jobs wait behind the held writer."""
+    deadline = time.monotonic() + 10
+    while writer.jobs.qsize() < count:
+        assert time.monotonic() < deadline, "a request never reached the writer"
+        time.sleep(0.001)
+
+
+def test_requests_in_bulk_leave_what_one_call_at_a_time_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests, whys = _traffic()
+    with monkeypatch.context() as patched:
+        tables, answers, record, alone = served(tmp_path / "bulk", requests, patched, True)
+    with monkeypatch.context() as patched:
+        one, one_answers, one_record, _ = served(tmp_path / "one", requests, patched, False)
+    assert tables == one
+    assert answers == one_answers
+    assert record == one_record
+    # the service took only the requests it must: every session and hostile batch,
+    # the alias, the item refused on the loop and the Track API's event went in bulk
+    took = [next(i for i, r in enumerate(requests) if r[2] == body) for body in alone]
+    assert took == [place for place, why in whys.items() if why.startswith("service")]
+    assert {status for status, _ in answers} == {200}  # as Data Pipelines answers batches
+    refused = [json.loads(line) for line in record.splitlines() if b'"refused"' in line]
+    assert [r["body"]["batch"][0].get("event") for r in refused] == ["x" * 120, None]
+    assert len(tables["events"]) > 1_000 and len(tables["assignments"]) > 100
+    assert any(row[1].startswith("billing-") for row in tables["people"])  # a track made them
+
+
+def test_a_bulk_run_that_fails_is_applied_a_call_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk path failing after it wrote: its writes are undone, and each of its jobs
+    is applied alone, as if it had never been asked."""
+    requests, _ = _traffic()
+    requests = requests[:30]
+    applied = bulk.apply_requests
+
+    def failing(*args: Any) -> int:
+        applied(*args)
+        raise RuntimeError("a fault after the writes")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(bulk, "apply_requests", failing)
+        tables, answers, record, alone = served(tmp_path / "bulk", requests, patched, True)
+    with monkeypatch.context() as patched:
+        one, one_answers, one_record, _ = served(tmp_path / "one", requests, patched, False)
+    assert (tables, answers, record) == (one, one_answers, one_record)
+    assert len(alone) == len(requests) and tables["events"]
