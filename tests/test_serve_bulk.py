@@ -198,21 +198,22 @@ def test_requests_in_bulk_leave_what_one_call_at_a_time_leaves(
     assert any(row[1].startswith("billing-") for row in tables["people"])  # a track made them
 
 
-def test_a_bulk_run_that_fails_is_applied_a_call_at_a_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("failing", ["request_calls", "apply_requests"])
+def test_where_the_bulk_path_fails_each_job_is_applied_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    """The bulk path failing after it wrote: its writes are undone, and each of its jobs
-    is applied alone, as if it had never been asked."""
+    """The bulk path failing as it reads a job, or after it wrote (its writes undone):
+    each job is applied alone, as if it had never been asked, with its own outcome."""
     requests, _ = _traffic()
     requests = requests[:30]
-    applied = bulk.apply_requests
+    real = getattr(bulk, failing)
 
-    def failing(*args: Any) -> int:
-        applied(*args)
-        raise RuntimeError("a fault after the writes")
+    def fails(*args: Any) -> Any:
+        real(*args)
+        raise TypeError("a fault the bulk path did not foresee")
 
     with monkeypatch.context() as patched:
-        patched.setattr(bulk, "apply_requests", failing)
+        patched.setattr(bulk, failing, fails)
         tables, answers, record, alone = served(tmp_path / "bulk", requests, patched, True)
     with monkeypatch.context() as patched:
         one, one_answers, one_record, _ = served(tmp_path / "one", requests, patched, False)

@@ -317,8 +317,8 @@ class Writer(threading.Thread):
                 if job.call is None
                 else _lines(job.call, job, [None] * len(calls), set(job.item_of))
             )
-        except (CioAnonError, _Undone):
-            return None  # refused (by a limit, or unrecordable): the service says so
+        except Exception:  # noqa: BLE001 — refused (a limit, unrecordable), or worse: `_job`
+            return None  # applies it alone and says what refused it, for that job only
         return _Plain(job, calls, recorded)
 
     def _bulk(self, jobs: list[_Plain], lines: list[str]) -> list[Any]:
