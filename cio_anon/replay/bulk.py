@@ -29,6 +29,9 @@ decided in order in memory by the same decisions the service makes (`rules.place
 for a track, `service.update_person` and `merge_pending` for an identify); what they changed
 is written with one `executemany` per table. The differential tests
 (tests/test_batch.py) hold the two paths to the same workspace, row by row.
+
+`serve`'s writer takes the requests waiting for it the same way (`request_calls`,
+`apply_requests`: tests/test_serve_bulk.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The one thread that touches the workspace, with group commit.
 
 Requests are parsed on the event loop, then their operations are queued here. The
-writer applies whatever is queued in one transaction: each job in a savepoint, each
-operation of a job in its own, so one bad operation undoes only itself (or, for an
+writer applies whatever is queued in one transaction: a run of jobs made of plain
+tracks and identifies with replay's bulk path (`Writer._bulk`: session traffic and
+server libraries' batches, all stored), every other job in a savepoint, each
+operation of it in its own, so one bad operation undoes only itself (or, for an
 atomic job, only its job), whatever it raised. The `--record` lines of a group are
 written and flushed before the commit, and cut off again if the commit fails: a
 request is recorded as it was stored, what it had refused marked so (`fixtures.REFUSED`).
@@ -251,7 +253,6 @@ class Writer(threading.Thread):
             self._apply(group)
 
     def _apply(self, group: list[Job]) -> None:
-        results: list[Any] = []
         lines: list[str] = []
         size = None if self.record is None else self.record.size()
         try:
@@ -340,7 +341,7 @@ class Writer(threading.Thread):
                     break
                 written, taken = written - len(plain.calls), taken + 1
                 lines += plain.lines
-                results.append([None] * len(plain.calls))
+                results.append([None] * len(plain.job.operations))  # all stored
             if taken < len(jobs):  # its request met a case of the service's
                 results.append(self._job(jobs[taken].job, lines))
             jobs = jobs[taken + 1 :]
