@@ -2,6 +2,7 @@
 messages per second, request latency, and every message stored.
 
     python bench/serve_batches.py [--records 100000] [--batch 50] [--clients 8] [--runs 3]
+                                  [--group-every K]
 
 Session traffic (`make_sessions.py`, its times moved to end now) is cut into Data
 Pipelines batches of `--batch` messages, in order, and `--clients` keep-alive clients
@@ -10,6 +11,8 @@ them to `/v1/batch` as fast as they are answered, each client a contiguous share
 the batches. Each run starts a fresh `serve --quiet` (as a script or CI runs it) on a
 fresh workspace; medians of `--runs`. The server is started from a scratch folder, so
 `PYTHONPATH` chooses the tree it runs (see "Comparing two commits" in the README).
+With `--group-every K`, a `group` call (a B2B app's, naming the account of the user
+before it) follows every K-th message.
 """
 
 from __future__ import annotations
@@ -30,18 +33,21 @@ from common import posted, serving, summary  # noqa: E402
 from make_sessions import sessions  # noqa: E402
 
 
-def batches(records: int, size: int) -> list[bytes]:
-    """The traffic as request bodies, its times moved so that its last is now."""
+def batches(records: int, size: int, group_every: int = 0) -> list[bytes]:
+    """The traffic as request bodies, its times moved so that its last is now, with a
+    `group` after every `group_every`-th message (none when 0)."""
     messages = list(sessions(records))
     stamps = [datetime.fromisoformat(str(m["timestamp"])) for m in messages]
     offset = datetime.now(UTC) - max(stamps)
-    for message, stamp in zip(messages, stamps, strict=True):
+    sent: list[dict[str, object]] = []
+    for number, (message, stamp) in enumerate(zip(messages, stamps, strict=True), 1):
         message["timestamp"] = (stamp + offset).isoformat()
         message.pop("receivedAt", None)
-    return [
-        json.dumps({"batch": messages[i : i + size]}).encode()
-        for i in range(0, len(messages), size)
-    ]
+        sent.append(message)
+        if group_every and number % group_every == 0:
+            user = message.get("userId") or f"billing-{number}"
+            sent.append({"type": "group", "userId": user, "groupId": f"acct-{number % 97}"})
+    return [json.dumps({"batch": sent[i : i + size]}).encode() for i in range(0, len(sent), size)]
 
 
 def client(
@@ -81,8 +87,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--group-every", type=int, default=0)
     args = parser.parse_args()
-    bodies = batches(args.records, args.batch)
+    bodies = batches(args.records, args.batch, args.group_every)
     rates, medians, p99s = [], [], []
     for number in range(args.runs):
         elapsed, latencies, ok, summary = run(bodies, args.clients)

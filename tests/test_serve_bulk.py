@@ -18,24 +18,33 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
-from cio_anon import server
+from cio_anon import server, service
+from cio_anon.errors import InvalidInput
+from cio_anon.ingest import Timed, Track
 from cio_anon.replay import bulk
+from cio_anon.replay.apply import Source
 from cio_anon.server.writer import Job, Writer
 from cio_anon.service import events
 from tests.test_batch import ROOT, renumbered
 
-Request = tuple[datetime, str, Any]
-"""A request to send: its receive time, its path and its body."""
+
+class Request(NamedTuple):
+    """A request to send, at its receive time."""
+
+    at: datetime
+    path: str
+    body: Any
+    strict: bool = False
+    """Sent with `X-Strict-Mode: 1`: refused whole if any call of it is."""
 
 
-def _traffic() -> tuple[list[Request], dict[int, str]]:
+def _traffic() -> list[Request]:
     """Session traffic and the hostile mix in batches of 20 (at the last message's
-    receive time), and between them the requests the service must take, by their place
-    with why."""
+    receive time), with requests among them that have calls for the service."""
     sys.path.insert(0, str(ROOT / "bench"))
     from make_sessions import generate
 
@@ -47,52 +56,32 @@ def _traffic() -> tuple[list[Request], dict[int, str]]:
     for start in range(0, len(messages), 20):
         batch = messages[start : start + 20]
         at = datetime.fromisoformat(str(batch[-1]["receivedAt"]))
-        requests.append((at, "/v1/batch", {"batch": batch}))
-    at = requests[40][0]
+        requests.append(Request(at, "/v1/batch", {"batch": batch}))
     email, moved = {"email": "shared@example.com"}, {"email": "moved@example.com"}
-    special: dict[int, tuple[str, Any, str]] = {
-        10: ("/v1/batch", _batch(_identify("buyer-a", traits=email)), "bulk: an email"),
-        20: ("/v1/batch", _batch(_identify("buyer-b", traits=email)), "bulk: held by another"),
-        30: ("/v1/batch", _batch(_identify("buyer-a", traits=moved)), "service: a new email"),
-        50: (
-            "/v1/batch",
-            _batch({"type": "group", "userId": "buyer-c", "groupId": "g"}),
-            "service: group",
-        ),
-        60: (
-            "/v1/batch",
-            _batch({"type": "alias", "userId": "buyer-d", "previousId": "old"}),
-            "bulk: alias",
-        ),
-        70: ("/v1/batch", _batch(_track("x" * 120)), "service: over the limit"),
-        80: (
-            "/v1/batch",
-            {"batch": [{"type": "track"}, _track("Kept")]},
-            "bulk: one refused on the loop",
-        ),
-        90: (
-            "/v1/batch",
-            _batch(_identify(None, traits={"plan": "pro"})),
-            "service: anonymous traits",
-        ),
-        100: (
-            "/api/v1/customers/buyer-e/events",
-            {"name": "Track API", "id": "v1-1"},
-            "bulk: track api",
-        ),
+    special: dict[int, tuple[str, Any]] = {
+        10: ("/v1/batch", _batch(_identify("buyer-a", traits=email))),
+        20: ("/v1/batch", _batch(_identify("buyer-b", traits=email))),  # someone else's
+        30: ("/v1/batch", _batch(_identify("buyer-a", traits=moved))),  # for the service
+        50: ("/v1/batch", _batch({"type": "group", "userId": "buyer-c", "groupId": "g"})),
+        60: ("/v1/batch", _batch({"type": "alias", "userId": "buyer-d", "previousId": "old"})),
+        70: ("/v1/batch", _batch(_track("x" * 120))),  # over the limit
+        80: ("/v1/batch", {"batch": [{"type": "track"}, _track("Kept")]}),  # refused on the loop
+        90: ("/v1/batch", _batch(_identify(None, traits={"plan": "pro"}))),  # anonymous traits
+        95: ("/v1/batch", _batch(_track("Lost", "cio_0000ff"))),  # a cio_id naming no one
+        100: ("/api/v1/customers/buyer-e/events", {"name": "Track API", "id": "v1-1"}),
     }
+    at = requests[40][0]
     for place in sorted(special):  # each at its place once those before it are in
-        path, body, _ = special[place]
-        requests.insert(place, (at, path, body))
-    return requests, {place: why for place, (_, _, why) in special.items()}
+        requests.insert(place, Request(at, *special[place]))
+    return requests
 
 
 def _batch(*messages: dict[str, Any]) -> dict[str, Any]:
     return {"batch": [_track("Before"), *messages, _track("After")]}
 
 
-def _track(name: str) -> dict[str, Any]:
-    return {"type": "track", "event": name, "anonymousId": "device-x", "userId": "buyer-f"}
+def _track(name: str, user: str = "buyer-f") -> dict[str, Any]:
+    return {"type": "track", "event": name, "anonymousId": "device-x", "userId": user}
 
 
 def _identify(user: str | None, traits: dict[str, Any]) -> dict[str, Any]:
@@ -121,25 +110,25 @@ def served(
     folder: Path, requests: list[Request], monkeypatch: pytest.MonkeyPatch, in_bulk: bool
 ) -> tuple[dict[str, list[tuple[Any, ...]]], list[tuple[int, bytes]], bytes, list[Any]]:
     """Send the requests to a new server in groups of 64 queued behind a held writer;
-    every table's rows, the answers, the record, and the jobs the service took a call
-    at a time (with `in_bulk` False, the bulk path is never asked)."""
+    every table's rows, the answers, the record, and the calls the service took one at
+    a time (with `in_bulk` False, the bulk path is never asked)."""
     folder.mkdir()
     numbers = itertools.count(1)
     made_up = lambda now: f"E{next(numbers):06d}"  # noqa: E731
     monkeypatch.setattr(events, "new_event_id", made_up)
     monkeypatch.setattr(bulk, "new_event_id", made_up)
-    alone: list[Any] = []
-    job_alone = Writer._job
+    alone: list[str] = []
+    operation = Writer._operation
 
-    def counted(self: Writer, job: Job, lines: list[str]) -> Any:
-        if job.query is None:
-            alone.append(job.call.body if job.call else None)
-        return job_alone(self, job, lines)
+    def counted(self: Writer, timed: Timed, source: Source) -> Any:
+        op = timed.operation
+        alone.append(op.name if isinstance(op, Track) else type(op).__name__)
+        return operation(self, timed, source)
 
-    monkeypatch.setattr(Writer, "_job", counted)
+    monkeypatch.setattr(Writer, "_operation", counted)
     if not in_bulk:
         monkeypatch.setattr(Writer, "_plain", lambda self, job: None)
-    now = [requests[0][0]]
+    now = [requests[0].at]
     config = server.ServerConfig(db=folder / "served.db", port=0, record=folder / "record.ndjson")
     instance = server.Server(config, clock=lambda: now[0])
     threading.Thread(target=instance.serve_forever, daemon=True).start()
@@ -148,11 +137,13 @@ def served(
         for start in range(0, len(requests), 64):
             connections = []
             with _held(instance.writer):
-                for number, (at, path, body) in enumerate(requests[start : start + 64], 1):
-                    now[0] = at
+                for number, request in enumerate(requests[start : start + 64], 1):
+                    now[0] = request.at
                     connection = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=30)
                     headers = {"Content-Type": "application/json"}
-                    connection.request("POST", path, json.dumps(body), headers)
+                    if request.strict:
+                        headers["X-Strict-Mode"] = "1"
+                    connection.request("POST", request.path, json.dumps(request.body), headers)
                     connections.append(connection)
                     _queued(instance.writer, number)
             for connection in connections:
@@ -179,7 +170,7 @@ def _queued(writer: Writer, count: int) -> None:
 def test_requests_in_bulk_leave_what_one_call_at_a_time_leaves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    requests, whys = _traffic()
+    requests = _traffic()
     with monkeypatch.context() as patched:
         tables, answers, record, alone = served(tmp_path / "bulk", requests, patched, True)
     with monkeypatch.context() as patched:
@@ -187,24 +178,25 @@ def test_requests_in_bulk_leave_what_one_call_at_a_time_leaves(
     assert tables == one
     assert answers == one_answers
     assert record == one_record
-    # the service took only the requests it must: every session and hostile batch,
-    # the alias, the item refused on the loop and the Track API's event went in bulk
-    took = [next(i for i, r in enumerate(requests) if r[2] == body) for body in alone]
-    assert took == [place for place, why in whys.items() if why.startswith("service")]
+    # the service took only the calls it must, one at a time: a known person's new email,
+    # the group, the batch with a call over the limit (all of it), an anonymous identify's
+    # traits, a track naming no one (refused, its batch's others stored)
+    over = ["Before", "x" * 120, "After"]
+    assert alone == ["Identify", "ObjectUpdate", *over, "AnonymousTraits", "Lost"]
     assert {status for status, _ in answers} == {200}  # as Data Pipelines answers batches
     refused = [json.loads(line) for line in record.splitlines() if b'"refused"' in line]
-    assert [r["body"]["batch"][0].get("event") for r in refused] == ["x" * 120, None]
+    assert [r["body"]["batch"][0].get("event") for r in refused] == ["x" * 120, None, "Lost"]
     assert len(tables["events"]) > 1_000 and len(tables["assignments"]) > 100
     assert any(row[1].startswith("billing-") for row in tables["people"])  # a track made them
 
 
-@pytest.mark.parametrize("failing", ["request_calls", "apply_requests"])
+@pytest.mark.parametrize("failing", ["request_calls", "apply_calls"])
 def test_where_the_bulk_path_fails_each_job_is_applied_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     """The bulk path failing as it reads a job, or after it wrote (its writes undone):
     each job is applied alone, as if it had never been asked, with its own outcome."""
-    requests, _ = _traffic()
+    requests = _traffic()
     requests = requests[:30]
     real = getattr(bulk, failing)
 
@@ -218,4 +210,43 @@ def test_where_the_bulk_path_fails_each_job_is_applied_alone(
     with monkeypatch.context() as patched:
         one, one_answers, one_record, _ = served(tmp_path / "one", requests, patched, False)
     assert (tables, answers, record) == (one, one_answers, one_record)
-    assert len(alone) == len(requests) and tables["events"]
+    assert len(alone) > len(requests) and tables["events"]  # every call, one at a time
+
+
+def test_a_strict_request_and_an_item_of_several_calls_stand_or_fall_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A strict request with a call the service refuses is refused whole, and a Track
+    API v2 identify whose relationship is refused is not stored either: both taken a
+    call at a time, not by the bulk path, which would have stored the calls it takes."""
+    sessions = _traffic()[:5]
+    at = sessions[-1].at
+    strict = Request(at, "/v1/batch", _batch(_track("Lost", "cio_0000ff")), strict=True)
+    related = {
+        "type": "person",
+        "action": "identify",
+        "identifiers": {"id": "buyer-h"},
+        "attributes": {"plan": "team"},
+        "cio_relationships": [{"identifiers": {"object_type_id": "1", "object_id": "refused"}}],
+    }
+    event = {"type": "person", "action": "event", "identifiers": {"id": "buyer-h"}, "name": "E"}
+    entities = Request(at, "/api/v2/batch", {"batch": [related, event]})
+    requests = [*sessions, strict, entities]
+    relate = service.relate
+
+    def refusing(workspace: Any, now: datetime, op: Any) -> bool:
+        if op.object_id == "refused":  # as if its attributes could not be stored
+            raise InvalidInput("The relationship attributes cannot be stored as JSON.")
+        return relate(workspace, now, op)
+
+    found = []
+    for name, in_bulk in (("bulk", True), ("one", False)):
+        with monkeypatch.context() as patched:
+            patched.setattr(service, "relate", refusing)
+            found.append(served(tmp_path / name, requests, patched, in_bulk))
+    (tables, answers, record, alone), (one, one_answers, one_record, _) = found
+    assert (tables, answers, record) == (one, one_answers, one_record)
+    assert [status for status, _ in answers[-2:]] == [400, 207]
+    assert alone == ["Before", "Lost", "After", "Identify", "Relate", "E"]
+    people = {row[1] for row in tables["people"]}
+    assert "buyer-f" not in people and "buyer-h" in people  # by the event, not the identify

@@ -31,7 +31,7 @@ is written with one `executemany` per table. The differential tests
 (tests/test_batch.py) hold the two paths to the same workspace, row by row.
 
 `serve`'s writer takes the requests waiting for it the same way (`request_calls`,
-`apply_requests`: tests/test_serve_bulk.py).
+`apply_calls`: tests/test_serve_bulk.py).
 """
 
 from __future__ import annotations
@@ -468,11 +468,11 @@ class Batch:
         return first
 
 
-def apply_requests(workspace: Workspace, calls: list[Call], file: str) -> int:
-    """Apply whole requests' calls (`request_calls`, none left to the service), in bulk,
-    up to the first request with a call that meets a case the bulk path leaves to the
-    service (`serve`'s writer takes that one alone); how many calls were written."""
-    run, first = _decided(workspace, calls, file, True)
+def apply_calls(workspace: Workspace, calls: list[Call], file: str) -> int:
+    """Apply plain calls (`request_calls`, none left to the service) in bulk, up to the
+    first that meets a case the bulk path leaves to the service (`serve`'s writer gives
+    that one to the service alone); how many were written."""
+    run, first = _decided(workspace, calls, file, False)
     run.write()
     return first
 

@@ -131,7 +131,7 @@ class Job:
 
 @dataclass(frozen=True)
 class _Plain:
-    """A job the bulk path takes whole: its calls, and its `--record` lines."""
+    """A job the bulk path takes: its calls, and its `--record` lines were all stored."""
 
     job: Job
     calls: list[bulk.Call]
@@ -286,8 +286,8 @@ class Writer(threading.Thread):
 
     def _jobs(self, group: list[Job], lines: list[str]) -> list[Any]:
         """Each job's outcomes, or the error that undid it, in order: a run of jobs from
-        one source that the bulk path can take whole (`_plain`) in bulk (`_bulk`), every
-        other job a call at a time (`_job`)."""
+        one source that the bulk path can take (`_plain`) in bulk (`_bulk`), every other
+        job a call at a time (`_job`)."""
         results: list[Any] = []
         plain: list[_Plain] = []
         for job in group:
@@ -302,17 +302,20 @@ class Writer(threading.Thread):
         return results + (self._bulk(plain, lines) if plain else [])
 
     def _plain(self, job: Job) -> _Plain | None:
-        """The job as the bulk path takes it, when it can take it whole: a request of
-        plain tracks and identifies (`bulk.request_calls`), as session traffic and
-        server libraries' batches are, that can be recorded stored. Not while
-        decisions are told: the bulk path does not make the results they are said
-        from."""
-        if self.decisions is not None or job.query is not None or not job.operations:
+        """The job as the bulk path takes it (`bulk.request_calls`), when it can: a
+        request with plain tracks and identifies among its calls (session traffic,
+        server libraries' batches, a `group` among them), each item of it one call
+        (each stands or falls alone), that can be recorded stored. Not an atomic job
+        (one refused call undoes it), nor while decisions are told: the bulk path does
+        not make the results they are said from."""
+        if self.decisions is not None or job.query is not None or job.atomic:
+            return None
+        if not job.operations or len(set(job.item_of)) < len(job.operations):
             return None
         try:
             calls = bulk.request_calls(_REQUEST, job.operations)
-            if any(bulk.for_service(call) for call in calls):
-                return None
+            if all(bulk.for_service(call) for call in calls):
+                return None  # nothing for the bulk path
             recorded = (
                 []
                 if job.call is None
@@ -324,28 +327,45 @@ class Writer(threading.Thread):
 
     def _bulk(self, jobs: list[_Plain], lines: list[str]) -> list[Any]:
         """Apply jobs with replay's bulk path, leaving the workspace one call at a time
-        leaves (tests/test_serve_bulk.py holds them equal): all stored. A job with a
-        call that meets a case the bulk path leaves to the service goes to `_job`, and
-        the bulk path goes on after it; if the bulk path fails, its jobs go to `_job`."""
-        results: list[Any] = []
-        while jobs:
-            calls = [call for plain in jobs for call in plain.calls]
-            try:
-                with self.workspace.savepoint():
-                    written = bulk.apply_requests(self.workspace, calls, jobs[0].job.source.file)
-            except Exception:  # noqa: BLE001 — each job is applied alone, with its own outcome
-                return results + [self._job(plain.job, lines) for plain in jobs]
-            taken = 0
-            for plain in jobs:
-                if written < len(plain.calls):
-                    break
-                written, taken = written - len(plain.calls), taken + 1
+        leaves (tests/test_serve_bulk.py holds them equal): their plain calls in runs,
+        each call the bulk path leaves to the service alone (`_calls`). If it fails,
+        what it did is undone and each job goes to `_job`."""
+        try:
+            with self.workspace.savepoint():
+                outcomes = self._calls(jobs)
+        except Exception:  # noqa: BLE001 — each job is applied alone, with its own outcome
+            return [self._job(plain.job, lines) for plain in jobs]
+        for plain, done in zip(jobs, outcomes, strict=True):
+            job = plain.job
+            if job.call is not None and any(done):  # recorded as each item fared
+                pairs = zip(job.item_of, done, strict=True)
+                lines += _lines(job.call, job, done, {item for item, no in pairs if no is None})
+            elif job.call is not None:
                 lines += plain.lines
-                results.append([None] * len(plain.job.operations))  # all stored
-            if taken < len(jobs):  # its request met a case of the service's
-                results.append(self._job(jobs[taken].job, lines))
-            jobs = jobs[taken + 1 :]
-        return results
+        return outcomes
+
+    def _calls(self, jobs: list[_Plain]) -> list[list[CioAnonError | None]]:
+        """Apply the jobs' calls in order: runs of plain calls with the bulk path (up to
+        one it leaves to the service), each call for the service alone, as an item of
+        its own (`_operation`); each job's outcomes."""
+        file = jobs[0].job.source.file
+        calls = [
+            (index, place, call)
+            for index, plain in enumerate(jobs)
+            for place, call in enumerate(plain.calls)
+        ]
+        outcomes: list[list[CioAnonError | None]] = [[None] * len(p.calls) for p in jobs]
+        start = 0
+        while start < len(calls):
+            end = next((i for i in range(start, len(calls)) if bulk.for_service(calls[i][2])), None)
+            run = [call for _, _, call in calls[start:end]]
+            start += bulk.apply_calls(self.workspace, run, file) if run else 0
+            if start < len(calls):  # a call for the service, or one the run could not take
+                index, place, _ = calls[start]
+                job = jobs[index].job
+                outcomes[index][place] = self._operation(job.operations[place], job.source)
+                start += 1
+        return outcomes
 
     def _job(self, job: Job, lines: list[str]) -> Any:
         """One job in its own savepoint: its outcomes, or the error that undid it."""
