@@ -415,6 +415,32 @@ def test_aborted_connections_are_quiet_and_each_request_is_one_log_line(tmp_path
     assert len(answered) == 3, stderr
 
 
+def test_a_request_over_the_connection_limit_is_explained_once_a_burst(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A client sending every batch at once meets the connection limit thousands of
+    times: the first 503 says what happened and what to read, the others say it short."""
+    with serving(tmp_path, connections=16, quiet=False) as running:
+        held = []
+        for _ in range(16):  # requests whose bodies never finish hold every slot
+            sock = socket.create_connection(("127.0.0.1", running.port))
+            sock.sendall(
+                b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99\r\n\r\n{"
+            )
+            held.append(sock)
+        time.sleep(0.3)
+        request = b"GET /_cio-anon/summary HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        assert [status_of(raw(running.port, request)) for _ in range(3)] == [503] * 3
+        for sock in held:
+            sock.close()
+        time.sleep(0.3)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "503" in line]
+    assert lines[0].startswith("cio-anon serve: a request answered 503: 16 connections")
+    assert "A burst from a server library" in lines[0]
+    short = "cio-anon serve: a request answered 503: over the connection limit"
+    assert len(lines) >= 3 and set(lines[1:]) == {short}  # (the last held one may be 503 too)
+
+
 def test_the_access_log_says_what_a_permissive_answer_refused(tmp_path: Path) -> None:
     """A browser SDK sends no X-Strict-Mode, so a refused call is answered 200, as Data
     Pipelines answers it: the access line is where a developer learns why the call is

@@ -201,7 +201,7 @@ class Server:
             config.load()  # TLS files are read now, so a bad one stops start-up
         except (OSError, ValueError) as error:
             raise InvalidInput(f"Cannot use the TLS certificate and key: {error}.") from None
-        self.log.quiet_uvicorn()
+        self.log.quiet_uvicorn(config.limit_concurrency or 0)
         return config
 
     @property
@@ -396,10 +396,10 @@ class AccessLog:
         while self.enabled and not self.lines.empty() and time.monotonic() < deadline:
             time.sleep(0.01)
 
-    def quiet_uvicorn(self) -> None:
+    def quiet_uvicorn(self, connections: int) -> None:
         """uvicorn's loggers write through this log, one line, no traceback (a client
-        that disconnects is not news)."""
-        handler = _LineHandler(self)
+        that disconnects is not news); `connections`: the most uvicorn holds."""
+        handler = _LineHandler(self, connections)
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio"):
             logger = logging.getLogger(name)
             logger.handlers = [handler]
@@ -440,16 +440,42 @@ class AccessLog:
         return logged
 
 
+OVER_LIMIT = "Exceeded concurrency limit."
+"""What uvicorn logs for each request it answers 503 beyond `limit_concurrency`."""
+
+OVER_LIMIT_TOLD = 60.0
+"""Seconds after which a request over the limit is explained again in full."""
+
+
 class _LineHandler(logging.Handler):
-    def __init__(self, log: AccessLog) -> None:
+    def __init__(self, log: AccessLog, connections: int) -> None:
         super().__init__(logging.WARNING)
         self.log = log
+        self.connections = connections
+        self.told = -OVER_LIMIT_TOLD
+        """When a request over the limit was last explained (`time.monotonic`)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             message += f" ({type(record.exc_info[1]).__name__})"
+        if message == OVER_LIMIT:
+            message = self._over_limit()
         self.log.say(f"cio-anon serve: {_printable(message)}")
+
+    def _over_limit(self) -> str:
+        """A request answered 503 beyond the connections serve holds: said in full once
+        a burst (a client sending every batch at once may meet it thousands of times)."""
+        now = time.monotonic()
+        if now - self.told < OVER_LIMIT_TOLD:
+            self.told = now
+            return "a request answered 503: over the connection limit"
+        self.told = now
+        return (
+            f"a request answered 503: {self.connections:,} connections or requests were open, "
+            "the most serve holds; a client that sends every batch at once retries, then "
+            'gives up (docs/serve.md, "A burst from a server library")'
+        )
 
 
 def _printable(text: str) -> str:
