@@ -53,13 +53,25 @@ def replayed(
     both ways agree. The workspace is new (Hypothesis runs a failing example again in
     the same folder)."""
     remove_workspace_files(db)
+    numbered_event_ids(monkeypatch)
+    listener = None if heard is None else lambda *call: heard.append(call)
+    with service.opened(db, NOW, write=True) as workspace:
+        summary = replay(workspace, NOW, files, bulk=bulk, keep_going=keep_going, listener=listener)
+    return tables_of(db), asdict(summary)
+
+
+def numbered_event_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Event ids made up for events without one (by the service or the bulk path) are
+    numbered from E000001 on, so that two ways of applying the same calls can agree."""
     numbers = itertools.count(1)
     made_up = lambda now: f"E{next(numbers):06d}"  # noqa: E731
     monkeypatch.setattr(events, "new_event_id", made_up)
     monkeypatch.setattr(batch, "new_event_id", made_up)
-    listener = None if heard is None else lambda *call: heard.append(call)
-    with service.opened(db, NOW, write=True) as workspace:
-        summary = replay(workspace, NOW, files, bulk=bulk, keep_going=keep_going, listener=listener)
+
+
+def tables_of(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows of the workspace `db`, in the order they were written, the
+    made-up event ids renumbered (`renumbered`)."""
     conn = sqlite3.connect(db)
     names = [
         row[0]
@@ -69,7 +81,7 @@ def replayed(
         name: conn.execute(f"SELECT * FROM {name} ORDER BY rowid").fetchall() for name in names
     }
     conn.close()
-    return renumbered(tables), asdict(summary)
+    return renumbered(tables)
 
 
 MADE_UP = re.compile(r"(?<!\w)E\d{6}(?!\w)")

@@ -1,17 +1,16 @@
-"""`serve`'s writer takes requests of plain tracks and identifies with replay's bulk path
-(`Writer._bulk`): the same requests, queued the same way, must leave the same workspace
-— every row of every table —, the same record and the same answers as one call at a
-time, and session traffic must be taken in bulk. The requests reach a real server over
-HTTP and queue up behind a held writer, so that they are applied in groups, in the
-order they were sent."""
+"""`serve`'s writer takes the plain tracks and identifies of the requests waiting for it
+with replay's bulk path, and each other call alone between its runs (`Writer._bulk`):
+the same requests, queued the same way, must leave the same workspace — every row of
+every table —, the same record and the same answers as one call at a time, and only
+the calls the bulk path cannot take may go to the service. The requests reach a real
+server over HTTP and queue up behind a held writer, so that they are applied in
+groups, in the order they were sent."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
-import itertools
 import json
-import sqlite3
 import sys
 import threading
 import time
@@ -28,8 +27,7 @@ from cio_anon.ingest import Timed, Track
 from cio_anon.replay import bulk
 from cio_anon.replay.apply import Source
 from cio_anon.server.writer import Job, Writer
-from cio_anon.service import events
-from tests.test_batch import ROOT, renumbered
+from tests.test_batch import ROOT, numbered_event_ids, tables_of
 
 
 class Request(NamedTuple):
@@ -70,7 +68,7 @@ def _traffic() -> list[Request]:
         95: ("/v1/batch", _batch(_track("Lost", "cio_0000ff"))),  # a cio_id naming no one
         100: ("/api/v1/customers/buyer-e/events", {"name": "Track API", "id": "v1-1"}),
     }
-    at = requests[40][0]
+    at = requests[40].at
     for place in sorted(special):  # each at its place once those before it are in
         requests.insert(place, Request(at, *special[place]))
     return requests
@@ -113,10 +111,7 @@ def served(
     every table's rows, the answers, the record, and the calls the service took one at
     a time (with `in_bulk` False, the bulk path is never asked)."""
     folder.mkdir()
-    numbers = itertools.count(1)
-    made_up = lambda now: f"E{next(numbers):06d}"  # noqa: E731
-    monkeypatch.setattr(events, "new_event_id", made_up)
-    monkeypatch.setattr(bulk, "new_event_id", made_up)
+    numbered_event_ids(monkeypatch)
     alone: list[str] = []
     operation = Writer._operation
 
@@ -152,11 +147,7 @@ def served(
                 connection.close()
     finally:
         instance.shutdown()
-    conn = sqlite3.connect(folder / "served.db")
-    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    tables = {n: conn.execute(f"SELECT * FROM {n} ORDER BY rowid").fetchall() for n in names}
-    conn.close()
-    return renumbered(tables), answers, (folder / "record.ndjson").read_bytes(), alone
+    return tables_of(folder / "served.db"), answers, (folder / "record.ndjson").read_bytes(), alone
 
 
 def _queued(writer: Writer, count: int) -> None:
