@@ -26,6 +26,7 @@ from cio_anon.errors import InvalidInput
 from cio_anon.ingest import Timed, Track
 from cio_anon.replay import bulk
 from cio_anon.replay.apply import Source
+from cio_anon.server import writer
 from cio_anon.server.writer import Job, Writer
 from tests.test_batch import ROOT, numbered_event_ids, tables_of
 
@@ -122,7 +123,7 @@ def served(
 
     monkeypatch.setattr(Writer, "_operation", counted)
     if not in_bulk:
-        monkeypatch.setattr(Writer, "_plain", lambda self, job: None)
+        monkeypatch.setattr(writer, "_in_bulk", lambda job: None)
     now = [requests[0].at]
     config = server.ServerConfig(db=folder / "served.db", port=0, record=folder / "record.ndjson")
     instance = server.Server(config, clock=lambda: now[0])

@@ -286,12 +286,14 @@ class Writer(threading.Thread):
 
     def _jobs(self, group: list[Job], lines: list[str]) -> list[Any]:
         """Each job's outcomes, or the error that undid it, in order: a run of jobs from
-        one source that the bulk path can take (`_plain`) in bulk (`_bulk`), every other
-        job a call at a time (`_job`)."""
+        one source that the bulk path can take (`_in_bulk`) in bulk (`_bulk`), every
+        other job a call at a time (`_job`)."""
         results: list[Any] = []
         plain: list[_Plain] = []
         for job in group:
-            taken = self._plain(job)
+            # (decisions are said from the service's results, which the bulk path does
+            # not make: while they are told, every call goes to the service)
+            taken = None if self.decisions is not None else _in_bulk(job)
             if plain and (taken is None or job.source != plain[0].job.source):
                 results += self._bulk(plain, lines)
                 plain = []
@@ -300,30 +302,6 @@ class Writer(threading.Thread):
             else:
                 results.append(self._job(job, lines))
         return results + (self._bulk(plain, lines) if plain else [])
-
-    def _plain(self, job: Job) -> _Plain | None:
-        """The job as the bulk path takes it (`bulk.request_calls`), when it can: a
-        request with plain tracks and identifies among its calls (session traffic,
-        server libraries' batches, a `group` among them), each item of it one call
-        (each stands or falls alone), that can be recorded stored. Not an atomic job
-        (one refused call undoes it), nor while decisions are told: the bulk path does
-        not make the results they are said from."""
-        if self.decisions is not None or job.query is not None or job.atomic:
-            return None
-        if not job.operations or len(set(job.item_of)) < len(job.operations):
-            return None
-        try:
-            calls = bulk.request_calls(_REQUEST, job.operations)
-            if all(bulk.for_service(call) for call in calls):
-                return None  # nothing for the bulk path
-            recorded = (
-                []
-                if job.call is None
-                else _lines(job.call, job, [None] * len(calls), set(job.item_of))
-            )
-        except Exception:  # noqa: BLE001 — refused (a limit, unrecordable), or worse: `_job`
-            return None  # applies it alone and says what refused it, for that job only
-        return _Plain(job, calls, recorded)
 
     def _bulk(self, jobs: list[_Plain], lines: list[str]) -> list[Any]:
         """Apply jobs with replay's bulk path, leaving the workspace one call at a time
@@ -467,6 +445,27 @@ class Reader:
         self.pool.shutdown(wait=True)
         if self.workspace is not None:
             self.workspace.close()
+
+
+def _in_bulk(job: Job) -> _Plain | None:
+    """The job as the bulk path takes it (`bulk.request_calls`), when it can: a request
+    with plain tracks and identifies among its calls (session traffic, server libraries'
+    batches, a `group` among them), each item of it one call (each stands or falls
+    alone), that can be recorded stored. Not an atomic job: one refused call undoes it."""
+    if job.query is not None or job.atomic or not job.operations:
+        return None
+    if len(set(job.item_of)) < len(job.operations):
+        return None
+    try:
+        calls = bulk.request_calls(_REQUEST, job.operations)
+        if all(bulk.for_service(call) for call in calls):
+            return None  # nothing for the bulk path
+        recorded = (
+            [] if job.call is None else _lines(job.call, job, [None] * len(calls), set(job.item_of))
+        )
+    except Exception:  # noqa: BLE001 — refused (a limit, unrecordable), or worse: `_job`
+        return None  # applies it alone and says what refused it, for that job only
+    return _Plain(job, calls, recorded)
 
 
 def _lines(
