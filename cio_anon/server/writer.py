@@ -1,13 +1,14 @@
 """The one thread that touches the workspace, with group commit.
 
 Requests are parsed on the event loop, then their operations are queued here. The
-writer applies whatever is queued in one transaction: a run of jobs made of plain
-tracks and identifies with replay's bulk path (`Writer._bulk`: session traffic and
-server libraries' batches, all stored), every other job in a savepoint, each
-operation of it in its own, so one bad operation undoes only itself (or, for an
-atomic job, only its job), whatever it raised. The `--record` lines of a group are
-written and flushed before the commit, and cut off again if the commit fails: a
-request is recorded as it was stored, what it had refused marked so (`fixtures.REFUSED`).
+writer applies whatever is queued in one transaction: the plain tracks and
+identifies of a run of requests with replay's bulk path, each other call of them alone
+between its runs (`Writer._bulk`: session traffic, server libraries' batches); every
+other job in a savepoint, each operation of it in its own, so one bad operation undoes
+only itself (or, for an atomic job, only its job), whatever it raised. The `--record`
+lines of a group are written and flushed before the commit, and cut off again if the
+commit fails: a request is recorded as it was stored, what it had refused marked so
+(`fixtures.REFUSED`).
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ class Job:
 
 @dataclass(frozen=True)
 class _Plain:
-    """A job the bulk path takes: its calls, and its `--record` lines were all stored."""
+    """A job the bulk path takes: its calls, and its `--record` lines if all of it is
+    stored."""
 
     job: Job
     calls: list[bulk.Call]
