@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cio_anon.replay import replay_into
 
@@ -100,3 +101,26 @@ def summary(port: int) -> dict[str, int]:
     counts: dict[str, int] = json.loads(connection.getresponse().read())
     connection.close()
     return counts
+
+
+def in_processes(
+    target: Callable[..., None], arguments: Sequence[tuple[Any, ...]]
+) -> tuple[float, list[Any]]:
+    """Run `target(*args, queue)` in a process for each of `arguments`, all started
+    together, each putting one result on the queue: the seconds until every result was
+    in, and the results (in the order they came)."""
+    queue: multiprocessing.Queue[Any] = multiprocessing.Queue()
+    processes = [multiprocessing.Process(target=target, args=(*args, queue)) for args in arguments]
+    start = time.perf_counter()
+    for process in processes:
+        process.start()
+    results = [queue.get() for _ in processes]
+    elapsed = time.perf_counter() - start
+    for process in processes:
+        process.join()
+    return elapsed, results
+
+
+def p99(latencies: Sequence[float]) -> float:
+    """The 99th percentile of latencies sorted in increasing order."""
+    return latencies[int(len(latencies) * 0.99) - 1]

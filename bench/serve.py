@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import posted, serving, summary  # noqa: E402
+from common import in_processes, p99, posted, serving, summary  # noqa: E402
 
 
 def client_process(
@@ -82,33 +82,22 @@ def main() -> None:
             port,
         ),
     ):
-        queue: multiprocessing.Queue[tuple[int, list[float]]] = multiprocessing.Queue()
         per_process = args.clients // args.processes
-        processes = [
-            multiprocessing.Process(
-                target=client_process, args=(port, per_process, args.seconds, n, queue)
-            )
-            for n in range(args.processes)
-        ]
-        start = time.perf_counter()
-        for process in processes:
-            process.start()
-        gathered = [queue.get() for _ in processes]
-        for process in processes:
-            process.join()
-        elapsed = time.perf_counter() - start
+        elapsed, gathered = in_processes(
+            client_process,
+            [(port, per_process, args.seconds, n) for n in range(args.processes)],
+        )
         counts = summary(port)
         slow = slow_connections(port, server.pid, args.slow, seconds=min(args.seconds, 5.0))
     ok = sum(g[0] for g in gathered)
     latencies = sorted(latency for g in gathered for latency in g[1])
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
     print(
         f"{args.clients} keep-alive clients ({args.processes} processes) for "
         f"{args.seconds:.0f} s: {len(latencies):,} requests, {ok:,} answered 200"
     )
     print(
         f"throughput {len(latencies) / elapsed:,.0f} requests/s (goal >= 2,000); latency "
-        f"median {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms "
+        f"median {statistics.median(latencies) * 1000:.1f} ms, p99 {p99(latencies) * 1000:.1f} ms "
         f"(goal < 50 ms)"
     )
     print(
@@ -165,7 +154,7 @@ def slow_connections(port: int, pid: int, count: int, seconds: float) -> dict[st
     after = rss(pid)
     latencies.sort()
     return {
-        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "p99": p99(latencies),
         "requests": len(latencies),
         "rss_before": before,
         "rss_during": during,

@@ -24,12 +24,11 @@ import multiprocessing
 import statistics
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import posted, serving, summary  # noqa: E402
+from common import in_processes, p99, posted, serving, summary  # noqa: E402
 from make_sessions import sessions  # noqa: E402
 
 
@@ -64,18 +63,8 @@ def run(bodies: list[bytes], clients: int) -> tuple[float, list[float], int, dic
     workspace's summary."""
     with tempfile.TemporaryDirectory() as folder, serving(Path(folder) / "served.db") as (_, port):
         share = -(-len(bodies) // clients)
-        queue: multiprocessing.Queue[tuple[int, list[float]]] = multiprocessing.Queue()
-        processes = [
-            multiprocessing.Process(target=client, args=(port, bodies[i : i + share], queue))
-            for i in range(0, len(bodies), share)
-        ]
-        start = time.perf_counter()
-        for process in processes:
-            process.start()
-        gathered = [queue.get() for _ in processes]
-        elapsed = time.perf_counter() - start
-        for process in processes:
-            process.join()
+        shares = [(port, bodies[i : i + share]) for i in range(0, len(bodies), share)]
+        elapsed, gathered = in_processes(client, shares)
         counts = summary(port)
     latencies = [latency for _, got in gathered for latency in got]
     return elapsed, latencies, sum(ok for ok, _ in gathered), counts
@@ -96,7 +85,7 @@ def main() -> None:
         latencies.sort()
         rates.append(args.records / elapsed)
         medians.append(statistics.median(latencies))
-        p99s.append(latencies[int(len(latencies) * 0.99) - 1])
+        p99s.append(p99(latencies))
         print(
             f"run {number + 1}: {args.records:,} messages in {len(bodies):,} batches of "
             f"{args.batch}, {elapsed:.2f} s ({rates[-1]:,.0f} messages/s); {ok:,} answered "

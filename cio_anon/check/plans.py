@@ -194,12 +194,11 @@ def _no_yaml(folder: Path) -> PlanError:
     listed = []
     for file in sorted(folder.rglob("*.tf")):
         try:
-            plan = _tracking_plan(_read(file), display_name(file))
+            plan = _not_a_library(_tracking_plan(_read(file), display_name(file)), str(file))
         except PlanError:
-            continue  # not one tracking plan: not offered
+            continue  # not one tracking plan, or a property library: not offered
         kind = plan.get("type") or "no type"
-        if kind != PROPERTY_LIBRARY:  # (refused as a plan: not offered)
-            listed.append(f"  --plan {file}  ({plan.get('name') or 'unnamed'}, {kind})")
+        listed.append(f"  --plan {file}  ({plan.get('name') or 'unnamed'}, {kind})")
     said = f"The plan folder {folder} holds no YAML files"
     if not listed:
         return PlanError(said + ".")
@@ -440,15 +439,20 @@ def terraform_plan(text: str, source: str) -> Plan:
     """A Segment tracking plan kept in Terraform: the one `segment_tracking_plan`
     resource's rules, each `json_schema` a JSON string (`jsonencode({...})` or as
     written), read as the Public API's rules are."""
-    resource = _tracking_plan(text, source)
+    resource = _not_a_library(_tracking_plan(text, source), source)
+    if not isinstance(resource.get("rules"), list):
+        raise PlanError(f"The plan {source}: its `{TERRAFORM_PLAN}` has no `rules` list.")
+    return segment_plan({"rules": resource["rules"]}, source)
+
+
+def _not_a_library(resource: dict[str, Any], source: str) -> dict[str, Any]:
+    """The resource, unless it is a property library (refused: nothing to check against)."""
     if resource.get("type") == PROPERTY_LIBRARY:
         raise PlanError(
             f"The plan {source} is a Segment property library (type PROPERTY_LIBRARY), "
             "not a tracking plan: its rules name no events to check against."
         )
-    if not isinstance(resource.get("rules"), list):
-        raise PlanError(f"The plan {source}: its `{TERRAFORM_PLAN}` has no `rules` list.")
-    return segment_plan({"rules": resource["rules"]}, source)
+    return resource
 
 
 def _tracking_plan(text: str, source: str) -> dict[str, Any]:

@@ -467,10 +467,9 @@ class _LineHandler(logging.Handler):
         """A request answered 503 beyond the connections serve holds: said in full once
         a burst (a client sending every batch at once may meet it thousands of times)."""
         now = time.monotonic()
-        if now - self.told < OVER_LIMIT_TOLD:
-            self.told = now
+        told, self.told = now - self.told < OVER_LIMIT_TOLD, now
+        if told:
             return "a request answered 503: over the connection limit"
-        self.told = now
         return (
             f"a request answered 503: {self.connections:,} connections or requests were open, "
             "the most serve holds; a client that sends every batch at once retries, then "

@@ -317,10 +317,12 @@ class Writer(threading.Thread):
             return [self._job(plain.job, lines) for plain in jobs]
         for plain, done in zip(jobs, outcomes, strict=True):
             job = plain.job
-            if job.call is not None and any(done):  # recorded as each item fared
+            if job.call is None:
+                continue
+            if any(done):  # recorded as each item fared
                 pairs = zip(job.item_of, done, strict=True)
                 lines += _lines(job.call, job, done, {item for item, no in pairs if no is None})
-            elif job.call is not None:
+            else:
                 lines += plain.lines
         return outcomes
 
