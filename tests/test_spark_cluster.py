@@ -48,7 +48,6 @@ def cluster(spark_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "SPARK_HOME": str(home),
         "SPARK_LOCAL_IP": "127.0.0.1",
         "SPARK_LOG_DIR": str(folder),
-        "PYSPARK_PYTHON": sys.executable,
     }
     launch = [str(home / "bin" / "spark-class")]
     port = free_port()
@@ -151,7 +150,9 @@ def test_audit_on_a_standalone_cluster_agrees_with_duckdb(cluster: Path, tmp_pat
         # as docs/audit.md tells a user to size a job: Spark's own options, passed on
         spark_options={
             "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.shuffle.partitions=4 "
-            "--conf spark.executor.memory=512m pyspark-shell"
+            "--conf spark.executor.memory=512m pyspark-shell",
+            # the Python an executor would start: none is there, and none is needed
+            "PYSPARK_PYTHON": str(tmp_path / "no-python-here"),
         },
     )
     assert on_cluster.pop("engine") == "spark" and on_duck.pop("engine") == "duckdb"

@@ -4,6 +4,7 @@ reading the exports its own way into one staged shape (`Engine.load`, from what
 
 from __future__ import annotations
 
+import base64
 import bisect
 import json
 import re
@@ -713,7 +714,17 @@ class Spark(Engine):
         return f"size({among}) > size(array_distinct({among}))"
 
     def rows_table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
-        self.spark.createDataFrame(rows, columns).createOrReplaceTempView(name)
+        # rows carried in the statement (JSON, in base64 so no character needs escaping):
+        # made by the JVM alone, where `createDataFrame` starts Python workers on every
+        # executor to read them, and a cluster's executors would need Python for it
+        names = [column.split()[0] for column in columns.split(",")]
+        text = json.dumps([dict(zip(names, row, strict=True)) for row in rows])
+        encoded = base64.b64encode(text.encode()).decode()
+        schema = f"ARRAY<STRUCT<{columns}>>"
+        self.table(
+            name,
+            f"SELECT inline(from_json(CAST(unbase64('{encoded}') AS STRING), '{schema}'))",
+        )
 
     def write_parquet(self, select: str, path: Path) -> None:
         folder = Path(tempfile.mkdtemp(prefix="cio-anon-audit-"))
