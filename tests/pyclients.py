@@ -72,11 +72,16 @@ def python_clients(
         base = tmp_path_factory.mktemp("python-clients")
     folder = base / digest
     ready = folder / "ready"
-    if not ready.exists():
-        why = _build(folder)
-        if why is not None:
-            if os.environ.get("CI"):
-                pytest.fail(f"the Python clients could not be installed: {why}")
-            pytest.skip(f"the Python clients could not be installed: {why}")
-        ready.write_text(digest)
+    # the suite's processes (pytest-xdist's workers) build it once: the others wait
+    import fcntl
+
+    with (base / f"{digest}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready.exists():
+            why = _build(folder)
+            if why is not None:
+                if os.environ.get("CI"):
+                    pytest.fail(f"the Python clients could not be installed: {why}")
+                pytest.skip(f"the Python clients could not be installed: {why}")
+            ready.write_text(digest)
     return PythonClients(folder / "bin" / "python")
