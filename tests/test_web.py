@@ -318,7 +318,7 @@ def test_pages_show_new_activity_without_a_reload(browser: Any, tmp_path: Path) 
         space = serving.__enter__()
         page = browser.new_page()
         held: list[Any] = []  # the page's first ask, held until the call below is made
-        page.route("**/changes", _holding_the_first(held))
+        page.route("**/changes*", _holding_the_first(held))
         page.goto(space.url + "/people")
         while not held:
             page.wait_for_timeout(50)
@@ -340,3 +340,86 @@ def test_pages_show_new_activity_without_a_reload(browser: Any, tmp_path: Path) 
         page.get_by_role("link", name=person).wait_for(timeout=10_000)
         page.close()
         serving.__exit__(None, None, None)
+
+
+def _stamped(url: str) -> tuple[str, str, str]:
+    """A page's change mark as served: the workspace's mark, the page's digest, and the
+    time it was rendered at."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        html = answer.read().decode()
+    found = re.search(r'<meta name="cio-anon-mark" content="(\S+) (\S+)" data-at="([^"]+)">', html)
+    assert found is not None, html[:600]
+    return found.group(1), found.group(2), found.group(3)
+
+
+def _asked(site: Site, shown: str, seen: str, at: str) -> dict[str, str]:
+    import json
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"seen": seen, "page": shown, "at": at})
+    with urllib.request.urlopen(f"{site.url}/changes?{query}", timeout=10) as answer:
+        return json.loads(answer.read())  # type: ignore[no-any-return]
+
+
+def test_changes_tell_a_page_whether_what_it_shows_changed(tmp_path: Path) -> None:
+    """`/changes` renders a page again (as of the time it was rendered) only once the
+    workspace changed, and its digest stays the page's own while the changes are
+    someone else's: a person's page open during other traffic does not reload."""
+    db = tmp_path / "two.db"
+    with service.opened(db, READ_AT, write=True) as workspace:
+        for person in ("ana@example.com", "bo@example.com"):
+            service.identify(workspace, READ_AT, identifier=person)
+
+    def tracked(person: str, name: str) -> None:
+        with service.opened(db, READ_AT, write=True) as workspace:
+            service.track(workspace, READ_AT, name=name, person=person)
+
+    for site in _serve(db, pages_only=True):
+        for shown in ("/person/ana%40example.com", "/person/ana%40example.com?tab=anonymous"):
+            mark, digest, at = _stamped(site.url + shown)
+            assert _asked(site, shown, mark, at) == {"mark": mark}  # nothing to compare
+        shown = "/person/ana%40example.com"
+        mark, digest, at = _stamped(site.url + shown)
+        people_mark, people_digest, _ = _stamped(site.url + "/people")
+        tracked("bo@example.com", "Bo Only")
+        answer = _asked(site, shown, mark, at)
+        assert answer["mark"] != mark and answer["page"] == digest
+        assert _asked(site, "/people", people_mark, at)["page"] != people_digest  # a count
+        tracked("ana@example.com", "Ana Paid")
+        answer = _asked(site, shown, mark, at)
+        assert answer["page"] != digest
+        assert answer["page"] == _stamped(site.url + shown)[1]  # what a reload shows
+        with service.opened(db, READ_AT, write=True) as workspace:
+            service.delete_person(workspace, READ_AT, identifier="ana@example.com")
+        assert _asked(site, shown, mark, at)["page"] == "none"  # deleted: a reload says so
+
+
+def test_a_page_stays_put_while_others_change_and_reloads_for_its_own(
+    browser: Any, tmp_path: Path
+) -> None:
+    db = tmp_path / "two.db"
+    with service.opened(db, READ_AT, write=True) as workspace:
+        for person in ("ana@example.com", "bo@example.com"):
+            service.identify(workspace, READ_AT, identifier=person)
+    for site in _serve(db, pages_only=True):
+        page = browser.new_page()
+        page.goto(site.url + "/person/ana@example.com")
+        page.evaluate("window.kept = true")  # gone if the page reloads
+
+        def compared(response: Any) -> bool:
+            return "/changes" in response.url and "page" in response.json()
+
+        for index in range(3):
+            with page.expect_response(compared, timeout=10_000):
+                with service.opened(db, READ_AT, write=True) as workspace:
+                    service.track(workspace, READ_AT, name=f"Bo {index}", person="bo@example.com")
+        assert page.evaluate("window.kept") is True
+        with service.opened(db, READ_AT, write=True) as workspace:
+            service.track(workspace, READ_AT, name="Ana Paid", person="ana@example.com")
+        page.locator("table#identified").get_by_text("Ana Paid").wait_for(timeout=10_000)
+        assert page.evaluate("window.kept") is None
+        page.close()

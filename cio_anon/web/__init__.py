@@ -5,31 +5,36 @@ an anonymous id, the workspace — served by `cio-anon serve` beside the APIs an
 
 Pages are rendered on the server (Jinja2, autoescaped: every value from the workspace
 is text, never markup) and need no JavaScript; the stylesheet ships in the package. With
-JavaScript on, a page reloads itself when the workspace changes (`/changes`), so someone
-clicking through their app sees its calls arrive.
+JavaScript on, a page reloads itself when what it shows changes (`/changes`), so someone
+clicking through their app sees its calls arrive, and a page nothing new touches stays
+as it is while other traffic comes in.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from cio_anon import jsonio, rules, service
+from cio_anon.clock import parse_time
 from cio_anon.errors import CioAnonError, NotFound
 from cio_anon.present import words
 from cio_anon.store import Workspace
 
 PAGE = 50
 """Rows per page of a tab."""
+MARK_HERE = "cio-anon-mark-here"
+"""What a page is rendered with in place of its change mark while its digest is taken."""
 PAGE_HEADERS = {
     # the pages load only their own stylesheet and script, and no other site may frame them
     "Content-Security-Policy": (
@@ -146,6 +151,17 @@ def person_page(
 # -- the routes -----------------------------------------------------------------------
 
 
+def _digest(html: str) -> str:
+    """A page's digest: it differs when anything the page shows differs."""
+    return hashlib.sha256(html.encode()).hexdigest()[:16]
+
+
+def _marked(html: str, mark: str) -> str:
+    """A page rendered with MARK_HERE, with its change mark in place: the workspace's
+    mark when it was read, and the page's digest (which `/changes` takes again)."""
+    return html.replace(MARK_HERE, f"{mark} {_digest(html)}", 1)
+
+
 Guard = Callable[[Request], Response | None]
 """A check run before every page: a response (401, ...) refuses the request."""
 
@@ -171,7 +187,8 @@ def routes(
                 # the mark before the read: a change committed in between reloads the
                 # page once more, and none is missed (live.js starts from this mark)
                 mark = await ask(lambda ws: ws.change_mark())
-                return HTMLResponse(await build(request, clock(), mark), headers=PAGE_HEADERS)
+                html = await build(request, clock(), MARK_HERE)
+                return HTMLResponse(_marked(html, mark), headers=PAGE_HEADERS)
             except NotFound as error:
                 return _error(404, "Not found", str(error), label)
             except CioAnonError as error:
@@ -286,24 +303,59 @@ def routes(
 
         return endpoint
 
+    pages = {
+        "/": index,
+        "/people": people,
+        "/person/{ident:path}": person,
+        "/event/{event_id:path}": event,
+        "/anonymous/{anonymous_id:path}": anonymous,
+    }
+    finding = [(Route(path, build), build) for path, build in pages.items()]
+
+    async def digest_of(shown: str, at: str) -> str:
+        """The digest of the page at `shown` (its path and query) rendered again with
+        the time it was rendered at: what the page shows now, to the byte."""
+        where = urlsplit(shown)
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": unquote(where.path),
+            "query_string": where.query.encode(),
+            "headers": [],
+        }
+        for route, build in finding:
+            found, params = route.matches(scope)
+            if found is Match.FULL:
+                try:
+                    html = await build(Request({**scope, **params}), parse_time(at), MARK_HERE)
+                except CioAnonError:  # gone (a purged person) or not a time: reload
+                    return "none"
+                return _digest(html)
+        return "none"
+
     async def changes(request: Request) -> Response:
+        """The workspace's change mark; given a page (`page`, `at`: its path and the
+        time it was rendered at) and the mark it saw last (`seen`), the page's digest
+        too when the workspace changed since, so that only a page whose own content
+        changed reloads."""
         refused = guard(request)
         if refused is not None:
             return refused
         mark = await ask(lambda ws: ws.change_mark())
+        answer = {"mark": mark}
+        asked = request.query_params
+        shown, at = asked.get("page"), asked.get("at")
+        if shown is not None and at is not None and asked.get("seen") != mark:
+            answer["page"] = await digest_of(shown, at)
         return Response(
-            jsonio.dumps({"mark": mark}),
+            jsonio.dumps(answer),
             media_type="application/json",
             headers={"Cache-Control": "no-store"},
         )
 
     methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
     return [
-        Route("/", page(index), methods=methods),
-        Route("/people", page(people), methods=methods),
-        Route("/person/{ident:path}", page(person), methods=methods),
-        Route("/event/{event_id:path}", page(event), methods=methods),
-        Route("/anonymous/{anonymous_id:path}", page(anonymous), methods=methods),
+        *(Route(path, page(build), methods=methods) for path, build in pages.items()),
         Route("/static/style.css", shipped("style.css", "text/css"), methods=["GET", "HEAD"]),
         Route(
             "/static/live.js",
