@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -162,6 +162,32 @@ def _marked(html: str, mark: str) -> str:
     return html.replace(MARK_HERE, f"{mark} {_digest(html)}", 1)
 
 
+Build = Callable[[Request, datetime, str], Awaitable[str]]
+"""A page: its HTML for a request, as of a time, with a change mark."""
+
+
+async def _digest_of(pages: Sequence[tuple[Route, Build]], shown: str, at: str) -> str:
+    """The digest of the page at `shown` (its path and query) rendered again as of the
+    time it was rendered at: what the page would show now, to the byte."""
+    where = urlsplit(shown)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": unquote(where.path),
+        "query_string": where.query.encode(),
+        "headers": [],
+    }
+    for route, build in pages:
+        found, params = route.matches(scope)
+        if found is Match.FULL:
+            try:
+                html = await build(Request({**scope, **params}), parse_time(at), MARK_HERE)
+            except CioAnonError:  # gone (a deleted person) or not a time: reload
+                return "none"
+            return _digest(html)
+    return "none"
+
+
 Guard = Callable[[Request], Response | None]
 """A check run before every page: a response (401, ...) refuses the request."""
 
@@ -176,7 +202,7 @@ def routes(
     """The pages, read-only (GET and HEAD). `refused`: how serve refused a call sent
     with an id, if it did (an event's page for that id says so)."""
 
-    def page(build: Callable[[Request, datetime, str], Awaitable[str]]) -> Callable[..., Any]:
+    def page(build: Build) -> Callable[..., Any]:
         async def endpoint(request: Request) -> Response:
             refused = guard(request)
             if refused is not None:
@@ -310,28 +336,7 @@ def routes(
         "/event/{event_id:path}": event,
         "/anonymous/{anonymous_id:path}": anonymous,
     }
-    finding = [(Route(path, build), build) for path, build in pages.items()]
-
-    async def digest_of(shown: str, at: str) -> str:
-        """The digest of the page at `shown` (its path and query) rendered again with
-        the time it was rendered at: what the page shows now, to the byte."""
-        where = urlsplit(shown)
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": unquote(where.path),
-            "query_string": where.query.encode(),
-            "headers": [],
-        }
-        for route, build in finding:
-            found, params = route.matches(scope)
-            if found is Match.FULL:
-                try:
-                    html = await build(Request({**scope, **params}), parse_time(at), MARK_HERE)
-                except CioAnonError:  # gone (a purged person) or not a time: reload
-                    return "none"
-                return _digest(html)
-        return "none"
+    located = [(Route(path, build), build) for path, build in pages.items()]
 
     async def changes(request: Request) -> Response:
         """The workspace's change mark; given a page (`page`, `at`: its path and the
@@ -346,7 +351,7 @@ def routes(
         asked = request.query_params
         shown, at = asked.get("page"), asked.get("at")
         if shown is not None and at is not None and asked.get("seen") != mark:
-            answer["page"] = await digest_of(shown, at)
+            answer["page"] = await _digest_of(located, shown, at)
         return Response(
             jsonio.dumps(answer),
             media_type="application/json",
