@@ -346,10 +346,14 @@ def _stamped(url: str) -> tuple[str, str, str]:
     """A page's change mark as served: the workspace's mark, the page's digest, and the
     time it was rendered at."""
     import re
+    import urllib.error
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        html = answer.read().decode()
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            html = answer.read().decode()
+    except urllib.error.HTTPError as error:  # a page that cannot be shown (404)
+        html = error.read().decode()
     found = re.search(r'<meta name="cio-anon-mark" content="(\S+) (\S+)" data-at="([^"]+)">', html)
     assert found is not None, html[:600]
     return found.group(1), found.group(2), found.group(3)
@@ -396,6 +400,17 @@ def test_changes_tell_a_page_whether_what_it_shows_changed(tmp_path: Path) -> No
         with service.opened(db, READ_AT, write=True) as workspace:
             service.delete_person(workspace, READ_AT, identifier="ana@example.com")
         assert _asked(site, shown, mark, at)["page"] == "none"  # deleted: a reload says so
+        # a person not there yet: the 404 page stays as it is until they are
+        mark, digest, at = _stamped(site.url + "/person/cy%40example.com")
+        assert digest == "none"
+        tracked("bo@example.com", "Bo Again")
+        assert _asked(site, "/person/cy%40example.com", mark, at) == {
+            "mark": _stamped(site.url + "/")[0],
+            "page": "none",
+        }
+        with service.opened(db, READ_AT, write=True) as workspace:
+            service.identify(workspace, READ_AT, identifier="cy@example.com")
+        assert _asked(site, "/person/cy%40example.com", mark, at)["page"] != "none"
 
 
 def test_a_page_stays_put_while_others_change_and_reloads_for_its_own(

@@ -35,6 +35,8 @@ PAGE = 50
 """Rows per page of a tab."""
 MARK_HERE = "cio-anon-mark-here"
 """What a page is rendered with in place of its change mark while its digest is taken."""
+NO_PAGE = "none"
+"""The digest of a page that cannot be shown: a person deleted, or not there yet."""
 PAGE_HEADERS = {
     # the pages load only their own stylesheet and script, and no other site may frame them
     "Content-Security-Policy": (
@@ -182,10 +184,10 @@ async def _digest_of(pages: Sequence[tuple[Route, Build]], shown: str, at: str) 
         if found is Match.FULL:
             try:
                 html = await build(Request({**scope, **params}), parse_time(at), MARK_HERE)
-            except CioAnonError:  # gone (a deleted person) or not a time: reload
-                return "none"
+            except CioAnonError:  # not there (a person deleted, or not yet) or no time
+                return NO_PAGE
             return _digest(html)
-    return "none"
+    return NO_PAGE
 
 
 Guard = Callable[[Request], Response | None]
@@ -209,16 +211,18 @@ def routes(
                 return refused
             if request.method not in ("GET", "HEAD"):
                 return _error(405, "Not allowed", "These pages only read.", label)
+            now, live = clock(), None
             try:
                 # the mark before the read: a change committed in between reloads the
                 # page once more, and none is missed (live.js starts from this mark)
                 mark = await ask(lambda ws: ws.change_mark())
-                html = await build(request, clock(), MARK_HERE)
+                live = f"{mark} {NO_PAGE}"  # if it cannot be shown: once it can, it reloads
+                html = await build(request, now, MARK_HERE)
                 return HTMLResponse(_marked(html, mark), headers=PAGE_HEADERS)
             except NotFound as error:
-                return _error(404, "Not found", str(error), label)
+                return _error(404, "Not found", str(error), label, live, now)
             except CioAnonError as error:
-                return _error(error.status, "Cannot show this", str(error), label)
+                return _error(error.status, "Cannot show this", str(error), label, live, now)
 
         return endpoint
 
@@ -376,9 +380,24 @@ def not_found(path: str, label: str) -> HTMLResponse:
     return _error(404, "Not found", f"There is no page at {path}.", label)
 
 
-def _error(status: int, heading: str, message: str, label: str) -> HTMLResponse:
+def _error(
+    status: int,
+    heading: str,
+    message: str,
+    label: str,
+    mark: str | None = None,
+    now: datetime | None = None,
+) -> HTMLResponse:
+    """An error page; with a change mark (and the time it was made at), a page that could
+    not be shown, which reloads itself once it can be (a person whose calls arrive)."""
     body = render(
-        "error.html", title=heading, heading=heading, message=message, now=None, workspace=label
+        "error.html",
+        title=heading,
+        heading=heading,
+        message=message,
+        now=now,
+        workspace=label,
+        mark=mark,
     )
     return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
