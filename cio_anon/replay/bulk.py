@@ -440,13 +440,11 @@ class Batch:
     def _request(self, calls: list[Call], tally: Tally) -> None:
         """Apply one recorded request's calls (with --keep-going, inside
         `Service.whole`): its plain calls in bulk, the others by the service alone."""
-        while calls:
-            end = _operation_before(calls, len(calls))
-            done = self._run(calls, end, False, tally) if end else 0
-            if done == len(calls):
-                return
-            self.service.alone(calls[done], tally)
-            calls = calls[done + 1 :]
+        in_runs(
+            calls,
+            lambda run: self._run(run, len(run), False, tally),
+            lambda place: self.service.alone(calls[place], tally),
+        )
 
     def _applied(self, calls: list[Call], start: int, stop: int) -> None:
         """Tell of the records whose last call is among `calls[start:stop]`, just
@@ -491,10 +489,26 @@ def _decided(
     return run, first
 
 
-def _operation_before(calls: list[Call], end: int) -> int:
-    """The place of the first call before `end` that `plain` left to the service, or
-    `end`."""
-    for index in range(end):
+def in_runs(
+    calls: list[Call], run: Callable[[list[Call]], int], alone: Callable[[int], None]
+) -> None:
+    """Apply calls in order: each stretch of plain calls by `run` (in bulk: how many it
+    wrote, stopping at one it cannot take), and each call the bulk path leaves to the
+    service, or could not take, by `alone`, given its place in `calls`."""
+    start = 0
+    while start < len(calls):
+        end = _operation_before(calls, len(calls), start)
+        if end > start:
+            start += run(calls[start:end])
+        if start < len(calls):
+            alone(start)
+            start += 1
+
+
+def _operation_before(calls: list[Call], end: int, start: int = 0) -> int:
+    """The place of the first call from `start` before `end` that `plain` left to the
+    service, or `end`."""
+    for index in range(start, end):
         if for_service(calls[index]):
             return index
     return end

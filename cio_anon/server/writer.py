@@ -331,22 +331,18 @@ class Writer(threading.Thread):
         one it leaves to the service), each call for the service alone, as an item of
         its own (`_operation`); each job's outcomes."""
         file = jobs[0].job.source.file
-        calls = [
-            (index, place, call)
-            for index, plain in enumerate(jobs)
-            for place, call in enumerate(plain.calls)
+        calls = [call for plain in jobs for call in plain.calls]
+        where = [
+            (index, place) for index, plain in enumerate(jobs) for place in range(len(plain.calls))
         ]
         outcomes: list[list[CioAnonError | None]] = [[None] * len(p.calls) for p in jobs]
-        start = 0
-        while start < len(calls):
-            end = next((i for i in range(start, len(calls)) if bulk.for_service(calls[i][2])), None)
-            run = [call for _, _, call in calls[start:end]]
-            start += bulk.apply_calls(self.workspace, run, file) if run else 0
-            if start < len(calls):  # a call for the service, or one the run could not take
-                index, place, _ = calls[start]
-                job = jobs[index].job
-                outcomes[index][place] = self._operation(job.operations[place], job.source)
-                start += 1
+
+        def alone(at: int) -> None:
+            index, place = where[at]
+            job = jobs[index].job
+            outcomes[index][place] = self._operation(job.operations[place], job.source)
+
+        bulk.in_runs(calls, lambda run: bulk.apply_calls(self.workspace, run, file), alone)
         return outcomes
 
     def _job(self, job: Job, lines: list[str]) -> Any:
