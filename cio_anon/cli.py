@@ -45,6 +45,15 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+def _folder_there(value: Path | None) -> Path | None:
+    """An output file's folder is looked for before the work, not after it (an audit
+    writes its placements at the end)."""
+    if value is not None and str(value) != "-" and not value.parent.is_dir():
+        raise typer.BadParameter(f"the folder {value.parent} does not exist.")
+    return value
+
+
 DbOption = Annotated[
     Path,
     typer.Option(
@@ -72,6 +81,7 @@ ReportOption = Annotated[
         "--output",
         metavar="FILE",
         dir_okay=False,
+        callback=_folder_there,
         help="Write the report here instead of stdout (-: stdout).",
     ),
 ]
@@ -249,7 +259,8 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], str]] = {
             "cio-anon audit s3-copy/ --engine spark --spark-master spark://host:7077",
         ),
         "0 audited, no error-level finding; 1 an error-level finding, or an export the "
-        "audit cannot read or place set-based; 2 usage",
+        "audit cannot read or place set-based, or the engine failed (said in a sentence); "
+        "2 usage",
     ),
     "ui": (
         (
@@ -842,6 +853,7 @@ def show(
             "--html",
             metavar="FILE",
             dir_okay=False,
+            callback=_folder_there,
             help="Write the person's page (both tabs) as one self-contained HTML file.",
         ),
     ] = None,
@@ -1036,11 +1048,12 @@ def _progress(files: list[Path]) -> Iterator[Callable[[int], None] | None]:
 
 
 @contextlib.contextmanager
-def _steps() -> Iterator[Callable[[str, float | None], None] | None]:
-    """A progress bar on stderr, when it is a terminal, for work told in steps: each
-    step's name, and its bar when how far it is is known (a pulse when not)."""
+def _steps() -> Iterator[tuple[Callable[[str, float | None], None] | None, Callable[[str], None]]]:
+    """For work told in steps: a progress bar on stderr, when it is a terminal (each
+    step's name, and its bar when how far it is is known; a pulse when not), and where
+    to say what the user should know meanwhile (a line on stderr, above the bar)."""
     if not sys.stderr.isatty():
-        yield None
+        yield None, lambda text: typer.echo(text, err=True)
         return
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -1057,7 +1070,7 @@ def _steps() -> Iterator[Callable[[str, float | None], None] | None]:
             else:
                 bar.update(task, description=step, total=1.0, completed=fraction)
 
-        yield show
+        yield show, lambda text: bar.console.print(text, markup=False, highlight=False)
 
 
 PROGRESS_THRESHOLD = 1_000_000
@@ -1273,7 +1286,10 @@ def audit(
     placements: Annotated[
         Path | None,
         typer.Option(
-            metavar="FILE", dir_okay=False, help="Write one row per event (Parquet) here."
+            metavar="FILE",
+            dir_okay=False,
+            callback=_folder_there,
+            help="Write one row per event (Parquet) here.",
         ),
     ] = None,
     engine: Annotated[
@@ -1305,7 +1321,10 @@ def audit(
     output: Annotated[
         Path | None,
         typer.Option(
-            metavar="FILE", dir_okay=False, help="Write junit/sarif/github here (-: stdout)."
+            metavar="FILE",
+            dir_okay=False,
+            callback=_folder_there,
+            help="Write junit/sarif/github here (-: stdout).",
         ),
     ] = None,
     db: Annotated[
@@ -1315,6 +1334,7 @@ def audit(
             "--workspace",
             metavar="PATH",
             dir_okay=False,
+            callback=_folder_there,
             help="Also replay the exports into this workspace (for log, show, explain, ui); "
             "none by default, and CIO_ANON_DB is not read.",
         ),
@@ -1348,9 +1368,14 @@ def audit(
         if fmt not in report_module.FORMATS:
             raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(report_module.FORMATS)}")
     paths = audit_module.exports(exports)
-    with _steps() as progress:
+    with _steps() as (progress, notice):
         report = audit_module.audit(
-            paths, engine_name=engine.value, placements_out=placements, progress=progress, **options
+            paths,
+            engine_name=engine.value,
+            placements_out=placements,
+            progress=progress,
+            notice=notice,
+            **options,
         )
     if db is not None:
         audit_module.materialize(paths, db, resolve_now(at))
@@ -1414,6 +1439,7 @@ def check(
         typer.Option(
             metavar="FILE",
             dir_okay=False,
+            callback=_folder_there,
             help="Write this run's findings as the baseline, and exit 0.",
         ),
     ] = None,
@@ -1487,13 +1513,19 @@ def diff_command(
     output: ReportOption = None,
     html: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", dir_okay=False, help="Also write a side-by-side HTML page."),
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            callback=_folder_there,
+            help="Also write a side-by-side HTML page.",
+        ),
     ] = None,
     accept: Annotated[
         Path | None,
         typer.Option(
             metavar="FILE",
             dir_okay=False,
+            callback=_folder_there,
             help="Write the new run's outcomes here, as the expected ones, and exit 0.",
         ),
     ] = None,
@@ -1547,6 +1579,7 @@ def plan_infer(
         typer.Option(
             metavar="FILE",
             dir_okay=False,
+            callback=_folder_there,
             help="Write the plan here instead of stdout (-: stdout).",
         ),
     ] = None,

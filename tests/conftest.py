@@ -31,10 +31,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("spark"))
 
 
-def on_a_terminal(command: list[str], folder: Path) -> tuple[int, bytes, bytes]:
+def on_a_terminal(
+    command: list[str], folder: Path, seeing: Callable[[bytes, int], None] | None = None
+) -> tuple[int, bytes, bytes]:
     """Run `command` with its stderr on a pseudo-terminal: its exit code, what the
     terminal showed, and its stdout (kept in a file of `folder`: a pipe nobody reads
-    while the terminal is read would fill and stop the process)."""
+    while the terminal is read would fill and stop the process). `seeing` is given what
+    the terminal has shown so far, and the process id, as it shows more."""
     import os
     import pty
     import subprocess
@@ -55,6 +58,8 @@ def on_a_terminal(command: list[str], folder: Path) -> tuple[int, bytes, bytes]:
         if not chunk:
             break
         seen += chunk
+        if seeing is not None:
+            seeing(seen, process.pid)
     process.wait(timeout=120)
     os.close(leader)
     return process.returncode, seen, kept.read_bytes()

@@ -852,3 +852,138 @@ def test_exports_without_events_say_so(cli: Cli, tmp_path: Path) -> None:
     empty = tmp_path / "empty.ndjson"
     empty.write_text("")
     assert cli("audit", str(empty)).stdout.strip() == "No events in 0 records: nothing to place."
+
+
+# -- what fails around the input: a sentence, and at once where it can be -------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["audit", "EXPORT", "--placements", "MISSING"],
+        ["audit", "EXPORT", "--format", "junit", "--output", "MISSING"],
+        ["audit", "EXPORT", "--db", "MISSING"],
+        ["check", "EXPORT", "--write-baseline", "MISSING"],
+        ["plan", "infer", "EXPORT", "--output", "MISSING"],
+    ],
+)
+def test_a_file_to_write_into_a_folder_not_there_is_refused_before_the_work(
+    cli: Cli, tmp_path: Path, command: list[str]
+) -> None:
+    """Said before the audit runs (it writes its placements at the end, after minutes on
+    a large export), as a usage error naming the folder."""
+    export = _generated_export(tmp_path, 200)
+    missing = tmp_path / "not-made-yet" / "out"
+    arguments = [
+        {"EXPORT": str(export), "MISSING": str(missing)}.get(part, part) for part in command
+    ]
+    refused = cli(*arguments, code=2)
+    assert f"the folder {missing.parent} does not exist." in refused.stderr, refused.stderr
+    assert not missing.parent.exists()
+    arguments[-1] = str(tmp_path / "out")  # the same command, into a folder that is there
+    cli(*arguments, code=None)
+    assert (tmp_path / "out").exists()
+
+
+def _audit_process(
+    arguments: list[str], env: dict[str, str] | None = None
+) -> Any:  # subprocess.Popen[str]
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "cio_anon", "audit", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})},
+    )
+
+
+def _said(process: Any) -> str:
+    """The last line of a finished audit's stderr, after checking it failed in a
+    sentence (exit 1, no traceback)."""
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1, stderr[-3000:]
+    assert "Traceback" not in stderr and "Py4J" not in stderr, stderr[-3000:]
+    last = str(stderr.strip().splitlines()[-1])
+    assert last.startswith("Error: "), stderr[-3000:]
+    return last
+
+
+@pytest.mark.slow
+def test_spark_that_cannot_start_says_why(spark_ready: None, tmp_path: Path) -> None:
+    """A master where nothing listens (said at once: Spark would try for a minute), a
+    URL that names no master, and no Java."""
+    from tests.conftest import free_port
+
+    export = str(_generated_export(tmp_path, 200))
+    nowhere = f"spark://127.0.0.1:{free_port()}"
+    said = _said(_audit_process([export, "--engine", "spark", "--spark-master", nowhere]))
+    assert f"Nothing answers at {nowhere} (connection refused)" in said
+    said = _said(_audit_process([export, "--engine", "spark", "--spark-master", "sprak://h:7077"]))
+    assert "--spark-master sprak://h:7077 is not a master URL Spark takes" in said
+    no_java = {"JAVA_HOME": str(tmp_path / "no-java-here")}
+    said = _said(_audit_process([export, "--engine", "spark"], no_java))
+    assert said.startswith("Error: Spark could not start: ") and "JAVA_HOME" in said, said
+
+
+@pytest.mark.slow
+def test_spark_whose_java_process_dies_says_so(spark_ready: None, tmp_path: Path) -> None:
+    """The JVM under the audit killed once the audit is at its steps (as the kernel
+    kills a process out of memory): a sentence, not Py4J's traceback."""
+    import os
+    import re
+    import signal
+    import sys
+
+    from tests.conftest import on_a_terminal
+
+    export = _generated_export(tmp_path, 20_000)
+    killed: list[int] = []
+
+    def kill_its_java_at_a_step(seen: bytes, pid: int) -> None:
+        if killed or b"Reading the exports" not in seen:
+            return
+        for entry in os.listdir("/proc"):  # its children: the JVM
+            try:
+                stat = (Path("/proc") / entry / "stat").read_text()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[1] == str(pid):
+                os.kill(int(entry), signal.SIGKILL)
+                killed.append(int(entry))
+
+    command = [sys.executable, "-m", "cio_anon", "audit", str(export), "--engine", "spark"]
+    code, seen, _ = on_a_terminal(command, tmp_path, kill_its_java_at_a_step)
+    shown = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", seen).decode(errors="replace")
+    assert killed and code == 1, shown[-3000:]
+    assert "Traceback" not in shown and "Py4J" not in shown, shown[-3000:]
+    said = shown.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"Error: Spark failed while [a-z' .]+: its Java process stopped answering "
+        r"\(killed, or out of memory\?\)\.",
+        said.strip(),
+    ), said
+
+
+def _onto_a_full_disk(cli: Cli, tmp_path: Path, engine: str) -> None:
+    full = Path("/dev/full")  # every write: "No space left on device"
+    if not full.exists():
+        pytest.skip("no /dev/full here")
+    export = _generated_export(tmp_path, 200)
+    failed = cli("audit", str(export), "--engine", engine, "--placements", str(full), code=1)
+    assert failed.stderr.startswith("Error: "), failed.stderr
+    assert "No space left on device" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_a_full_disk_under_the_placements_is_a_sentence(cli: Cli, tmp_path: Path) -> None:
+    _onto_a_full_disk(cli, tmp_path, "duckdb")
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_spark_placements_is_a_sentence(
+    spark_ready: None, cli: Cli, tmp_path: Path
+) -> None:
+    _onto_a_full_disk(cli, tmp_path, "spark")

@@ -9,11 +9,14 @@ import bisect
 import json
 import re
 import shutil
+import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from cio_anon import rules
 from cio_anon.audit.exports import AuditError, Export, is_array
@@ -39,6 +42,9 @@ PROGRESS_POLL = 0.1
 Progress = Callable[[str, float | None], None]
 """Told what an audit is doing: the step, and how far its running statement is (0 to 1;
 None where the engine cannot say)."""
+Notice = Callable[[str], None]
+"""Told, in a sentence, what the user should know while the audit goes on (a cluster
+that gives it no executor)."""
 
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
@@ -81,6 +87,13 @@ SPARK_LOCAL_MEMORY = "2g"
 aggregation on a long-lived session)."""
 SPARK_LOCAL_PARTITIONS = 8
 """Shuffle partitions in local mode."""
+SPARK_MASTER_PORT = 7077
+"""The port of a `spark://` master URL that names none (Spark's own default)."""
+SPARK_REACH_SECONDS = 5.0
+"""How long a master's address is given to take a connection before the audit says
+that nothing answers there (Spark itself would try for a minute)."""
+SPARK_IDLE_SAID = 10.0
+"""Seconds a cluster's job may wait with no executor before the audit says so."""
 
 
 # -- the engines ----------------------------------------------------------------------
@@ -92,10 +105,48 @@ class Engine:
     Parquet. Everything else is the shared SQL below."""
 
     name = ""
+    title = ""
+    """The engine's name in a sentence."""
+    errors: tuple[type[Exception], ...] = ()
+    """What the engine itself raises when it fails (not for the input: that is said as
+    an AuditError where it is found)."""
     progress: Progress | None = None
+    notice: Notice | None = None
     step = ""
 
     _scratch: Path | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        """Close; a failure of the engine's own (not the input's) said in a sentence.
+        Closing after a failure may fail too (an engine that died): the first is said."""
+        try:
+            self.close()
+        except Exception:
+            if error is None:
+                raise
+        if isinstance(error, Exception) and not isinstance(error, AuditError):
+            said = self.failure(error)
+            if said is not None:
+                raise AuditError(said) from None
+
+    def failure(self, error: Exception) -> str | None:
+        """The sentence for an error the engine itself raised, or None for another."""
+        if not isinstance(error, self.errors):
+            return None
+        where = f"while {self.step[0].lower()}{self.step[1:]}" if self.step else "at the start"
+        return f"{self.title} failed {where}: {self._reason(error)}."
+
+    def _reason(self, error: Exception) -> str:
+        """What went wrong, from one of the engine's errors."""
+        return _first_line(str(error)).rstrip(".")
 
     def scratch(self) -> Path:
         """A folder of the engine's own, removed when it closes (Spark reads lazily)."""
@@ -197,6 +248,32 @@ class Engine:
         raise NotImplementedError
 
     def write_parquet(self, select: str, path: Path) -> None:
+        """Write a query's rows to `path`, one Parquet file: made in a folder of the
+        engine's (`_room`), then moved there (what stops the move, a full disk, said in
+        a sentence)."""
+        room = self._room(path)
+        try:
+            made = self._parquet(select, room / "written")
+            if made is None:
+                raise AuditError(
+                    f"{self.title}'s executors wrote the placements where this machine does "
+                    f"not see them ({path.parent}): give --placements a path on storage every "
+                    "node mounts at the same place, as the exports are."
+                )
+            shutil.move(made, path)
+        except OSError as error:
+            raise AuditError(f"Cannot write {path}: {error.strerror}.") from None
+        finally:
+            if room != self.scratch():
+                shutil.rmtree(room, ignore_errors=True)
+
+    def _room(self, path: Path) -> Path:
+        """Where the engine makes a file that goes to `path`: its scratch folder."""
+        return self.scratch()
+
+    def _parquet(self, select: str, place: Path) -> Path | None:
+        """Write a query's rows at `place` as Parquet: the file made (None if it is not
+        where this machine sees it: an executor of a cluster wrote it)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -205,6 +282,7 @@ class Engine:
 
 class DuckDB(Engine):
     name = "duckdb"
+    title = "DuckDB"
 
     def __init__(self, memory_limit: str | None = None) -> None:
         import duckdb  # noqa: PLC0415 (only `audit` needs DuckDB)
@@ -217,6 +295,7 @@ class DuckDB(Engine):
         self.conn.execute("SET enable_progress_bar = true")
         self.conn.execute("SET enable_progress_bar_print = false")
         self.out_of_memory = duckdb.OutOfMemoryException
+        self.errors = (duckdb.Error,)
         self.memory_limit = memory_limit
         # spill beside the engine's other scratch files, not into the working directory
         self.conn.execute(f"SET temp_directory = {quoted(str(self.scratch() / 'spill'))}")
@@ -560,8 +639,9 @@ class DuckDB(Engine):
             marks = ", ".join("?" * len(rows[0]))
             self.conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
 
-    def write_parquet(self, select: str, path: Path) -> None:
-        self._execute(f"COPY ({select}) TO {quoted(str(path))} (FORMAT parquet)")
+    def _parquet(self, select: str, place: Path) -> Path | None:
+        self._execute(f"COPY ({select}) TO {quoted(str(place))} (FORMAT parquet)")
+        return place
 
     def close(self) -> None:
         self.conn.close()
@@ -573,14 +653,22 @@ class Spark(Engine):
     and Parquet; a JSON array is refused (Spark reads arrays only whole per file)."""
 
     name = "spark"
+    title = "Spark"
 
     def __init__(self, master: str | None = None) -> None:
         try:
+            from py4j.protocol import Py4JError  # noqa: PLC0415
+            from pyspark.errors import PySparkException  # noqa: PLC0415
             from pyspark.sql import SparkSession  # noqa: PLC0415
         except ImportError:
             raise InvalidInput(
                 "--engine spark needs PySpark: pip install 'cio-anon[spark]' (and Java)."
             ) from None
+        # Spark's own failures: the JVM's (through Py4J), PySpark's, and the JVM gone
+        self.errors = (Py4JError, PySparkException, ConnectionError)
+        self.master = master
+        if master is not None:
+            reach_master(master)
         builder = (
             SparkSession.builder.master(master or "local[*]")
             .appName("cio-anon audit")
@@ -596,8 +684,57 @@ class Spark(Engine):
             # shuffle partitions (Spark's 200 are made for a cluster)
             builder = builder.config("spark.driver.memory", SPARK_LOCAL_MEMORY)
             builder = builder.config("spark.sql.shuffle.partitions", str(SPARK_LOCAL_PARTITIONS))
-        self.spark = builder.getOrCreate()
-        self.spark.sparkContext.setLogLevel("ERROR")
+        try:
+            self.spark = builder.getOrCreate()
+            self.spark.sparkContext.setLogLevel("ERROR")
+        except self.errors as error:
+            raise AuditError(
+                f"Spark could not start{f' on {master}' if master else ''}: {self._reason(error)}."
+            ) from None
+        self._done = threading.Event()
+        if not (self.spark.sparkContext.master or "local").startswith("local"):
+            # Spark waits for executors without end, and its warning that none came is
+            # below the log level kept: the audit says it
+            threading.Thread(target=self._watch, name="cio-anon-executors", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Say once when a job has waited SPARK_IDLE_SAID seconds with no executor."""
+        context = self.spark.sparkContext
+        idle_since: float | None = None
+        while not self._done.wait(1.0):
+            try:
+                executors = context._jsc.sc().getExecutorIds().size()
+                waiting = bool(context.statusTracker().getActiveStageIds())
+            except self.errors:
+                return  # the JVM is gone: the audit's own call says so
+            if executors or not waiting:
+                idle_since = None
+                continue
+            idle_since = idle_since if idle_since is not None else time.monotonic()
+            if time.monotonic() - idle_since >= SPARK_IDLE_SAID and self.notice is not None:
+                self.notice(
+                    f"Spark's master {self.master} has given this audit no executor in "
+                    f"{SPARK_IDLE_SAID:.0f} s; it waits for a worker with a free core and "
+                    "the memory an executor asks (spark.executor.memory, 1g unless set)."
+                )
+                return
+
+    def _reason(self, error: Exception) -> str:
+        """Spark's error said: the JVM's deepest cause, PySpark's own, or the JVM gone."""
+        from py4j.protocol import Py4JJavaError, Py4JNetworkError  # noqa: PLC0415
+        from pyspark.errors import PySparkRuntimeError  # noqa: PLC0415
+
+        if isinstance(error, Py4JJavaError):
+            cause = error.java_exception
+            while cause.getCause() is not None:
+                cause = cause.getCause()
+            return _first_line(str(cause.getMessage() or cause.toString())).rstrip(".")
+        if isinstance(error, PySparkRuntimeError):  # the Java process did not start
+            java = "Spark runs on Java: JAVA_HOME, or java on the PATH"
+            return f"{super()._reason(error)} ({java})"
+        if isinstance(error, ConnectionError | Py4JNetworkError):
+            return "its Java process stopped answering (killed, or out of memory?)"
+        return super()._reason(error)
 
     def load(self, exports: Sequence[Export]) -> int:
         from pyspark.sql import functions
@@ -726,21 +863,66 @@ class Spark(Engine):
             f"SELECT inline(from_json(CAST(unbase64('{encoded}') AS STRING), '{schema}'))",
         )
 
-    def write_parquet(self, select: str, path: Path) -> None:
-        folder = Path(tempfile.mkdtemp(prefix="cio-anon-audit-"))
-        try:
-            self.spark.sql(select).coalesce(1).write.mode("overwrite").parquet(str(folder / "out"))
-            (part,) = (folder / "out").glob("part-*.parquet")
-            shutil.move(str(part), path)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+    def _room(self, path: Path) -> Path:
+        if self.master is None or self.master.startswith("local"):
+            return self.scratch()
+        # an executor writes the file, into its own machine's folder of that name: a
+        # folder beside `path`, which every node mounts as the exports are, not this
+        # machine's scratch folder
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+
+    def _parquet(self, select: str, place: Path) -> Path | None:
+        # a folder of parts, one part here
+        self.spark.sql(select).coalesce(1).write.mode("overwrite").parquet(str(place))
+        parts = list(place.glob("part-*.parquet"))
+        return parts[0] if len(parts) == 1 else None
 
     def close(self) -> None:
         # the tables' rows (kept by localCheckpoint) and anything cached
-        for rdd in self.spark.sparkContext._jsc.getPersistentRDDs().values():
-            rdd.unpersist(False)
-        self.spark.catalog.clearCache()
-        self._remove_scratch()
+        self._done.set()
+        try:
+            for rdd in self.spark.sparkContext._jsc.getPersistentRDDs().values():
+                rdd.unpersist(False)
+            self.spark.catalog.clearCache()
+        finally:
+            self._remove_scratch()
+
+
+SPARK_MASTERS = ("spark://", "k8s://", "yarn", "local", "mesos://")
+"""What a master URL starts with, for Spark to take it."""
+
+
+def reach_master(master: str) -> None:
+    """Refuse, at once and in a sentence, a master URL Spark would not take, and a
+    `spark://` master where nothing takes a connection (at any address of a URL naming
+    several, as a master with standby ones is named)."""
+    if not master.startswith(SPARK_MASTERS):
+        raise AuditError(
+            f"--spark-master {master} is not a master URL Spark takes: spark://HOST:PORT (a "
+            "standalone cluster), k8s://…, yarn, or local[N]."
+        )
+    if not master.startswith("spark://"):
+        return
+    why = ""
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
+        try:
+            with socket.create_connection(
+                (host.strip("[]"), int(port or SPARK_MASTER_PORT)), SPARK_REACH_SECONDS
+            ):
+                return
+        except ValueError:
+            raise AuditError(f"--spark-master {master}: {port!r} is not a port.") from None
+        except OSError as error:
+            why = error.strerror or str(error) or "timed out"
+    raise AuditError(
+        f"Nothing answers at {master} ({why.lower()}): is its Spark master running, and is "
+        'this the URL it gives (its log says "Starting Spark master at spark://…")?'
+    )
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def engine(name: str, *, memory_limit: str | None = None, master: str | None = None) -> Engine:

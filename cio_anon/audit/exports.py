@@ -22,7 +22,8 @@ SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz",
 
 
 class AuditError(CioAnonError):
-    """An export the audit cannot read, or a record it cannot place set-based."""
+    """An export the audit cannot read, a record it cannot place set-based, or the
+    engine's own failure (Spark's master not there, its Java process gone)."""
 
 
 def exports(patterns: Sequence[str]) -> list[Path]:

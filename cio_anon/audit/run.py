@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cio_anon.audit import setrules
-from cio_anon.audit.engines import DuckDB, Engine, Progress, engine
+from cio_anon.audit.engines import DuckDB, Engine, Notice, Progress, engine
 from cio_anon.audit.exports import AuditError
 from cio_anon.audit.findings import findings
 from cio_anon.audit.reading import quoted
@@ -49,16 +49,13 @@ def placements(
     paths: Sequence[Path], *, engine_name: str = "duckdb", **options: Any
 ) -> list[setrules.Placement]:
     """Every event of the exports with its rule and person, in stream order."""
-    db = engine(engine_name, **options)
-    try:
+    with engine(engine_name, **options) as db:
         stage(db, paths)
         db.table("placements", setrules.placements(db.key))
         rows = db.rows(
             "SELECT event_id, rule, person, merged_at, can_trigger FROM placements ORDER BY seq"
         )
         return setrules.placed(rows)
-    finally:
-        db.close()
 
 
 def audit(
@@ -67,16 +64,17 @@ def audit(
     engine_name: str = "duckdb",
     placements_out: Path | None = None,
     progress: Progress | None = None,
+    notice: Notice | None = None,
     **options: Any,
 ) -> AuditReport:
     """Place the exports' events and count them: per rule, per day, per source; and the
     identity findings a set-based pass sees (reused and placeholder ids, late events).
-    `progress` is told each step and how far it is."""
+    `progress` is told each step and how far it is, `notice` what the user should know
+    meanwhile. The engine's own failures are said as an AuditError."""
     if progress is not None:
         progress(f"Starting {engine_name}", None)
-    db = engine(engine_name, **options)
-    db.progress = progress
-    try:
+    with engine(engine_name, **options) as db:
+        db.progress, db.notice = progress, notice
         records = stage(db, paths)
         placed = setrules.placements(db.key)
         if placements_out is not None:  # kept: written out, then counted
@@ -108,8 +106,6 @@ def audit(
             by_source={name: _sorted(rules) for name, rules in sorted(tally.by_source.items())},
             findings=found,
         )
-    finally:
-        db.close()
 
 
 @dataclass
