@@ -940,7 +940,7 @@ def test_spark_whose_java_process_dies_says_so(spark_ready: None, tmp_path: Path
 
     from tests.conftest import on_a_terminal
 
-    export = _generated_export(tmp_path, 20_000)
+    export = _generated_export(tmp_path, 2_000)
     killed: list[int] = []
 
     def kill_its_java_at_a_step(seen: bytes, pid: int) -> None:
