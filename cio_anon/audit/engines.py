@@ -129,17 +129,21 @@ class Engine:
         Closing after a failure may fail too (an engine that died): the first is said."""
         try:
             self.close()
-        except Exception:
+        except Exception as closing:
             if error is None:
-                raise
-        if isinstance(error, Exception) and not isinstance(error, AuditError):
+                said = self.failure(closing)
+                if said is None:
+                    raise
+                raise AuditError(said) from None
+        if isinstance(error, Exception):
             said = self.failure(error)
             if said is not None:
                 raise AuditError(said) from None
 
     def failure(self, error: Exception) -> str | None:
-        """The sentence for an error the engine itself raised, or None for another."""
-        if not isinstance(error, self.errors):
+        """The sentence for an error the engine itself raised, or None for another (an
+        AuditError says itself)."""
+        if not isinstance(error, self.errors) or isinstance(error, AuditError):
             return None
         where = f"while {self.step[0].lower()}{self.step[1:]}" if self.step else "at the start"
         return f"{self.title} failed {where}: {self._reason(error)}."
@@ -252,6 +256,7 @@ class Engine:
         engine's (`_room`), then moved there (what stops the move, a full disk, said in
         a sentence)."""
         room = self._room(path)
+        own = room != self._scratch  # made for this file alone
         try:
             made = self._parquet(select, room / "written")
             if made is None:
@@ -264,7 +269,7 @@ class Engine:
         except OSError as error:
             raise AuditError(f"Cannot write {path}: {error.strerror}.") from None
         finally:
-            if room != self.scratch():
+            if own:
                 shutil.rmtree(room, ignore_errors=True)
 
     def _room(self, path: Path) -> Path:
@@ -667,6 +672,7 @@ class Spark(Engine):
         # Spark's own failures: the JVM's (through Py4J), PySpark's, and the JVM gone
         self.errors = (Py4JError, PySparkException, ConnectionError)
         self.master = master
+        self.on_cluster = not (master or "local").startswith("local")
         if master is not None:
             reach_master(master)
         builder = (
@@ -688,11 +694,19 @@ class Spark(Engine):
             self.spark = builder.getOrCreate()
             self.spark.sparkContext.setLogLevel("ERROR")
         except self.errors as error:
+            # (PySpark's own error here: its Java process did not start)
+            java = isinstance(error, PySparkException) and not isinstance(error, Py4JError)
             raise AuditError(
-                f"Spark could not start{f' on {master}' if master else ''}: {self._reason(error)}."
+                f"Spark could not start{f' on {master}' if master else ''}: {self._reason(error)}"
+                + (
+                    " (what Spark printed above says why; no Java, for one: JAVA_HOME, or java "
+                    "on the PATH)."
+                    if java
+                    else "."
+                )
             ) from None
         self._done = threading.Event()
-        if not (self.spark.sparkContext.master or "local").startswith("local"):
+        if self.on_cluster:
             # Spark waits for executors without end, and its warning that none came is
             # below the log level kept: the audit says it
             threading.Thread(target=self._watch, name="cio-anon-executors", daemon=True).start()
@@ -722,16 +736,12 @@ class Spark(Engine):
     def _reason(self, error: Exception) -> str:
         """Spark's error said: the JVM's deepest cause, PySpark's own, or the JVM gone."""
         from py4j.protocol import Py4JJavaError, Py4JNetworkError  # noqa: PLC0415
-        from pyspark.errors import PySparkRuntimeError  # noqa: PLC0415
 
         if isinstance(error, Py4JJavaError):
             cause = error.java_exception
             while cause.getCause() is not None:
                 cause = cause.getCause()
             return _first_line(str(cause.getMessage() or cause.toString())).rstrip(".")
-        if isinstance(error, PySparkRuntimeError):  # the Java process did not start
-            java = "Spark runs on Java: JAVA_HOME, or java on the PATH"
-            return f"{super()._reason(error)} ({java})"
         if isinstance(error, ConnectionError | Py4JNetworkError):
             return "its Java process stopped answering (killed, or out of memory?)"
         return super()._reason(error)
@@ -864,7 +874,7 @@ class Spark(Engine):
         )
 
     def _room(self, path: Path) -> Path:
-        if self.master is None or self.master.startswith("local"):
+        if not self.on_cluster:
             return self.scratch()
         # an executor writes the file, into its own machine's folder of that name: a
         # folder beside `path`, which every node mounts as the exports are, not this
