@@ -40,6 +40,7 @@ def on_a_terminal(
     the terminal has shown so far, and the process id, as it shows more."""
     import os
     import pty
+    import select
     import subprocess
 
     leader, follower = pty.openpty()
@@ -51,6 +52,12 @@ def on_a_terminal(
     os.close(follower)
     seen = b""
     while True:
+        # (a process it started and left behind may hold the terminal: done when the
+        # process is, and the terminal has nothing more)
+        if not select.select([leader], [], [], 1.0)[0]:
+            if process.poll() is not None:
+                break
+            continue
         try:
             chunk = os.read(leader, 65536)
         except OSError:  # the terminal closed: the process is done with it

@@ -929,6 +929,45 @@ def test_spark_that_cannot_start_says_why(spark_ready: None, tmp_path: Path) -> 
     assert said.startswith("Error: Spark could not start: ") and "JAVA_HOME" in said, said
 
 
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (Spark's JVM, for an audit)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = (Path("/proc") / entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[1] == str(pid):
+            found.append(int(entry))
+    return found
+
+
+def _on_a_terminal_until(
+    tmp_path: Path, export: Path, act: Callable[[bytes, int], list[int]]
+) -> tuple[int, str, list[int]]:
+    """A Spark audit with its stderr on a terminal, `act` given what it showed and its
+    process id as it shows more, until `act` names the processes it acted on: the
+    exit code, what it showed (without the terminal's escapes), and those processes."""
+    import re
+    import sys
+
+    from tests.conftest import on_a_terminal
+
+    acted: list[int] = []
+
+    def seeing(seen: bytes, pid: int) -> None:
+        if not acted:
+            acted.extend(act(seen, pid))
+
+    command = [sys.executable, "-m", "cio_anon", "audit", str(export), "--engine", "spark"]
+    code, seen, _ = on_a_terminal(command, tmp_path, seeing)
+    shown = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", seen).decode(errors="replace")
+    assert acted, shown[-3000:]
+    return code, shown, acted
+
+
 @pytest.mark.slow
 def test_spark_whose_java_process_dies_says_so(spark_ready: None, tmp_path: Path) -> None:
     """The JVM under the audit killed once the audit is at its steps (as the kernel
@@ -936,29 +975,17 @@ def test_spark_whose_java_process_dies_says_so(spark_ready: None, tmp_path: Path
     import os
     import re
     import signal
-    import sys
 
-    from tests.conftest import on_a_terminal
+    def kill_its_java_at_a_step(seen: bytes, pid: int) -> list[int]:
+        if b"Reading the exports" not in seen:
+            return []
+        for child in (jvm := _children(pid)):
+            os.kill(child, signal.SIGKILL)
+        return jvm
 
     export = _generated_export(tmp_path, 2_000)
-    killed: list[int] = []
-
-    def kill_its_java_at_a_step(seen: bytes, pid: int) -> None:
-        if killed or b"Reading the exports" not in seen:
-            return
-        for entry in os.listdir("/proc"):  # its children: the JVM
-            try:
-                stat = (Path("/proc") / entry / "stat").read_text()
-            except OSError:
-                continue
-            if stat.rsplit(")", 1)[1].split()[1] == str(pid):
-                os.kill(int(entry), signal.SIGKILL)
-                killed.append(int(entry))
-
-    command = [sys.executable, "-m", "cio_anon", "audit", str(export), "--engine", "spark"]
-    code, seen, _ = on_a_terminal(command, tmp_path, kill_its_java_at_a_step)
-    shown = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", seen).decode(errors="replace")
-    assert killed and code == 1, shown[-3000:]
+    code, shown, _ = _on_a_terminal_until(tmp_path, export, kill_its_java_at_a_step)
+    assert code == 1, shown[-3000:]
     assert "Traceback" not in shown and "Py4J" not in shown, shown[-3000:]
     said = shown.strip().splitlines()[-1]
     assert re.fullmatch(
@@ -966,6 +993,39 @@ def test_spark_whose_java_process_dies_says_so(spark_ready: None, tmp_path: Path
         r"\(killed, or out of memory\?\)\.",
         said.strip(),
     ), said
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_spark_audit_and_its_java_process(spark_ready: None, tmp_path: Path) -> None:
+    """Ctrl-C while Java starts and at a step: exit 130 as for any command, no
+    traceback (PySpark's own handler printed pages of them), and no Java process left
+    running (one cut short in its start stayed, holding the terminal)."""
+    import os
+    import signal
+    import time
+
+    export = _generated_export(tmp_path, 2_000)
+
+    def interrupt(when: Callable[[bytes, list[int]], bool]) -> Callable[[bytes, int], list[int]]:
+        def act(seen: bytes, pid: int) -> list[int]:
+            jvm = _children(pid)
+            if not jvm or not when(seen, jvm):
+                return []
+            os.kill(pid, signal.SIGINT)
+            return jvm
+
+        return act
+
+    starting = interrupt(lambda seen, jvm: True)  # as soon as there is a JVM
+    at_a_step = interrupt(lambda seen, jvm: b"Reading the exports" in seen)
+    for act in (starting, at_a_step):
+        code, shown, jvm = _on_a_terminal_until(tmp_path, export, act)
+        assert code == 130, shown[-3000:]
+        assert "Traceback" not in shown and "Exception" not in shown, shown[-3000:]
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in jvm):
+            assert time.monotonic() < deadline, f"Java left running: {jvm}"
+            time.sleep(0.2)
 
 
 def _onto_a_full_disk(cli: Cli, tmp_path: Path, engine: str) -> None:

@@ -7,15 +7,17 @@ from __future__ import annotations
 import base64
 import bisect
 import json
+import logging
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Self
 
 from cio_anon import rules
@@ -690,6 +692,15 @@ class Spark(Engine):
             # shuffle partitions (Spark's 200 are made for a cluster)
             builder = builder.config("spark.driver.memory", SPARK_LOCAL_MEMORY)
             builder = builder.config("spark.sql.shuffle.partitions", str(SPARK_LOCAL_PARTITIONS))
+        main = threading.current_thread() is threading.main_thread()
+        self._interrupt = signal.getsignal(signal.SIGINT) if main else None
+        self._stopping = False
+        if main:
+            signal.signal(signal.SIGINT, self._interrupted)
+        # Py4J logs an interrupted call's traceback to the root logger, which prints it
+        # when no one listens there: while the audit runs, someone does, and drops it
+        self._quiet = logging.NullHandler()
+        logging.getLogger().addHandler(self._quiet)
         try:
             self.spark = builder.getOrCreate()
             self.spark.sparkContext.setLogLevel("ERROR")
@@ -705,11 +716,30 @@ class Spark(Engine):
                     else "."
                 )
             ) from None
+        if main:  # again: PySpark put its own in place
+            signal.signal(signal.SIGINT, self._interrupted)
+        if self._stopping:  # Ctrl-C while Java was starting
+            self._interrupted(signal.SIGINT, None)
         self._done = threading.Event()
         if self.on_cluster:
             # Spark waits for executors without end, and its warning that none came is
             # below the log level kept: the audit says it
             threading.Thread(target=self._watch, name="cio-anon-executors", daemon=True).start()
+
+    def _interrupted(self, signum: int, frame: FrameType | None) -> None:
+        """Ctrl-C: Spark's Java process killed at once, then the audit stops as any
+        command stops (exit 130). PySpark's own handler cancels the jobs through the
+        connection the interrupted call is reading (tracebacks), and a JVM told to
+        stop prints its own. While Java starts, it is let start and then stopped: a
+        start cut short left it running, with no one to tell it to stop."""
+        from pyspark import SparkContext  # noqa: PLC0415
+
+        process = getattr(SparkContext._gateway, "proc", None)
+        if process is None:
+            self._stopping = True
+            return
+        process.kill()
+        raise KeyboardInterrupt
 
     def _watch(self) -> None:
         """Say once when a job has waited SPARK_IDLE_SAID seconds with no executor."""
@@ -895,6 +925,9 @@ class Spark(Engine):
                 rdd.unpersist(False)
             self.spark.catalog.clearCache()
         finally:
+            logging.getLogger().removeHandler(self._quiet)
+            if self._interrupt is not None:
+                signal.signal(signal.SIGINT, self._interrupt)
             self._remove_scratch()
 
 
