@@ -407,6 +407,19 @@ def spark_examples(count: int) -> settings:
 
 @pytest.fixture(scope="module")
 def spark_ready() -> None:
+    """PySpark and Java are here, for tests that run Spark in this process: they share
+    one session, and one worker runs them all (tests/conftest.py)."""
+    _spark_here()
+
+
+@pytest.fixture(scope="module")
+def spark_in_its_own_process() -> None:
+    """PySpark and Java are here, for tests whose audits start Spark in processes of
+    their own: any worker may run them."""
+    _spark_here()
+
+
+def _spark_here() -> None:
     import os
     import shutil
 
@@ -913,7 +926,7 @@ def _said(process: Any) -> str:
 
 
 @pytest.mark.slow
-def test_spark_that_cannot_start_says_why(spark_ready: None, tmp_path: Path) -> None:
+def test_spark_that_cannot_start_says_why(spark_in_its_own_process: None, tmp_path: Path) -> None:
     """A master where nothing listens (said at once: Spark would try for a minute), a
     URL that names no master, and no Java."""
     from tests.conftest import free_port
@@ -969,7 +982,9 @@ def _on_a_terminal_until(
 
 
 @pytest.mark.slow
-def test_spark_whose_java_process_dies_says_so(spark_ready: None, tmp_path: Path) -> None:
+def test_spark_whose_java_process_dies_says_so(
+    spark_in_its_own_process: None, tmp_path: Path
+) -> None:
     """The JVM under the audit killed once the audit is at its steps (as the kernel
     kills a process out of memory): a sentence, not Py4J's traceback."""
     import os
@@ -996,7 +1011,9 @@ def test_spark_whose_java_process_dies_says_so(spark_ready: None, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_spark_audit_and_its_java_process(spark_ready: None, tmp_path: Path) -> None:
+def test_ctrl_c_stops_a_spark_audit_and_its_java_process(
+    spark_in_its_own_process: None, tmp_path: Path
+) -> None:
     """Ctrl-C while Java starts and at a step: exit 130 as for any command, no
     traceback (PySpark's own handler printed pages of them), and no Java process left
     running (one cut short in its start stayed, holding the terminal)."""

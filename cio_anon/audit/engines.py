@@ -692,39 +692,47 @@ class Spark(Engine):
             # shuffle partitions (Spark's 200 are made for a cluster)
             builder = builder.config("spark.driver.memory", SPARK_LOCAL_MEMORY)
             builder = builder.config("spark.sql.shuffle.partitions", str(SPARK_LOCAL_PARTITIONS))
-        main = threading.current_thread() is threading.main_thread()
-        self._interrupt = signal.getsignal(signal.SIGINT) if main else None
-        self._stopping = False
-        if main:
-            signal.signal(signal.SIGINT, self._interrupted)
-        # Py4J logs an interrupted call's traceback to the root logger, which prints it
-        # when no one listens there: while the audit runs, someone does, and drops it
-        self._quiet = logging.NullHandler()
-        logging.getLogger().addHandler(self._quiet)
+        self._hold()
         try:
             self.spark = builder.getOrCreate()
             self.spark.sparkContext.setLogLevel("ERROR")
-        except self.errors as error:
-            # (PySpark's own error here: its Java process did not start)
+            self._hold()  # again: PySpark put its own Ctrl-C handler in place
+            if self._stopping:  # Ctrl-C while Java was starting
+                self._interrupted(signal.SIGINT, None)
+        except BaseException as error:
+            self._let_go()
+            if not isinstance(error, self.errors):
+                raise
+            # PySpark's own error here (not the JVM's): its Java process did not start
             java = isinstance(error, PySparkException) and not isinstance(error, Py4JError)
+            where = " (what Spark printed above says why; no Java, for one: JAVA_HOME, or "
             raise AuditError(
-                f"Spark could not start{f' on {master}' if master else ''}: {self._reason(error)}"
-                + (
-                    " (what Spark printed above says why; no Java, for one: JAVA_HOME, or java "
-                    "on the PATH)."
-                    if java
-                    else "."
-                )
+                f"Spark could not start{f' on {master}' if master else ''}: "
+                f"{self._reason(error)}{where + 'java on the PATH)' if java else ''}."
             ) from None
-        if main:  # again: PySpark put its own in place
-            signal.signal(signal.SIGINT, self._interrupted)
-        if self._stopping:  # Ctrl-C while Java was starting
-            self._interrupted(signal.SIGINT, None)
         self._done = threading.Event()
         if self.on_cluster:
             # Spark waits for executors without end, and its warning that none came is
             # below the log level kept: the audit says it
             threading.Thread(target=self._watch, name="cio-anon-executors", daemon=True).start()
+
+    def _hold(self) -> None:
+        """While the audit runs: Ctrl-C is the audit's (`_interrupted`), and what Py4J
+        logs of an interrupted call is dropped (to the root logger, which prints it when
+        no one listens there). `_let_go` gives both back."""
+        if not hasattr(self, "_quiet"):
+            self._interrupt = signal.getsignal(signal.SIGINT)
+            self._stopping = False
+            self._quiet = logging.NullHandler()
+            logging.getLogger().addHandler(self._quiet)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._interrupted)
+
+    def _let_go(self) -> None:
+        logging.getLogger().removeHandler(self._quiet)
+        main = threading.current_thread() is threading.main_thread()
+        if main and self._interrupt is not None:  # (None: not Python's own)
+            signal.signal(signal.SIGINT, self._interrupt)
 
     def _interrupted(self, signum: int, frame: FrameType | None) -> None:
         """Ctrl-C: Spark's Java process killed at once, then the audit stops as any
@@ -925,9 +933,7 @@ class Spark(Engine):
                 rdd.unpersist(False)
             self.spark.catalog.clearCache()
         finally:
-            logging.getLogger().removeHandler(self._quiet)
-            if self._interrupt is not None:
-                signal.signal(signal.SIGINT, self._interrupt)
+            self._let_go()
             self._remove_scratch()
 
 
