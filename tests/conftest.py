@@ -25,7 +25,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that run Spark are one group (`--dist loadgroup`), run by one of the
     suite's processes: one Java virtual machine starts and warms up in it, not one a
     process, and the cluster's test does not run beside them (Spark run twice at once
-    on two cores made the suite slower, 397 → 438 s)."""
+    on two cores made the suite slower, 397 → 438 s). Tests whose audits start Spark
+    in processes of their own (`spark_in_its_own_process`) are not in it."""
     for item in items:
         if "spark_ready" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("spark"))
