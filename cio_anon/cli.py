@@ -49,8 +49,9 @@ app = typer.Typer(
 def _folder_there(value: Path | None) -> Path | None:
     """An output file's folder is looked for before the work, not after it (an audit
     writes its placements at the end)."""
-    if value is not None and str(value) != "-" and not value.parent.is_dir():
-        raise typer.BadParameter(f"the folder {value.parent} does not exist.")
+    path = _file(value)
+    if path is not None and not path.parent.is_dir():
+        raise typer.BadParameter(f"the folder {path.parent} does not exist.")
     return value
 
 

@@ -254,33 +254,7 @@ class Engine:
         raise NotImplementedError
 
     def write_parquet(self, select: str, path: Path) -> None:
-        """Write a query's rows to `path`, one Parquet file: made in a folder of the
-        engine's (`_room`), then moved there (what stops the move, a full disk, said in
-        a sentence)."""
-        room = self._room(path)
-        own = room != self._scratch  # made for this file alone
-        try:
-            made = self._parquet(select, room / "written")
-            if made is None:
-                raise AuditError(
-                    f"{self.title}'s executors wrote the placements where this machine does "
-                    f"not see them ({path.parent}): give --placements a path on storage every "
-                    "node mounts at the same place, as the exports are."
-                )
-            shutil.move(made, path)
-        except OSError as error:
-            raise AuditError(f"Cannot write {path}: {error.strerror}.") from None
-        finally:
-            if own:
-                shutil.rmtree(room, ignore_errors=True)
-
-    def _room(self, path: Path) -> Path:
-        """Where the engine makes a file that goes to `path`: its scratch folder."""
-        return self.scratch()
-
-    def _parquet(self, select: str, place: Path) -> Path | None:
-        """Write a query's rows at `place` as Parquet: the file made (None if it is not
-        where this machine sees it: an executor of a cluster wrote it)."""
+        """Write a query's rows to `path`, one Parquet file."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -515,7 +489,7 @@ class DuckDB(Engine):
         except AuditError:
             raise
         except Exception as error:  # noqa: BLE001 (DuckDB's errors name the problem)
-            return str(error).strip().splitlines()[0]  # not the SQL it quotes after
+            return _first_line(str(error))  # not the SQL it quotes after
         return None
 
     def _staging(
@@ -646,9 +620,8 @@ class DuckDB(Engine):
             marks = ", ".join("?" * len(rows[0]))
             self.conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
 
-    def _parquet(self, select: str, place: Path) -> Path | None:
-        self._execute(f"COPY ({select}) TO {quoted(str(place))} (FORMAT parquet)")
-        return place
+    def write_parquet(self, select: str, path: Path) -> None:
+        self._execute(f"COPY ({select}) TO {quoted(str(path))} (FORMAT parquet)")
 
     def close(self) -> None:
         self.conn.close()
@@ -696,7 +669,7 @@ class Spark(Engine):
         try:
             self.spark = builder.getOrCreate()
             self.spark.sparkContext.setLogLevel("ERROR")
-            self._hold()  # again: PySpark put its own Ctrl-C handler in place
+            self._take_ctrl_c()  # again: PySpark put its own handler in place
             if self._stopping:  # Ctrl-C while Java was starting
                 self._interrupted(signal.SIGINT, None)
         except BaseException as error:
@@ -720,11 +693,13 @@ class Spark(Engine):
         """While the audit runs: Ctrl-C is the audit's (`_interrupted`), and what Py4J
         logs of an interrupted call is dropped (to the root logger, which prints it when
         no one listens there). `_let_go` gives both back."""
-        if not hasattr(self, "_quiet"):
-            self._interrupt = signal.getsignal(signal.SIGINT)
-            self._stopping = False
-            self._quiet = logging.NullHandler()
-            logging.getLogger().addHandler(self._quiet)
+        self._interrupt = signal.getsignal(signal.SIGINT)
+        self._stopping = False
+        self._quiet = logging.NullHandler()
+        logging.getLogger().addHandler(self._quiet)
+        self._take_ctrl_c()
+
+    def _take_ctrl_c(self) -> None:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._interrupted)
 
@@ -911,19 +886,31 @@ class Spark(Engine):
             f"SELECT inline(from_json(CAST(unbase64('{encoded}') AS STRING), '{schema}'))",
         )
 
-    def _room(self, path: Path) -> Path:
-        if not self.on_cluster:
-            return self.scratch()
-        # an executor writes the file, into its own machine's folder of that name: a
-        # folder beside `path`, which every node mounts as the exports are, not this
-        # machine's scratch folder
-        return Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-
-    def _parquet(self, select: str, place: Path) -> Path | None:
-        # a folder of parts, one part here
-        self.spark.sql(select).coalesce(1).write.mode("overwrite").parquet(str(place))
-        parts = list(place.glob("part-*.parquet"))
-        return parts[0] if len(parts) == 1 else None
+    def write_parquet(self, select: str, path: Path) -> None:
+        """Spark writes a folder of parts: one part, made in a folder of the audit's and
+        moved to `path` (what stops the move, a full disk, said in a sentence). On a
+        cluster an executor writes it, into its own machine's folder of that name: a
+        folder beside `path`, which every node mounts as the exports are, not this
+        machine's scratch folder."""
+        if self.on_cluster:
+            room = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        else:
+            room = self.scratch()
+        written = room / "written"
+        try:
+            self.spark.sql(select).coalesce(1).write.mode("overwrite").parquet(str(written))
+            parts = list(written.glob("part-*.parquet"))
+            if len(parts) != 1:
+                raise AuditError(
+                    "Spark's executors wrote the placements where this machine does not see "
+                    f"them ({path.parent}): give --placements a path on storage every node "
+                    "mounts at the same place, as the exports are."
+                )
+            shutil.move(parts[0], path)
+        except OSError as error:
+            raise AuditError(f"Cannot write {path}: {error.strerror}.") from None
+        finally:
+            shutil.rmtree(room if self.on_cluster else written, ignore_errors=True)
 
     def close(self) -> None:
         # the tables' rows (kept by localCheckpoint) and anything cached
