@@ -20,16 +20,41 @@ from tests.pyclients import python_clients  # noqa: F401  (a fixture)
 T0 = pendulum.datetime(2026, 3, 1, 9, 0, 0, tz="UTC")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that run Spark are one group (`--dist loadgroup`), run by one of the
-    suite's processes: one Java virtual machine starts and warms up in it, not one a
-    process, and the cluster's test does not run beside them (Spark run twice at once
-    on two cores made the suite slower, 397 → 438 s). Tests whose audits start Spark
-    in processes of their own (`spark_in_its_own_process`) are not in it."""
-    for item in items:
-        if "spark_ready" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("spark"))
+def runs_spark(nodeid: str) -> bool:
+    """A test that starts Spark, here or in a process of its own, says so in its
+    module's name, its own or its parameter's."""
+    return "spark" in nodeid.lower()
+
+
+@pytest.fixture(autouse=True)
+def _spark_said(request: pytest.FixtureRequest) -> None:
+    """The name is what the suite's processes are given the Spark tests by (below): a
+    test asking for Spark must carry it."""
+    asks = {"spark_ready", "spark_in_its_own_process"} & set(request.fixturenames)
+    if asks and not runs_spark(request.node.nodeid):
+        pytest.fail(
+            f"{request.node.nodeid} asks for Spark, so its name must say 'spark': the "
+            "one process that runs the Spark tests is given them by it (tests/conftest.py)"
+        )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With `--dist loadgroup` (pyproject.toml), the tests that start Spark are one unit,
+    run one after another by one of the suite's processes, and first (the largest unit
+    goes first): one Java virtual machine warms up in it, not one a process, and two
+    Spark runs do not share two cores (540-565 s for the suite on two cores, 504 s so).
+    Grouped by name, not by pytest-xdist's `xdist_group` mark, which pytest 9.2 no
+    longer passes on (pytest-xdist#1386): every Spark test then ran where it fell."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SparkTogether(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "spark" if runs_spark(nodeid) else str(super()._split_scope(nodeid))
+
+    return SparkTogether(config, log)
 
 
 def on_a_terminal(

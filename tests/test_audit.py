@@ -408,14 +408,14 @@ def spark_examples(count: int) -> settings:
 @pytest.fixture(scope="module")
 def spark_ready() -> None:
     """PySpark and Java are here, for tests that run Spark in this process: they share
-    one session, and one worker runs them all (tests/conftest.py)."""
+    one session (one process runs every Spark test: tests/conftest.py)."""
     _spark_here()
 
 
 @pytest.fixture(scope="module")
 def spark_in_its_own_process() -> None:
     """PySpark and Java are here, for tests whose audits start Spark in processes of
-    their own: any worker may run them."""
+    their own."""
     _spark_here()
 
 
@@ -438,11 +438,13 @@ def _spark_here() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["duckdb", "spark"])
 def test_a_key_read_twice_is_refused_on_every_engine(
-    spark_ready: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
 ) -> None:
     """SQL takes a repeated key's first value, a replay its last: every engine and
     reader refuses a record giving a key it reads twice, and reads one giving another
     key twice as a replay does."""
+    if engine == "spark":
+        request.getfixturevalue("spark_ready")
     head = '{"type":"track","anonymousId":"a1","event":"x","messageId":"m1","receivedAt":1}\n'
     twice = {
         "userId": '{"type":"identify","userId":"u1","anonymousId":"a1","userId":"u2",'
