@@ -944,6 +944,16 @@ def test_spark_that_cannot_start_says_why(spark_in_its_own_process: None, tmp_pa
     assert said.startswith("Error: Spark could not start: ") and "JAVA_HOME" in said, said
 
 
+def spark_kept_its_start_to_itself(stderr: str) -> None:
+    """Nothing of Spark's log on an audit's stderr but its errors: none of the lines of
+    its start (its default profile's, its log level's, its warnings)."""
+    import re
+
+    assert "log4j" not in stderr and "log level" not in stderr, stderr[-3000:]
+    logged = re.search(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARN) .*$", stderr, re.M)
+    assert logged is None, logged.group(0)
+
+
 def _children(pid: int) -> list[int]:
     """The processes `pid` started (Spark's JVM, for an audit)."""
     import os
@@ -1004,6 +1014,7 @@ def test_spark_whose_java_process_dies_says_so(
     code, shown, _ = _on_a_terminal_until(tmp_path, export, kill_its_java_at_a_step)
     assert code == 1, shown[-3000:]
     assert "Traceback" not in shown and "Py4J" not in shown, shown[-3000:]
+    spark_kept_its_start_to_itself(shown)
     said = shown.strip().splitlines()[-1]
     assert re.fullmatch(
         r"Error: Spark failed while [a-z' .]+: its Java process stopped answering "

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from tests.conftest import free_port
-from tests.test_audit import spark_ready  # noqa: F401 (the fixture)
+from tests.test_audit import spark_kept_its_start_to_itself, spark_ready  # noqa: F401 (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 AT = "2026-12-01T00:00:00Z"
@@ -214,6 +214,7 @@ def test_audit_on_a_standalone_cluster_agrees_with_duckdb(cluster: Cluster, tmp_
         },
         meanwhile=workers_once_it_says_it_waits,
     )
+    spark_kept_its_start_to_itself((tmp_path / "cluster.stderr").read_text())
     assert on_cluster.pop("engine") == "spark" and on_duck.pop("engine") == "duckdb"
     assert on_cluster == on_duck
     assert on_duck["rules"]

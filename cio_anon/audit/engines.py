@@ -96,6 +96,8 @@ SPARK_REACH_SECONDS = 5.0
 that nothing answers there (Spark itself would try for a minute)."""
 SPARK_IDLE_SAID = 10.0
 """Seconds a cluster's job may wait with no executor before the audit says so."""
+SPARK_LOG = (Path(__file__).parent / "spark-log4j2.properties").as_uri()
+"""Spark's log configuration for the audit: its errors, not its start's lines."""
 
 
 # -- the engines ----------------------------------------------------------------------
@@ -659,6 +661,9 @@ class Spark(Engine):
             # instants in Parquet as DuckDB writes them (UTC-adjusted microseconds), not
             # INT96, which readers take for times without a zone
             .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+            # Spark's log: its errors, and not the lines of its start (before the
+            # options of the user's, which win)
+            .config("spark.driver.defaultJavaOptions", f"-Dlog4j2.configurationFile={SPARK_LOG}")
         )
         if master is None:
             # one machine: room for the driver, which is the executor too, and few
