@@ -30,8 +30,7 @@ def runs_spark(nodeid: str) -> bool:
 def _spark_said(request: pytest.FixtureRequest) -> None:
     """The name is what the suite's processes are given the Spark tests by (below): a
     test asking for Spark must carry it."""
-    asks = {"spark_ready", "spark_in_its_own_process"} & set(request.fixturenames)
-    if asks and not runs_spark(request.node.nodeid):
+    if "spark_ready" in request.fixturenames and not runs_spark(request.node.nodeid):
         pytest.fail(
             f"{request.node.nodeid} asks for Spark, so its name must say 'spark': the "
             "one process that runs the Spark tests is given them by it (tests/conftest.py)"

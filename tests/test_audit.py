@@ -407,19 +407,9 @@ def spark_examples(count: int) -> settings:
 
 @pytest.fixture(scope="module")
 def spark_ready() -> None:
-    """PySpark and Java are here, for tests that run Spark in this process: they share
-    one session (one process runs every Spark test: tests/conftest.py)."""
-    _spark_here()
-
-
-@pytest.fixture(scope="module")
-def spark_in_its_own_process() -> None:
-    """PySpark and Java are here, for tests whose audits start Spark in processes of
-    their own."""
-    _spark_here()
-
-
-def _spark_here() -> None:
+    """PySpark and Java are here, for the tests that run Spark: in this process, where
+    they share one session, or in processes of their own (one process of the suite runs
+    them all: tests/conftest.py)."""
     import os
     import shutil
 
@@ -612,12 +602,11 @@ def test_progress_is_told_each_step_and_how_far_it_is(
 
 def test_a_terminal_sees_the_steps_and_a_pipe_does_not(tmp_path: Path) -> None:
     import subprocess
-    import sys
 
     from tests.conftest import on_a_terminal
 
     export = _generated_export(tmp_path, 60_000)
-    command = [sys.executable, "-m", "cio_anon", "audit", str(export), "--json"]
+    command = audit_command(str(export), "--json")
     returncode, seen, stdout = on_a_terminal(command, tmp_path)
     assert returncode in (0, 1)
     assert b"Reading the exports" in seen or b"Placing" in seen, seen[-500:]
@@ -900,17 +889,25 @@ def test_a_file_to_write_into_a_folder_not_there_is_refused_before_the_work(
     assert (tmp_path / "out").exists()
 
 
-def _audit_process(
-    arguments: list[str], env: dict[str, str] | None = None
-) -> Any:  # subprocess.Popen[str]
-    import os
-    import subprocess
+def audit_command(*arguments: str) -> list[str]:
+    """`cio-anon audit ARGUMENTS`, as a process of its own runs it."""
     import sys
 
+    return [sys.executable, "-m", "cio_anon", "audit", *arguments]
+
+
+def audit_process(
+    arguments: list[str], env: dict[str, str] | None = None, stderr: Any = None
+) -> Any:  # subprocess.Popen[str]
+    """The audit running in a process of its own, its stdout a pipe, its stderr one too
+    unless given (a file, to read while it runs); Spark on loopback."""
+    import os
+    import subprocess
+
     return subprocess.Popen(
-        [sys.executable, "-m", "cio_anon", "audit", *arguments],
+        audit_command(*arguments),
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr is None else stderr,
         text=True,
         env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})},
     )
@@ -928,19 +925,19 @@ def _said(process: Any) -> str:
 
 
 @pytest.mark.slow
-def test_spark_that_cannot_start_says_why(spark_in_its_own_process: None, tmp_path: Path) -> None:
+def test_spark_that_cannot_start_says_why(spark_ready: None, tmp_path: Path) -> None:
     """A master where nothing listens (said at once: Spark would try for a minute), a
     URL that names no master, and no Java."""
     from tests.conftest import free_port
 
     export = str(_generated_export(tmp_path, 200))
     nowhere = f"spark://127.0.0.1:{free_port()}"
-    said = _said(_audit_process([export, "--engine", "spark", "--spark-master", nowhere]))
+    said = _said(audit_process([export, "--engine", "spark", "--spark-master", nowhere]))
     assert f"Nothing answers at {nowhere} (connection refused)" in said
-    said = _said(_audit_process([export, "--engine", "spark", "--spark-master", "sprak://h:7077"]))
+    said = _said(audit_process([export, "--engine", "spark", "--spark-master", "sprak://h:7077"]))
     assert "--spark-master sprak://h:7077 is not a master URL Spark takes" in said
     no_java = {"JAVA_HOME": str(tmp_path / "no-java-here")}
-    said = _said(_audit_process([export, "--engine", "spark"], no_java))
+    said = _said(audit_process([export, "--engine", "spark"], no_java))
     assert said.startswith("Error: Spark could not start: ") and "JAVA_HOME" in said, said
 
 
@@ -976,7 +973,6 @@ def _on_a_terminal_until(
     process id as it shows more, until `act` names the processes it acted on: the
     exit code, what it showed (without the terminal's escapes), and those processes."""
     import re
-    import sys
 
     from tests.conftest import on_a_terminal
 
@@ -986,7 +982,7 @@ def _on_a_terminal_until(
         if not acted:
             acted.extend(act(seen, pid))
 
-    command = [sys.executable, "-m", "cio_anon", "audit", str(export), "--engine", "spark"]
+    command = audit_command(str(export), "--engine", "spark")
     code, seen, _ = on_a_terminal(command, tmp_path, seeing)
     shown = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", seen).decode(errors="replace")
     assert acted, shown[-3000:]
@@ -994,9 +990,7 @@ def _on_a_terminal_until(
 
 
 @pytest.mark.slow
-def test_spark_whose_java_process_dies_says_so(
-    spark_in_its_own_process: None, tmp_path: Path
-) -> None:
+def test_spark_whose_java_process_dies_says_so(spark_ready: None, tmp_path: Path) -> None:
     """The JVM under the audit killed once the audit is at its steps (as the kernel
     kills a process out of memory): a sentence, not Py4J's traceback."""
     import os
@@ -1024,9 +1018,7 @@ def test_spark_whose_java_process_dies_says_so(
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_spark_audit_and_its_java_process(
-    spark_in_its_own_process: None, tmp_path: Path
-) -> None:
+def test_ctrl_c_stops_a_spark_audit_and_its_java_process(spark_ready: None, tmp_path: Path) -> None:
     """Ctrl-C while Java starts and at a step: exit 130 as for any command, no
     traceback (PySpark's own handler printed pages of them), and no Java process left
     running (one cut short in its start stayed, holding the terminal)."""

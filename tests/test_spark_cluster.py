@@ -18,7 +18,11 @@ import duckdb
 import pytest
 
 from tests.conftest import free_port
-from tests.test_audit import spark_kept_its_start_to_itself, spark_ready  # noqa: F401 (the fixture)
+from tests.test_audit import (  # noqa: F401 (spark_ready: the fixture)
+    audit_process,
+    spark_kept_its_start_to_itself,
+    spark_ready,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 AT = "2026-12-01T00:00:00Z"
@@ -136,32 +140,12 @@ def _audit(
     *engine: str,
     spark_options: dict[str, str] | None = None,
     meanwhile: Callable[[Path], None] | None = None,
-) -> dict[str, object]:
-    """The audit's JSON report; `meanwhile` is given the file its stderr goes to, while
-    it runs."""
+) -> tuple[dict[str, object], str]:
+    """The audit's JSON report, and its stderr; `meanwhile` is given the file its stderr
+    goes to, while it runs."""
     said = placements.with_suffix(".stderr")
-    with (
-        said.open("w") as stderr,
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cio_anon",
-                "audit",
-                str(export),
-                "--placements",
-                str(placements),
-                "--at",
-                AT,
-                "--json",
-                *engine,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(spark_options or {})},
-        ) as running,
-    ):
+    arguments = [str(export), "--placements", str(placements), "--at", AT, "--json", *engine]
+    with said.open("w") as stderr, audit_process(arguments, spark_options, stderr) as running:
         if meanwhile is not None:
             try:
                 meanwhile(said)
@@ -171,7 +155,7 @@ def _audit(
         out, _ = running.communicate(timeout=600)
     assert running.returncode in (0, 1), said.read_text()[-3000:]  # 1: findings at error level
     report: dict[str, object] = json.loads(out)
-    return report
+    return report, said.read_text()
 
 
 def test_audit_on_a_standalone_cluster_agrees_with_duckdb(cluster: Cluster, tmp_path: Path) -> None:
@@ -184,7 +168,7 @@ def test_audit_on_a_standalone_cluster_agrees_with_duckdb(cluster: Cluster, tmp_
 
     export = tmp_path / "sessions.ndjson"
     write(export, "sessions", 4_000)
-    on_duck = _audit(export, tmp_path / "duck.parquet")
+    on_duck, _ = _audit(export, tmp_path / "duck.parquet")
 
     def workers_once_it_says_it_waits(said: Path) -> None:
         deadline = time.monotonic() + 120
@@ -196,7 +180,7 @@ def test_audit_on_a_standalone_cluster_agrees_with_duckdb(cluster: Cluster, tmp_
         )
         cluster.workers()
 
-    on_cluster = _audit(
+    on_cluster, stderr = _audit(
         export,
         tmp_path / "cluster.parquet",
         "--engine",
@@ -214,7 +198,7 @@ def test_audit_on_a_standalone_cluster_agrees_with_duckdb(cluster: Cluster, tmp_
         },
         meanwhile=workers_once_it_says_it_waits,
     )
-    spark_kept_its_start_to_itself((tmp_path / "cluster.stderr").read_text())
+    spark_kept_its_start_to_itself(stderr)
     assert on_cluster.pop("engine") == "spark" and on_duck.pop("engine") == "duckdb"
     assert on_cluster == on_duck
     assert on_duck["rules"]
