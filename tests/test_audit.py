@@ -919,6 +919,7 @@ def _said(process: Any) -> str:
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1, stderr[-3000:]
     assert "Traceback" not in stderr and "Py4J" not in stderr, stderr[-3000:]
+    assert "\n\tat " not in stderr, stderr[-3000:]  # nor Java's stack under Spark's line
     last = str(stderr.strip().splitlines()[-1])
     assert last.startswith("Error: "), stderr[-3000:]
     return last
@@ -927,7 +928,8 @@ def _said(process: Any) -> str:
 @pytest.mark.slow
 def test_spark_that_cannot_start_says_why(spark_ready: None, tmp_path: Path) -> None:
     """A master where nothing listens (said at once: Spark would try for a minute), a
-    URL that names no master, and no Java."""
+    URL that names no master, one Spark refuses (its ERROR line above, not its Java
+    stack), and no Java."""
     from tests.conftest import free_port
 
     export = str(_generated_export(tmp_path, 200))
@@ -936,6 +938,10 @@ def test_spark_that_cannot_start_says_why(spark_ready: None, tmp_path: Path) -> 
     assert f"Nothing answers at {nowhere} (connection refused)" in said
     said = _said(audit_process([export, "--engine", "spark", "--spark-master", "sprak://h:7077"]))
     assert "--spark-master sprak://h:7077 is not a master URL Spark takes" in said
+    said = _said(audit_process([export, "--engine", "spark", "--spark-master", "local[x]"]))
+    assert said == "Error: Spark could not start on local[x]: " + (
+        "Could not parse Master URL: 'local[x]'."
+    )
     no_java = {"JAVA_HOME": str(tmp_path / "no-java-here")}
     said = _said(audit_process([export, "--engine", "spark"], no_java))
     assert said.startswith("Error: Spark could not start: ") and "JAVA_HOME" in said, said
