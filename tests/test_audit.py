@@ -995,23 +995,47 @@ def _on_a_terminal_until(
     return code, shown, acted
 
 
+def _audits_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TMPDIR for the audits a test starts (its name with a space, as a user's may
+    have), to see what Spark left there."""
+    temp = tmp_path / "temp folder"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    return temp
+
+
+def _sparks_own(temp: Path) -> list[Path]:
+    """The folders Spark's Java process made for itself (its `spark-*`, its block
+    manager's), in the folder the audit gave it under `temp`."""
+    return [*temp.glob("cio-anon-spark-*/spark-*"), *temp.glob("cio-anon-spark-*/blockmgr-*")]
+
+
 @pytest.mark.slow
-def test_spark_whose_java_process_dies_says_so(spark_ready: None, tmp_path: Path) -> None:
+def test_spark_whose_java_process_dies_says_so(
+    spark_ready: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The JVM under the audit killed once the audit is at its steps (as the kernel
-    kills a process out of memory): a sentence, not Py4J's traceback."""
+    kills a process out of memory): a sentence, not Py4J's traceback; and none of the
+    folders the JVM would have removed at its end left behind."""
     import os
     import re
     import signal
 
+    temp = _audits_temp(tmp_path, monkeypatch)
+    sparks_own: list[Path] = []
+
     def kill_its_java_at_a_step(seen: bytes, pid: int) -> list[int]:
         if b"Reading the exports" not in seen:
             return []
+        sparks_own.extend(_sparks_own(temp))
         for child in (jvm := _children(pid)):
             os.kill(child, signal.SIGKILL)
         return jvm
 
     export = _generated_export(tmp_path, 2_000)
     code, shown, _ = _on_a_terminal_until(tmp_path, export, kill_its_java_at_a_step)
+    assert sparks_own, "Spark's folders were not in the audit's"
+    assert not list(temp.iterdir()), list(temp.rglob("*"))
     assert code == 1, shown[-3000:]
     assert "Traceback" not in shown and "Py4J" not in shown, shown[-3000:]
     spark_kept_its_start_to_itself(shown)
@@ -1024,14 +1048,18 @@ def test_spark_whose_java_process_dies_says_so(spark_ready: None, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_spark_audit_and_its_java_process(spark_ready: None, tmp_path: Path) -> None:
+def test_ctrl_c_stops_a_spark_audit_and_its_java_process(
+    spark_ready: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ctrl-C while Java starts and at a step: exit 130 as for any command, no
-    traceback (PySpark's own handler printed pages of them), and no Java process left
-    running (one cut short in its start stayed, holding the terminal)."""
+    traceback (PySpark's own handler printed pages of them), no Java process left
+    running (one cut short in its start stayed, holding the terminal), and none of its
+    folders left behind."""
     import os
     import signal
     import time
 
+    temp = _audits_temp(tmp_path, monkeypatch)
     export = _generated_export(tmp_path, 2_000)
 
     def interrupt(when: Callable[[bytes, list[int]], bool]) -> Callable[[bytes, int], list[int]]:
@@ -1054,6 +1082,7 @@ def test_ctrl_c_stops_a_spark_audit_and_its_java_process(spark_ready: None, tmp_
         while any(Path(f"/proc/{pid}").exists() for pid in jvm):
             assert time.monotonic() < deadline, f"Java left running: {jvm}"
             time.sleep(0.2)
+        assert not list(temp.iterdir()), list(temp.rglob("*"))
 
 
 def _onto_a_full_disk(cli: Cli, tmp_path: Path, engine: str) -> None:

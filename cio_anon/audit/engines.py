@@ -4,6 +4,7 @@ reading the exports its own way into one staged shape (`Engine.load`, from what
 
 from __future__ import annotations
 
+import atexit
 import base64
 import bisect
 import json
@@ -661,9 +662,9 @@ class Spark(Engine):
             # instants in Parquet as DuckDB writes them (UTC-adjusted microseconds), not
             # INT96, which readers take for times without a zone
             .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-            # Spark's log: its errors, and not the lines of its start (before the
-            # options of the user's, which win)
-            .config("spark.driver.defaultJavaOptions", f"-Dlog4j2.configurationFile={SPARK_LOG}")
+            # Spark's log: its errors, and not the lines of its start; its files in a
+            # folder of the audit's (both before the options of the user's, which win)
+            .config("spark.driver.defaultJavaOptions", _java_options())
         )
         if master is None:
             # one machine: room for the driver, which is the executor too, and few
@@ -727,6 +728,7 @@ class Spark(Engine):
             self._stopping = True
             return
         process.kill()
+        process.wait()  # gone before its folder is removed (`_java_options`)
         raise KeyboardInterrupt
 
     def _watch(self) -> None:
@@ -927,6 +929,24 @@ class Spark(Engine):
         finally:
             self._let_go()
             self._remove_scratch()
+
+
+def _java_options() -> str:
+    """The options of the Java process an audit starts: Spark's log configuration, and
+    a `java.io.tmpdir` of the audit's (Spark's folders, `blockmgr-*` and `spark-*`, go
+    there unless spark.local.dir or SPARK_LOCAL_DIRS say otherwise), removed when this
+    process ends: a JVM killed (Ctrl-C, out of memory) never runs the hooks that remove
+    its own, and left them in /tmp. No folder for a JVM already running (it has its
+    own)."""
+    from pyspark import SparkContext  # noqa: PLC0415
+
+    options = f"-Dlog4j2.configurationFile={SPARK_LOG}"
+    if SparkContext._gateway is not None:
+        return options
+    folder = Path(tempfile.mkdtemp(prefix="cio-anon-spark-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    quoted_folder = re.sub(r'([\\"])', r"\\\1", str(folder))  # as Spark's launcher reads it
+    return f'{options} "-Djava.io.tmpdir={quoted_folder}"'
 
 
 SPARK_MASTERS = ("spark://", "k8s://", "yarn", "local", "mesos://")
