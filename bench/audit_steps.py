@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from cio_anon.audit import engines
+from cio_anon.audit import duckdb_engine
 from cio_anon.cli import main as cli
 
 
@@ -34,9 +34,9 @@ def main() -> None:
     args = parser.parse_args()
     explained = tuple(f"CREATE TABLE {table} AS " for table in args.explain)
     timings: list[tuple[float, str]] = []
-    execute = engines.DuckDB._execute
+    execute = duckdb_engine.DuckDB._execute
 
-    def timed(self: engines.DuckDB, sql: str, params: list[Any] | None = None) -> Any:
+    def timed(self: duckdb_engine.DuckDB, sql: str, params: list[Any] | None = None) -> Any:
         started, text = time.perf_counter(), " ".join(sql.split())
         try:
             if not text.startswith(explained):  # (no table named: nothing starts so)
@@ -54,7 +54,7 @@ def main() -> None:
             held = _tables_held(self) if text.startswith("CREATE TABLE") else ""
             print(f"{seconds:7.2f} s  {text[:100]}{held}", file=sys.stderr, flush=True)
 
-    engines.DuckDB._execute = timed  # type: ignore[method-assign]
+    duckdb_engine.DuckDB._execute = timed  # type: ignore[method-assign]
     sys.argv = ["cio-anon", "audit", args.export, "--json", "--memory-limit", args.memory_limit]
     started = time.perf_counter()
     with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
@@ -65,7 +65,7 @@ def main() -> None:
         print(f"{seconds:7.2f} s  {text[:100]}")
 
 
-def _tables_held(db: engines.DuckDB) -> str:
+def _tables_held(db: duckdb_engine.DuckDB) -> str:
     """What the tables made so far take once a statement has made one: in DuckDB's
     memory, and written out to its spill (beyond `--memory-limit`)."""
     held, spilled = db.conn.execute(

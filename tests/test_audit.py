@@ -581,7 +581,7 @@ def _generated_export(tmp_path: Path, count: int) -> Path:
 def test_progress_is_told_each_step_and_how_far_it_is(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit.engines, "PROGRESS_POLL", 0.005)
+    monkeypatch.setattr(audit.duckdb_engine, "PROGRESS_POLL", 0.005)
     export = _generated_export(tmp_path, 60_000)
     told: list[tuple[str, float | None]] = []
     report = audit.audit([export], progress=lambda step, done: told.append((step, done)))
@@ -793,7 +793,7 @@ def test_memory_limit_is_the_whole_process_and_running_out_is_a_sentence(
     assert f"SET memory_limit = '{audit.DUCKDB_FLOOR}B'" in connections[0].statements
     assert "on this machine" in cli("audit", str(export), code=1).stderr
     # with a listener the statement runs in a worker thread: the error crosses back whole
-    monkeypatch.setattr(audit.engines, "PROGRESS_POLL", 0.005)
+    monkeypatch.setattr(audit.duckdb_engine, "PROGRESS_POLL", 0.005)
     with pytest.raises(audit.AuditError, match="DuckDB ran out of memory under --memory-limit"):
         audit.audit([export], memory_limit="320MiB", progress=lambda step, done: None)
     assert "is not a size" in cli("audit", str(export), "--memory-limit", "lots", code=2).stderr

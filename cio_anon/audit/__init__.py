@@ -2,13 +2,14 @@
 on DuckDB (embedded, the default) or on Spark.
 
 Exports are read as teams keep them — NDJSON (gzipped too), JSON arrays, Parquet; files,
-globs and folders (`exports`) — straight into the engine (`engines`), never through
-Python one record at a time. Python touches only what it must: a `serve --record` file's
-Data Pipelines requests are unwrapped into their messages first, and the few records
-that come near one of Customer.io's limits are checked by the replay's own code
-(`staging`). From the staged rows every statement is shared, and the placement is the
-very statement `setrules` holds to the replay engine, so an audit and a replay agree
-event by event, on either engine (`run`); then the identity findings (`findings`).
+globs and folders (`exports`) — straight into the engine (`engines`; `duckdb_engine`
+and `spark_engine`), never through Python one record at a time. Python touches only
+what it must: a `serve --record` file's Data Pipelines requests are unwrapped into their
+messages first, and the few records that come near one of Customer.io's limits are
+checked by the replay's own code (`staging`). From the staged rows every statement is
+shared, and the placement is the very statement `setrules` holds to the replay engine,
+so an audit and a replay agree event by event, on either engine (`run`); then the
+identity findings (`findings`).
 
 What a set-based pass cannot know the way a sequential replay does is refused with a
 sentence: settings changes after the first message, purges, and HTTP calls other than
@@ -16,19 +17,17 @@ recorded Data Pipelines requests (profile merges, deletes, the Track API). `expe
 records are skipped: they assert, they change nothing.
 """
 
-from cio_anon.audit.engines import (
+from cio_anon.audit.duckdb_engine import (
     DUCKDB_FLOOR,
-    ENGINES,
     PROCESS_ALLOWANCE,
     PROCESS_SHARE,
     DuckDB,
-    Engine,
-    Spark,
     duckdb_budget,
-    engine,
 )
+from cio_anon.audit.engines import ENGINES, Engine
 from cio_anon.audit.exports import AuditError, exports
-from cio_anon.audit.run import AuditReport, audit, materialize, placements
+from cio_anon.audit.run import AuditReport, audit, engine, materialize, placements
+from cio_anon.audit.spark_engine import Spark
 
 __all__ = [
     "DUCKDB_FLOOR",

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cio_anon.audit import setrules
-from cio_anon.audit.engines import DuckDB, Engine, Notice, Progress, engine
+from cio_anon.audit.duckdb_engine import DuckDB
+from cio_anon.audit.engines import ENGINES, Engine, Notice, Progress
 from cio_anon.audit.exports import AuditError
 from cio_anon.audit.findings import findings
 from cio_anon.audit.reading import quoted
+from cio_anon.audit.spark_engine import Spark
 from cio_anon.audit.staging import stage
 from cio_anon.clock import from_unix
+from cio_anon.errors import InvalidInput
 
 if TYPE_CHECKING:
     from cio_anon.check import Report as CheckReport
@@ -43,6 +46,15 @@ class AuditReport:
         from cio_anon.check import Report
 
         return Report(self.files, None, list(self.findings), self.records)
+
+
+def engine(name: str, *, memory_limit: str | None = None, master: str | None = None) -> Engine:
+    """The engine an audit runs on, by its name (one of ENGINES)."""
+    if name == "duckdb":
+        return DuckDB(memory_limit)
+    if name == "spark":
+        return Spark(master)
+    raise InvalidInput(f"The engine {name!r} is not one of {', '.join(ENGINES)}.")
 
 
 def placements(
