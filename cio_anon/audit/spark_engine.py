@@ -356,8 +356,9 @@ def _java_options() -> str:
     a `java.io.tmpdir` of the audit's (Spark's folders, `blockmgr-*` and `spark-*`, go
     there unless spark.local.dir or SPARK_LOCAL_DIRS say otherwise), removed when this
     process ends: a JVM killed (Ctrl-C, out of memory) never runs the hooks that remove
-    its own, and left them in /tmp. No folder for a JVM already running (it has its
-    own)."""
+    its own, and left them in /tmp. Not the audit's `scratch`: the JVM outlives one
+    audit in a process that runs several. No folder for a JVM already running (it has
+    its own)."""
     from pyspark import SparkContext  # noqa: PLC0415
 
     options = f"-Dlog4j2.configurationFile={SPARK_LOG}"
