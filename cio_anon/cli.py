@@ -521,13 +521,14 @@ def print_diagnostics(diagnostics: Sequence["RenderableType"]) -> None:
 def _plain_lines(renderables: Sequence[Any], stream: Any) -> bool:
     """Write one-line Rich texts to a stream that is not a terminal as plain lines, as
     the console would, without loading it (start-up); False when that does not apply."""
-    from rich.text import Text
+    from cio_anon.present.render import plain_line
 
     if stream.isatty() or os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE"):
         return False
-    if not all(isinstance(r, Text) and "\n" not in r.plain for r in renderables):
+    lines = [plain_line(r) for r in renderables]
+    if any(line is None for line in lines):
         return False
-    stream.write("".join(f"{r.plain}\n" for r in renderables))
+    stream.write("".join(f"{line}\n" for line in lines))
     return True
 
 

@@ -219,11 +219,12 @@ def test_a_page_of_csv_names_the_next_cursor_on_stderr(tmp_path: Path) -> None:
 
 def test_commands_import_only_what_they_run(tmp_path: Path) -> None:
     """Start-up: `--help` and everyday commands leave the HTTP stack, the plan
-    machinery and the schema tool unimported."""
+    machinery and the schema tool unimported, and Rich too when what they print goes
+    to a pipe or a file (a line of text is written as Rich would write it there)."""
     db = tmp_path / "imports.db"
     run(db, "track", "Viewed", "--anonymous-id", "a").check_returncode()
     heavy = ("starlette", "uvicorn", "jsonschema", "yaml", "sqlite_utils", "duckdb", "jinja2")
-    heavy += ("cio_anon.server", "cio_anon.web", "cio_anon.audit")
+    heavy += ("cio_anon.server", "cio_anon.web", "cio_anon.audit", "rich")
     for args in (("--help",), ("track", "Viewed", "--anonymous-id", "a"), ("log", "--json")):
         env = {**os.environ, "CIO_ANON_DB": str(db)}
         env.pop("CIO_ANON_NOW", None)

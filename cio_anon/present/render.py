@@ -8,8 +8,6 @@ from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
-
 from cio_anon import jsonio
 from cio_anon.models import Person, Settings
 from cio_anon.present.words import (
@@ -34,6 +32,7 @@ from cio_anon.service import (
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
+    from rich.text import Text
 
     from cio_anon.audit import AuditReport
     from cio_anon.demo import DemoResult
@@ -49,9 +48,44 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
-def _text(text: str, style: str = "") -> Text:
-    """Printed text holding user data: never markup, no control characters."""
-    return Text(visible(text), style=style)
+class Line:
+    """One line of printed text holding user data: never markup, no control characters
+    (`visible`). Written as it is to a stream that is not a terminal (`plain_line`), and
+    made a Rich text only when Rich prints it (start-up: a `track` into a pipe or a
+    file never imports Rich)."""
+
+    __slots__ = ("plain", "style")
+
+    def __init__(self, text: str, style: str = "") -> None:
+        self.plain = visible(text)
+        self.style = style
+
+    def text(self) -> Text:
+        from rich.text import Text
+
+        return Text(self.plain, style=self.style)
+
+    def __rich__(self) -> Text:
+        return self.text()
+
+
+def _text(text: str, style: str = "") -> Line:
+    """Printed text holding user data (`Line`)."""
+    return Line(text, style)
+
+
+def plain_line(renderable: object) -> str | None:
+    """What a one-line text prints to a stream that is not a terminal, as Rich's console
+    would print it there; None for anything else (a table, several lines)."""
+    if isinstance(renderable, Line):
+        plain = renderable.plain
+    else:
+        from rich.text import Text
+
+        if not isinstance(renderable, Text):
+            return None
+        plain = renderable.plain
+    return None if "\n" in plain else plain
 
 
 def _group(*parts: RenderableType) -> RenderableType:
@@ -71,9 +105,9 @@ def _table(*columns: str, **options: Any) -> Table:
     return Table(*columns, **options)
 
 
-def add_row(table: Table, *cells: str | Text) -> None:
+def add_row(table: Table, *cells: str | Line | Text) -> None:
     """A table row of user data: every cell literal text, never Rich markup."""
-    table.add_row(*(cell if isinstance(cell, Text) else _text(cell) for cell in cells))
+    table.add_row(*(_text(cell) if isinstance(cell, str) else cell for cell in cells))
 
 
 # -- plain values -------------------------------------------------------------------
@@ -82,7 +116,7 @@ def add_row(table: Table, *cells: str | Text) -> None:
 # -- Rich ---------------------------------------------------------------------------
 
 
-def warnings_text(warnings: list[Warning]) -> list[Text]:
+def warnings_text(warnings: list[Warning]) -> list[Line]:
     """Warnings, for stderr."""
     return [_text(f"! {w.rule}: {w.message}", style="yellow") for w in warnings]
 
@@ -165,7 +199,7 @@ def merge_text(result: MergeResult) -> RenderableType:
 
 def purge_text(result: PurgeResult) -> RenderableType:
     if not result.total:  # a sentence, not an empty table
-        return Text(
+        return _text(
             "Nothing to delete: no anonymous event has stayed unmerged past the 30-day retention."
         )
     head = "Would delete" if result.dry_run else "Deleted"
@@ -186,7 +220,7 @@ def settings_text(settings: Settings) -> RenderableType:
 
 def profile_text(profile: Profile) -> RenderableType:
     person = profile.person
-    ident = _table(title=_text(person.ref().label), title_justify="left", show_header=False)
+    ident = _table(title=_text(person.ref().label).text(), title_justify="left", show_header=False)
     add_row(ident, "cio_id", person.cio_id)
     add_row(ident, "id", person.id or "—")
     add_row(ident, "email", person.email or "—")
@@ -324,7 +358,7 @@ stderr; of the rest, how many there are (its --json lists every note). A server 
 recording may hold an alias for every login."""
 
 
-def replay_diagnostics(summary: ReplaySummary) -> list[Text]:
+def replay_diagnostics(summary: ReplaySummary) -> list[Line]:
     """What a replay has to say about its input, for stderr: `FILE:LINE: ...` lines."""
     tally = summary.tally
     alike: Counter[str] = Counter()
