@@ -69,11 +69,6 @@ class Line:
         return self.text()
 
 
-def _text(text: str, style: str = "") -> Line:
-    """Printed text holding user data (`Line`)."""
-    return Line(text, style)
-
-
 def plain_line(renderable: object) -> str | None:
     """What a one-line text prints to a stream that is not a terminal, as Rich's console
     would print it there; None for anything else (a table, several lines)."""
@@ -107,7 +102,7 @@ def _table(*columns: str, **options: Any) -> Table:
 
 def add_row(table: Table, *cells: str | Line | Text) -> None:
     """A table row of user data: every cell literal text, never Rich markup."""
-    table.add_row(*(_text(cell) if isinstance(cell, str) else cell for cell in cells))
+    table.add_row(*(Line(cell) if isinstance(cell, str) else cell for cell in cells))
 
 
 # -- plain values -------------------------------------------------------------------
@@ -118,7 +113,7 @@ def add_row(table: Table, *cells: str | Line | Text) -> None:
 
 def warnings_text(warnings: list[Warning]) -> list[Line]:
     """Warnings, for stderr."""
-    return [_text(f"! {w.rule}: {w.message}", style="yellow") for w in warnings]
+    return [Line(f"! {w.rule}: {w.message}", style="yellow") for w in warnings]
 
 
 def log_text(page: LogPage) -> RenderableType:
@@ -168,19 +163,19 @@ def track_text(result: TrackResult) -> RenderableType:
         "anonymous": f"anonymous ({result.anonymous_id})",
         "invite": "as an invite event",
     }[result.status]
-    return _text(f"Stored {result.event_id} {where} [{result.rule}]")
+    return Line(f"Stored {result.event_id} {where} [{result.rule}]")
 
 
 def identify_text(result: IdentifyResult) -> RenderableType:
     verb = "Created" if result.created else "Updated"
-    lines = [_text(f"{verb} {result.person.label} (cio_{result.person.cio_id})")]
+    lines = [Line(f"{verb} {result.person.label} (cio_{result.person.cio_id})")]
     for change in result.attribute_changes:
-        lines.append(_text(f"  {change.attribute}: {change.before!r} → {change.after!r}"))
+        lines.append(Line(f"  {change.attribute}: {change.before!r} → {change.after!r}"))
     for failure in result.failed_attribute_changes:
-        lines.append(_text(f"  {failure['attribute']} not changed: {failure['reason']}", "red"))
+        lines.append(Line(f"  {failure['attribute']} not changed: {failure['reason']}", "red"))
     if result.merged:
         lines.append(
-            _text(f"Merged {len(result.merged)} anonymous event(s) from {result.anonymous_id}")
+            Line(f"Merged {len(result.merged)} anonymous event(s) from {result.anonymous_id}")
         )
     return _group(*lines)
 
@@ -188,18 +183,18 @@ def identify_text(result: IdentifyResult) -> RenderableType:
 def merge_text(result: MergeResult) -> RenderableType:
     head = "Would merge" if result.dry_run else "Merged"
     lines = [
-        _text(f"{head} {result.secondary.label} into {result.primary.label}"),
-        _text(f"  events moved (inherited): {len(result.moved)}"),
-        _text(f"  events dropped (older than 30 days): {len(result.dropped)}"),
-        _text(f"  attributes filled: {', '.join(result.filled) or 'none'}"),
-        _text(f"  anonymous ids moved: {', '.join(result.anonymous_ids) or 'none'}"),
+        Line(f"{head} {result.secondary.label} into {result.primary.label}"),
+        Line(f"  events moved (inherited): {len(result.moved)}"),
+        Line(f"  events dropped (older than 30 days): {len(result.dropped)}"),
+        Line(f"  attributes filled: {', '.join(result.filled) or 'none'}"),
+        Line(f"  anonymous ids moved: {', '.join(result.anonymous_ids) or 'none'}"),
     ]
     return _group(*lines)
 
 
 def purge_text(result: PurgeResult) -> RenderableType:
     if not result.total:  # a sentence, not an empty table
-        return _text(
+        return Line(
             "Nothing to delete: no anonymous event has stayed unmerged past the 30-day retention."
         )
     head = "Would delete" if result.dry_run else "Deleted"
@@ -220,7 +215,7 @@ def settings_text(settings: Settings) -> RenderableType:
 
 def profile_text(profile: Profile) -> RenderableType:
     person = profile.person
-    ident = _table(title=_text(person.ref().label).text(), title_justify="left", show_header=False)
+    ident = _table(title=Line(person.ref().label).text(), title_justify="left", show_header=False)
     add_row(ident, "cio_id", person.cio_id)
     add_row(ident, "id", person.id or "—")
     add_row(ident, "email", person.email or "—")
@@ -297,15 +292,15 @@ def explain_text(explanation: Explanation) -> RenderableType:
         "purged": "deleted",
     }[explanation.status]
     lines: list[RenderableType] = [
-        _text(f"{explanation.event_id} ({explanation.name!r}) is {where} [{decision.rule}]"),
-        _text(decision.reason),
+        Line(f"{explanation.event_id} ({explanation.name!r}) is {where} [{decision.rule}]"),
+        Line(decision.reason),
     ]
     if explanation.campaign is not None and explanation.campaign is not decision:
         lines.append(
-            _text(f"Campaigns: {explanation.campaign.reason} [{explanation.campaign.rule}]")
+            Line(f"Campaigns: {explanation.campaign.reason} [{explanation.campaign.rule}]")
         )
     if explanation.source:
-        lines.append(_text(f"Source: {explanation.source}"))
+        lines.append(Line(f"Source: {explanation.source}"))
     facts = _table(show_header=False, title="Facts (UTC)", title_justify="left")
     fine = fine_times(decision.facts.values())
     for name, value in decision.facts.items():
@@ -348,7 +343,7 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
             if refused
             else "All records applied"
         )
-        lines.append(_text(f"{applied}; {held}.", style="green"))
+        lines.append(Line(f"{applied}; {held}.", style="green"))
     return _group(*lines)
 
 
@@ -367,22 +362,21 @@ def replay_diagnostics(summary: ReplaySummary) -> list[Line]:
         kind = _QUOTED.sub("'…'", note.message)
         alike[kind] += 1
         if alike[kind] <= NOTES_ALIKE:
-            lines.append(_text(f"note: {note}", style="dim"))
+            lines.append(Line(f"note: {note}", style="dim"))
     lines += [
-        _text(f"note: {count - NOTES_ALIKE:,} more: {kind} (--json lists every note)", style="dim")
+        Line(f"note: {count - NOTES_ALIKE:,} more: {kind} (--json lists every note)", style="dim")
         for kind, count in alike.items()
         if count > NOTES_ALIKE
     ]
     lines += [
-        _text(f"refused, as when recorded: {p}", style="yellow")
-        for p in summary.refused_as_recorded
+        Line(f"refused, as when recorded: {p}", style="yellow") for p in summary.refused_as_recorded
     ]
-    lines += [_text(f"invalid: {p}", style="red") for p in summary.invalid]
+    lines += [Line(f"invalid: {p}", style="red") for p in summary.invalid]
     lines += [
-        _text(f"rejected{_at_line(summary.stopped_at[f])} (nothing applied): {f}", style="red")
+        Line(f"rejected{_at_line(summary.stopped_at[f])} (nothing applied): {f}", style="red")
         for f in summary.rejected_files
     ]
-    lines += [_text(f"expectation failed: {p}", style="red") for p in tally.failed_expectations]
+    lines += [Line(f"expectation failed: {p}", style="red") for p in tally.failed_expectations]
     return lines
 
 
@@ -402,11 +396,11 @@ def delete_text(result: DeleteResult) -> RenderableType:
         f"activities and {result.anonymous_profiles} anonymous profile(s)"
     )
     if result.dry_run:
-        return _text(
+        return Line(
             f"Would delete {counted}; {result.assignments_kept} anonymous id(s) would stay "
             "assigned, to nobody. Nothing was changed (--dry-run)."
         )
-    return _text(
+    return Line(
         f"Deleted {counted}; the freed space was overwritten. "
         f"{result.assignments_kept} anonymous id(s) stay assigned, to nobody: an anonymous "
         "id is assigned once, ever."
@@ -415,7 +409,7 @@ def delete_text(result: DeleteResult) -> RenderableType:
 
 def demo_text(result: DemoResult) -> RenderableType:
     tally = result.summary.tally
-    head = _text(
+    head = Line(
         f"Replayed the shopper scenario: {tally.records} records, {tally.stored} events, "
         f"{tally.merged} merged, {tally.expectations} expectations checked.",
         style="bold",
@@ -442,7 +436,7 @@ def _rules_table(
 
 def audit_text(report: AuditReport) -> RenderableType:
     if not report.events:
-        return _text(f"No events in {report.records:,} records: nothing to place.")
+        return Line(f"No events in {report.records:,} records: nothing to place.")
     rules = sorted({rule for day in report.by_day.values() for rule in day})
     per_rule = _table(
         "rule", "events", title=f"{report.events:,} events in {report.records:,} records"
@@ -452,7 +446,7 @@ def audit_text(report: AuditReport) -> RenderableType:
     by_day = _rules_table("day", rules, "Per day (received, UTC)", report.by_day)
     by_source = _rules_table("source", rules, "Per source (context.library.name)", report.by_source)
     on_people = sum(report.campaigns.values())
-    campaigns = _text(
+    campaigns = Line(
         f"Of the {on_people:,} events on a person, {report.campaigns.get('can_trigger', 0):,} "
         f"can trigger campaigns and {report.campaigns.get('segment_only', 0):,} count for "
         "segments only."
@@ -461,7 +455,5 @@ def audit_text(report: AuditReport) -> RenderableType:
     for finding in report.findings:
         style = "red" if finding.severity == "error" else "yellow"
         where = f"{finding.file}:{finding.line}"
-        parts.append(
-            _text(f"{finding.severity} {finding.code} ({where}): {finding.message}", style)
-        )
+        parts.append(Line(f"{finding.severity} {finding.code} ({where}): {finding.message}", style))
     return _group(*parts)
