@@ -56,6 +56,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return SparkTogether(config, log)
 
 
+ON_A_TERMINAL_SECONDS = 300
+
+
 def on_a_terminal(
     command: list[str], folder: Path, seeing: Callable[[bytes, int], None] | None = None
 ) -> tuple[int, bytes, bytes]:
@@ -67,6 +70,7 @@ def on_a_terminal(
     import pty
     import select
     import subprocess
+    import time
 
     leader, follower = pty.openpty()
     kept = folder / "stdout"
@@ -76,7 +80,13 @@ def on_a_terminal(
         )
     os.close(follower)
     seen = b""
+    deadline = time.monotonic() + ON_A_TERMINAL_SECONDS
     while True:
+        if time.monotonic() > deadline:  # a command that hangs fails the test, not the suite
+            process.kill()
+            pytest.fail(
+                f"{command} still running after {ON_A_TERMINAL_SECONDS} s: {seen[-3000:]!r}"
+            )
         # (a process it started and left behind may hold the terminal: done when the
         # process is, and the terminal has nothing more)
         if not select.select([leader], [], [], 1.0)[0]:

@@ -1062,19 +1062,26 @@ def test_ctrl_c_stops_a_spark_audit_and_its_java_process(
     temp = _audits_temp(tmp_path, monkeypatch)
     export = _generated_export(tmp_path, 2_000)
 
-    def interrupt(when: Callable[[bytes, list[int]], bool]) -> Callable[[bytes, int], list[int]]:
+    def interrupt(
+        when: Callable[[bytes, list[int]], bool], times: int = 1
+    ) -> Callable[[bytes, int], list[int]]:
         def act(seen: bytes, pid: int) -> list[int]:
             jvm = _children(pid)
             if not jvm or not when(seen, jvm):
                 return []
-            os.kill(pid, signal.SIGINT)
+            for time_ in range(times):
+                time.sleep(0.02 * time_)
+                os.kill(pid, signal.SIGINT)
             return jvm
 
         return act
 
     starting = interrupt(lambda seen, jvm: True)  # as soon as there is a JVM
     at_a_step = interrupt(lambda seen, jvm: b"Reading the exports" in seen)
-    for act in (starting, at_a_step):
+    # twice, as an impatient user presses it, and as `timeout` sends its signal (to the
+    # process, then to its group): the audit stopped waiting for ever
+    twice = interrupt(lambda seen, jvm: b"Reading the exports" in seen, times=2)
+    for act in (starting, at_a_step, twice):
         code, shown, jvm = _on_a_terminal_until(tmp_path, export, act)
         assert code == 130, shown[-3000:]
         assert "Traceback" not in shown and "Exception" not in shown, shown[-3000:]

@@ -148,7 +148,6 @@ class Spark(Engine):
             self._stopping = True
             return
         process.kill()
-        process.wait()  # gone before its folder is removed (`_java_options`)
         raise KeyboardInterrupt
 
     def _watch(self) -> None:
