@@ -475,7 +475,7 @@ def print_report(rendered: "str | RenderableType", output: Path | None) -> None:
     if isinstance(rendered, str):
         write_out(rendered, output)
     elif output is None:
-        console().print(rendered)
+        _print(rendered)
     else:
         from rich.console import Console
 
@@ -507,9 +507,13 @@ def emit(
     if as_json:
         sys.stdout.write(jsonio.dumps_indented(document) + "\n")
     else:
-        rendered = text()
-        if not _plain_lines([rendered], sys.stdout):
-            console().print(rendered)
+        _print(text())
+
+
+def _print(rendered: "RenderableType") -> None:
+    """Text or a Rich rendering on stdout."""
+    if not _plain_lines([rendered], sys.stdout):
+        console().print(rendered)
 
 
 def print_diagnostics(diagnostics: Sequence["RenderableType"]) -> None:
@@ -519,15 +523,18 @@ def print_diagnostics(diagnostics: Sequence["RenderableType"]) -> None:
 
 
 def _plain_lines(renderables: Sequence[Any], stream: Any) -> bool:
-    """Write one-line Rich texts to a stream that is not a terminal as plain lines, as
+    """Write text (render's `Line`s) to a stream that is not a terminal as plain lines, as
     the console would, without loading it (start-up); False when that does not apply."""
-    from cio_anon.present.render import plain_line
+    from cio_anon.present.render import plain_lines
 
     if stream.isatty() or os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE"):
         return False
-    lines = [plain_line(r) for r in renderables]
-    if any(line is None for line in lines):
-        return False
+    lines: list[str] = []
+    for renderable in renderables:
+        plain = plain_lines(renderable)
+        if plain is None:
+            return False
+        lines += plain
     stream.write("".join(f"{line}\n" for line in lines))
     return True
 
@@ -1035,15 +1042,15 @@ def replay(
 @contextlib.contextmanager
 def _progress(files: list[Path]) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on stderr for large replays, when stderr is a terminal."""
-    from rich.console import Console
-    from rich.progress import Progress
-
     from cio_anon.ingest.fixtures import byte_size
 
     total = byte_size(files)
     if not sys.stderr.isatty() or total is None or total < PROGRESS_THRESHOLD:
         yield None
         return
+    from rich.console import Console
+    from rich.progress import Progress
+
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("Replaying", total=total)
         yield lambda n: bar.advance(task, n)
@@ -1386,7 +1393,7 @@ def audit(
     else:
         from cio_anon.check import report as report_module
 
-        write_out(str(report_module.render(report.as_check_report(), fmt)), output)
+        write_out(report_module.render(report.as_check_report(), fmt), output)
     if any(finding.severity == "error" for finding in report.findings):
         raise typer.Exit(1)
 
@@ -1488,8 +1495,12 @@ def check(
         return
     if baseline is not None:
         check_module.accept_known(found, baseline)
-    rendered = report.render(found, fmt, fail_on, max_findings)
-    print_report(rendered, output)
+    if fmt == "text":
+        from cio_anon.present import render
+
+        print_report(render.check_text(found, max_findings), output)
+    else:
+        print_report(report.render(found, fmt, fail_on), output)
     if found.fails(fail_on):
         raise typer.Exit(1)
 

@@ -666,16 +666,45 @@ def test_codes_stay_whole_in_an_80_column_terminal(tmp_path: Path) -> None:
 
     from cio_anon.check import check
     from cio_anon.check.plans import load_plan
-    from cio_anon.check.report import as_text
     from cio_anon.clock import parse_time
+    from cio_anon.present.render import check_text
 
     found = check([Path(MESSY)], load_plan(Path(PLAN)), parse_time("2026-03-01T00:00:00Z"))
     terminal = Console(file=io.StringIO(), width=80, color_system=None)
-    terminal.print(as_text(found))
+    terminal.print(check_text(found))
     text = terminal.file.getvalue()  # type: ignore[attr-defined]
     assert {f.code for f in found.findings} == set(CODES)
     for code in CODES:
         assert code in text, code  # on one line, not split across two
+
+
+def test_names_and_paths_are_printed_as_text_not_markup(cli: Cli, tmp_path: Path) -> None:
+    """An event name, an id or a file name is the fixture's: Rich's markup in it (a
+    closing `[/]` that closes nothing, a style) and a terminal's escapes print as
+    written, escaped, in the tables' rows and titles, on stdout and in --output."""
+    fixture = tmp_path / "[red]shop.ndjson"
+    calls = [("[/]Viewed[bold]", "a[/]"), ("\x1b[31mRed", "a2")]
+    fixture.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "track",
+                    "event": event,
+                    "anonymousId": anonymous_id,
+                    "messageId": f"m{n}",
+                    "receivedAt": 1772000000 + n,
+                }
+            )
+            + "\n"
+            for n, (event, anonymous_id) in enumerate(calls)
+        )
+    )
+    for where in ((), ("--output", str(tmp_path / "report.txt"))):
+        result = cli("check", str(fixture), "--plan", PLAN, *where, code=1)
+        text = (tmp_path / "report.txt").read_text() if where else result.stdout
+        assert "track '[/]Viewed[bold]' is not in the plan." in text
+        assert "[red]shop.ndjson" in text  # the table's title
+        assert "'\\x1b[31mRed'" in text and "\x1b" not in text
 
 
 def test_a_baseline_accepts_known_findings_and_fails_on_a_new_one(cli: Cli, tmp_path: Path) -> None:

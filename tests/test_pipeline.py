@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 AT = "2026-03-01T09:00:00Z"
 LONG_EMAIL = "lee.with.a.very.long.name.for.testing.wrapping@a-long-subdomain.example.com"
 LONG_ID = "anon-" + "7f3a" * 20
@@ -220,24 +221,36 @@ def test_a_page_of_csv_names_the_next_cursor_on_stderr(tmp_path: Path) -> None:
 def test_commands_import_only_what_they_run(tmp_path: Path) -> None:
     """Start-up: `--help` and everyday commands leave the HTTP stack, the plan
     machinery and the schema tool unimported, and Rich too when what they print goes
-    to a pipe or a file (a line of text is written as Rich would write it there)."""
+    to a pipe or a file (lines of text are written as Rich would write them there);
+    `check` and `diff` print their reports for CI without Rich."""
     db = tmp_path / "imports.db"
     run(db, "track", "Viewed", "--anonymous-id", "a").check_returncode()
     heavy = ("starlette", "uvicorn", "jsonschema", "yaml", "sqlite_utils", "duckdb", "jinja2")
     heavy += ("cio_anon.server", "cio_anon.web", "cio_anon.audit", "rich")
-    for args in (("--help",), ("track", "Viewed", "--anonymous-id", "a"), ("log", "--json")):
-        env = {**os.environ, "CIO_ANON_DB": str(db)}
-        env.pop("CIO_ANON_NOW", None)
-        done = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "cio_anon", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        )
-        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
-        loaded = sorted(m for m in imported if m.split(".")[0] in heavy or m.startswith(heavy))
-        assert not loaded, (args, loaded)
+    everyday = [("--help",), ("track", "Viewed", "--anonymous-id", "a"), ("log", "--json")]
+    everyday += [("identify", "u1", "--anonymous-id", "a", "--attr", "plan=pro")]
+    for args in everyday:
+        assert not _imported(db, args, heavy), args
+    journey = str(FIXTURES / "shopper.ndjson")
+    for_ci = [("check", journey, "--format", fmt) for fmt in ("json", "github", "sarif")]
+    for_ci += [("check", str(FIXTURES / "invite.ndjson")), ("diff", journey, journey)]
+    for args in for_ci:
+        assert not _imported(db, args, ("rich",)), args
+
+
+def _imported(db: Path, args: tuple[str, ...], heavy: tuple[str, ...]) -> list[str]:
+    """The modules named by `heavy` (or under them) that the command imports."""
+    env = {**os.environ, "CIO_ANON_DB": str(db)}
+    env.pop("CIO_ANON_NOW", None)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "cio_anon", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    return sorted(m for m in imported if m.split(".")[0] in heavy or m.startswith(heavy))
 
 
 def _many(tmp_path: Path) -> Path:

@@ -1,5 +1,5 @@
-"""`check` findings rendered for people and for CI: Rich text, versioned JSON, JUnit XML,
-SARIF 2.1.0 and GitHub workflow annotations."""
+"""`check` findings rendered for CI: versioned JSON, JUnit XML, SARIF 2.1.0 and GitHub
+workflow annotations (the text for people is `present.render.check_text`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 from xml.etree import ElementTree
-
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from cio_anon import __version__, jsonio
 from cio_anon.check import Report
@@ -57,85 +53,14 @@ def as_json(report: Report) -> dict[str, Any]:
     }
 
 
-def as_text(report: Report, per_code: int = 20) -> RenderableType:
-    """The summary first, then the findings rolled up by code, then each file's
-    findings, one row for each sentence (the same finding about many calls: the lines
-    from first to last, how many times): at most `per_code` rows of each code (0: all),
-    the rest counted."""
-    checked = f"{report.calls:,} tracks and identifies, " if report.calls > report.records else ""
-    summary = (
-        f"{report.records:,} records checked: {checked}{report.count('error'):,} error(s), "
-        f"{report.count('warning'):,} warning(s)"
-    )
-    if report.baseline is not None:
-        summary += f"; {len(report.known):,} known, accepted by {report.baseline}"
-    parts: list[RenderableType] = [Text(summary + ".", style="bold")]
-    if not report.findings:
-        return Group(*parts)
-    codes = report.by_code()
-    rollup = Table(title="By code", title_justify="left")
-    for column in ("code", "severity", "findings"):
-        rollup.add_column(column, no_wrap=True, justify="right" if column == "findings" else "left")
-    for code, count in sorted(codes.items(), key=lambda item: (CODES[item[0]][0], -item[1])):
-        severity = CODES[code][0]
-        style = "red" if severity == "error" else "yellow"
-        rollup.add_row(code, Text(severity, style=style), f"{count:,}")
-    parts.append(rollup)
-    listed: Counter[str] = Counter()  # rows of each code
-    shown: Counter[str] = Counter()  # findings of each code, in those rows
-    for file, findings in _by_file(report.findings).items():
-        table = Table(title=file, title_justify="left")
-        rows = _rows(findings)
-        for column in ("line", "severity", "code"):  # never split: a code is searched for
-            table.add_column(column, no_wrap=True)
-        times = any(len(row) > 1 for row in rows)
-        if times:
-            table.add_column("times", no_wrap=True, justify="right")
-        # a line holding several calls (a recorded request): each finding names its call
-        calls: dict[int, set[str]] = defaultdict(set)
-        for finding in findings:
-            if finding.message_id is not None:  # (a finding across events names none)
-                calls[finding.line].add(finding.message_id)
-        several = any(len(ids) > 1 for ids in calls.values())
-        for column in ("messageId", "finding", "fix") if several else ("finding", "fix"):
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            first = row[0]
-            if per_code and listed[first.code] >= per_code:
-                continue
-            listed[first.code] += 1
-            shown[first.code] += len(row)
-            style = "red" if first.severity == "error" else "yellow"
-            table.add_row(
-                _lines(row),
-                Text(first.severity, style=style),
-                first.code,
-                *([f"{len(row):,}"] if times else []),
-                *([_message_ids(row)] if several else []),
-                first.message,
-                first.hint,
-            )
-        if table.row_count:
-            parts.append(table)
-    hidden = sum(codes.values()) - sum(shown.values())
-    if hidden:
-        parts.append(
-            Text(
-                f"{hidden:,} more finding(s) not listed ({per_code} row(s) of each code shown; "
-                "--max-findings 0 lists all, --format json gives every one)."
-            )
-        )
-    return Group(*parts)
-
-
-def _by_file(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
-    by_file: dict[str, list[Finding]] = defaultdict(list)
+def by_file(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
+    files: dict[str, list[Finding]] = defaultdict(list)
     for finding in findings:
-        by_file[finding.file].append(finding)
-    return by_file
+        files[finding.file].append(finding)
+    return files
 
 
-def _rows(findings: Sequence[Finding]) -> list[list[Finding]]:
+def rows(findings: Sequence[Finding]) -> list[list[Finding]]:
     """One file's findings as the reports list them: errors first, by line, and the same
     finding about many calls (as an SDK's batches repeat one mistake) together, as one
     row: one sentence on many lines, or, for a finding at a property (`path`), one code
@@ -152,17 +77,10 @@ def _rows(findings: Sequence[Finding]) -> list[list[Finding]]:
     return list(same.values())
 
 
-def _lines(row: Sequence[Finding]) -> str:
+def line_span(row: Sequence[Finding]) -> str:
     """A row's lines: its one line, or its first and last."""
     first, last = row[0].line, row[-1].line
     return str(first) if first == last else f"{first}–{last}"
-
-
-def _message_ids(findings: Sequence[Finding], named: int = 3) -> str:
-    """The calls a row of findings is about: the first few messageIds, the rest counted."""
-    ids = [f.message_id for f in findings if f.message_id is not None]
-    more = f" and {len(ids) - named:,} more" if len(ids) > named else ""
-    return ", ".join(ids[:named]) + more
 
 
 def as_junit(report: Report, fail_on: str = "error") -> str:
@@ -253,12 +171,12 @@ def as_github(report: Report) -> str:
     """A workflow command per row (`_rows`: the same finding about many calls is one,
     saying how many times), then a notice when GitHub would not show them all."""
     commands = []
-    for file, findings in _by_file(report.findings).items():
-        for row in _rows(findings):
+    for file, findings in by_file(report.findings).items():
+        for row in rows(findings):
             first = row[0]
             message = f"{first.message} {first.hint}"
             if len(row) > 1:
-                message += f" ({len(row):,} times, on lines {_lines(row)})"
+                message += f" ({len(row):,} times, on lines {line_span(row)})"
             commands.append((first.severity, message, file, max(1, first.line), first.code))
     return github_annotations(commands)
 
@@ -298,11 +216,8 @@ def _property(text: str) -> str:
     return _data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def render(
-    report: Report, fmt: str, fail_on: str = "error", per_code: int = 20
-) -> str | RenderableType:
-    if fmt == "text":
-        return as_text(report, per_code)
+def render(report: Report, fmt: str, fail_on: str = "error") -> str:
+    """The report in one of the formats for CI (every one in FORMATS but text)."""
     if fmt == "json":
         return jsonio.dumps(as_json(report))
     if fmt == "junit":
@@ -311,4 +226,4 @@ def render(
         return jsonio.dumps(as_sarif(report))
     if fmt == "github":
         return as_github(report)
-    return as_text(report)
+    raise ValueError(f"no {fmt} report for CI")

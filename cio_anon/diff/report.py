@@ -4,19 +4,19 @@ annotations, and a side-by-side HTML page."""
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
-
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from cio_anon import __version__, jsonio
 from cio_anon.check.report import github_annotations
 from cio_anon.diff.compare import Change, Diff
 from cio_anon.diff.outcomes import Outcome
-from cio_anon.present.render import add_row, visible
+from cio_anon.present.render import Line, add_row, rich_table, stack
 from cio_anon.replay.apply import Source
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
 
 JSON_SCHEMA_VERSION = 1
 FORMATS = ("text", "json", "junit", "github")
@@ -91,7 +91,7 @@ def sentence(change: Change) -> str:
 
 
 def _counts(title: str, key: str, counts: dict[str, tuple[int, int]]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = rich_table(title=title)
     for column in (key, "base", "new"):
         table.add_column(column)
     for name, (was, now) in counts.items():
@@ -108,17 +108,17 @@ LEFT_OUT_LISTED = 5
 """The calls left out of a run that stderr names; the rest are counted."""
 
 
-def diagnostics(diff: Diff) -> list[Text]:
+def diagnostics(diff: Diff) -> list[Line]:
     """For stderr: the calls each run's replay left out (refused, as Customer.io would
     refuse them), so that an event missing for that reason is not a mystery."""
     lines = []
     for side, outcomes in (("base", diff.base), ("new", diff.new)):
         for problem in outcomes.left_out[:LEFT_OUT_LISTED]:
-            lines.append(Text(visible(f"note: left out of the {side} run: {problem}")))
+            lines.append(Line(f"note: left out of the {side} run: {problem}"))
         more = len(outcomes.left_out) - LEFT_OUT_LISTED
         if more > 0:
             lines.append(
-                Text(
+                Line(
                     f"note: {more:,} more calls left out of the {side} run (`cio-anon "
                     "replay --keep-going` lists every one)"
                 )
@@ -131,12 +131,12 @@ def as_text(diff: Diff) -> RenderableType:
     names and ids are the recording's: printed as text, never as markup."""
     parts: list[RenderableType] = []
     if diff.changed:
-        table = Table(title="Changed", title_justify="left")
+        table = rich_table(title="Changed")
         for column in ("event", "before", "after", "why now"):
             table.add_column(column, overflow="fold")
         for change in diff.changed:
             after = change.after
-            now = Text(visible(_verdict(after)), style="bold")
+            now = Line(_verdict(after), style="bold")
             add_row(table, after.key, _verdict(change.before), now, _why(after))
         parts.append(table)
     for title, key, counts in (
@@ -154,20 +154,20 @@ def as_text(diff: Diff) -> RenderableType:
             more = len(outcomes) - LISTED
             if more > 0:
                 keys += f", and {more:,} more (--json lists every one)"
-            parts.append(Text(visible(f"{title} ({len(outcomes):,}): {keys}")))
+            parts.append(Line(f"{title} ({len(outcomes):,}): {keys}"))
     summary = (
         f"{len(diff.changed):,} event(s) changed hands or rules"
         if diff.differs
         else "No event changed hands or rules"
     )
     parts.append(
-        Text(
+        Line(
             f"{summary}; {diff.unchanged:,} unchanged, {len(diff.added):,} added, "
             f"{len(diff.missing):,} missing (matched by {diff.matched_by}).",
             style="bold",
         )
     )
-    return Group(*parts)
+    return stack(*parts)
 
 
 def as_junit(diff: Diff) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +36,10 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from cio_anon.audit import AuditReport
+    from cio_anon.check import Report
     from cio_anon.demo import DemoResult
     from cio_anon.replay import ReplaySummary
+    from cio_anon.rules.findings import Finding
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -50,7 +53,7 @@ def visible(text: str) -> str:
 
 class Line:
     """One line of printed text holding user data: never markup, no control characters
-    (`visible`). Written as it is to a stream that is not a terminal (`plain_line`), and
+    (`visible`). Written as it is to a stream that is not a terminal (`plain_lines`), and
     made a Rich text only when Rich prints it (start-up: a `track` into a pipe or a
     file never imports Rich)."""
 
@@ -69,43 +72,56 @@ class Line:
         return self.text()
 
 
-def plain_line(renderable: object) -> str | None:
-    """What a one-line text prints to a stream that is not a terminal, as Rich's console
-    would print it there; None for anything else (a table, several lines)."""
+class Lines:
+    """`Line`s one under the other: written as they are to a stream that is not a
+    terminal, a Rich group of texts only when Rich prints them."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: Sequence[Line]) -> None:
+        self.lines = tuple(lines)
+
+    def __rich__(self) -> RenderableType:
+        from rich.console import Group
+
+        return Group(*(line.text() for line in self.lines))
+
+
+def plain_lines(renderable: object) -> list[str] | None:
+    """What text (a `Line`, `Lines`) prints to a stream that is not a terminal, as Rich's
+    console would print it there; None for anything else (a table)."""
     if isinstance(renderable, Line):
-        plain = renderable.plain
-    else:
-        from rich.text import Text
-
-        if not isinstance(renderable, Text):
-            return None
-        plain = renderable.plain
-    return None if "\n" in plain else plain
+        return [renderable.plain]
+    if isinstance(renderable, Lines):
+        return [line.plain for line in renderable.lines]
+    return None
 
 
-def _group(*parts: RenderableType) -> RenderableType:
-    """Renderables one under the other (rich.console is imported only to print them)."""
+def stack(*parts: RenderableType) -> RenderableType:
+    """Renderables one under the other: `Lines` when every one is a `Line`, else a Rich
+    group (rich.console is imported only to print one)."""
+    lines = [part for part in parts if isinstance(part, Line)]
+    if len(lines) == len(parts):
+        return Lines(lines)
     from rich.console import Group
 
     return Group(*parts)
 
 
-def _table(*columns: str, **options: Any) -> Table:
+def rich_table(*columns: str, **options: Any) -> Table:
     """A Rich table (rich.table is imported by the commands that print one, not by all);
-    a titled table's title sits on the left."""
+    a titled table's title sits on the left, as literal text (never markup)."""
     from rich.table import Table
 
-    if "title" in options:
-        options.setdefault("title_justify", "left")
+    if isinstance(options.get("title"), str):
+        options["title"] = Line(options["title"]).text()
+    options.setdefault("title_justify", "left")
     return Table(*columns, **options)
 
 
 def add_row(table: Table, *cells: str | Line | Text) -> None:
     """A table row of user data: every cell literal text, never Rich markup."""
     table.add_row(*(Line(cell) if isinstance(cell, str) else cell for cell in cells))
-
-
-# -- plain values -------------------------------------------------------------------
 
 
 # -- Rich ---------------------------------------------------------------------------
@@ -119,7 +135,7 @@ def warnings_text(warnings: list[Warning]) -> list[Line]:
 def log_text(page: LogPage) -> RenderableType:
     parts: list[RenderableType] = []
     if page.identified is not None:
-        table = _table(title="Identified", title_justify="left", expand=False)
+        table = rich_table(title="Identified", expand=False)
         for column in ("Time (UTC)", "Person", "Type", "Activity", "Note"):
             table.add_column(column, overflow="fold")
         for row in page.identified:
@@ -138,7 +154,7 @@ def log_text(page: LogPage) -> RenderableType:
             table.caption = f"older: --before {page.next_identified}"
         parts.append(table)
     if page.anonymous is not None:
-        table = _table(title="Anonymous", title_justify="left", expand=False)
+        table = rich_table(title="Anonymous", expand=False)
         for column in ("Time (UTC)", "Anonymous ID / Recipient", "Type", "Name", "Retention"):
             table.add_column(column, overflow="fold")
         for row in page.anonymous:
@@ -152,12 +168,12 @@ def log_text(page: LogPage) -> RenderableType:
         elif page.next_anonymous:
             table.caption = f"older: --before {page.next_anonymous}"
         parts.append(table)
-    return _group(*parts)
+    return stack(*parts)
 
 
 def track_text(result: TrackResult) -> RenderableType:
     if not result.stored:
-        return _group()  # the duplicate warning says it all
+        return stack()  # the duplicate warning says it all
     where = {
         "identified": f"on {result.person.label if result.person else '?'}",
         "anonymous": f"anonymous ({result.anonymous_id})",
@@ -177,7 +193,7 @@ def identify_text(result: IdentifyResult) -> RenderableType:
         lines.append(
             Line(f"Merged {len(result.merged)} anonymous event(s) from {result.anonymous_id}")
         )
-    return _group(*lines)
+    return stack(*lines)
 
 
 def merge_text(result: MergeResult) -> RenderableType:
@@ -189,7 +205,7 @@ def merge_text(result: MergeResult) -> RenderableType:
         Line(f"  attributes filled: {', '.join(result.filled) or 'none'}"),
         Line(f"  anonymous ids moved: {', '.join(result.anonymous_ids) or 'none'}"),
     ]
-    return _group(*lines)
+    return stack(*lines)
 
 
 def purge_text(result: PurgeResult) -> RenderableType:
@@ -198,7 +214,7 @@ def purge_text(result: PurgeResult) -> RenderableType:
             "Nothing to delete: no anonymous event has stayed unmerged past the 30-day retention."
         )
     head = "Would delete" if result.dry_run else "Deleted"
-    table = _table(title=f"{head} {result.total} expired anonymous event(s)", title_justify="left")
+    table = rich_table(title=f"{head} {result.total} expired anonymous event(s)")
     table.add_column("Anonymous ID")
     table.add_column("Events", justify="right")
     for anonymous_id, count in sorted(result.deleted.items()):
@@ -207,7 +223,7 @@ def purge_text(result: PurgeResult) -> RenderableType:
 
 
 def settings_text(settings: Settings) -> RenderableType:
-    table = _table(show_header=False)
+    table = rich_table(show_header=False)
     add_row(table, "created_at", time_text(settings.created_at))
     add_row(table, "anonymous_merge", "on" if settings.anonymous_merge else "off")
     return table
@@ -215,7 +231,7 @@ def settings_text(settings: Settings) -> RenderableType:
 
 def profile_text(profile: Profile) -> RenderableType:
     person = profile.person
-    ident = _table(title=Line(person.ref().label).text(), title_justify="left", show_header=False)
+    ident = rich_table(title=person.ref().label, show_header=False)
     add_row(ident, "cio_id", person.cio_id)
     add_row(ident, "id", person.id or "—")
     add_row(ident, "email", person.email or "—")
@@ -223,7 +239,7 @@ def profile_text(profile: Profile) -> RenderableType:
     for name, value in sorted(person.attributes.items()):
         add_row(ident, name, str(value))
     counts = profile.counts
-    events = _table(title="Events", title_justify="left")
+    events = rich_table(title="Events")
     for column in ("total", "tracked", "merged", "inherited", "campaign-eligible"):
         events.add_column(column, justify="right")
     add_row(
@@ -239,36 +255,32 @@ def profile_text(profile: Profile) -> RenderableType:
             ),
         ),
     )
-    anon = _table(title="Anonymous IDs", title_justify="left")
+    anon = rich_table(title="Anonymous IDs")
     anon.add_column("anonymous_id")
     anon.add_column("assigned at (UTC)")
     for a in profile.anonymous_ids:
         add_row(anon, a.anonymous_id, time_text(a.assigned_at))
-    merges = _table(title="Merge history", title_justify="left")
+    merges = rich_table(title="Merge history")
     merges.add_column("Time (UTC)")
     merges.add_column("Activity")
     for row in profile.merges:
         add_row(merges, time_text(row.timestamp), activity_summary(row))
     parts: list[RenderableType] = [ident, events, anon, merges]
     if profile.devices:
-        devices = _table(
-            "device", "platform", "last used (UTC)", title="Devices", title_justify="left"
-        )
+        devices = rich_table("device", "platform", "last used (UTC)", title="Devices")
         for d in profile.devices:
             add_row(devices, d.device_id, d.platform or "—", time_text(d.last_used))
         parts.append(devices)
     if profile.relationships:
-        related = _table(
-            "object type", "object id", "attributes", title="Relationships", title_justify="left"
-        )
+        related = rich_table("object type", "object id", "attributes", title="Relationships")
         for r in profile.relationships:
             add_row(related, r.object_type_id, r.object_id, jsonio.dumps(r.object_attributes))
         parts.append(related)
-    return _group(*parts)
+    return stack(*parts)
 
 
 def people_text(people: list[tuple[Person, int]]) -> RenderableType:
-    table = _table(title=f"{len(people)} people", title_justify="left")
+    table = rich_table(title=f"{len(people)} people")
     for column in ("cio_id", "id", "email", "created (UTC)", "events"):
         table.add_column(column)
     for person, count in people:
@@ -301,13 +313,13 @@ def explain_text(explanation: Explanation) -> RenderableType:
         )
     if explanation.source:
         lines.append(Line(f"Source: {explanation.source}"))
-    facts = _table(show_header=False, title="Facts (UTC)", title_justify="left")
+    facts = rich_table(show_header=False, title="Facts (UTC)")
     fine = fine_times(decision.facts.values())
     for name, value in decision.facts.items():
         shown = time_text(value, fine) if isinstance(value, datetime) else str(value)
         add_row(facts, name, shown)
     lines.append(facts)
-    return _group(*lines)
+    return stack(*lines)
 
 
 # -- replay and delete --------------------------------------------------------------
@@ -315,7 +327,7 @@ def explain_text(explanation: Explanation) -> RenderableType:
 
 def replay_text(summary: ReplaySummary) -> RenderableType:
     tally = summary.tally
-    table = _table(title="Replay", title_justify="left", show_header=False)
+    table = rich_table(title="Replay", show_header=False)
     rows = [
         ("records", tally.records),
         ("applied", tally.applied),
@@ -344,7 +356,7 @@ def replay_text(summary: ReplaySummary) -> RenderableType:
             else "All records applied"
         )
         lines.append(Line(f"{applied}; {held}.", style="green"))
-    return _group(*lines)
+    return stack(*lines)
 
 
 NOTES_ALIKE = 5
@@ -414,7 +426,7 @@ def demo_text(result: DemoResult) -> RenderableType:
         f"{tally.merged} merged, {tally.expectations} expectations checked.",
         style="bold",
     )
-    return _group(head, log_text(result.log), profile_text(result.profile))
+    return stack(head, log_text(result.log), profile_text(result.profile))
 
 
 def _rules_table(
@@ -422,7 +434,7 @@ def _rules_table(
 ) -> Table:
     """Counts per rule for each day or source: the key never cut, rule names wrapped at
     their underscores so eight of them fit a terminal."""
-    table = _table(key, *(rule.replace("_", " ") for rule in rules), title=title)
+    table = rich_table(key, *(rule.replace("_", " ") for rule in rules), title=title)
     table.columns[0].no_wrap = True
     cells = {name: [f"{row.get(rule, 0):,}" for rule in rules] for name, row in counts.items()}
     for index, (column, rule) in enumerate(zip(table.columns[1:], rules, strict=True)):
@@ -438,7 +450,7 @@ def audit_text(report: AuditReport) -> RenderableType:
     if not report.events:
         return Line(f"No events in {report.records:,} records: nothing to place.")
     rules = sorted({rule for day in report.by_day.values() for rule in day})
-    per_rule = _table(
+    per_rule = rich_table(
         "rule", "events", title=f"{report.events:,} events in {report.records:,} records"
     )
     for rule, count in report.rules.items():
@@ -456,4 +468,91 @@ def audit_text(report: AuditReport) -> RenderableType:
         style = "red" if finding.severity == "error" else "yellow"
         where = f"{finding.file}:{finding.line}"
         parts.append(Line(f"{finding.severity} {finding.code} ({where}): {finding.message}", style))
-    return _group(*parts)
+    return stack(*parts)
+
+
+# -- check --------------------------------------------------------------------------
+
+
+def check_text(report: Report, per_code: int = 20) -> RenderableType:
+    """The summary first, then the findings rolled up by code, then each file's
+    findings, one row for each sentence (the same finding about many calls: the lines
+    from first to last, how many times): at most `per_code` rows of each code (0: all),
+    the rest counted. Event names, ids and paths are the fixtures': literal text."""
+    from cio_anon.check.report import by_file, line_span, rows
+    from cio_anon.rules.findings import CODES
+
+    checked = f"{report.calls:,} tracks and identifies, " if report.calls > report.records else ""
+    summary = (
+        f"{report.records:,} records checked: {checked}{report.count('error'):,} error(s), "
+        f"{report.count('warning'):,} warning(s)"
+    )
+    if report.baseline is not None:
+        summary += f"; {len(report.known):,} known, accepted by {report.baseline}"
+    parts: list[RenderableType] = [Line(summary + ".", style="bold")]
+    if not report.findings:
+        return stack(*parts)
+    codes = report.by_code()
+    rollup = rich_table(title="By code")
+    for column in ("code", "severity", "findings"):
+        rollup.add_column(column, no_wrap=True, justify="right" if column == "findings" else "left")
+    for code, count in sorted(codes.items(), key=lambda item: (CODES[item[0]][0], -item[1])):
+        severity = CODES[code][0]
+        add_row(rollup, code, _severity(severity), f"{count:,}")
+    parts.append(rollup)
+    listed: Counter[str] = Counter()  # rows of each code
+    shown: Counter[str] = Counter()  # findings of each code, in those rows
+    for file, findings in by_file(report.findings).items():
+        table = rich_table(title=file)
+        file_rows = rows(findings)
+        for column in ("line", "severity", "code"):  # never split: a code is searched for
+            table.add_column(column, no_wrap=True)
+        times = any(len(row) > 1 for row in file_rows)
+        if times:
+            table.add_column("times", no_wrap=True, justify="right")
+        # a line holding several calls (a recorded request): each finding names its call
+        calls: dict[int, set[str]] = {}
+        for finding in findings:
+            if finding.message_id is not None:  # (a finding across events names none)
+                calls.setdefault(finding.line, set()).add(finding.message_id)
+        several = any(len(ids) > 1 for ids in calls.values())
+        for column in ("messageId", "finding", "fix") if several else ("finding", "fix"):
+            table.add_column(column, overflow="fold")
+        for row in file_rows:
+            first = row[0]
+            if per_code and listed[first.code] >= per_code:
+                continue
+            listed[first.code] += 1
+            shown[first.code] += len(row)
+            add_row(
+                table,
+                line_span(row),
+                _severity(first.severity),
+                first.code,
+                *([f"{len(row):,}"] if times else []),
+                *([_message_ids(row)] if several else []),
+                first.message,
+                first.hint,
+            )
+        if table.row_count:
+            parts.append(table)
+    hidden = sum(codes.values()) - sum(shown.values())
+    if hidden:
+        parts.append(
+            Line(
+                f"{hidden:,} more finding(s) not listed ({per_code} row(s) of each code shown; "
+                "--max-findings 0 lists all, --format json gives every one)."
+            )
+        )
+    return stack(*parts)
+
+
+def _severity(severity: str) -> Line:
+    return Line(severity, style="red" if severity == "error" else "yellow")
+
+
+def _message_ids(findings: Sequence[Finding], named: int = 3) -> str:
+    """The calls a row of findings is about: the first few messageIds, the rest counted."""
+    ids = [f.message_id for f in findings if f.message_id is not None]
+    more = f" and {len(ids) - named:,} more" if len(ids) > named else ""
+    return ", ".join(ids[:named]) + more
