@@ -282,6 +282,16 @@ def test_show_merges_and_text(cli: Cli) -> None:
     assert "Merged app-1: 1 moved, 0 dropped, 2 filled" in text
 
 
+def test_merge_text_tells_the_two_apart_when_the_primary_takes_the_email(cli: Cli) -> None:
+    cli("identify", "ann", *AT)
+    cli("identify", "ann.web@example.com", *AT)
+    out = cli("merge", "ann", "ann.web@example.com", *AT).stdout
+    # the primary is labelled by the email it took from the secondary: their ids tell
+    assert out.splitlines()[0] == (
+        "Merged ann.web@example.com (cio_00000002) into ann.web@example.com (cio_00000001)"
+    )
+
+
 def test_settings_and_init(cli: Cli, tmp_path: Path) -> None:
     db = str(tmp_path / "old.db")
     made = cli("init", "--db", db, "--created-at", "2021-03-01", *AT, "--json")

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cio_anon import jsonio
-from cio_anon.models import Person, Settings
+from cio_anon.models import Person, PersonRef, Settings
 from cio_anon.present.words import (
     activity_summary,
     fine_times,
@@ -184,7 +184,7 @@ def track_text(result: TrackResult) -> RenderableType:
 
 def identify_text(result: IdentifyResult) -> RenderableType:
     verb = "Created" if result.created else "Updated"
-    lines = [Line(f"{verb} {result.person.label} (cio_{result.person.cio_id})")]
+    lines = [Line(f"{verb} {_named(result.person)}")]
     for change in result.attribute_changes:
         lines.append(Line(f"  {change.attribute}: {change.before!r} → {change.after!r}"))
     for failure in result.failed_attribute_changes:
@@ -196,10 +196,16 @@ def identify_text(result: IdentifyResult) -> RenderableType:
     return stack(*lines)
 
 
+def _named(person: PersonRef) -> str:
+    """A person's label and cio_id: after a merge fills the primary's email or id from
+    the secondary's, the two labels can be the same."""
+    return f"{person.label} (cio_{person.cio_id})"
+
+
 def merge_text(result: MergeResult) -> RenderableType:
     head = "Would merge" if result.dry_run else "Merged"
     lines = [
-        Line(f"{head} {result.secondary.label} into {result.primary.label}"),
+        Line(f"{head} {_named(result.secondary)} into {_named(result.primary)}"),
         Line(f"  events moved (inherited): {len(result.moved)}"),
         Line(f"  events dropped (older than 30 days): {len(result.dropped)}"),
         Line(f"  attributes filled: {', '.join(result.filled) or 'none'}"),
