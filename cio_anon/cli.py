@@ -311,7 +311,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             _refuse_undecodable(kwargs)
             return command(*args, **kwargs)
         except CioAnonError as error:
-            typer.echo(f"Error: {error}", err=True)
+            say_error(error)
             raise typer.Exit(1) from None
         except BrokenPipeError:
             _reader_gone()
@@ -387,8 +387,18 @@ def usage_errors(*errors: type[Exception]) -> Iterator[None]:
     try:
         yield
     except errors as error:
-        typer.echo(f"Error: {error}", err=True)
+        say_error(error)
         raise typer.Exit(2) from None
+
+
+def say_error(error: Exception) -> None:
+    """An error's sentence on stderr. What it quotes (a file's name, an id) is the user's:
+    its control characters are shown escaped, line by line, so that it cannot drive the
+    terminal."""
+    from cio_anon.present.render import visible
+
+    lines = f"Error: {error}".split("\n")
+    typer.echo("\n".join(visible(line) for line in lines), err=True)
 
 
 def read_fixtures(files: Iterable[Path]) -> list[Path]:

@@ -87,6 +87,14 @@ def test_user_data_is_escaped(tmp_path: Path) -> None:
     doc = json.loads(run(db, "log", "--json").stdout)
     (event,) = [row for row in doc["identified"] if row["type"] == "event"]
     assert event["name"] == "\x1b]0;pwned\x07\x1b[31mred"  # JSON keeps the data as it is
+    # an error quoting the user's data (here a file's name): escaped as well, and a
+    # usage error (exit 2) as much as a domain error (exit 1)
+    for args, code in ((("replay", "\x1b]0;pwned\x07.ndjson"), 2), (("show", "\x1b[2J"), 1)):
+        refused = run(db, *args)
+        assert refused.returncode == code, refused.stderr
+        assert refused.stderr.startswith("Error: ") and refused.stderr.count("\n") == 1
+        assert "\x1b" not in refused.stderr and "\x07" not in refused.stderr, refused.stderr
+        assert args[1].replace("\x1b", "\\x1b").replace("\x07", "\\x07") in refused.stderr
 
 
 def test_every_help_screen_shows_an_example_and_exit_codes() -> None:
