@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SEVERITY_STYLE = {"error": "red", "warning": "yellow"}
+"""A finding's colour, by its severity (`rules.findings.SEVERITIES`)."""
 
 
 def visible(text: str) -> str:
@@ -119,7 +121,7 @@ def rich_table(*columns: str, **options: Any) -> Table:
     return Table(*columns, **options)
 
 
-def add_row(table: Table, *cells: str | Line | Text) -> None:
+def add_row(table: Table, *cells: str | Line) -> None:
     """A table row of user data: every cell literal text, never Rich markup."""
     table.add_row(*(Line(cell) if isinstance(cell, str) else cell for cell in cells))
 
@@ -471,9 +473,9 @@ def audit_text(report: AuditReport) -> RenderableType:
     )
     parts: list[RenderableType] = [per_rule, campaigns, by_day, by_source]
     for finding in report.findings:
-        style = "red" if finding.severity == "error" else "yellow"
         where = f"{finding.file}:{finding.line}"
-        parts.append(Line(f"{finding.severity} {finding.code} ({where}): {finding.message}", style))
+        told = f"{finding.severity} {finding.code} ({where}): {finding.message}"
+        parts.append(Line(told, _SEVERITY_STYLE[finding.severity]))
     return stack(*parts)
 
 
@@ -554,7 +556,7 @@ def check_text(report: Report, per_code: int = 20) -> RenderableType:
 
 
 def _severity(severity: str) -> Line:
-    return Line(severity, style="red" if severity == "error" else "yellow")
+    return Line(severity, style=_SEVERITY_STYLE[severity])
 
 
 def _message_ids(findings: Sequence[Finding], named: int = 3) -> str:
