@@ -705,6 +705,21 @@ def test_names_and_paths_are_printed_as_text_not_markup(cli: Cli, tmp_path: Path
         assert "track '[/]Viewed[bold]' is not in the plan." in text
         assert "[red]shop.ndjson" in text  # the table's title
         assert "'\\x1b[31mRed'" in text and "\x1b" not in text
+    # on a terminal: a title in Rich's title style (italic), still the name as written
+    import io
+
+    from rich.console import Console
+
+    from cio_anon.check import check
+    from cio_anon.check.plans import load_plan
+    from cio_anon.clock import parse_time
+    from cio_anon.present.render import check_text
+
+    found = check([fixture], load_plan(Path(PLAN)), parse_time("2026-03-01T00:00:00Z"))
+    terminal = Console(file=io.StringIO(), width=200, force_terminal=True, color_system="standard")
+    terminal.print(check_text(found))
+    shown = terminal.file.getvalue()  # type: ignore[attr-defined]
+    assert f"\x1b[3m{fixture}" in shown and "\x1b[3mBy code" in shown
 
 
 def test_a_baseline_accepts_known_findings_and_fails_on_a_new_one(cli: Cli, tmp_path: Path) -> None:

@@ -115,8 +115,8 @@ def rich_table(*columns: str, **options: Any) -> Table:
     a titled table's title sits on the left, as literal text (never markup)."""
     from rich.table import Table
 
-    if isinstance(options.get("title"), str):
-        options["title"] = Line(options["title"]).text()
+    if isinstance(options.get("title"), str):  # (in Rich's title style, as markup has it)
+        options["title"] = Line(options["title"], "table.title").text()
     options.setdefault("title_justify", "left")
     return Table(*columns, **options)
 
