@@ -485,7 +485,7 @@ def print_report(rendered: "str | RenderableType", output: Path | None) -> None:
     if isinstance(rendered, str):
         write_out(rendered, output)
     elif output is None:
-        _print(rendered)
+        _print([rendered])
     else:
         from rich.console import Console
 
@@ -517,19 +517,20 @@ def emit(
     if as_json:
         sys.stdout.write(jsonio.dumps_indented(document) + "\n")
     else:
-        _print(text())
-
-
-def _print(rendered: "RenderableType") -> None:
-    """Text or a Rich rendering on stdout."""
-    if not _plain_lines([rendered], sys.stdout):
-        console().print(rendered)
+        _print([text()])
 
 
 def print_diagnostics(diagnostics: Sequence["RenderableType"]) -> None:
     """Diagnostics and warnings, one a line, on stderr."""
-    if diagnostics and not _plain_lines(diagnostics, sys.stderr):
-        console(stderr=True).print(*diagnostics, sep="\n")
+    if diagnostics:
+        _print(diagnostics, stderr=True)
+
+
+def _print(renderables: Sequence["RenderableType"], *, stderr: bool = False) -> None:
+    """Text (render's `Line`s) or Rich renderings, one under the other, on stdout or
+    stderr."""
+    if not _plain_lines(renderables, sys.stderr if stderr else sys.stdout):
+        console(stderr=stderr).print(*renderables, sep="\n")
 
 
 def _plain_lines(renderables: Sequence[Any], stream: Any) -> bool:

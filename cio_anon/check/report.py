@@ -168,7 +168,7 @@ def as_sarif(report: Report) -> dict[str, Any]:
 
 
 def as_github(report: Report) -> str:
-    """A workflow command per row (`_rows`: the same finding about many calls is one,
+    """A workflow command per row (`rows`: the same finding about many calls is one,
     saying how many times), then a notice when GitHub would not show them all."""
     commands = []
     for file, findings in by_file(report.findings).items():

@@ -86,7 +86,7 @@ class Lines:
     def __rich__(self) -> RenderableType:
         from rich.console import Group
 
-        return Group(*(line.text() for line in self.lines))
+        return Group(*self.lines)
 
 
 def plain_lines(renderable: object) -> list[str] | None:
