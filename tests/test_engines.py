@@ -479,8 +479,8 @@ def test_the_identity_rules_in_spark_sql_answer_as_in_python(spark_ready: None) 
         db.close()
 
 
-@spark_examples(3)
-@given(streams=st.lists(_stream(), min_size=5, max_size=20))
+@spark_examples(1)
+@given(streams=st.lists(_stream(), min_size=15, max_size=25))
 @pytest.mark.slow
 def test_spark_places_generated_streams_alike(
     spark_ready: None,  # noqa: F811

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import SPARK_JIT, SPARK_SUBMIT, free_port
 from tests.test_audit import (  # noqa: F401 (spark_ready: the fixture)
     audit_process,
     spark_kept_its_start_to_itself,
@@ -66,6 +66,7 @@ def cluster(spark_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "SPARK_HOME": str(home),
         "SPARK_LOCAL_IP": "127.0.0.1",
         "SPARK_LOG_DIR": str(folder),
+        "SPARK_DAEMON_JAVA_OPTS": SPARK_JIT,
     }
     launch = [str(home / "bin" / "spark-class")]
     driver_only: Path | None = folder / "driver-only"
@@ -191,7 +192,7 @@ def test_audit_on_a_standalone_cluster_agrees_with_duckdb(cluster: Cluster, tmp_
         spark_options={
             # the driver's temporary files where the executors do not see them
             **({"TMPDIR": str(cluster.driver_only)} if cluster.driver_only else {}),
-            "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.shuffle.partitions=4 "
+            "PYSPARK_SUBMIT_ARGS": f"{SPARK_SUBMIT} --conf spark.sql.shuffle.partitions=4 "
             "--conf spark.executor.memory=512m pyspark-shell",
             # the Python an executor would start: none is there, and none is needed
             "PYSPARK_PYTHON": str(tmp_path / "no-python-here"),
