@@ -659,7 +659,9 @@ def test_a_bare_legacy_rules_object_is_a_segment_plan(cli: Cli, tmp_path: Path) 
     assert (missing["code"], missing["path"]) == ("required_missing", "$.total")
 
 
-def test_codes_stay_whole_in_an_80_column_terminal(tmp_path: Path) -> None:
+def _on_a_console(fixture: Path, **console: Any) -> tuple[Any, str]:
+    """`check`'s report of `fixture` against PLAN, and its text as a Rich console of
+    those options shows it."""
     import io
 
     from rich.console import Console
@@ -669,10 +671,14 @@ def test_codes_stay_whole_in_an_80_column_terminal(tmp_path: Path) -> None:
     from cio_anon.clock import parse_time
     from cio_anon.present.render import check_text
 
-    found = check([Path(MESSY)], load_plan(Path(PLAN)), parse_time("2026-03-01T00:00:00Z"))
-    terminal = Console(file=io.StringIO(), width=80, color_system=None)
+    found = check([fixture], load_plan(Path(PLAN)), parse_time("2026-03-01T00:00:00Z"))
+    terminal = Console(file=io.StringIO(), **console)
     terminal.print(check_text(found))
-    text = terminal.file.getvalue()  # type: ignore[attr-defined]
+    return found, terminal.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_codes_stay_whole_in_an_80_column_terminal(tmp_path: Path) -> None:
+    found, text = _on_a_console(Path(MESSY), width=80, color_system=None)
     assert {f.code for f in found.findings} == set(CODES)
     for code in CODES:
         assert code in text, code  # on one line, not split across two
@@ -706,19 +712,7 @@ def test_names_and_paths_are_printed_as_text_not_markup(cli: Cli, tmp_path: Path
         assert "[red]shop.ndjson" in text  # the table's title
         assert "'\\x1b[31mRed'" in text and "\x1b" not in text
     # on a terminal: a title in Rich's title style (italic), still the name as written
-    import io
-
-    from rich.console import Console
-
-    from cio_anon.check import check
-    from cio_anon.check.plans import load_plan
-    from cio_anon.clock import parse_time
-    from cio_anon.present.render import check_text
-
-    found = check([fixture], load_plan(Path(PLAN)), parse_time("2026-03-01T00:00:00Z"))
-    terminal = Console(file=io.StringIO(), width=200, force_terminal=True, color_system="standard")
-    terminal.print(check_text(found))
-    shown = terminal.file.getvalue()  # type: ignore[attr-defined]
+    _, shown = _on_a_console(fixture, width=200, force_terminal=True, color_system="standard")
     assert f"\x1b[3m{fixture}" in shown and "\x1b[3mBy code" in shown
 
 
